@@ -1,0 +1,2 @@
+/* aead.c: placeholder until implemented. */
+#include "crypto/aead.h"

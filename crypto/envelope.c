@@ -1,0 +1,2 @@
+/* envelope.c: placeholder until implemented. */
+#include "crypto/envelope.h"

@@ -1,0 +1,86 @@
+/*
+ * envelope.h: envelope encryption of one secret object.
+ *
+ * Each object gets its own random 256-bit data key. The payload is sealed
+ * with AES-256-GCM under the data key; the data key is sealed with
+ * AES-256-GCM under a master key named by its id. The caller's authenticated
+ * data (the object's identity, e.g. app id, Key ID, Team ID, fingerprint and
+ * metadata) is bound into both seals, so an envelope copied under another
+ * identity fails to open with P8V_ERR_INTEGRITY.
+ *
+ * Format, version 1 (all sizes in bytes; total ENVELOPE_OVERHEAD + n):
+ *
+ *   off  len  field
+ *   0    1    version = 0x01
+ *   1    8    master key id
+ *   9    12   nonce of the wrapped data key
+ *   21   32   wrapped data key  (AES-256-GCM under the master key)
+ *   53   16   tag of the wrapped data key
+ *   69   12   nonce of the payload
+ *   81   n    payload ciphertext (AES-256-GCM under the data key)
+ *   81+n 16   tag of the payload
+ *
+ *   AAD of the key wrap: "p8v1K" || version || master key id || caller aad
+ *   AAD of the payload:  "p8v1P" || version || caller aad
+ *
+ * The payload's AAD leaves out the master key id, so a master-key rotation
+ * re-wraps only the 32-byte data key (envelope_rewrap) and never touches the
+ * payload.
+ */
+#ifndef P8V_CRYPTO_ENVELOPE_H
+#define P8V_CRYPTO_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/masterkey.h"
+
+#define ENVELOPE_VERSION 1
+#define ENVELOPE_OVERHEAD 97
+/* Largest payload an envelope holds; a sealed .p8 scalar is 32 bytes. */
+#define ENVELOPE_MAX_PAYLOAD (64 * 1024)
+
+/*
+ * Seal pt under a fresh data key wrapped by mk. *out is malloc'd (it holds
+ * only ciphertext) and *out_len is ENVELOPE_OVERHEAD + pt_len.
+ * Returns 0, P8V_ERR_TOO_LARGE, P8V_ERR_RANDOM, P8V_ERR_CRYPTO, P8V_ERR_ALLOC.
+ */
+int envelope_seal(const struct master_key *mk,
+    const uint8_t *aad, size_t aad_len,
+    const uint8_t *pt, size_t pt_len,
+    uint8_t **out, size_t *out_len);
+
+/*
+ * Read the master key id an envelope names, without opening it.
+ * Returns 0, P8V_ERR_INTEGRITY (too short, unknown version).
+ */
+int envelope_master_key_id(const uint8_t *env, size_t env_len,
+    uint8_t id[MASTER_KEY_ID_BYTES]);
+
+/*
+ * Open an envelope with the key from ring that it names. *pt is guarded
+ * memory from secmem_alloc (free with secmem_free) holding *pt_len bytes;
+ * nothing is returned on failure and every intermediate buffer is wiped.
+ * Returns 0, P8V_ERR_MASTER_KEY_MISSING (named key not in ring),
+ * P8V_ERR_INTEGRITY (altered, truncated, wrong aad), P8V_ERR_ALLOC,
+ * P8V_ERR_CRYPTO.
+ */
+int envelope_open(const struct master_keyring *ring,
+    const uint8_t *aad, size_t aad_len,
+    const uint8_t *env, size_t env_len,
+    uint8_t **pt, size_t *pt_len);
+
+/*
+ * Re-wrap the data key of env under new_mk with a fresh nonce, leaving the
+ * payload as it is: what a master-key rotation does. aad must be the one the
+ * envelope was sealed with; the old wrap and the payload are verified first
+ * with the key from ring that env names. *out is malloc'd.
+ * Returns as envelope_open.
+ */
+int envelope_rewrap(const struct master_keyring *ring,
+    const struct master_key *new_mk,
+    const uint8_t *aad, size_t aad_len,
+    const uint8_t *env, size_t env_len,
+    uint8_t **out, size_t *out_len);
+
+#endif /* P8V_CRYPTO_ENVELOPE_H */

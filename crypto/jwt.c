@@ -1,0 +1,2 @@
+/* jwt.c: placeholder until implemented. */
+#include "crypto/jwt.h"

@@ -1,0 +1,2 @@
+/* masterkey.c: placeholder until implemented. */
+#include "crypto/masterkey.h"

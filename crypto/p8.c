@@ -1,0 +1,2 @@
+/* p8.c: placeholder until implemented. */
+#include "crypto/p8.h"

@@ -1,0 +1,2 @@
+/* secmem.c: placeholder until implemented. */
+#include "crypto/secmem.h"

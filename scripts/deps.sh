@@ -1,0 +1,36 @@
+# deps.sh: sourced by run.sh and test.sh. Installs the Debian 12 packages
+# p8vault needs to build, run and test, when any is missing.
+#
+# Everything comes from Debian's archive; nothing is downloaded otherwise.
+
+P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev"
+P8V_RUN_PACKAGES="openssl"
+# Tests: the openssl command and python3-cryptography check what the vault
+# emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
+# examples; util-linux for the file-system fault tests.
+P8V_TEST_PACKAGES="openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps"
+
+p8v_missing_packages() {
+	local p missing=""
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing="$missing $p"
+	done
+	echo "$missing"
+}
+
+p8v_ensure_packages() {
+	local missing
+	missing=$(p8v_missing_packages "$@")
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "p8vault: missing Debian packages:$missing" >&2
+		echo "p8vault: run this script as root, or: apt-get install$missing" >&2
+		return 1
+	fi
+	echo "p8vault: installing$missing" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2 || return 1
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $missing >&2 || return 1
+}

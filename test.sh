@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# test.sh: install what is missing, build, and run every test twice: in a
+# normal build and in a build with AddressSanitizer and
+# UndefinedBehaviorSanitizer. Ends with "tests: N passed, N failed" and exits
+# non-zero if any test failed.
+#
+# Environment: P8V_TEST_ARGS passes extra arguments to `meson test` (e.g. a
+# test name); P8V_SKIP_SANITIZE=1 skips the sanitizer build (local use).
+set -uo pipefail
+cd "$(dirname "$0")" || exit 1
+. scripts/deps.sh
+
+p8v_ensure_packages $P8V_BUILD_PACKAGES $P8V_RUN_PACKAGES $P8V_TEST_PACKAGES || exit 1
+
+passed=0
+failed=0
+
+# run_suite DIR [meson setup options...]
+run_suite() {
+	local dir=$1 log ok fail
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >/dev/null || { failed=$((failed + 1)); return; }
+	fi
+	if ! ninja -C "$dir" >"$dir.ninja.log" 2>&1; then
+		cat "$dir.ninja.log" >&2
+		echo "test.sh: build in $dir failed" >&2
+		failed=$((failed + 1))
+		return
+	fi
+	log=$(mktemp)
+	# shellcheck disable=SC2086
+	meson test -C "$dir" --print-errorlogs ${P8V_TEST_ARGS:-} 2>&1 | tee "$log"
+	ok=$(awk '/^Ok:/ { print $2 }' "$log")
+	fail=$(awk '/^(Fail|Timeout|Unexpected Pass):/ { n += $NF } END { print n + 0 }' "$log")
+	if [ -z "$ok" ]; then
+		echo "test.sh: meson test in $dir printed no summary" >&2
+		fail=$((fail + 1))
+		ok=0
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + fail))
+	rm -f "$log"
+}
+
+run_suite build
+if [ "${P8V_SKIP_SANITIZE:-0}" != 1 ]; then
+	run_suite build-sanitize -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dbuildtype=debug
+fi
+
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
