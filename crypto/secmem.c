@@ -1,2 +1,187 @@
-/* secmem.c: placeholder until implemented. */
+/*
+ * secmem.c: guarded memory (libsodium), OpenSSL's secure heap, wiping,
+ * constant-time comparison and randomness.
+ *
+ * Randomness comes from OpenSSL's RAND_bytes (its CTR-DRBG, seeded and
+ * reseeded from the kernel's getrandom(2), reseeded after fork): it is the
+ * generator OpenSSL already uses for EC keys and ECDSA nonces, and unlike
+ * libsodium's randombytes_buf it reports failure instead of aborting the
+ * process, so P8V_ERR_RANDOM reaches the caller.
+ */
 #include "crypto/secmem.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+/* Size of the block secmem_init allocates to prove guarded memory works:
+ * small, it only has to span the canary and one locked page. */
+#define SECMEM_PROBE_BYTES 64
+
+/* Largest request passed to RAND_bytes at once (it takes an int). */
+#define SECMEM_RANDOM_CHUNK ((size_t)INT_MAX)
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set (release) once secmem_init has succeeded; read (acquire) lock-free. */
+static int initialised;
+
+/*
+ * Allocate a guarded block, lock it, protect it no-access and back, write and
+ * read it, free it. sodium_malloc ignores an mlock failure, so the lock is
+ * asked for again here to learn whether it holds.
+ */
+static int
+probe_guarded_memory(void)
+{
+	volatile uint8_t *v;
+	uint8_t *p = NULL;
+	int r = P8V_ERR_SECMEM;
+
+	if ((p = sodium_malloc(SECMEM_PROBE_BYTES)) == NULL) {
+		log_errorf("secmem_init", "sodium_malloc failed: %s",
+		    strerror(errno));
+		goto out;
+	}
+	if (sodium_mlock(p, SECMEM_PROBE_BYTES) != 0) {
+		log_errorf("secmem_init", "mlock of guarded memory failed "
+		    "(raise RLIMIT_MEMLOCK / LimitMEMLOCK=): %s", strerror(errno));
+		goto out;
+	}
+	if (sodium_mprotect_noaccess(p) != 0 ||
+	    sodium_mprotect_readwrite(p) != 0) {
+		log_errorf("secmem_init", "mprotect of guarded memory failed: %s",
+		    strerror(errno));
+		goto out;
+	}
+	v = p;
+	v[0] = 0xa5;
+	v[SECMEM_PROBE_BYTES - 1] = 0x5a;
+	if (v[0] != 0xa5 || v[SECMEM_PROBE_BYTES - 1] != 0x5a)
+		goto out;
+	r = 0;
+ out:
+	sodium_free(p);
+	return r;
+}
+
+/*
+ * OpenSSL's secure heap: 1 from CRYPTO_secure_malloc_init means locked and
+ * excluded from core dumps; 2 means it exists but mlock or MADV_DONTDUMP
+ * failed, which breaks the promise, so the heap is torn down again (and a
+ * later secmem_init fails the same way instead of finding it initialised).
+ */
+static int
+init_openssl_heap(void)
+{
+	int rc;
+
+	if (CRYPTO_secure_malloc_initialized())
+		return 0;
+	rc = CRYPTO_secure_malloc_init(SECMEM_OPENSSL_HEAP_BYTES,
+	    SECMEM_OPENSSL_MIN_BYTES);
+	if (rc == 1)
+		return 0;
+	if (rc == 2) {
+		CRYPTO_secure_malloc_done();
+		log_errorf("secmem_init", "OpenSSL secure heap could not be "
+		    "locked (raise RLIMIT_MEMLOCK / LimitMEMLOCK=)");
+	} else {
+		log_errorf("secmem_init", "OpenSSL secure heap unavailable");
+	}
+	ERR_clear_error();
+	return P8V_ERR_SECMEM;
+}
+
+int
+secmem_init(void)
+{
+	int r = P8V_ERR_INTERNAL;
+
+	pthread_mutex_lock(&init_lock);
+	if (__atomic_load_n(&initialised, __ATOMIC_ACQUIRE)) {
+		r = 0;
+		goto out;
+	}
+	if (sodium_init() < 0) {
+		log_errorf("secmem_init", "libsodium failed to initialise");
+		r = P8V_ERR_CRYPTO;
+		goto out;
+	}
+	if ((r = init_openssl_heap()) != 0)
+		goto out;
+	if ((r = probe_guarded_memory()) != 0)
+		goto out;
+	__atomic_store_n(&initialised, 1, __ATOMIC_RELEASE);
+	r = 0;
+ out:
+	pthread_mutex_unlock(&init_lock);
+	return r;
+}
+
+void *
+secmem_alloc(size_t n)
+{
+	if (n == 0)
+		return NULL;
+	/* sodium_malloc needs sodium_init (page size, canary); a caller that
+	 * forgot secmem_init gets it here rather than undefined behaviour. */
+	if (!__atomic_load_n(&initialised, __ATOMIC_ACQUIRE) &&
+	    secmem_init() != 0)
+		return NULL;
+	return sodium_malloc(n);
+}
+
+void
+secmem_free(void *p)
+{
+	/* sodium_free checks the canary, wipes the whole block and unlocks it;
+	 * it accepts NULL. */
+	sodium_free(p);
+}
+
+void
+secmem_wipe(void *p, size_t n)
+{
+	if (p != NULL && n > 0)
+		sodium_memzero(p, n);
+}
+
+int
+secmem_equal(const void *a, const void *b, size_t n)
+{
+	if (n == 0)
+		return 1;
+	return sodium_memcmp(a, b, n) == 0;
+}
+
+int
+secmem_random(void *buf, size_t n)
+{
+	uint8_t *p = buf;
+	size_t chunk;
+
+	if (n == 0)
+		return 0;
+	if (buf == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	while (n > 0) {
+		chunk = n < SECMEM_RANDOM_CHUNK ? n : SECMEM_RANDOM_CHUNK;
+		if (RAND_bytes(p, (int)chunk) != 1) {
+			ERR_clear_error();
+			secmem_wipe(buf, (size_t)(p - (uint8_t *)buf));
+			return P8V_ERR_RANDOM;
+		}
+		p += chunk;
+		n -= chunk;
+	}
+	return 0;
+}

@@ -30,8 +30,10 @@
  */
 int secmem_init(void);
 
-/* Guarded allocation of n bytes (n > 0). NULL on failure. Contents are not
- * zeroed. Free with secmem_free. */
+/* Guarded allocation of n bytes (n > 0). NULL on failure (also for n == 0,
+ * or when secmem_init, called here if it was not yet, fails). Contents are
+ * not zeroed. The block ends at a guard page: a write past its end faults.
+ * Free with secmem_free. */
 void *secmem_alloc(size_t n);
 
 /* Wipe and free a block from secmem_alloc. NULL-safe. */
@@ -43,7 +45,10 @@ void secmem_wipe(void *p, size_t n);
 /* Constant-time comparison of two n-byte buffers: 1 if equal, 0 if not. */
 int secmem_equal(const void *a, const void *b, size_t n);
 
-/* Fill buf with n cryptographically secure random bytes. 0 or P8V_ERR_RANDOM. */
+/* Fill buf with n cryptographically secure random bytes (OpenSSL's
+ * RAND_bytes: its DRBG, seeded from getrandom(2)). n == 0 does nothing.
+ * 0, P8V_ERR_INVALID_ARGUMENT (buf NULL), or P8V_ERR_RANDOM (the generator
+ * failed; whatever was written to buf is wiped). */
 int secmem_random(void *buf, size_t n);
 
 #endif /* P8V_CRYPTO_SECMEM_H */
