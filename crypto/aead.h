@@ -24,8 +24,11 @@
  * Encrypt pt (pt_len bytes, may be 0) under key and nonce, authenticating
  * aad (may be NULL when aad_len is 0). Writes pt_len bytes of ciphertext to
  * ct (may equal pt) and the tag to tag.
- * Returns 0, P8V_ERR_UNSUPPORTED (a size other than 32/12/16),
- * P8V_ERR_INVALID_ARGUMENT, or P8V_ERR_CRYPTO.
+ * Returns 0, P8V_ERR_UNSUPPORTED (a size other than 32/12/16; checked first,
+ * nothing is read or written), P8V_ERR_TOO_LARGE (pt_len or aad_len above
+ * INT_MAX, EVP's limit), P8V_ERR_INVALID_ARGUMENT (a NULL pointer with a
+ * non-zero length), or P8V_ERR_CRYPTO (OpenSSL failed; ct and tag are then
+ * wiped).
  */
 int aead_seal(const uint8_t *key, size_t key_len,
     const uint8_t *nonce, size_t nonce_len,
@@ -35,11 +38,13 @@ int aead_seal(const uint8_t *key, size_t key_len,
 
 /*
  * Decrypt and verify. Writes ct_len bytes of plaintext to pt (may equal ct)
- * only if the tag verifies; on any failure pt is wiped (ct_len bytes) before
- * returning.
+ * only if the tag verifies; when decryption fails (P8V_ERR_INTEGRITY,
+ * P8V_ERR_CRYPTO) pt is wiped (ct_len bytes) before returning. The argument
+ * errors (P8V_ERR_UNSUPPORTED, P8V_ERR_TOO_LARGE, P8V_ERR_INVALID_ARGUMENT,
+ * as for aead_seal) return before pt is written.
  * Returns 0, P8V_ERR_INTEGRITY (tag mismatch: wrong key, nonce, aad or
- * altered ciphertext), P8V_ERR_UNSUPPORTED, P8V_ERR_INVALID_ARGUMENT or
- * P8V_ERR_CRYPTO.
+ * altered ciphertext), P8V_ERR_UNSUPPORTED, P8V_ERR_TOO_LARGE,
+ * P8V_ERR_INVALID_ARGUMENT or P8V_ERR_CRYPTO.
  */
 int aead_open(const uint8_t *key, size_t key_len,
     const uint8_t *nonce, size_t nonce_len,
@@ -51,6 +56,7 @@ int aead_open(const uint8_t *key, size_t key_len,
 /*
  * aead_seal with a fresh random 96-bit nonce, written to nonce_out.
  * key is AEAD_KEY_BYTES, tag_out AEAD_TAG_BYTES.
+ * Returns as aead_seal, or P8V_ERR_RANDOM.
  */
 int aead_seal_random(const uint8_t key[AEAD_KEY_BYTES],
     const uint8_t *aad, size_t aad_len,
