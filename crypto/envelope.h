@@ -39,11 +39,17 @@
 #define ENVELOPE_OVERHEAD 97
 /* Largest payload an envelope holds; a sealed .p8 scalar is 32 bytes. */
 #define ENVELOPE_MAX_PAYLOAD (64 * 1024)
+/* Largest caller aad: an identity with its metadata is a few hundred bytes;
+ * the bound keeps the AAD buffers small and their sizes from overflowing. */
+#define ENVELOPE_MAX_AAD (64 * 1024)
 
 /*
  * Seal pt under a fresh data key wrapped by mk. *out is malloc'd (it holds
- * only ciphertext) and *out_len is ENVELOPE_OVERHEAD + pt_len.
- * Returns 0, P8V_ERR_TOO_LARGE, P8V_ERR_RANDOM, P8V_ERR_CRYPTO, P8V_ERR_ALLOC.
+ * only ciphertext) and *out_len is ENVELOPE_OVERHEAD + pt_len; both are
+ * NULL/0 on failure. aad may be NULL when aad_len is 0.
+ * Returns 0, P8V_ERR_TOO_LARGE (pt_len > ENVELOPE_MAX_PAYLOAD or
+ * aad_len > ENVELOPE_MAX_AAD), P8V_ERR_RANDOM, P8V_ERR_CRYPTO, P8V_ERR_ALLOC,
+ * P8V_ERR_INVALID_ARGUMENT (a NULL pointer).
  */
 int envelope_seal(const struct master_key *mk,
     const uint8_t *aad, size_t aad_len,
@@ -52,7 +58,9 @@ int envelope_seal(const struct master_key *mk,
 
 /*
  * Read the master key id an envelope names, without opening it.
- * Returns 0, P8V_ERR_INTEGRITY (too short, unknown version).
+ * Returns 0, P8V_ERR_INTEGRITY (shorter than ENVELOPE_OVERHEAD, longer than
+ * ENVELOPE_OVERHEAD + ENVELOPE_MAX_PAYLOAD, unknown version),
+ * P8V_ERR_INVALID_ARGUMENT.
  */
 int envelope_master_key_id(const uint8_t *env, size_t env_len,
     uint8_t id[MASTER_KEY_ID_BYTES]);
@@ -60,10 +68,13 @@ int envelope_master_key_id(const uint8_t *env, size_t env_len,
 /*
  * Open an envelope with the key from ring that it names. *pt is guarded
  * memory from secmem_alloc (free with secmem_free) holding *pt_len bytes;
- * nothing is returned on failure and every intermediate buffer is wiped.
+ * nothing is returned on failure (*pt NULL, *pt_len 0) and every
+ * intermediate buffer is wiped. An empty payload gives *pt_len 0 and a
+ * non-NULL *pt.
  * Returns 0, P8V_ERR_MASTER_KEY_MISSING (named key not in ring),
- * P8V_ERR_INTEGRITY (altered, truncated, wrong aad), P8V_ERR_ALLOC,
- * P8V_ERR_CRYPTO.
+ * P8V_ERR_INTEGRITY (altered, truncated, extended, unknown version, wrong
+ * aad), P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_TOO_LARGE (aad_len >
+ * ENVELOPE_MAX_AAD), P8V_ERR_INVALID_ARGUMENT.
  */
 int envelope_open(const struct master_keyring *ring,
     const uint8_t *aad, size_t aad_len,
@@ -74,8 +85,9 @@ int envelope_open(const struct master_keyring *ring,
  * Re-wrap the data key of env under new_mk with a fresh nonce, leaving the
  * payload as it is: what a master-key rotation does. aad must be the one the
  * envelope was sealed with; the old wrap and the payload are verified first
- * with the key from ring that env names. *out is malloc'd.
- * Returns as envelope_open.
+ * with the key from ring that env names. *out is malloc'd and as long as
+ * env; bytes [69, env_len) (payload nonce, ciphertext, tag) are env's own.
+ * Returns as envelope_open; *out is NULL on failure.
  */
 int envelope_rewrap(const struct master_keyring *ring,
     const struct master_key *new_mk,
