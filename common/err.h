@@ -66,7 +66,13 @@
 	X(APP_NOT_FOUND,      -63, "app_not_found",         "no such app") \
 	X(KEY_NOT_FOUND,      -64, "key_not_found",         "no such key") \
 	X(SERVICE_NOT_ALLOWED,-65, "service_not_allowed",   "the key was not uploaded for this service") \
-	X(BAD_FIELD,          -66, "invalid_field",         "a field is present but invalid")
+	X(BAD_FIELD,          -66, "invalid_field",         "a field is present but invalid") \
+	/* HTTP requests (api/) */ \
+	X(BAD_REQUEST,        -70, "bad_request",           "the request is malformed") \
+	X(METHOD_NOT_ALLOWED, -71, "method_not_allowed",    "the resource does not support this method") \
+	X(NOT_READY,          -72, "not_ready",             "the vault is not ready: the store is not open or no master key has been checked") \
+	X(UNAUTHORIZED,       -73, "unauthorized",          "a valid bearer token is required") \
+	X(FORBIDDEN,          -74, "forbidden",             "the token's role does not allow this request")
 
 enum p8v_err {
 	P8V_OK = 0,
