@@ -37,7 +37,9 @@ static int initialised;
 /*
  * Allocate a guarded block, lock it, protect it no-access and back, write and
  * read it, free it. sodium_malloc ignores an mlock failure, so the lock is
- * asked for again here to learn whether it holds.
+ * asked for again here to learn whether it holds. (Under ASan mlock is
+ * intercepted and does nothing, so this check is blind there; OpenSSL's heap
+ * locks through the mlock2 syscall and is still checked.)
  */
 static int
 probe_guarded_memory(void)

@@ -584,6 +584,13 @@ test_independent(void)
  * malloc'd), so an unchanged VmLck is how a test shows that no data key or
  * plaintext block was leaked on any path.
  */
+#ifdef __SANITIZE_ADDRESS__
+/* ASan's mlock interceptor does nothing, so VmLck cannot see blocks. */
+#define LOCKED_KB_WORKS 0
+#else
+#define LOCKED_KB_WORKS 1
+#endif
+
 static long
 locked_kb(void)
 {
@@ -610,7 +617,8 @@ test_locked_balance_sees(long before)
 	env = seal(key_a, aad1, AAD1_LEN, secret1, sizeof(secret1), &env_len);
 	CHECK_OK(envelope_open(ring_a, aad1, AAD1_LEN, env, env_len, &pt,
 	    &pt_len));
-	CHECK(before >= 0 && locked_kb() > before);
+	if (LOCKED_KB_WORKS)
+		CHECK(before >= 0 && locked_kb() > before);
 	secmem_free(pt);
 	free(env);
 }
@@ -635,7 +643,10 @@ main(void)
 	test_arguments();
 	test_independent();
 	/* Nothing guarded outlives its call, on any path above. */
-	CHECK_INT(locked_kb(), locked_before);
+	if (LOCKED_KB_WORKS)
+		CHECK_INT(locked_kb(), locked_before);
+	else
+		printf("note: ASan build, guarded-block balance not checked\n");
 	teardown();
 	return check_finish();
 }

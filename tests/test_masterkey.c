@@ -327,6 +327,13 @@ test_credential(void)
  * malloc'd), so an unchanged VmLck is how a test shows that no guarded
  * block was leaked.
  */
+#ifdef __SANITIZE_ADDRESS__
+/* ASan's mlock interceptor does nothing, so VmLck cannot see blocks. */
+#define LOCKED_KB_WORKS 0
+#else
+#define LOCKED_KB_WORKS 1
+#endif
+
 static long
 locked_kb(void)
 {
@@ -376,7 +383,8 @@ test_keyring(void)
 	CHECK_OK(master_keyring_add(ring, mk));
 	CHECK(master_keyring_primary(ring) == mk);
 	/* VmLck sees a held key, so the balance at the end means something. */
-	CHECK(locked_before >= 0 && locked_kb() > locked_before);
+	if (LOCKED_KB_WORKS)
+		CHECK(locked_before >= 0 && locked_kb() > locked_before);
 	mk = key_of(2);
 	memcpy(id2, master_key_id(mk), sizeof(id2));
 	CHECK_OK(master_keyring_add(ring, mk));
@@ -425,7 +433,10 @@ test_keyring(void)
 
 	/* Every key the ring was given, kept, dropped or refused, is gone. */
 	locked_after = locked_kb();
-	CHECK_INT(locked_after, locked_before);
+	if (LOCKED_KB_WORKS)
+		CHECK_INT(locked_after, locked_before);
+	else
+		printf("note: ASan build, guarded-block balance not checked\n");
 }
 
 int
