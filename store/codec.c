@@ -1,0 +1,112 @@
+/* codec.c: shared encoding helpers; see codec.h. */
+#include "store/codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+
+void
+codec_hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	static const char hexd[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hexd[in[i] >> 4];
+		out[2 * i + 1] = hexd[in[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int
+codec_hex_decode(const char *hex, uint8_t *out, size_t n)
+{
+	size_t i;
+	int hi, lo;
+
+	for (i = 0; i < n; i++) {
+		if ((hi = nibble(hex[2 * i])) < 0 ||
+		    (lo = nibble(hex[2 * i + 1])) < 0)
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return hex[2 * n] == '\0' ? 0 : -1;
+}
+
+int
+codec_json_dump(const json_t *obj, size_t max, char **out, size_t *len)
+{
+	char *s;
+	size_t n;
+
+	*out = NULL;
+	if ((s = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+		return P8V_ERR_ALLOC;
+	if ((n = strlen(s)) > max) {
+		free(s);
+		return P8V_ERR_TOO_LARGE;
+	}
+	*out = s;
+	*len = n;
+	return 0;
+}
+
+json_t *
+codec_json_load(const uint8_t *buf, size_t len)
+{
+	json_t *obj;
+	char *canon = NULL;
+	size_t clen;
+
+	if ((obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
+	    NULL)) == NULL)
+		return NULL;
+	if (!json_is_object(obj) ||
+	    codec_json_dump(obj, len, &canon, &clen) != 0 || clen != len ||
+	    memcmp(canon, buf, len) != 0) {
+		json_decref(obj);
+		obj = NULL;
+	}
+	free(canon);
+	return obj;
+}
+
+int
+codec_json_str(const json_t *obj, const char *name, char *buf, size_t size)
+{
+	json_t *j = json_object_get(obj, name);
+	size_t n;
+
+	if (!json_is_string(j) || (n = json_string_length(j)) >= size ||
+	    strlen(json_string_value(j)) != n)
+		return -1;
+	memcpy(buf, json_string_value(j), n + 1);
+	return 0;
+}
+
+int
+codec_json_int(const json_t *obj, const char *name, int64_t min, int64_t max,
+    int64_t *v)
+{
+	json_t *j = json_object_get(obj, name);
+	json_int_t x;
+
+	if (!json_is_integer(j))
+		return -1;
+	x = json_integer_value(j);
+	if (x < min || x > max)
+		return -1;
+	*v = (int64_t)x;
+	return 0;
+}

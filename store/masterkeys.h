@@ -1,0 +1,57 @@
+/*
+ * masterkeys.h: which master keys a state directory has used.
+ *
+ * The meta database keeps, for every master key the store has ever been
+ * opened with, "mk/<key id hex>" -> check value (MASTER_KEY_CHECK_BYTES,
+ * crypto/masterkey.h) || u64 big-endian first_seen (seconds since the
+ * epoch). The check value is an HMAC of a fixed label under the key: it
+ * names the key without revealing it, and lets start-up refuse a wrong key
+ * at once instead of failing later to decrypt.
+ */
+#ifndef P8V_STORE_MASTERKEYS_H
+#define P8V_STORE_MASTERKEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/masterkey.h"
+#include "store/store.h"
+
+/*
+ * Check the loaded keys against the store, in one write transaction:
+ * - a store that has recorded no master key yet records every key of ring;
+ * - otherwise at least one key of ring must be recorded with a matching
+ *   check value (constant-time compare), else P8V_ERR_MASTER_KEY_MISMATCH
+ *   with a log line naming the loaded and the recorded key ids (ids only);
+ * - a loaded key whose id is recorded with a different check value is
+ *   refused with P8V_ERR_MASTER_KEY_MISMATCH (a forged or corrupt entry);
+ * - a loaded key the store has not seen is recorded and logged as
+ *   "new master key <id> accepted (rotation)".
+ * The time of the check is recorded as first_seen.
+ * Returns 0, P8V_ERR_NO_MASTER_KEY (empty ring), P8V_ERR_MASTER_KEY_MISMATCH,
+ * P8V_ERR_INTEGRITY (a malformed meta entry), P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ */
+int store_master_keys_check(struct store *store,
+    const struct master_keyring *ring);
+
+/* One master key the store knows of, and how many records it seals. */
+struct store_master_key_usage {
+	uint8_t id[MASTER_KEY_ID_BYTES];
+	char id_hex[MASTER_KEY_ID_HEX + 1];
+	int recorded;          /* 1: has a check value in meta */
+	int64_t first_seen;    /* 0 when not recorded */
+	uint64_t records;      /* key records whose envelope names this key */
+};
+
+/*
+ * Every recorded master key, plus any key named by an envelope but not
+ * recorded (recorded = 0: data sealed under a key this store never checked),
+ * with the number of key records each seals (a full scan; tombstones have no
+ * envelope and count for none). Ordered by id. *out is malloc'd (free());
+ * *n may be 0. Returns 0, P8V_ERR_INTEGRITY (a record or meta entry fails to
+ * decode), P8V_ERR_ALLOC, P8V_ERR_STORE.
+ */
+int store_master_key_usage(struct store_txn *txn,
+    struct store_master_key_usage **out, size_t *n);
+
+#endif /* P8V_STORE_MASTERKEYS_H */

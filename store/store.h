@@ -1,0 +1,215 @@
+/*
+ * store.h: the LMDB environment that holds p8vault's state.
+ *
+ * One environment per state directory (files data.mdb and lock.mdb, mode
+ * 0600, directory 0700) with five named databases:
+ *
+ *   keys   sealed key records            (store/records.h)
+ *   creds  API credentials               (store/creds.h)
+ *   cache  sealed token cache            (store/cache.h)
+ *   audit  hash-chained audit log        (store/audit.h)
+ *   meta   schema version, master-key check values, audit head
+ *
+ * The store only ever sees ciphertext (envelopes) and clear metadata.
+ *
+ * Transactions. Every access runs inside store_write() or store_read(), which
+ * call the caller's function with a transaction:
+ *
+ *   static int add(struct store_txn *txn, void *arg) { ... return 0; }
+ *   r = store_write(store, add, &args);
+ *
+ * A write function may run more than once: when the map is full (MDB_MAP_FULL
+ * from a put or from the commit) store_write aborts, doubles the map and runs
+ * the function again from the start. It must therefore have no effect outside
+ * the transaction (no logging of success, no freeing of its inputs, no
+ * counters that are not reset at its start). A function returns 0 to commit
+ * or a negative P8V_ERR_* to abort; the error is returned by store_write.
+ * Transactions do not nest: calling store_read/store_write from inside a
+ * function fails with P8V_ERR_INTERNAL (it would deadlock with map growth).
+ *
+ * Durability. LMDB's default synchronous commits (no MDB_NOSYNC,
+ * MDB_NOMETASYNC, MDB_WRITEMAP or MDB_NOMEMINIT): when store_write returns 0,
+ * the transaction is on disk (fdatasync) and survives kill -9 and a power
+ * cut, as far as the disk honours the flush.
+ *
+ * Threads and processes. A store may be used from many threads at once
+ * (MDB_NOTLS: read transactions are not tied to a thread; LMDB serialises
+ * writers). Several processes may open the same directory (the daemon and
+ * the CLI). A store must NOT be used across fork(): every call made from a
+ * process other than the one that opened it fails with P8V_ERR_STORE, and
+ * store_close() in such a child only frees the handle's memory, leaving the
+ * parent's environment (and its reader slots) alone. A child opens its own
+ * store.
+ */
+#ifndef P8V_STORE_STORE_H
+#define P8V_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* First map size of a new environment: room for ~50 000 key records before
+ * the first growth, small enough to be harmless on a laptop. */
+#define STORE_DEFAULT_MAP_BYTES ((uint64_t)64 << 20)
+/* LMDB's own default reader table size (126) is too small for a daemon with
+ * many worker threads plus CLI invocations; 1022 fills whole lock pages. */
+#define STORE_DEFAULT_MAX_READERS 1022
+/* Growth stops here even when no maximum is configured: far beyond any
+ * plausible key store, and well inside a 64-bit address space. */
+#define STORE_MAP_HARD_MAX ((uint64_t)1 << 40)
+/* The on-disk schema this code reads and writes (meta "schema"). */
+#define STORE_SCHEMA_VERSION 1
+
+struct store_options {
+	uint64_t initial_map_bytes; /* 0: STORE_DEFAULT_MAP_BYTES */
+	uint64_t max_map_bytes;     /* 0: grow until STORE_MAP_HARD_MAX or
+	                               the disk is full */
+	unsigned int max_readers;   /* 0: STORE_DEFAULT_MAX_READERS */
+};
+
+struct store;
+struct store_txn;
+
+/*
+ * Open (creating if needed) the environment in dir. The directory is created
+ * with mode 0700 if missing; an existing one must be a directory owned by
+ * this user and not writable by group or others, and existing data files
+ * must not be accessible by group or others. Creates the named databases and
+ * the schema version in one transaction, and clears stale reader slots left
+ * by dead processes. opts may be NULL (defaults).
+ * *out owns the environment; close it with store_close.
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC, P8V_ERR_IO (directory
+ * missing and not creatable, or unsafe ownership or mode: logged),
+ * P8V_ERR_STORE_VERSION (schema written by another version), P8V_ERR_NO_SPACE,
+ * P8V_ERR_STORE (LMDB failed: logged).
+ */
+int store_open(const char *dir, const struct store_options *opts,
+    struct store **out);
+
+/* Close the environment. No transaction may be running. NULL-safe. */
+void store_close(struct store *store);
+
+/*
+ * Run fn in a write transaction and commit it (see above: fn may run several
+ * times). Returns 0 once committed and durable, fn's error (nothing
+ * written), P8V_ERR_NO_SPACE (the map reached its maximum or the disk is
+ * full; nothing written), P8V_ERR_INTERNAL (nested call, or fn returned a
+ * positive value), P8V_ERR_STORE (LMDB failed, or called from a forked
+ * child).
+ */
+int store_write(struct store *store,
+    int (*fn)(struct store_txn *txn, void *arg), void *arg);
+
+/*
+ * Run fn in a read-only transaction (a consistent snapshot). Calls that
+ * write inside it fail with P8V_ERR_INVALID_ARGUMENT. Returns 0 or fn's
+ * error, P8V_ERR_INTERNAL, P8V_ERR_STORE.
+ */
+int store_read(struct store *store,
+    int (*fn)(struct store_txn *txn, void *arg), void *arg);
+
+/*
+ * Housekeeping the daemon calls from time to time (e.g. every minute):
+ * clears reader slots of dead processes (a crashed CLI or worker would
+ * otherwise pin old pages and make the file grow). *cleared (may be NULL)
+ * gets the number of slots cleared. 0 or P8V_ERR_STORE.
+ */
+int store_maintain(struct store *store, int *cleared);
+
+/* Current map size and the bytes the data actually uses (last page). */
+struct store_stats {
+	uint64_t map_bytes;
+	uint64_t used_bytes;
+	unsigned int max_readers;
+	unsigned int readers_used;
+};
+int store_stats(struct store *store, struct store_stats *st);
+
+/* The state directory the store was opened on (owned by the store). */
+const char *store_dir(const struct store *store);
+
+/* The store a transaction belongs to. */
+struct store *store_txn_store(struct store_txn *txn);
+
+/*
+ * Raw access: the building blocks of the store's modules (records, creds,
+ * cache, audit, master keys). Other components use those modules, never
+ * these directly; tests use them to tamper with stored bytes.
+ */
+enum store_db {
+	STORE_DB_KEYS = 0,
+	STORE_DB_CREDS,
+	STORE_DB_CACHE,
+	STORE_DB_AUDIT,
+	STORE_DB_META,
+	STORE_DB_COUNT
+};
+
+/* Insert only: an existing key is left as it is and P8V_ERR_EXISTS returned. */
+#define STORE_PUT_NO_OVERWRITE 0x1
+/* The key sorts after every key in the database (audit sequence numbers):
+ * a cheaper insert; P8V_ERR_INVALID_ARGUMENT if it does not. */
+#define STORE_PUT_APPEND 0x2
+
+/*
+ * Look up key (klen bytes, 1..511). On success *val points into the map:
+ * read-only, valid until the transaction ends. Returns 0, P8V_ERR_NOT_FOUND,
+ * P8V_ERR_INVALID_ARGUMENT, P8V_ERR_STORE.
+ */
+int store_get(struct store_txn *txn, enum store_db db, const void *key,
+    size_t klen, const uint8_t **val, size_t *vlen);
+
+/*
+ * Store val under key (write transactions only; the bytes are copied).
+ * flags: 0 or STORE_PUT_*. Returns 0, P8V_ERR_EXISTS, P8V_ERR_INVALID_ARGUMENT
+ * (read transaction, bad size), P8V_ERR_NO_SPACE (map full: store_write
+ * grows the map and runs the function again), P8V_ERR_STORE.
+ */
+int store_put(struct store_txn *txn, enum store_db db, const void *key,
+    size_t klen, const void *val, size_t vlen, unsigned int flags);
+
+/* Delete key. 0, P8V_ERR_NOT_FOUND, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_STORE
+ * (and P8V_ERR_NO_SPACE as store_put). */
+int store_del(struct store_txn *txn, enum store_db db, const void *key,
+    size_t klen);
+
+/*
+ * Call cb for every entry whose key starts with prefix (plen bytes; 0: all
+ * entries), in key order. key and val point into the map, valid during the
+ * call. cb returns 0 to go on, STORE_SCAN_STOP to stop (store_scan then
+ * returns 0), or a negative P8V_ERR_* to stop with that error. cb must not
+ * write to db. Returns 0, cb's error, P8V_ERR_STORE.
+ */
+#define STORE_SCAN_STOP 1
+int store_scan(struct store_txn *txn, enum store_db db, const void *prefix,
+    size_t plen,
+    int (*cb)(const uint8_t *key, size_t klen, const uint8_t *val,
+        size_t vlen, void *arg),
+    void *arg);
+
+/* Like store_scan over every entry whose key is >= start (slen bytes), to
+ * the end of db. */
+int store_scan_from(struct store_txn *txn, enum store_db db,
+    const void *start, size_t slen,
+    int (*cb)(const uint8_t *key, size_t klen, const uint8_t *val,
+        size_t vlen, void *arg),
+    void *arg);
+
+/* The entry with the greatest key. 0, P8V_ERR_NOT_FOUND (empty),
+ * P8V_ERR_STORE. Pointers as store_get. */
+int store_last(struct store_txn *txn, enum store_db db,
+    const uint8_t **key, size_t *klen, const uint8_t **val, size_t *vlen);
+
+/* Number of entries. 0 or P8V_ERR_STORE. */
+int store_count(struct store_txn *txn, enum store_db db, uint64_t *n);
+
+/* Delete every entry of db (write transactions). 0, P8V_ERR_INVALID_ARGUMENT,
+ * P8V_ERR_STORE. */
+int store_clear(struct store_txn *txn, enum store_db db);
+
+/* Big-endian integers in keys and values (so that keys sort numerically). */
+void store_put_u64(uint8_t out[8], uint64_t v);
+uint64_t store_get_u64(const uint8_t in[8]);
+void store_put_u32(uint8_t out[4], uint32_t v);
+uint32_t store_get_u32(const uint8_t in[4]);
+
+#endif /* P8V_STORE_STORE_H */
