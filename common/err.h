@@ -72,7 +72,12 @@
 	X(METHOD_NOT_ALLOWED, -71, "method_not_allowed",    "the resource does not support this method") \
 	X(NOT_READY,          -72, "not_ready",             "the vault is not ready: the store is not open or no master key has been checked") \
 	X(UNAUTHORIZED,       -73, "unauthorized",          "a valid bearer token is required") \
-	X(FORBIDDEN,          -74, "forbidden",             "the token's role does not allow this request")
+	X(FORBIDDEN,          -74, "forbidden",             "the token's role does not allow this request") \
+	/* uploads (api/upload.c) */ \
+	X(MISSING_FIELD,      -80, "missing_field",         "a required field is missing") \
+	X(UNKNOWN_FIELD,      -81, "unknown_field",         "the request holds a field this API does not know") \
+	X(KEY_ID_MISMATCH,    -82, "key_id_mismatch",       "the file name AuthKey_<KEYID>.p8 names another Key ID than key_id") \
+	X(UNSUPPORTED_MEDIA_TYPE, -83, "unsupported_media_type", "the request's Content-Type is not one this route accepts")
 
 enum p8v_err {
 	P8V_OK = 0,
