@@ -1,0 +1,109 @@
+/* errors.c: P8V_ERR_* -> HTTP status, in one table, and the error body. */
+#include "api/errors.h"
+
+#include <stddef.h>
+
+#include "common/err.h"
+
+/* HTTP statuses used below that are not in every client's vocabulary. */
+#define HTTP_UNPROCESSABLE 422      /* RFC 9110: well-formed, but invalid */
+#define HTTP_INSUFFICIENT_STORAGE 507 /* RFC 4918 */
+
+struct status_entry {
+	int err;
+	unsigned int status;
+};
+
+/*
+ * Every code a client can act on, and its status. A code missing here is
+ * answered 500 internal_error with no detail: INTERNAL, ALLOC,
+ * INVALID_ARGUMENT (a caller's bug, not the client's), INTEGRITY, SECMEM,
+ * RANDOM, CRYPTO, IO, STORE, STORE_VERSION and the master-key codes.
+ */
+static const struct status_entry status_table[] = {
+	{ P8V_ERR_UNSUPPORTED, 400 },
+	{ P8V_ERR_TOO_LARGE, 413 },
+	{ P8V_ERR_NOT_FOUND, 404 },
+	{ P8V_ERR_EXISTS, 409 },
+	{ P8V_ERR_BUSY, 503 },
+	/* .p8 validation: the upload itself is wrong. */
+	{ P8V_ERR_P8_TOO_LARGE, 400 },
+	{ P8V_ERR_P8_NOT_PEM, 400 },
+	{ P8V_ERR_P8_BAD_BASE64, 400 },
+	{ P8V_ERR_P8_CERTIFICATE, 400 },
+	{ P8V_ERR_P8_PUBLIC_KEY, 400 },
+	{ P8V_ERR_P8_ENCRYPTED, 400 },
+	{ P8V_ERR_P8_WRONG_KEY_TYPE, 400 },
+	{ P8V_ERR_P8_WRONG_CURVE, 400 },
+	{ P8V_ERR_P8_EXPLICIT_CURVE, 400 },
+	{ P8V_ERR_P8_BAD_SCALAR, 400 },
+	{ P8V_ERR_P8_PUBKEY_MISMATCH, 400 },
+	{ P8V_ERR_P8_TRAILING_DATA, 400 },
+	{ P8V_ERR_P8_MULTIPLE_KEYS, 400 },
+	{ P8V_ERR_P8_MALFORMED, 400 },
+	{ P8V_ERR_P8_NOT_PKCS8, 400 },
+	/* Identifiers and fields: syntactically a request, semantically not. */
+	{ P8V_ERR_BAD_APP_ID, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_BAD_KEY_ID, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_BAD_TEAM_ID, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_BAD_FIELD, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_MISSING_FIELD, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_UNKNOWN_FIELD, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_KEY_ID_MISMATCH, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_NO_SPACE, HTTP_INSUFFICIENT_STORAGE },
+	/* Keys and signing. */
+	{ P8V_ERR_KEY_EXISTS, 409 },
+	{ P8V_ERR_KEY_REVOKED, 410 },
+	{ P8V_ERR_NO_ACTIVE_KEY, 404 },
+	{ P8V_ERR_APP_NOT_FOUND, 404 },
+	{ P8V_ERR_KEY_NOT_FOUND, 404 },
+	{ P8V_ERR_SERVICE_NOT_ALLOWED, 403 },
+	/* HTTP requests. */
+	{ P8V_ERR_BAD_REQUEST, 400 },
+	{ P8V_ERR_METHOD_NOT_ALLOWED, 405 },
+	{ P8V_ERR_NOT_READY, 503 },
+	{ P8V_ERR_UNAUTHORIZED, 401 },
+	{ P8V_ERR_FORBIDDEN, 403 },
+	{ P8V_ERR_UNSUPPORTED_MEDIA_TYPE, 415 },
+	/* Uploads (api/upload.c). */
+	{ P8V_ERR_MISSING_FIELD, 400 },
+	{ P8V_ERR_UNKNOWN_FIELD, 400 },
+	{ P8V_ERR_KEY_ID_MISMATCH, 400 },
+	{ P8V_ERR_UNSUPPORTED_MEDIA_TYPE, 415 },
+};
+
+unsigned int
+api_error_status(int err)
+{
+	size_t i;
+
+	if (err == 0)
+		return 200;
+	for (i = 0; i < sizeof(status_table) / sizeof(status_table[0]); i++)
+		if (status_table[i].err == err)
+			return status_table[i].status;
+	return 500;
+}
+
+const char *
+api_error_code(int err)
+{
+	if (api_error_status(err) == 500)
+		return "internal_error";
+	return p8v_errname(err);
+}
+
+json_t *
+api_error_body(int err, const char *detail)
+{
+	const char *message;
+
+	if (api_error_status(err) == 500)
+		message = "internal error";
+	else if (detail != NULL)
+		message = detail;
+	else
+		message = p8v_strerror(err);
+	return json_pack("{s:{s:s, s:s}}", "error", "code", api_error_code(err),
+	    "message", message);
+}

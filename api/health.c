@@ -1,0 +1,34 @@
+/* health.c: /healthz and /readyz. */
+#include "api/health.h"
+
+#include <jansson.h>
+
+#include "api/http.h"
+#include "common/err.h"
+
+int
+api_health_live(struct api_request *req)
+{
+	json_t *body;
+
+	if ((body = json_pack("{s:s}", "status", "ok")) == NULL)
+		return P8V_ERR_ALLOC;
+	return api_respond(req, 200, body);
+}
+
+int
+api_health_ready(struct api_request *req)
+{
+	const char *reason = NULL;
+	json_t *body;
+
+	if (api_request_server_ready(req, &reason)) {
+		if ((body = json_pack("{s:s}", "status", "ready")) == NULL)
+			return P8V_ERR_ALLOC;
+		return api_respond(req, 200, body);
+	}
+	if ((body = json_pack("{s:s, s:s}", "status", "not_ready", "reason",
+	    reason != NULL ? reason : "unknown")) == NULL)
+		return P8V_ERR_ALLOC;
+	return api_respond(req, 503, body);
+}

@@ -1,0 +1,929 @@
+/*
+ * http.c: libmicrohttpd glue: listeners, limits, the request life cycle and
+ * JSON responses.
+ *
+ * Life cycle of a request, in libmicrohttpd's callbacks:
+ *   request_begin      (URI log callback) request line read: allocate the
+ *                      request, keep the raw target, count it in flight;
+ *   handle_request     first call (headers read): decode, route, check
+ *                      readiness, auth, Content-Length; later calls: body
+ *                      chunks; last call: run the handler and respond;
+ *   request_completed  response sent or connection gone: log, free.
+ * and per connection, notify_connection: count it against the listener's
+ * limits (api/connlimit.h) or refuse it.
+ *
+ * Threading. Measured with wrk -t2 -c32 -d5s on /healthz, 2 CPUs, wrk on
+ * the same machine, CPU time per thread from /proc/PID/task/TID/stat
+ * (utime+stime, in ticks of 10 ms):
+ *
+ *   threads  model                                  req/s  ticks per thread
+ *   2        thread pool, epoll, one shared fd      27300  206 205
+ *   2        thread pool, poll, one shared fd       27700  202 202
+ *   2        2 daemons, SO_REUSEPORT, epoll each    29400  193 187
+ *   4        thread pool, epoll, one shared fd      23600  154 109  99  60
+ *   4        thread pool, poll, one shared fd       22900   96  99 104  99
+ *   4        4 daemons, SO_REUSEPORT, epoll each    27400  105 100 103 101
+ *
+ * With epoll, a pool worker that wakes on the shared listening socket
+ * accepts up to ten connections in a row (libmicrohttpd's accept series),
+ * so a burst of new connections lands on one thread and stays there: the
+ * 154-vs-60 spread above, worse with more cores. Poll spreads them but wakes
+ * every worker for each connection and is the slowest. Independent daemons,
+ * each with its own SO_REUSEPORT socket, let the kernel spread connections
+ * evenly by hash, need no shared accept, and were fastest with the lowest
+ * latency spread. So TCP listeners get one daemon (one thread, epoll) per
+ * socket, N sockets bound with SO_REUSEPORT by server/listen.c. Unix sockets
+ * have no SO_REUSEPORT: the signing socket is one fd shared by a pool of N
+ * threads using poll (even spread, as measured above).
+ * The price of independent daemons: libmicrohttpd's connection limits are
+ * per daemon, so the total and per-address limits are counted here across
+ * the daemons of a listener (api/connlimit.c), which also keeps the portal
+ * and the signing API on separate budgets.
+ */
+#include "api/http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "api/auth.h"
+#include "api/connlimit.h"
+#include "api/errors.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+
+/* GnuTLS priorities for HTTPS listeners: TLS 1.2 and 1.3 only, GnuTLS's
+ * NORMAL cipher choice within them. */
+#define API_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/* Longest line libmicrohttpd's own log messages are cut to. */
+#define MHD_LOG_LINE_MAX 512
+
+/* The body of a response when even building the error body failed. */
+static const char fallback_body[] =
+    "{\"error\":{\"code\":\"internal_error\",\"message\":\"internal error\"}}";
+
+/* A connection refused by the limits: its socket context. */
+static char conn_refused;
+
+/* One per listener kind: what its daemons' callbacks need. */
+struct listener {
+	struct api_server *srv;
+	enum api_listener kind;
+	struct connlimit *limit;
+};
+
+struct api_server {
+	const struct api_route *routes;
+	size_t n_routes;
+	struct api_options opts;
+	struct listener portal;
+	struct listener sign;
+	struct MHD_Daemon **daemons;
+	size_t n_daemons;
+	/* Set once, then read by every thread (release/acquire). */
+	struct api_backend backend;
+	int has_backend;
+	const char *not_ready_reason;
+	int stopping;
+	unsigned int in_flight;
+};
+
+struct api_request {
+	struct listener *lst;
+	struct MHD_Connection *conn;
+	char *target;                   /* raw request target */
+	const char *method_name;
+	unsigned int method;
+	const struct api_route *route;
+	struct api_path path;
+	struct api_params params;
+	struct api_query query;
+	struct api_principal principal;
+	uint8_t *body;                  /* guarded memory */
+	size_t body_len;
+	size_t body_cap;
+	size_t discarded;
+	int body_error;                 /* P8V_ERR_TOO_LARGE past the cap */
+	int early_error;                /* decided from the headers */
+	unsigned int allowed;           /* for the Allow header of a 405 */
+	int headers_done;
+	int64_t start_us;
+	/* The response. */
+	unsigned int status;
+	json_t *resp_body;
+	int err;                        /* the error behind an error response */
+	size_t n_headers;
+	char *header_name[API_RESPONSE_HEADERS_MAX];
+	char *header_value[API_RESPONSE_HEADERS_MAX];
+};
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static const char *
+listener_name(enum api_listener kind)
+{
+	return kind == API_LISTENER_SIGN ? "sign" : "portal";
+}
+
+/* -- responses --------------------------------------------------------- */
+
+static void
+clear_response(struct api_request *req)
+{
+	size_t i;
+
+	json_decref(req->resp_body);
+	req->resp_body = NULL;
+	req->status = 0;
+	for (i = 0; i < req->n_headers; i++) {
+		free(req->header_name[i]);
+		free(req->header_value[i]);
+		req->header_name[i] = req->header_value[i] = NULL;
+	}
+	req->n_headers = 0;
+}
+
+int
+api_respond(struct api_request *req, unsigned int status, json_t *body)
+{
+	if (req == NULL || body == NULL || status < 100 || status > 599) {
+		json_decref(body);
+		return P8V_ERR_INVALID_ARGUMENT;
+	}
+	if (req->resp_body != NULL) {
+		json_decref(body);
+		return P8V_ERR_INTERNAL;
+	}
+	req->status = status;
+	req->resp_body = body;
+	return 0;
+}
+
+int
+api_respond_error(struct api_request *req, int err, const char *detail)
+{
+	json_t *body;
+
+	if (req == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if ((body = api_error_body(err, detail)) == NULL)
+		return P8V_ERR_ALLOC;
+	req->err = err;
+	return api_respond(req, api_error_status(err), body);
+}
+
+static int
+header_ok(const char *s)
+{
+	return s != NULL && strpbrk(s, "\r\n") == NULL;
+}
+
+int
+api_respond_header(struct api_request *req, const char *name,
+    const char *value)
+{
+	size_t i;
+
+	if (req == NULL || !header_ok(name) || !header_ok(value) ||
+	    name[0] == '\0')
+		return P8V_ERR_INVALID_ARGUMENT;
+	if (req->n_headers == API_RESPONSE_HEADERS_MAX)
+		return P8V_ERR_TOO_LARGE;
+	i = req->n_headers;
+	req->header_name[i] = strdup(name);
+	req->header_value[i] = strdup(value);
+	if (req->header_name[i] == NULL || req->header_value[i] == NULL) {
+		free(req->header_name[i]);
+		free(req->header_value[i]);
+		req->header_name[i] = req->header_value[i] = NULL;
+		return P8V_ERR_ALLOC;
+	}
+	req->n_headers++;
+	return 0;
+}
+
+/*
+ * Replace whatever response is set with the error response for err. The
+ * Allow header of a 405 is added here, so that it survives.
+ */
+static void
+set_error(struct api_request *req, int err, unsigned int allowed)
+{
+	char allow[API_ALLOW_MAX];
+
+	clear_response(req);
+	if (api_respond_error(req, err, NULL) != 0) {
+		req->status = 500;
+		req->err = P8V_ERR_ALLOC;
+	}
+	if (err == P8V_ERR_METHOD_NOT_ALLOWED)
+		(void)api_respond_header(req, "Allow",
+		    api_allow_format(allowed, allow));
+	if (err == P8V_ERR_UNAUTHORIZED)
+		(void)api_respond_header(req, "WWW-Authenticate", "Bearer");
+}
+
+/* Queue the response set on req (or the fallback 500) on its connection. */
+static enum MHD_Result
+send_response(struct api_request *req)
+{
+	struct MHD_Response *resp = NULL;
+	enum MHD_Result ret = MHD_NO;
+	char *text = NULL;
+	size_t i;
+
+	if (req->resp_body != NULL)
+		text = json_dumps(req->resp_body, JSON_COMPACT);
+	if (text != NULL) {
+		resp = MHD_create_response_from_buffer(strlen(text), text,
+		    MHD_RESPMEM_MUST_FREE);
+		if (resp == NULL)
+			free(text);
+	}
+	if (resp == NULL) {
+		req->status = 500;
+		req->err = P8V_ERR_ALLOC;
+		resp = MHD_create_response_from_buffer(
+		    sizeof(fallback_body) - 1, (void *)fallback_body,
+		    MHD_RESPMEM_PERSISTENT);
+		if (resp == NULL)
+			goto out;
+	} else {
+		for (i = 0; i < req->n_headers; i++)
+			MHD_add_response_header(resp, req->header_name[i],
+			    req->header_value[i]);
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+	    "no-store");
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (__atomic_load_n(&req->lst->srv->stopping, __ATOMIC_ACQUIRE))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
+		    "close");
+	if (req->status >= 500)
+		log_fields(LOG_LEVEL_ERROR, "request_failed",
+		    json_pack("{s:s, s:s, s:i, s:s}", "method",
+		    req->method_name != NULL ? req->method_name : "",
+		    "route", req->route != NULL ? req->route->pattern : "",
+		    "status", (int)req->status, "error",
+		    p8v_errname(req->err)),
+		    "request failed: %s", p8v_strerror(req->err));
+	ret = MHD_queue_response(req->conn, req->status, resp);
+ out:
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* -- the request life cycle -------------------------------------------- */
+
+static void *
+request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct listener *lst = cls;
+	struct api_request *req;
+
+	if ((req = calloc(1, sizeof(*req))) == NULL)
+		return NULL;
+	if ((req->target = strdup(uri != NULL ? uri : "")) == NULL) {
+		free(req);
+		return NULL;
+	}
+	req->lst = lst;
+	req->conn = conn;
+	req->start_us = now_us();
+	__atomic_add_fetch(&lst->srv->in_flight, 1, __ATOMIC_ACQ_REL);
+	return req;
+}
+
+static void
+request_free(struct api_request *req)
+{
+	if (req == NULL)
+		return;
+	clear_response(req);
+	secmem_free(req->body);
+	api_path_finish(&req->path);
+	api_query_finish(&req->query);
+	free(req->target);
+	free(req);
+}
+
+static const char *
+termination_name(enum MHD_RequestTerminationCode toe)
+{
+	switch (toe) {
+	case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+		return "completed";
+	case MHD_REQUEST_TERMINATED_WITH_ERROR:
+		return "error";
+	case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+		return "timeout";
+	case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+		return "shutdown";
+	case MHD_REQUEST_TERMINATED_READ_ERROR:
+		return "read_error";
+	case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+		return "client_abort";
+	}
+	return "unknown";
+}
+
+static void
+request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct listener *lst = cls;
+	struct api_request *req = *req_cls;
+
+	(void)conn;
+	if (req == NULL)
+		return;
+	*req_cls = NULL;
+	if (lst->srv->opts.log_requests)
+		log_fields(LOG_LEVEL_DEBUG, "request",
+		    json_pack("{s:s, s:s?, s:s, s:i, s:I, s:s}",
+		    "method", req->method_name != NULL ? req->method_name : "",
+		    "route", req->route != NULL ? req->route->pattern : NULL,
+		    "listener", listener_name(lst->kind),
+		    "status", (int)req->status,
+		    "duration_us", (json_int_t)(now_us() - req->start_us),
+		    "termination", termination_name(toe)),
+		    "%s %s %u", req->method_name != NULL ? req->method_name : "-",
+		    req->route != NULL ? req->route->pattern : "-",
+		    req->status);
+	request_free(req);
+	__atomic_sub_fetch(&lst->srv->in_flight, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Parse a Content-Length value MHD already accepted; UINT64_MAX if odd. */
+static uint64_t
+content_length(const char *v)
+{
+	uint64_t n = 0;
+
+	if (v == NULL || *v == '\0')
+		return UINT64_MAX;
+	for (; *v >= '0' && *v <= '9'; v++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return UINT64_MAX;
+		n = n * 10 + (uint64_t)(*v - '0');
+	}
+	return *v == '\0' ? n : UINT64_MAX;
+}
+
+/*
+ * First call: everything that can be decided from the request line and the
+ * headers. Returns 0 (go on reading the body), or the error to answer with
+ * (*allowed set for a 405).
+ */
+static int
+begin_request(struct api_request *req, const char *method,
+    unsigned int *allowed)
+{
+	struct api_server *srv = req->lst->srv;
+	const char *q;
+	size_t path_len;
+	uint64_t clen;
+	int r;
+
+	req->method_name = method;
+	req->method = api_method_parse(method);
+	q = strchr(req->target, '?');
+	path_len = q != NULL ? (size_t)(q - req->target) : strlen(req->target);
+	if ((r = api_path_decode(req->target, path_len, &req->path)) != 0)
+		return r;
+	if ((r = api_route_match(srv->routes, srv->n_routes, req->method,
+	    &req->path, req->lst->kind, &req->route, &req->params,
+	    allowed)) != 0)
+		return r;
+	if (q != NULL && (r = api_query_parse(q + 1, strlen(q + 1),
+	    &req->query)) != 0)
+		return r;
+	if ((req->route->flags & API_ROUTE_NEEDS_READY) &&
+	    api_request_backend(req) == NULL)
+		return P8V_ERR_NOT_READY;
+	if (req->route->role != API_ROLE_NONE &&
+	    (r = api_authenticate(req, req->route->role)) != 0)
+		return r;
+	/* A body announced larger than the cap is refused before it is read;
+	 * libmicrohttpd then closes the connection instead of reading it. */
+	clen = content_length(MHD_lookup_connection_value(req->conn,
+	    MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH));
+	if (clen != UINT64_MAX && clen > req->route->body_max)
+		return P8V_ERR_TOO_LARGE;
+	if (clen != UINT64_MAX && clen > 0)
+		req->body_cap = (size_t)clen;  /* exact: one allocation */
+	return 0;
+}
+
+/* 1 if the request announces a body (chunked, or Content-Length > 0). */
+static int
+has_body(const struct api_request *req)
+{
+	const char *cl, *te;
+
+	te = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH);
+	return te != NULL || (cl != NULL && content_length(cl) != 0);
+}
+
+/* Append a chunk of body; past the route's cap, note the error and drop
+ * what was kept (wiped). */
+static void
+append_body(struct api_request *req, const char *data, size_t len)
+{
+	size_t max = req->route->body_max, want;
+	uint8_t *grown;
+
+	if (req->body_error != 0 || len > max - req->body_len) {
+		req->body_error = P8V_ERR_TOO_LARGE;
+		req->discarded += len;
+		secmem_free(req->body);
+		req->body = NULL;
+		req->body_len = 0;
+		return;
+	}
+	if (req->body == NULL || req->body_len + len > req->body_cap) {
+		want = req->body_cap != 0 ? req->body_cap :
+		    API_BODY_INITIAL_BYTES;
+		while (want < req->body_len + len)
+			want = want > max / 2 ? max : want * 2;
+		if (want > max)
+			want = max;
+		if ((grown = secmem_alloc(want)) == NULL) {
+			req->body_error = P8V_ERR_ALLOC;
+			secmem_free(req->body);
+			req->body = NULL;
+			req->body_len = 0;
+			return;
+		}
+		if (req->body_len > 0)
+			memcpy(grown, req->body, req->body_len);
+		secmem_free(req->body);
+		req->body = grown;
+		req->body_cap = want;
+	}
+	memcpy(req->body + req->body_len, data, len);
+	req->body_len += len;
+}
+
+/* Last call: the whole body is here. Run the handler, respond. */
+static enum MHD_Result
+finish_request(struct api_request *req)
+{
+	int r;
+
+	if (req->early_error != 0) {
+		set_error(req, req->early_error, req->allowed);
+		return send_response(req);
+	}
+	if (req->body_error != 0) {
+		set_error(req, req->body_error, 0);
+		return send_response(req);
+	}
+	r = req->route->handler(req);
+	/* The body may have held a .p8: wiped as soon as it has been used. */
+	secmem_free(req->body);
+	req->body = NULL;
+	req->body_len = 0;
+	if (r == 0 && req->resp_body == NULL) {
+		log_errorf("request_failed", "handler for %s %s set no response",
+		    req->method_name, req->route->pattern);
+		r = P8V_ERR_INTERNAL;
+	}
+	if (r != 0)
+		set_error(req, r, 0);
+	return send_response(req);
+}
+
+static enum MHD_Result
+handle_request(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **req_cls)
+{
+	struct api_request *req = *req_cls;
+	const union MHD_ConnectionInfo *info;
+	unsigned int allowed = 0;
+	int r;
+
+	(void)cls;
+	(void)url;       /* unescaped leniently by MHD: req->target instead */
+	(void)version;
+	if (req == NULL)
+		return MHD_NO;  /* request_begin ran out of memory */
+	if (!req->headers_done) {
+		req->headers_done = 1;
+		info = MHD_get_connection_info(conn,
+		    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		if (info != NULL && info->socket_context == &conn_refused)
+			return MHD_NO;  /* over a connection limit */
+		if ((r = begin_request(req, method, &allowed)) != 0) {
+			/* With a body coming, answer now: libmicrohttpd then
+			 * closes the connection instead of reading a body
+			 * nobody wants. Without one, answer on the last call,
+			 * which keeps the connection alive. */
+			if (has_body(req)) {
+				set_error(req, r, allowed);
+				return send_response(req);
+			}
+			req->early_error = r;
+			req->allowed = allowed;
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size != 0) {
+		append_body(req, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		if (req->discarded > API_BODY_DISCARD_BYTES) {
+			log_debugf("request_too_large", "%s %s: body still "
+			    "growing %zu bytes past its cap: disconnecting",
+			    req->method_name, req->route->pattern,
+			    req->discarded);
+			return MHD_NO;
+		}
+		return MHD_YES;
+	}
+	return finish_request(req);
+}
+
+/* -- connections ------------------------------------------------------- */
+
+static void
+notify_connection(void *cls, struct MHD_Connection *conn,
+    void **socket_context, enum MHD_ConnectionNotificationCode toe)
+{
+	struct listener *lst = cls;
+	const union MHD_ConnectionInfo *info;
+	const struct sockaddr *addr = NULL;
+	void *slot;
+
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (*socket_context != NULL && *socket_context != &conn_refused)
+			connlimit_release(lst->limit, *socket_context);
+		*socket_context = NULL;
+		return;
+	}
+	info = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (info != NULL)
+		addr = info->client_addr;
+	if ((slot = connlimit_acquire(lst->limit, addr)) != NULL) {
+		*socket_context = slot;
+		return;
+	}
+	/* Refused: shut the socket so that libmicrohttpd reads EOF and closes
+	 * it, and mark it so that a request already buffered is not served. */
+	*socket_context = &conn_refused;
+	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (info != NULL)
+		(void)shutdown(info->connect_fd, SHUT_RDWR);
+	log_debugf("connection_refused", "%s listener: connection limit "
+	    "reached", listener_name(lst->kind));
+}
+
+__attribute__((format(printf, 2, 0)))
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[MHD_LOG_LINE_MAX];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	log_debugf("libmicrohttpd", "%s", line);
+}
+
+/* -- the server -------------------------------------------------------- */
+
+static int
+listener_init(struct listener *lst, struct api_server *srv,
+    enum api_listener kind)
+{
+	lst->srv = srv;
+	lst->kind = kind;
+	return connlimit_create(srv->opts.max_connections,
+	    srv->opts.max_connections_per_address, &lst->limit);
+}
+
+int
+api_server_create(const struct api_route *routes, size_t n_routes,
+    const struct api_options *opts, struct api_server **out)
+{
+	struct api_server *srv = NULL;
+	int r = P8V_ERR_INTERNAL;
+
+	if (out == NULL || (routes == NULL && n_routes != 0)) {
+		r = P8V_ERR_INVALID_ARGUMENT;
+		goto out;
+	}
+	*out = NULL;
+	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	srv->routes = routes;
+	srv->n_routes = n_routes;
+	if (opts != NULL)
+		srv->opts = *opts;
+	if (srv->opts.connection_timeout_s == 0)
+		srv->opts.connection_timeout_s =
+		    API_CONNECTION_TIMEOUT_DEFAULT_S;
+	if (srv->opts.max_connections == 0)
+		srv->opts.max_connections = API_CONNECTIONS_MAX_DEFAULT;
+	if (srv->opts.max_connections_per_address == 0)
+		srv->opts.max_connections_per_address =
+		    API_CONNECTIONS_PER_ADDRESS_DEFAULT;
+	srv->not_ready_reason = "starting";
+	if ((r = listener_init(&srv->portal, srv, API_LISTENER_PORTAL)) != 0 ||
+	    (r = listener_init(&srv->sign, srv, API_LISTENER_SIGN)) != 0)
+		goto out;
+	*out = srv;
+	srv = NULL;
+	r = 0;
+ out:
+	api_server_destroy(srv);
+	return r;
+}
+
+int
+api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
+    unsigned int threads, const struct api_tls *tls)
+{
+	struct MHD_OptionItem extra[5];
+	struct MHD_Daemon **grown, *d = NULL;
+	struct listener *lst;
+	unsigned int flags;
+	size_t n = 0;
+	int mhd_fd = -1, r = P8V_ERR_INTERNAL;
+
+	if (srv == NULL || fd < 0 || threads == 0 || threads > API_THREADS_MAX ||
+	    (kind != API_LISTENER_PORTAL && kind != API_LISTENER_SIGN) ||
+	    (tls != NULL && (tls->cert_pem == NULL || tls->key_pem == NULL))) {
+		r = P8V_ERR_INVALID_ARGUMENT;
+		goto out;
+	}
+	lst = kind == API_LISTENER_SIGN ? &srv->sign : &srv->portal;
+	if (tls != NULL && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		log_errorf("listen", "libmicrohttpd has no TLS support");
+		r = P8V_ERR_UNSUPPORTED;
+		goto out;
+	}
+	grown = realloc(srv->daemons, (srv->n_daemons + 1) * sizeof(*grown));
+	if (grown == NULL) {
+		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	srv->daemons = grown;
+	/* libmicrohttpd closes the listening socket on some start failures
+	 * and not on others: it gets a duplicate, so that fd stays ours to
+	 * close either way. */
+	if ((mhd_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		log_errorf("listen", "dup: %s", strerror(errno));
+		goto out;
+	}
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+	    MHD_USE_ERROR_LOG | (threads > 1 ? MHD_USE_POLL : MHD_USE_EPOLL);
+	if (threads > 1)
+		extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE,
+		    (intptr_t)threads, NULL };
+	if (tls != NULL) {
+		flags |= MHD_USE_TLS;
+		extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT,
+		    0, (void *)tls->cert_pem };
+		extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY,
+		    0, (void *)tls->key_pem };
+		extra[n++] = (struct MHD_OptionItem){
+		    MHD_OPTION_HTTPS_PRIORITIES, 0,
+		    (void *)API_TLS_PRIORITIES };
+	}
+	extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	d = MHD_start_daemon(flags, 0, NULL, NULL, handle_request, lst,
+	    /* First, or libmicrohttpd prints some messages itself. */
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_HEADER_MEMORY_BYTES,
+	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.connection_timeout_s,
+	    /* The real limits are counted in notify_connection, across the
+	     * daemons of this listener; this is only a backstop. */
+	    MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections,
+	    MHD_OPTION_NOTIFY_CONNECTION, notify_connection, lst,
+	    MHD_OPTION_URI_LOG_CALLBACK, request_begin, lst,
+	    MHD_OPTION_NOTIFY_COMPLETED, request_completed, lst,
+	    MHD_OPTION_STRICT_FOR_CLIENT, 1,
+	    MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
+	    MHD_OPTION_ARRAY, extra,
+	    MHD_OPTION_END);
+	if (d == NULL) {
+		log_errorf("listen", "libmicrohttpd failed to start the %s "
+		    "listener (%s)", listener_name(kind), strerror(errno));
+		goto out;
+	}
+	srv->daemons[srv->n_daemons++] = d;
+	r = 0;
+ out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+void
+api_server_set_backend(struct api_server *srv,
+    const struct api_backend *backend)
+{
+	if (srv == NULL || backend == NULL)
+		return;
+	srv->backend = *backend;
+	__atomic_store_n(&srv->has_backend, 1, __ATOMIC_RELEASE);
+}
+
+void
+api_server_set_not_ready(struct api_server *srv, const char *reason)
+{
+	if (srv == NULL)
+		return;
+	__atomic_store_n(&srv->not_ready_reason,
+	    reason != NULL ? reason : "unknown", __ATOMIC_RELEASE);
+}
+
+void
+api_server_quiesce(struct api_server *srv)
+{
+	MHD_socket fd;
+	size_t i;
+
+	if (srv == NULL)
+		return;
+	__atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < srv->n_daemons; i++) {
+		fd = MHD_quiesce_daemon(srv->daemons[i]);
+		if (fd != MHD_INVALID_SOCKET)
+			close(fd);
+	}
+}
+
+unsigned int
+api_server_in_flight(struct api_server *srv)
+{
+	return srv != NULL ?
+	    __atomic_load_n(&srv->in_flight, __ATOMIC_ACQUIRE) : 0;
+}
+
+void
+api_server_destroy(struct api_server *srv)
+{
+	size_t i;
+
+	if (srv == NULL)
+		return;
+	for (i = 0; i < srv->n_daemons; i++)
+		MHD_stop_daemon(srv->daemons[i]);
+	free(srv->daemons);
+	connlimit_destroy(srv->portal.limit);
+	connlimit_destroy(srv->sign.limit);
+	free(srv);
+}
+
+/* -- for handlers ------------------------------------------------------ */
+
+const char *
+api_request_method(const struct api_request *req)
+{
+	return req->method_name;
+}
+
+enum api_listener
+api_request_listener(const struct api_request *req)
+{
+	return req->lst->kind;
+}
+
+const struct api_route *
+api_request_route(const struct api_request *req)
+{
+	return req->route;
+}
+
+const char *
+api_request_param(const struct api_request *req, const char *name)
+{
+	return api_params_get(&req->params, name);
+}
+
+const char *
+api_request_query(const struct api_request *req, const char *name)
+{
+	return api_query_get(&req->query, name);
+}
+
+const char *
+api_request_header(const struct api_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const uint8_t *
+api_request_body(const struct api_request *req, size_t *len)
+{
+	if (len != NULL)
+		*len = req->body_len;
+	return req->body_len > 0 ? req->body : NULL;
+}
+
+const struct api_backend *
+api_request_backend(const struct api_request *req)
+{
+	struct api_server *srv = req->lst->srv;
+
+	if (!__atomic_load_n(&srv->has_backend, __ATOMIC_ACQUIRE))
+		return NULL;
+	return &srv->backend;
+}
+
+int
+api_request_server_ready(const struct api_request *req, const char **reason)
+{
+	struct api_server *srv = req->lst->srv;
+	const char *why;
+
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+		why = "stopping";
+	else if (__atomic_load_n(&srv->has_backend, __ATOMIC_ACQUIRE))
+		return 1;
+	else
+		why = __atomic_load_n(&srv->not_ready_reason, __ATOMIC_ACQUIRE);
+	if (reason != NULL)
+		*reason = why;
+	return 0;
+}
+
+struct api_principal *
+api_request_principal(struct api_request *req)
+{
+	return &req->principal;
+}
+
+/* 1 if the Content-Type is application/json, parameters allowed. */
+static int
+is_json_type(const char *ct)
+{
+	static const char json_type[] = "application/json";
+	size_t n = sizeof(json_type) - 1;
+
+	if (ct == NULL || strncasecmp(ct, json_type, n) != 0)
+		return 0;
+	return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t';
+}
+
+int
+api_request_json(const struct api_request *req, json_t **out)
+{
+	json_error_t jerr;
+	json_t *v = NULL;
+	int r = P8V_ERR_INTERNAL;
+
+	if (req == NULL || out == NULL) {
+		r = P8V_ERR_INVALID_ARGUMENT;
+		goto out;
+	}
+	*out = NULL;
+	if (req->body_len == 0 ||
+	    !is_json_type(api_request_header(req, "Content-Type"))) {
+		r = P8V_ERR_BAD_REQUEST;
+		goto out;
+	}
+	v = json_loadb((const char *)req->body, req->body_len,
+	    JSON_REJECT_DUPLICATES, &jerr);
+	if (v == NULL || !json_is_object(v)) {
+		r = P8V_ERR_BAD_REQUEST;
+		goto out;
+	}
+	*out = v;
+	v = NULL;
+	r = 0;
+ out:
+	json_decref(v);
+	return r;
+}

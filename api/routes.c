@@ -1,0 +1,31 @@
+/* routes.c: every endpoint of p8vaultd, one line each. */
+#include "api/routes.h"
+
+#include "api/health.h"
+#include "api/http.h"
+#include "api/keys.h"
+#include "api/upload.h"
+
+const struct api_route api_routes[] = {
+	/* method, pattern, handler, listeners, role, body cap, flags */
+	{ API_METHOD_GET, "/healthz", api_health_live, API_LISTENER_BOTH,
+	    API_ROLE_NONE, 0, 0 },
+	{ API_METHOD_GET, "/readyz", api_health_ready, API_LISTENER_BOTH,
+	    API_ROLE_NONE, 0, 0 },
+	/* Upload API (api/upload.h, api/keys.h): the portal's backend. */
+	{ API_METHOD_POST, "/v1/apps/{app}/keys", api_upload_handle,
+	    API_LISTENER_PORTAL, API_ROLE_PORTAL, API_BODY_MAX_UPLOAD,
+	    API_ROUTE_NEEDS_READY },
+	{ API_METHOD_GET, "/v1/apps/{app}/keys", api_keys_handle_list,
+	    API_LISTENER_PORTAL, API_ROLE_PORTAL, 0, API_ROUTE_NEEDS_READY },
+	{ API_METHOD_GET, "/v1/apps/{app}/keys/{key_id}", api_keys_handle_get,
+	    API_LISTENER_PORTAL, API_ROLE_PORTAL, 0, API_ROUTE_NEEDS_READY },
+	{ API_METHOD_DELETE, "/v1/apps/{app}/keys/{key_id}",
+	    api_keys_handle_revoke, API_LISTENER_PORTAL, API_ROLE_PORTAL, 0,
+	    API_ROUTE_NEEDS_READY },
+	{ API_METHOD_POST, "/v1/apps/{app}/keys/{key_id}/activate",
+	    api_keys_handle_activate, API_LISTENER_PORTAL, API_ROLE_PORTAL, 0,
+	    API_ROUTE_NEEDS_READY },
+};
+
+const size_t api_routes_count = sizeof(api_routes) / sizeof(api_routes[0]);
