@@ -1,0 +1,308 @@
+/* listen.c: TCP and unix listening sockets. */
+#include "server/listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+/* Most sockets listen_tcp binds: one per thread, API_THREADS_MAX. */
+#define LISTEN_TCP_MAX 64
+
+static int
+parse_port(const char *s, uint16_t *port)
+{
+	unsigned long v = 0;
+	const char *p;
+
+	if (*s == '\0' || strlen(s) > 5)
+		return P8V_ERR_INVALID_ARGUMENT;
+	for (p = s; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return P8V_ERR_INVALID_ARGUMENT;
+		v = v * 10 + (unsigned long)(*p - '0');
+	}
+	if (v > 65535)
+		return P8V_ERR_INVALID_ARGUMENT;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int
+listen_addr_parse(const char *spec, struct listen_addr *out)
+{
+	struct sockaddr_in *sin;
+	struct sockaddr_in6 *sin6;
+	char host[INET6_ADDRSTRLEN];
+	const char *colon, *close_br;
+	size_t hlen;
+
+	if (spec == NULL || out == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	memset(out, 0, sizeof(*out));
+	if (spec[0] == '[') {
+		if ((close_br = strchr(spec, ']')) == NULL || close_br[1] != ':')
+			return P8V_ERR_INVALID_ARGUMENT;
+		hlen = (size_t)(close_br - spec - 1);
+		if (hlen == 0 || hlen >= sizeof(host))
+			return P8V_ERR_INVALID_ARGUMENT;
+		memcpy(host, spec + 1, hlen);
+		host[hlen] = '\0';
+		if (parse_port(close_br + 2, &out->port) != 0)
+			return P8V_ERR_INVALID_ARGUMENT;
+		sin6 = (struct sockaddr_in6 *)&out->ss;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return P8V_ERR_INVALID_ARGUMENT;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(out->port);
+		out->len = sizeof(*sin6);
+	} else {
+		if ((colon = strrchr(spec, ':')) == NULL)
+			return P8V_ERR_INVALID_ARGUMENT;
+		hlen = (size_t)(colon - spec);
+		if (hlen == 0 || hlen >= sizeof(host))
+			return P8V_ERR_INVALID_ARGUMENT;
+		memcpy(host, spec, hlen);
+		host[hlen] = '\0';
+		if (parse_port(colon + 1, &out->port) != 0)
+			return P8V_ERR_INVALID_ARGUMENT;
+		sin = (struct sockaddr_in *)&out->ss;
+		/* inet_pton takes only the dotted quad (no "127.1", no
+		 * octal): what is written is what is bound. */
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return P8V_ERR_INVALID_ARGUMENT;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(out->port);
+		out->len = sizeof(*sin);
+	}
+	/* host parsed as an address, so it fits INET6_ADDRSTRLEN. */
+	memcpy(out->host, host, hlen + 1);
+	return 0;
+}
+
+int
+listen_addr_is_loopback(const struct listen_addr *addr)
+{
+	const struct sockaddr_in *sin;
+	const struct sockaddr_in6 *sin6;
+
+	if (addr->ss.ss_family == AF_INET) {
+		sin = (const struct sockaddr_in *)&addr->ss;
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (addr->ss.ss_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)&addr->ss;
+		if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
+		    sin6->sin6_addr.s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+static void
+set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+static uint16_t
+get_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+/* One bound, listening TCP socket; -1 on failure (logged). */
+static int
+bind_one(const struct sockaddr_storage *ss, socklen_t len, const char *host)
+{
+	int fd, one = 1;
+
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		log_errorf("listen", "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* SO_REUSEPORT lets one socket per thread share the port, and the
+	 * kernel spread connections over them. Only processes of the same
+	 * user can join the group, so nobody else can steal connections. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
+		log_errorf("listen", "setsockopt: %s", strerror(errno));
+		goto fail;
+	}
+	if (bind(fd, (const struct sockaddr *)ss, len) != 0) {
+		log_errorf("listen", "cannot bind %s port %u: %s", host,
+		    get_port(ss), strerror(errno));
+		goto fail;
+	}
+	if (listen(fd, LISTEN_BACKLOG) != 0) {
+		log_errorf("listen", "listen on %s: %s", host, strerror(errno));
+		goto fail;
+	}
+	return fd;
+ fail:
+	close(fd);
+	return -1;
+}
+
+int
+listen_tcp(const struct listen_addr *addr, unsigned int count, int *fds,
+    uint16_t *port)
+{
+	struct sockaddr_storage ss, bound;
+	socklen_t blen = sizeof(bound);
+	unsigned int i, opened = 0;
+	int r = P8V_ERR_IO;
+
+	if (addr == NULL || fds == NULL || count == 0 ||
+	    count > LISTEN_TCP_MAX) {
+		r = P8V_ERR_INVALID_ARGUMENT;
+		goto out;
+	}
+	ss = addr->ss;
+	for (i = 0; i < count; i++) {
+		if ((fds[i] = bind_one(&ss, addr->len, addr->host)) < 0)
+			goto out;
+		opened++;
+		if (i == 0) {
+			/* Port 0: the others must join the port the first
+			 * one got. */
+			if (getsockname(fds[0], (struct sockaddr *)&bound,
+			    &blen) != 0) {
+				log_errorf("listen", "getsockname: %s",
+				    strerror(errno));
+				goto out;
+			}
+			set_port(&ss, get_port(&bound));
+		}
+	}
+	if (port != NULL)
+		*port = get_port(&ss);
+	r = 0;
+ out:
+	if (r != 0) {
+		for (i = 0; i < opened; i++) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+	}
+	return r;
+}
+
+/* 1 if something accepts connections on the unix socket at path. */
+static int
+socket_is_live(const struct sockaddr_un *sun)
+{
+	int fd, live;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	live = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	return live;
+}
+
+int
+listen_unix(const char *path, struct listen_unix *out)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd = -1, r = P8V_ERR_IO;
+
+	if (out != NULL)
+		out->fd = -1;
+	memset(&sun, 0, sizeof(sun));
+	if (path == NULL || out == NULL || path[0] == '\0' ||
+	    strlen(path) >= sizeof(sun.sun_path)) {
+		log_errorf("listen", "unix socket path is empty or longer "
+		    "than %zu bytes", sizeof(sun.sun_path) - 1);
+		r = P8V_ERR_INVALID_ARGUMENT;
+		goto out;
+	}
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_errorf("listen", "%s exists and is not a socket: "
+			    "not touching it", path);
+			r = P8V_ERR_EXISTS;
+			goto out;
+		}
+		if (socket_is_live(&sun)) {
+			log_errorf("listen", "%s: another process is "
+			    "listening on it", path);
+			r = P8V_ERR_BUSY;
+			goto out;
+		}
+		if (unlink(path) != 0 && errno != ENOENT) {
+			log_errorf("listen", "cannot remove stale socket %s: %s",
+			    path, strerror(errno));
+			goto out;
+		}
+		log_infof("listen", "removed stale socket %s", path);
+	} else if (errno != ENOENT) {
+		log_errorf("listen", "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_errorf("listen", "socket: %s", strerror(errno));
+		goto out;
+	}
+	if (bind(fd, (const struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		log_errorf("listen", "cannot bind %s: %s", path,
+		    strerror(errno));
+		goto out;
+	}
+	/* bind() made the file with mode 0777 & ~umask (077): widen it to
+	 * the group before listen(), so that no client can connect while
+	 * the mode is still being set. */
+	if (chmod(path, LISTEN_UNIX_MODE) != 0 || lstat(path, &st) != 0) {
+		log_errorf("listen", "chmod %s: %s", path, strerror(errno));
+		(void)unlink(path);
+		goto out;
+	}
+	if (listen(fd, LISTEN_BACKLOG) != 0) {
+		log_errorf("listen", "listen on %s: %s", path, strerror(errno));
+		(void)unlink(path);
+		goto out;
+	}
+	out->fd = fd;
+	out->dev = st.st_dev;
+	out->ino = st.st_ino;
+	fd = -1;
+	r = 0;
+ out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+void
+listen_unix_remove(const char *path, const struct listen_unix *lu)
+{
+	struct stat st;
+
+	if (path == NULL || lu == NULL)
+		return;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == lu->dev && st.st_ino == lu->ino)
+		(void)unlink(path);
+}

@@ -1,0 +1,327 @@
+/*
+ * main.c: p8vaultd: configuration, hardening, listeners, the state behind
+ * them, signals.
+ *
+ * Start-up order, and why:
+ *   1. harden the process (no core dumps, not dumpable, umask 077) before
+ *      anything is read;
+ *   2. configuration (exit 2 on a usage or configuration error);
+ *   3. guarded memory must work (secmem_init), else exit 1;
+ *   4. SIGTERM, SIGINT and SIGHUP are blocked in every thread and taken by
+ *      sigtimedwait() in the main thread only: no work in signal handlers,
+ *      and libmicrohttpd's threads, created later, inherit the mask;
+ *   5. master keys are loaded (a missing or unsafe key file fails now);
+ *   6. listeners start, answering /healthz at once and /readyz 503
+ *      "starting";
+ *   7. the store is opened and the keys checked against it; then /readyz
+ *      answers 200 and the key routes are served.
+ * Stop (SIGTERM or SIGINT): stop accepting, let requests in flight finish
+ * (at most DRAIN_TIMEOUT_MS; a second signal cuts it short), close the
+ * store, exit 0.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/auth.h"
+#include "api/http.h"
+#include "api/routes.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "server/config.h"
+#include "server/dev.h"
+#include "server/harden.h"
+#include "server/listen.h"
+#include "server/state.h"
+#include "server/tls.h"
+
+/* Exit statuses (also in --help and docs/operations.md). */
+#define EXIT_STOPPED 0            /* stopped by SIGTERM or SIGINT */
+#define EXIT_STARTUP 1            /* start-up or runtime failure */
+#define EXIT_USAGE 2              /* usage or configuration error */
+
+/* How long requests in flight may take to finish after SIGTERM: longer
+ * than any request takes, shorter than systemd's TimeoutStopSec (90 s). */
+#define DRAIN_TIMEOUT_MS 10000
+/* How often the drain loop looks at the requests in flight. */
+#define DRAIN_POLL_MS 20
+/* How often the store's housekeeping runs (stale reader slots). */
+#define MAINTAIN_INTERVAL_S 60
+/* File descriptors beyond the connections: listeners, store, logs. */
+#define FD_RESERVE 64
+
+struct daemon {
+	struct config cfg;
+	struct state state;
+	struct api_server *srv;
+	struct listen_unix sign_socket;
+	int sign_socket_open;
+};
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait up to ms for one of the signals in set; 0 on timeout. */
+static int
+wait_signal(const sigset_t *set, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	int sig;
+
+	do {
+		sig = sigtimedwait(set, NULL, &ts);
+	} while (sig < 0 && errno == EINTR);
+	return sig < 0 ? 0 : sig;
+}
+
+/* Serve kind on a TCP address: one SO_REUSEPORT socket and one daemon
+ * thread per configured thread (see api/http.c on threading). */
+static int
+serve_tcp(struct daemon *d, enum api_listener kind, const char *spec,
+    const struct api_tls *tls)
+{
+	struct listen_addr addr;
+	int fds[API_THREADS_MAX];
+	unsigned int i, n = d->cfg.threads;
+	uint16_t port = 0;
+	int r = P8V_ERR_INTERNAL;
+
+	if ((r = listen_addr_parse(spec, &addr)) != 0)
+		goto out;   /* config_load checked it already */
+	if ((r = listen_tcp(&addr, n, fds, &port)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if ((r = api_server_listen(d->srv, kind, fds[i], 1, tls)) != 0) {
+			for (i++; i < n; i++)
+				close(fds[i]);
+			goto out;
+		}
+	}
+	log_fields(LOG_LEVEL_INFO, "listening",
+	    json_pack("{s:s, s:s, s:s, s:i, s:b, s:i}",
+	    "listener", kind == API_LISTENER_SIGN ? "sign" : "portal",
+	    "api", kind == API_LISTENER_SIGN ? "signing" : "portal",
+	    "address", addr.host, "port", (int)port, "tls", tls != NULL,
+	    "threads", (int)n),
+	    "%s API listening on %s port %u%s",
+	    kind == API_LISTENER_SIGN ? "signing" : "portal", addr.host,
+	    (unsigned int)port, tls != NULL ? " (TLS)" : "");
+	r = 0;
+ out:
+	return r;
+}
+
+static int
+serve_unix(struct daemon *d, const char *path)
+{
+	int fd, r = P8V_ERR_INTERNAL;
+
+	if ((r = listen_unix(path, &d->sign_socket)) != 0)
+		goto out;
+	d->sign_socket_open = 1;
+	fd = d->sign_socket.fd;
+	d->sign_socket.fd = -1;     /* the server owns it now */
+	if ((r = api_server_listen(d->srv, API_LISTENER_SIGN, fd,
+	    d->cfg.threads, NULL)) != 0)
+		goto out;
+	log_fields(LOG_LEVEL_INFO, "listening",
+	    json_pack("{s:s, s:s, s:s, s:i}", "listener", "sign",
+	    "api", "signing", "socket", path, "threads", (int)d->cfg.threads),
+	    "signing API listening on unix socket %s", path);
+	r = 0;
+ out:
+	return r;
+}
+
+static int
+start_listeners(struct daemon *d)
+{
+	struct tls_files tls_files;
+	struct api_tls tls, *tlsp = NULL;
+	int r = P8V_ERR_INTERNAL;
+
+	memset(&tls_files, 0, sizeof(tls_files));
+	if (d->cfg.tls_cert != NULL) {
+		if ((r = tls_files_load(d->cfg.tls_cert, d->cfg.tls_key,
+		    &tls_files)) != 0)
+			goto out;
+		tls.cert_pem = tls_files.cert_pem;
+		tls.key_pem = tls_files.key_pem;
+		tlsp = &tls;
+	}
+	if (d->cfg.listen != NULL &&
+	    (r = serve_tcp(d, API_LISTENER_PORTAL, d->cfg.listen, tlsp)) != 0)
+		goto out;
+	if (d->cfg.sign_socket != NULL &&
+	    (r = serve_unix(d, d->cfg.sign_socket)) != 0)
+		goto out;
+	if (d->cfg.sign_listen != NULL &&
+	    (r = serve_tcp(d, API_LISTENER_SIGN, d->cfg.sign_listen,
+	    tlsp)) != 0)
+		goto out;
+	r = 0;
+ out:
+	/* libgnutls parsed the key into its own memory when the listeners
+	 * started; our copy goes now. */
+	tls_files_finish(&tls_files);
+	return r;
+}
+
+/* Wait for signals; run housekeeping between them. Returns on SIGTERM or
+ * SIGINT. */
+static void
+run(struct daemon *d, const sigset_t *set)
+{
+	int sig;
+
+	for (;;) {
+		sig = wait_signal(set, MAINTAIN_INTERVAL_S * 1000L);
+		if (sig == 0) {
+			state_maintain(&d->state);
+			continue;
+		}
+		if (sig == SIGHUP) {
+			/* Reserved for reloading the master keys. */
+			log_infof("signal", "SIGHUP received: reload is not "
+			    "implemented yet; ignored");
+			continue;
+		}
+		log_infof("stopping", "%s received: stopping",
+		    sig == SIGINT ? "SIGINT" : "SIGTERM");
+		return;
+	}
+}
+
+/* Stop accepting, let requests in flight finish. */
+static void
+drain(struct daemon *d, const sigset_t *set)
+{
+	int64_t deadline = monotonic_ms() + DRAIN_TIMEOUT_MS;
+	unsigned int n;
+	int sig;
+
+	api_server_quiesce(d->srv);
+	if (d->sign_socket_open) {
+		listen_unix_remove(d->cfg.sign_socket, &d->sign_socket);
+		d->sign_socket_open = 0;
+	}
+	while ((n = api_server_in_flight(d->srv)) > 0) {
+		if (monotonic_ms() >= deadline) {
+			log_warnf("stopping", "%u request(s) still in flight "
+			    "after %d ms: closing them", n, DRAIN_TIMEOUT_MS);
+			return;
+		}
+		sig = wait_signal(set, DRAIN_POLL_MS);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_warnf("stopping", "second signal: closing %u "
+			    "request(s) in flight", n);
+			return;
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d;
+	struct api_options opts;
+	struct api_backend backend;
+	enum config_action action;
+	sigset_t set;
+	rlim_t fds;
+	int r, status = EXIT_STARTUP;
+
+	memset(&d, 0, sizeof(d));
+	d.sign_socket.fd = -1;
+	if (harden_process() != 0)
+		return EXIT_STARTUP;
+	if ((r = config_load(argc, argv, &d.cfg, &action)) != 0) {
+		status = r == P8V_ERR_INVALID_ARGUMENT ? EXIT_USAGE :
+		    EXIT_STARTUP;
+		goto out;
+	}
+	if (action == CONFIG_EXIT) {
+		status = EXIT_SUCCESS;
+		goto out;
+	}
+	log_set_level(d.cfg.log_level);
+	if ((r = secmem_init()) != 0) {
+		log_errorf("start", "guarded memory is unavailable (%s): "
+		    "refusing to start", p8v_strerror(r));
+		goto out;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if ((r = pthread_sigmask(SIG_BLOCK, &set, NULL)) != 0) {
+		log_errorf("start", "pthread_sigmask: %s", strerror(r));
+		goto out;
+	}
+	if (dev_prepare(&d.cfg) != 0)
+		goto out;
+	if ((r = state_load_keys(&d.state, &d.cfg)) != 0) {
+		if (r == P8V_ERR_NO_MASTER_KEY)
+			status = EXIT_USAGE;
+		goto out;
+	}
+	if (api_auth_is_stub())
+		log_warnf("start", "authentication is a stub: every request "
+		    "is allowed (api/auth.c)");
+
+	memset(&opts, 0, sizeof(opts));
+	opts.connection_timeout_s = d.cfg.connection_timeout_s;
+	opts.max_connections = d.cfg.max_connections;
+	opts.max_connections_per_address = d.cfg.max_connections_per_address;
+	opts.log_requests = d.cfg.log_level == LOG_LEVEL_DEBUG;
+	fds = (rlim_t)d.cfg.max_connections * 2 + FD_RESERVE;
+	harden_fd_limit(fds);
+	if ((r = api_server_create(api_routes, api_routes_count, &opts,
+	    &d.srv)) != 0) {
+		log_errorf("start", "cannot create the HTTP server: %s",
+		    p8v_strerror(r));
+		goto out;
+	}
+	if (start_listeners(&d) != 0)
+		goto out;
+	log_fields(LOG_LEVEL_INFO, "started",
+	    json_pack("{s:s, s:i}", "state", d.cfg.state_dir, "pid",
+	    (int)getpid()), "p8vaultd started");
+
+	if ((r = state_open(&d.state, d.cfg.state_dir)) != 0) {
+		api_server_set_not_ready(d.srv, p8v_errname(r));
+		goto out;
+	}
+	memset(&backend, 0, sizeof(backend));
+	backend.store = d.state.store;
+	api_server_set_backend(d.srv, &backend);
+	log_infof("ready", "ready: store %s open, %zu master key(s) checked",
+	    d.cfg.state_dir, master_keyring_count(d.state.ring));
+
+	run(&d, &set);
+	drain(&d, &set);
+	status = EXIT_STOPPED;
+ out:
+	if (d.sign_socket_open)
+		listen_unix_remove(d.cfg.sign_socket, &d.sign_socket);
+	/* Stops every listener and waits for running handlers before the
+	 * store they use is closed. */
+	api_server_destroy(d.srv);
+	state_finish(&d.state);
+	if (status == EXIT_STOPPED)
+		log_infof("stopped", "p8vaultd stopped");
+	config_finish(&d.cfg);
+	return status;
+}

@@ -1,0 +1,44 @@
+/*
+ * state.h: what the daemon holds behind its APIs: the master keyring and
+ * the store (and, once vault/ is wired in, the vault over them).
+ */
+#ifndef P8V_SERVER_STATE_H
+#define P8V_SERVER_STATE_H
+
+#include "crypto/masterkey.h"
+#include "server/config.h"
+#include "store/store.h"
+
+struct state {
+	struct master_keyring *ring;
+	struct store *store;
+};
+
+/*
+ * Load the master keys: every --master-key-file in order, or, when none is
+ * configured, the systemd credential ($CREDENTIALS_DIRECTORY/
+ * p8vault-master-key). Logs each key's id and where it came from, never
+ * the key. The last file given is the primary key (seals new records).
+ * Returns 0, P8V_ERR_NO_MASTER_KEY (none configured and no credential:
+ * logged, a configuration error), the errors of master_key_load_file
+ * (P8V_ERR_NOT_FOUND, P8V_ERR_MASTER_KEY_FILE, ...: logged with the path),
+ * P8V_ERR_TOO_LARGE (more than MASTER_KEYRING_MAX keys), P8V_ERR_ALLOC.
+ */
+int state_load_keys(struct state *st, const struct config *cfg);
+
+/*
+ * Open the store in dir and check the loaded keys against it
+ * (store_master_keys_check: a first start records them). On failure the
+ * store is closed again.
+ * Returns 0, the errors of store_open and store_master_keys_check
+ * (P8V_ERR_MASTER_KEY_MISMATCH, P8V_ERR_IO, P8V_ERR_STORE_VERSION, ...).
+ */
+int state_open(struct state *st, const char *dir);
+
+/* Periodic housekeeping (store_maintain); logs what it did. */
+void state_maintain(struct state *st);
+
+/* Close the store, wipe and free the keys. NULL-safe. */
+void state_finish(struct state *st);
+
+#endif /* P8V_SERVER_STATE_H */
