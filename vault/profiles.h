@@ -1,0 +1,166 @@
+/*
+ * profiles.h: the Apple JWTs other than the APNs provider token.
+ *
+ * One kind of .p8 key can be enabled at Apple for several services, each
+ * with its own token shape (../shared/APPLE-TOKENS.md). A profile is one
+ * such shape: a name, the KEY_SERVICE_* bit the key must carry, a validator
+ * for the caller's fields and a builder that makes the JOSE header and the
+ * claims from the validated fields, the key record (Key ID, Team ID) and
+ * the vault's clock. Nothing a caller sends is copied into a token as
+ * given: every member is checked against its own rule first, and the caller
+ * never supplies iat (the vault's wall clock does) nor any header member.
+ *
+ * A request is a JSON object: {"profile": NAME, ...fields}. The members a
+ * profile takes (all others are refused with P8V_ERR_UNKNOWN_FIELD, so a
+ * misspelt "expires_in" never silently yields a default lifetime; null is
+ * not "absent" but a wrong type):
+ *
+ *   every profile     "environment": "development" | "production"
+ *                     (optional: which of the app's active keys, for an
+ *                     app with one active key per environment)
+ *   app_store_connect "issuer_id" (required, UUID 8-4-4-4-12 hex, either
+ *                     case, signed as given), "expires_in" (1..1200,
+ *                     default 1200), "scope" (optional, 1..32 strings
+ *                     "METHOD /path", printable ASCII, at most 256 each)
+ *     header {"alg":"ES256","kid":KID,"typ":"JWT"}
+ *     claims {"iss":ISSUER,"iat":NOW,"exp":NOW+E,"aud":"appstoreconnect-v1"
+ *             [,"scope":[...]]}
+ *   sign_in_with_apple "client_id" (required, 1..255 of [A-Za-z0-9._-]),
+ *                     "expires_in" (1..15777000, default 86400)
+ *     header {"alg":"ES256","kid":KID}
+ *     claims {"iss":TEAM,"iat":NOW,"exp":NOW+E,
+ *             "aud":"https://appleid.apple.com","sub":CLIENT_ID}
+ *   musickit          "expires_in" (1..15777000, default 3600), "origin"
+ *                     (optional, 1..16 https origins)
+ *     header {"alg":"ES256","kid":KID}
+ *     claims {"iss":TEAM,"iat":NOW,"exp":NOW+E[,"origin":[...]]}
+ *   weatherkit        "service_id" (required, 1..255 of [A-Za-z0-9.-]),
+ *                     "expires_in" (1..86400, default 3600)
+ *     header {"alg":"ES256","kid":KID,"id":"TEAM.SERVICE_ID"}
+ *     claims {"iss":TEAM,"iat":NOW,"exp":NOW+E,"sub":SERVICE_ID}
+ *   devicecheck       no fields
+ *     header {"alg":"ES256","kid":KID}
+ *     claims {"iss":TEAM,"iat":NOW}
+ *   maps              "expires_in" (1..15777000, default 3600), "origin"
+ *                     (optional, 1..16 https origins)
+ *     header {"alg":"ES256","kid":KID,"typ":"JWT"}
+ *     claims {"iss":TEAM,"iat":NOW,"exp":NOW+E[,"origin":[...]]}
+ *
+ * Members appear in the token in exactly the order listed. The limits and
+ * the reasons for them are next to their macros below.
+ *
+ * These tokens are signed afresh on every request: unlike APNs, Apple does
+ * not throttle them, and their lifetimes are the caller's choice, so callers
+ * cache them as they need.
+ */
+#ifndef P8V_VAULT_PROFILES_H
+#define P8V_VAULT_PROFILES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "store/records.h"
+#include "vault/vault.h"
+
+/* App Store Connect refuses a token whose exp is more than 20 minutes
+ * ahead; the default is that limit (each token is signed per request). */
+#define PROFILE_ASC_EXPIRES_MAX_S (20 * 60)
+/* Sign in with Apple and MusicKit: Apple's limit, 15777000 s (six months). */
+#define PROFILE_APPLE_EXPIRES_MAX_S 15777000
+/* Sign in with Apple: a client secret for a day; servers cache it. */
+#define PROFILE_SIWA_EXPIRES_DEFAULT_S 86400
+/* MusicKit and Maps developer tokens are shipped to browsers and apps, so a
+ * leaked one should die soon: one hour unless the caller asks for more. */
+#define PROFILE_PUBLIC_EXPIRES_DEFAULT_S 3600
+/* WeatherKit: Apple documents no limit. Its tokens are bearer credentials
+ * for a paid request quota used server to server, so a leak should not
+ * outlive a day; a server re-signs once a day at worst. */
+#define PROFILE_WEATHERKIT_EXPIRES_MAX_S 86400
+#define PROFILE_WEATHERKIT_EXPIRES_DEFAULT_S 3600
+/* Maps (MapKit JS, Maps Server API): no documented limit either; the same
+ * kind of token as MusicKit's, so the same six months. */
+#define PROFILE_MAPS_EXPIRES_MAX_S PROFILE_APPLE_EXPIRES_MAX_S
+
+/* A UUID in its 8-4-4-4-12 text form. */
+#define PROFILE_UUID_LEN 36
+/* Client ids and service ids: reverse-DNS names; Apple's bundle ids are at
+ * most 155 characters, 255 leaves room and bounds a token. */
+#define PROFILE_ID_MAX 255
+/* App Store Connect scope: a token for a handful of operations; 32 entries
+ * of 256 characters keep the token under JWT_MAX_TOKEN_BYTES... */
+#define PROFILE_SCOPE_MAX 32
+#define PROFILE_SCOPE_ITEM_MAX 256
+/* ...as do 16 origins of "https://" and a DNS name (253) and a port. */
+#define PROFILE_ORIGIN_MAX 16
+#define PROFILE_ORIGIN_ITEM_MAX (8 + 253 + 6)
+/* Longest profile name, with its NUL. */
+#define PROFILE_NAME_MAX 32
+
+/* A validated request, ready for profile_build. Holds no secret. */
+struct profile_request {
+	const char *profile;             /* static name ("musickit") */
+	uint32_t service;                /* KEY_SERVICE_* bit it needs */
+	enum key_env environment;        /* KEY_ENV_BOTH: any active key */
+	int64_t expires_in;              /* 0 for devicecheck (no exp) */
+	char issuer_id[PROFILE_UUID_LEN + 1];
+	char subject[PROFILE_ID_MAX + 1];  /* client_id, service_id */
+	json_t *list;                    /* scope or origin: a fresh array of
+	                                    validated copies, or NULL */
+};
+
+/*
+ * Validate request (a JSON object {"profile": ..., ...}) into *out (zeroed
+ * first; release with profile_request_finish, also on failure).
+ * *detail (may be NULL) gets a static message naming the member at fault,
+ * without its value, for the error response (NULL for errors that are not
+ * about a member).
+ * Returns 0, P8V_ERR_MISSING_FIELD ("profile" or a member the profile
+ * requires is absent), P8V_ERR_UNKNOWN_FIELD (a member the profile does
+ * not take), P8V_ERR_BAD_FIELD (unknown profile; a member of the wrong
+ * type, out of range or malformed), P8V_ERR_INVALID_ARGUMENT (request NULL
+ * or not an object, out NULL), P8V_ERR_ALLOC.
+ */
+int profile_parse(const json_t *request, struct profile_request *out,
+    const char **detail);
+
+/* Free what profile_parse allocated and zero req. NULL-safe. */
+void profile_request_finish(struct profile_request *req);
+
+/*
+ * Build the header and claims of req's profile for rec (its key_id and
+ * team_id) at now (seconds since the epoch). *header and *claims are new
+ * references (caller's), NULL on failure. Checks nothing about rec's
+ * services or state (vault_sign_app does).
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT (NULL arguments, req not from
+ * profile_parse, now + expires_in beyond what a JSON integer holds),
+ * P8V_ERR_ALLOC.
+ */
+int profile_build(const struct profile_request *req,
+    const struct key_record *rec, int64_t now, json_t **header,
+    json_t **claims);
+
+/*
+ * The boundary call: validate request, then sign the profile's token with
+ * the app's active key (for the request's environment) through
+ * vault_sign_app, which checks the key's services, unseals, signs and
+ * wipes. Signed afresh on every call (out->minted is 1); nothing is cached.
+ * out->expires_at is the exp claim, or issued_at + VAULT_APNS_LIFETIME_S
+ * for devicecheck (which carries no exp; Apple takes its tokens for an
+ * hour, as APNs does).
+ * *detail as for profile_parse (NULL when the error is not about a field).
+ * Returns 0, the errors of profile_parse, and those of vault_sign_app:
+ * P8V_ERR_BAD_APP_ID, P8V_ERR_APP_NOT_FOUND, P8V_ERR_NO_ACTIVE_KEY,
+ * P8V_ERR_KEY_REVOKED, P8V_ERR_SERVICE_NOT_ALLOWED, P8V_ERR_INTEGRITY, ...
+ */
+int vault_profile_token(struct vault *v, const char *app,
+    const json_t *request, const char *actor, struct vault_token *out,
+    const char **detail);
+
+/* The names of every profile, in table order, for docs and errors:
+ * names[i] for i < profile_count(). */
+size_t profile_count(void);
+const char *profile_name(size_t i);
+
+#endif /* P8V_VAULT_PROFILES_H */
