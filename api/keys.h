@@ -1,0 +1,31 @@
+/*
+ * keys.h: the key routes of the upload API besides the upload itself
+ * (api/upload.h), on the portal listener:
+ *
+ *   GET    /v1/apps/{app}/keys                   200 {"keys": [meta...]}
+ *   GET    /v1/apps/{app}/keys/{key_id}          200 meta
+ *   POST   /v1/apps/{app}/keys/{key_id}/activate 200 meta (state "active")
+ *   DELETE /v1/apps/{app}/keys/{key_id}          200 meta (state "revoked")
+ *
+ * meta is the vault's key metadata object (vault/vault.h): public key,
+ * fingerprint, state and the rest, never private key material. Activation
+ * and revocation name the caller's token id as the actor of their audit
+ * event (the vault appends it). Path parameters are validated by the vault
+ * (422 invalid_app_id / invalid_key_id); every error is mapped by
+ * api/errors.c.
+ */
+#ifndef P8V_API_KEYS_H
+#define P8V_API_KEYS_H
+
+struct api_request;
+
+/* Handlers (api/router.h contract): 0 after responding, or a P8V_ERR_*
+ * for the framework to answer (those of vault_key_list, vault_key_get,
+ * vault_key_activate, vault_key_revoke; P8V_ERR_NOT_READY without a vault;
+ * P8V_ERR_ALLOC). */
+int api_keys_handle_list(struct api_request *req);
+int api_keys_handle_get(struct api_request *req);
+int api_keys_handle_activate(struct api_request *req);
+int api_keys_handle_revoke(struct api_request *req);
+
+#endif /* P8V_API_KEYS_H */
