@@ -58,6 +58,7 @@
 #include "api/auth.h"
 #include "api/connlimit.h"
 #include "api/errors.h"
+#include "api/metrics.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
@@ -369,6 +370,8 @@ request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		    "%s %s %u", req->method_name != NULL ? req->method_name : "-",
 		    req->route != NULL ? req->route->pattern : "-",
 		    req->status);
+	metrics_observe_request(req->route != NULL ? req->route->pattern : NULL,
+	    req->status, (double)(now_us() - req->start_us) / 1e6);
 	request_free(req);
 	__atomic_sub_fetch(&lst->srv->in_flight, 1, __ATOMIC_ACQ_REL);
 }
