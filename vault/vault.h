@@ -46,25 +46,40 @@
 /* A reported rejection re-mints at most this often per team and key. */
 #define VAULT_APNS_REJECT_MIN_INTERVAL_S (20 * 60)
 
-/* Which clocks the vault reads; tests of the clock rules replace none of
- * these in production code: they run the daemon under libfaketime. */
+/*
+ * Clocks. Token ages are measured on CLOCK_BOOTTIME (monotonic, counts time
+ * spent suspended); iat and record times come from CLOCK_REALTIME. Neither
+ * is an option: no API, option or environment variable changes them. (The
+ * unit tests swap them through a hook declared only in vault/
+ * vault_internal.h; integration tests run the daemon under libfaketime.)
+ */
 struct vault_options {
-	int64_t apns_reuse_seconds; /* 0 = VAULT_APNS_REUSE_DEFAULT_S */
+	/* 0 = VAULT_APNS_REUSE_DEFAULT_S; otherwise VAULT_APNS_REUSE_MIN_S ..
+	 * VAULT_APNS_REUSE_MAX_S, else vault_create fails with
+	 * P8V_ERR_INVALID_ARGUMENT. */
+	int64_t apns_reuse_seconds;
 };
 
 struct vault;
 
 /*
  * Create the vault over an open store, taking ownership of ring (also on
- * failure). Checks the ring against the store (store_master_keys_check) and
- * loads the persisted token cache.
+ * failure). The store stays the caller's: close it after vault_destroy.
+ * opts may be NULL (defaults). Checks the ring against the store
+ * (store_master_keys_check) and loads the persisted APNs token cache: a
+ * token minted in this boot is aged on CLOCK_BOOTTIME, one from an earlier
+ * boot by the wall clock (now - iat); tokens past the reuse period, from the
+ * future, or that fail to open are dropped (and deleted from the store).
  * Returns 0, P8V_ERR_NO_MASTER_KEY, P8V_ERR_MASTER_KEY_MISMATCH,
- * P8V_ERR_INVALID_ARGUMENT (reuse period out of range), P8V_ERR_STORE.
+ * P8V_ERR_INVALID_ARGUMENT (NULL store, ring or out; reuse period out of
+ * range), P8V_ERR_ALLOC, P8V_ERR_INTEGRITY (malformed master-key entries),
+ * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  */
 int vault_create(struct store *store, struct master_keyring *ring,
     const struct vault_options *opts, struct vault **out);
 
-/* Wipe the keyring and the in-memory token cache. NULL-safe. */
+/* Wipe the keyring and the in-memory token cache. No call may be running.
+ * NULL-safe. */
 void vault_destroy(struct vault *v);
 
 /* An upload, with fields the caller has parsed but not necessarily validated:
@@ -86,33 +101,58 @@ struct vault_upload {
 /*
  * Validate, seal and store a .p8. *created is 1 for a new record (201), 0 when
  * the same key material was already stored under the same ids (200, nothing
- * changes). *meta gets the key metadata object.
- * Returns 0, any P8V_ERR_P8_* (from p8_parse), P8V_ERR_BAD_APP_ID,
- * P8V_ERR_BAD_KEY_ID, P8V_ERR_BAD_TEAM_ID, P8V_ERR_BAD_FIELD (topics,
- * services), P8V_ERR_KEY_EXISTS (different material or ids under this app
- * and Key ID), P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ * changes, not even the state: *meta is the stored record's). *meta gets the
+ * key metadata object. Checks run in this order: ids, environment, services,
+ * topics, actor, then the .p8 itself; the first failure decides.
+ * With activate, the new key is ACTIVE and every other ACTIVE key of the app
+ * whose environment overlaps (equal, or either is "both") becomes STANDBY,
+ * in the same transaction as the insert and its audit event ("key.upload").
+ * Returns 0, any P8V_ERR_P8_* (from p8_parse, unchanged), P8V_ERR_BAD_APP_ID,
+ * P8V_ERR_BAD_KEY_ID, P8V_ERR_BAD_TEAM_ID, P8V_ERR_BAD_FIELD (environment,
+ * services, topics), P8V_ERR_KEY_EXISTS (different material or Team ID under
+ * this app and Key ID, or this material already stored under another Key ID
+ * of the app), P8V_ERR_KEY_REVOKED (this app and Key ID were revoked: a
+ * revoked Key ID is never reused), P8V_ERR_INVALID_ARGUMENT (NULL pointers,
+ * a missing or invalid actor), P8V_ERR_NO_MASTER_KEY, P8V_ERR_SECMEM,
+ * P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_INTEGRITY (a stored record of the
+ * app fails to decode or to re-seal), P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ * On any error nothing is stored and *meta is NULL.
  */
 int vault_key_upload(struct vault *v, const struct vault_upload *up,
     json_t **meta, int *created);
 
-/* Metadata of one key / all keys of an app (array, possibly empty).
- * P8V_ERR_BAD_APP_ID, P8V_ERR_BAD_KEY_ID, P8V_ERR_KEY_NOT_FOUND. */
+/* Metadata of one key / all keys of an app in Key ID order (an array,
+ * empty for an unknown app; tombstones included).
+ * Returns 0, P8V_ERR_BAD_APP_ID, P8V_ERR_BAD_KEY_ID, P8V_ERR_KEY_NOT_FOUND,
+ * P8V_ERR_INVALID_ARGUMENT, P8V_ERR_INTEGRITY (a stored record fails to
+ * decode), P8V_ERR_ALLOC, P8V_ERR_STORE. */
 int vault_key_get(struct vault *v, const char *app, const char *key_id,
     json_t **meta);
 int vault_key_list(struct vault *v, const char *app, json_t **array);
 
 /*
- * Make a standby key the app's active key (the previously active key whose
- * environment overlaps becomes standby). Re-seals the records whose metadata
- * changes. Activating the active key is a no-op.
- * P8V_ERR_KEY_NOT_FOUND, P8V_ERR_KEY_REVOKED.
+ * Make a standby key the app's active key (the previously active keys whose
+ * environment overlaps become standby). Re-seals the records whose metadata
+ * changes; one transaction with its audit event ("key.activate").
+ * Activating the active key is a no-op (no audit event). The new key's APNs
+ * token is minted on the next request (the cache is keyed on the key).
+ * Returns 0, P8V_ERR_BAD_APP_ID, P8V_ERR_BAD_KEY_ID, P8V_ERR_KEY_NOT_FOUND,
+ * P8V_ERR_KEY_REVOKED, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_INTEGRITY (a record
+ * fails to open for re-sealing), P8V_ERR_MASTER_KEY_MISSING,
+ * P8V_ERR_NO_MASTER_KEY, P8V_ERR_ALLOC, P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  */
 int vault_key_activate(struct vault *v, const char *app, const char *key_id,
     const char *actor, json_t **meta);
 
 /*
- * Revoke: destroy the sealed key and keep a tombstone with its metadata.
- * Revoking a revoked key returns P8V_ERR_KEY_REVOKED.
+ * Revoke: destroy the sealed key and keep a tombstone with its metadata
+ * (state "revoked", no envelope, "master_key_id" null), drop the key's
+ * cached APNs token (memory and store) and append an audit event
+ * ("key.revoke"), in one transaction. Works on a record whose envelope no
+ * longer opens. Revoking a revoked key returns P8V_ERR_KEY_REVOKED.
+ * Returns 0, P8V_ERR_BAD_APP_ID, P8V_ERR_BAD_KEY_ID, P8V_ERR_KEY_NOT_FOUND,
+ * P8V_ERR_KEY_REVOKED, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC,
+ * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  */
 int vault_key_revoke(struct vault *v, const char *app, const char *key_id,
     const char *actor, json_t **meta);
@@ -137,18 +177,75 @@ enum vault_reject_reason {
 };
 
 /*
- * The APNs provider token for the app's active key (for `environment`, or
- * any when KEY_ENV_BOTH). One token per (team, key id, fingerprint) for the
- * whole vault, reused for the reuse period, minted when older, when the key
- * changed, or when a rejection of exactly the current token is reported and
- * the last mint is at least 20 minutes old. Concurrent callers for a cold
- * team share one mint.
- * P8V_ERR_BAD_APP_ID, P8V_ERR_APP_NOT_FOUND, P8V_ERR_NO_ACTIVE_KEY,
- * P8V_ERR_KEY_REVOKED, P8V_ERR_SERVICE_NOT_ALLOWED, P8V_ERR_INTEGRITY (the
- * record fails to open: reported, never signed from).
+ * The APNs provider token for the app's active key for env: with
+ * KEY_ENV_BOTH any active key (one bound to "both" first, else the first in
+ * Key ID order); with a specific environment an active key bound to it,
+ * else an active "both" key. One token per (team, key id, fingerprint) for
+ * the whole vault, reused while younger than the reuse period (age on
+ * CLOCK_BOOTTIME), minted when older, when the key changed, or when a
+ * rejection of exactly the current token is reported and the last mint is
+ * at least VAULT_APNS_REJECT_MIN_INTERVAL_S old. Concurrent callers for a
+ * cold key share one mint (a failed mint fails them all alike).
+ * rejected_token and reason go together: both NULL/VAULT_REJECT_NONE, or
+ * both set (a token APNs refused, and why); each report is logged (ids and
+ * reason, never the token). Every mint is audited ("apns.mint", with its
+ * reason) and persisted sealed; a token is handed out only once both are
+ * committed. out is filled on success (free with vault_token_finish) and
+ * zeroed on failure. actor names the caller in the audit event.
+ * Returns 0, P8V_ERR_BAD_APP_ID, P8V_ERR_APP_NOT_FOUND (no record at all),
+ * P8V_ERR_NO_ACTIVE_KEY (records, none active for env),
+ * P8V_ERR_SERVICE_NOT_ALLOWED (the key lacks "apns"), P8V_ERR_INTEGRITY (the
+ * record fails to decode, to open or to match its public point: logged with
+ * app and Key ID, never signed from), P8V_ERR_MASTER_KEY_MISSING (sealed
+ * under a master key that is not loaded), P8V_ERR_KEY_REVOKED (revoked while
+ * the token was being minted), P8V_ERR_INVALID_ARGUMENT (NULL pointers, bad
+ * env, reason without token or token without reason, bad actor),
+ * P8V_ERR_SECMEM, P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_NO_SPACE,
+ * P8V_ERR_STORE.
  */
 int vault_apns_token(struct vault *v, const char *app, enum key_env env,
     const char *rejected_token, enum vault_reject_reason reason,
     const char *actor, struct vault_token *out);
+
+/*
+ * The key metadata object (see the top of this file) of rec, as the API and
+ * the CLI print it: "public_key_pem" and "public_key_jwk" (kid = Key ID)
+ * from the public point, "master_key_id" the hex id the envelope names (null
+ * for a tombstone). *out belongs to the caller (json_decref).
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT (NULL, or a public point not on
+ * P-256), P8V_ERR_INTEGRITY (malformed envelope), P8V_ERR_ALLOC,
+ * P8V_ERR_CRYPTO, P8V_ERR_INTERNAL (a time gmtime cannot represent).
+ */
+int vault_key_meta_json(const struct key_record *rec, json_t **out);
+
+/* Why an APNs token was minted (audit "reason" and metrics label). */
+enum vault_mint_reason {
+	VAULT_MINT_COLD = 0,          /* "cold": first token of this team */
+	VAULT_MINT_EXPIRED,           /* "expired": older than the reuse period */
+	VAULT_MINT_KEY_CHANGED,       /* "key_changed": first token of a key of
+	                                 a team that had one from another key */
+	VAULT_MINT_REJECTED_EXPIRED,  /* "rejected_expired" */
+	VAULT_MINT_REJECTED_INVALID,  /* "rejected_invalid" */
+	VAULT_MINT_REASONS
+};
+
+/* "cold", "expired", ...; NULL for an unknown value. */
+const char *vault_mint_reason_name(enum vault_mint_reason why);
+
+/* Counters since vault_create, for metrics (each read atomically; the set
+ * is not one snapshot). */
+struct vault_stats {
+	uint64_t apns_mints[VAULT_MINT_REASONS]; /* tokens minted, by reason */
+	uint64_t apns_cache_hits;     /* tokens served from the cache */
+	uint64_t apns_rejections;     /* rejection reports received */
+	uint64_t apns_failures;       /* vault_apns_token calls that failed
+	                                 after finding the key (open, sign,
+	                                 store) */
+	uint64_t app_signs;           /* other Apple JWTs signed */
+	uint64_t app_sign_failures;
+};
+
+/* Fill st. v and st must not be NULL. */
+void vault_stats(struct vault *v, struct vault_stats *st);
 
 #endif /* P8V_VAULT_VAULT_H */

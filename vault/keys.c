@@ -1,0 +1,687 @@
+/*
+ * keys.c: key management at the vault boundary: upload (validate, seal,
+ * store), metadata, activation and revocation. Every change is one store
+ * transaction together with its audit event.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "crypto/envelope.h"
+#include "crypto/p8.h"
+#include "crypto/secmem.h"
+#include "store/audit.h"
+#include "store/ids.h"
+#include "vault/tokcache.h"
+#include "vault/vault.h"
+#include "vault/vault_internal.h"
+
+/* --- the metadata object --- */
+
+static json_t *
+services_array(uint32_t services)
+{
+	json_t *a = json_array();
+	uint32_t bit;
+
+	if (a == NULL)
+		return NULL;
+	for (bit = 1; bit != 0 && bit <= KEY_SERVICE_ALL; bit <<= 1) {
+		if ((services & bit) == 0)
+			continue;
+		if (json_array_append_new(a,
+		    json_string(key_service_name(bit))) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static json_t *
+topics_array(const struct key_record *rec)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	if (a == NULL)
+		return NULL;
+	for (i = 0; i < rec->n_topics; i++) {
+		if (json_array_append_new(a, json_string(rec->topics[i])) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+int
+vault_key_meta_json(const struct key_record *rec, json_t **out)
+{
+	char created[VAULT_TIME_RFC3339_BYTES], updated[VAULT_TIME_RFC3339_BYTES];
+	char mk_hex[MASTER_KEY_ID_HEX + 1];
+	uint8_t mk_id[MASTER_KEY_ID_BYTES];
+	char *pem = NULL, *jwk_text = NULL;
+	json_t *o = NULL, *jwk = NULL, *mk = NULL;
+	size_t i;
+	int bad = 0, r = P8V_ERR_INVALID_ARGUMENT;
+
+	if (out != NULL)
+		*out = NULL;
+	if (rec == NULL || out == NULL)
+		goto out;
+	if ((r = vault_time_rfc3339(rec->created_at, created)) != 0 ||
+	    (r = vault_time_rfc3339(rec->updated_at, updated)) != 0)
+		goto out;
+	if (rec->envelope != NULL) {
+		if ((r = envelope_master_key_id(rec->envelope,
+		    rec->envelope_len, mk_id)) != 0)
+			goto out;
+		for (i = 0; i < MASTER_KEY_ID_BYTES; i++) {
+			mk_hex[2 * i] = "0123456789abcdef"[mk_id[i] >> 4];
+			mk_hex[2 * i + 1] = "0123456789abcdef"[mk_id[i] & 15];
+		}
+		mk_hex[MASTER_KEY_ID_HEX] = '\0';
+	}
+	if ((r = p8_public_pem(rec->public_point, &pem)) != 0 ||
+	    (r = p8_public_jwk(rec->public_point, rec->key_id, &jwk_text)) != 0)
+		goto out;
+	r = P8V_ERR_ALLOC;
+	if ((jwk = json_loads(jwk_text, JSON_REJECT_DUPLICATES, NULL)) == NULL)
+		goto out;
+	mk = rec->envelope != NULL ? json_string(mk_hex) : json_null();
+	if ((o = json_object()) == NULL)
+		goto out;
+	/* json_object_set_new steals the value, also when it fails, and fails
+	 * on a NULL value (an allocation that failed). */
+	bad |= json_object_set_new(o, "app", json_string(rec->app));
+	bad |= json_object_set_new(o, "key_id", json_string(rec->key_id));
+	bad |= json_object_set_new(o, "team_id", json_string(rec->team_id));
+	bad |= json_object_set_new(o, "environment",
+	    json_string(key_env_name(rec->environment)));
+	bad |= json_object_set_new(o, "services", services_array(rec->services));
+	bad |= json_object_set_new(o, "topics", topics_array(rec));
+	bad |= json_object_set_new(o, "state",
+	    json_string(key_state_name(rec->state)));
+	bad |= json_object_set_new(o, "fingerprint",
+	    json_string(rec->fingerprint));
+	bad |= json_object_set_new(o, "public_key_pem", json_string(pem));
+	bad |= json_object_set_new(o, "public_key_jwk", jwk);
+	jwk = NULL;
+	bad |= json_object_set_new(o, "master_key_id", mk);
+	mk = NULL;
+	bad |= json_object_set_new(o, "created_at", json_string(created));
+	bad |= json_object_set_new(o, "created_by",
+	    json_string(rec->created_by));
+	bad |= json_object_set_new(o, "updated_at", json_string(updated));
+	bad |= json_object_set_new(o, "version",
+	    json_integer((json_int_t)rec->version));
+	if (bad)
+		goto out;
+	*out = o;
+	o = NULL;
+	r = 0;
+ out:
+	json_decref(o);
+	json_decref(jwk);
+	json_decref(mk);
+	free(pem);
+	free(jwk_text);
+	return r;
+}
+
+/* --- lists of Key IDs (the keys a change demotes) --- */
+
+struct keylist {
+	char (*ids)[IDS_APPLE_ID_LEN + 1];
+	size_t n, cap;
+};
+
+static int
+keylist_add(struct keylist *l, const char *key_id)
+{
+	char (*grown)[IDS_APPLE_ID_LEN + 1];
+	size_t cap;
+
+	if (l->n == l->cap) {
+		cap = l->cap == 0 ? 4 : l->cap * 2;
+		if ((grown = realloc(l->ids, cap * sizeof(*l->ids))) == NULL)
+			return P8V_ERR_ALLOC;
+		l->ids = grown;
+		l->cap = cap;
+	}
+	memcpy(l->ids[l->n], key_id, IDS_APPLE_ID_LEN + 1);
+	l->n++;
+	return 0;
+}
+
+static void
+keylist_free(struct keylist *l)
+{
+	free(l->ids);
+	memset(l, 0, sizeof(*l));
+}
+
+static json_t *
+keylist_json(const struct keylist *l)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	if (a == NULL)
+		return NULL;
+	for (i = 0; i < l->n; i++) {
+		if (json_array_append_new(a, json_string(l->ids[i])) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+/* --- scanning an app for a change --- */
+
+struct scan {
+	const struct key_record *subject; /* the key being added/activated */
+	int check_material;               /* refuse its fingerprint elsewhere */
+	struct keylist demote;            /* ACTIVE keys that overlap */
+};
+
+static int
+scan_one(const struct key_record *rec, void *arg)
+{
+	struct scan *s = arg;
+
+	if (strcmp(rec->key_id, s->subject->key_id) == 0)
+		return 0;
+	/* One key has one Key ID at Apple: the same material under another
+	 * Key ID would sign tokens with a kid that does not match. */
+	if (s->check_material &&
+	    strcmp(rec->fingerprint, s->subject->fingerprint) == 0)
+		return P8V_ERR_KEY_EXISTS;
+	if (rec->state == KEY_STATE_ACTIVE &&
+	    vault_env_overlap(rec->environment, s->subject->environment))
+		return keylist_add(&s->demote, rec->key_id);
+	return 0;
+}
+
+static int
+set_standby(struct key_record *rec, void *arg)
+{
+	(void)arg;
+	rec->state = KEY_STATE_STANDBY;
+	return 0;
+}
+
+static int
+set_active(struct key_record *rec, void *arg)
+{
+	(void)arg;
+	rec->state = KEY_STATE_ACTIVE;
+	return 0;
+}
+
+static int
+set_revoked(struct key_record *rec, void *arg)
+{
+	(void)arg;
+	rec->state = KEY_STATE_REVOKED;
+	key_record_drop_envelope(rec);
+	return 0;
+}
+
+/* Demote every key in l to STANDBY (each re-sealed by key_record_update). */
+static int
+demote_all(struct store_txn *txn, struct vault *v, const char *app,
+    const struct keylist *l, int64_t now)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < l->n; i++)
+		if ((r = key_record_update(txn, v->ring, app, l->ids[i], now,
+		    set_standby, NULL, NULL)) != 0)
+			return r;
+	return 0;
+}
+
+/* Append the audit event of a change: what, the record, the keys it
+ * demoted. */
+static int
+audit_change(struct store_txn *txn, int64_t now, const char *actor,
+    const char *what, const struct key_record *rec, const char *result,
+    const struct keylist *demoted)
+{
+	json_t *ev;
+	int r = P8V_ERR_ALLOC;
+
+	if ((ev = vault_audit_event(now, actor, what, rec, result)) == NULL)
+		return P8V_ERR_ALLOC;
+	if (json_object_set_new(ev, "state",
+	    json_string(key_state_name(rec->state))) != 0)
+		goto out;
+	if (demoted != NULL &&
+	    json_object_set_new(ev, "demoted", keylist_json(demoted)) != 0)
+		goto out;
+	r = store_audit_append(txn, ev, NULL);
+ out:
+	json_decref(ev);
+	return r;
+}
+
+/* --- upload --- */
+
+struct upload {
+	struct vault *v;
+	const struct key_record *rec;   /* sealed, ready to store */
+	const char *actor;
+	int64_t now;
+	/* Results; reset at the start of every run (store_write may re-run). */
+	int existed;
+	struct key_record stored;
+	struct scan scan;
+};
+
+static int
+upload_txn(struct store_txn *txn, void *arg)
+{
+	struct upload *u = arg;
+	const struct key_record *rec = u->rec;
+	struct key_record old = { 0 };
+	int r;
+
+	u->existed = 0;
+	key_record_free(&u->stored);
+	keylist_free(&u->scan.demote);
+	u->scan.subject = rec;
+	u->scan.check_material = 1;
+
+	r = key_record_get(txn, rec->app, rec->key_id, &old);
+	if (r == 0) {
+		if (old.state == KEY_STATE_REVOKED)
+			r = P8V_ERR_KEY_REVOKED; /* a Key ID is never reused */
+		else if (strcmp(old.team_id, rec->team_id) != 0 ||
+		    strcmp(old.fingerprint, rec->fingerprint) != 0)
+			r = P8V_ERR_KEY_EXISTS;
+		else {
+			/* The same upload again: nothing changes. */
+			u->existed = 1;
+			u->stored = old;
+			memset(&old, 0, sizeof(old));
+		}
+		goto out;
+	}
+	if (r != P8V_ERR_NOT_FOUND)
+		goto out;
+	if ((r = key_record_list(txn, rec->app, scan_one, &u->scan)) != 0)
+		goto out;
+	if (rec->state != KEY_STATE_ACTIVE)
+		keylist_free(&u->scan.demote);
+	if ((r = demote_all(txn, u->v, rec->app, &u->scan.demote,
+	    u->now)) != 0)
+		goto out;
+	if ((r = key_record_put(txn, rec)) != 0)
+		goto out;
+	if ((r = audit_change(txn, u->now, u->actor, "key.upload", rec,
+	    "created", &u->scan.demote)) != 0)
+		goto out;
+	r = key_record_copy(&u->stored, rec);
+ out:
+	key_record_free(&old);
+	return r;
+}
+
+/* Copy a validated id (its length checked) into a record field. */
+static void
+copy_id(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	memcpy(dst, src, n < size ? n : size - 1);
+	dst[n < size ? n : size - 1] = '\0';
+}
+
+int
+vault_key_upload(struct vault *v, const struct vault_upload *up,
+    json_t **meta, int *created)
+{
+	struct key_record rec = { 0 };
+	struct upload u;
+	const struct master_key *mk;
+	struct p8_key *key = NULL;
+	uint8_t *scalar = NULL, *aad = NULL;
+	size_t aad_len = 0;
+	uint32_t services;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	memset(&u, 0, sizeof(u));
+	if (meta != NULL)
+		*meta = NULL;
+	if (created != NULL)
+		*created = 0;
+	if (v == NULL || up == NULL || meta == NULL || created == NULL)
+		goto out;
+	if ((r = ids_app_valid(up->app)) != 0 ||
+	    (r = ids_key_id_valid(up->key_id)) != 0 ||
+	    (r = ids_team_id_valid(up->team_id)) != 0)
+		goto out;
+	r = P8V_ERR_BAD_FIELD;
+	if ((unsigned int)up->environment > KEY_ENV_BOTH)
+		goto out;
+	services = up->services == 0 ? KEY_SERVICE_APNS : up->services;
+	if ((services & ~KEY_SERVICE_ALL) != 0)
+		goto out;
+	r = P8V_ERR_INVALID_ARGUMENT;
+	if (up->n_topics > 0 && up->topics == NULL)
+		goto out;
+	if ((r = key_record_set_topics(&rec, up->topics, up->n_topics)) != 0)
+		goto out;
+	if ((r = vault_actor_valid(up->actor)) != 0)
+		goto out;
+
+	/* The key itself: every P8V_ERR_P8_* goes back unchanged. */
+	if ((r = p8_parse(up->p8, up->p8_len, &key)) != 0)
+		goto out;
+	if ((r = p8_key_public_point(key, rec.public_point)) != 0 ||
+	    (r = p8_public_fingerprint(rec.public_point, rec.fingerprint)) != 0)
+		goto out;
+	r = P8V_ERR_SECMEM;
+	if ((scalar = secmem_alloc(P8_SCALAR_BYTES)) == NULL)
+		goto out;
+	if ((r = p8_key_export_scalar(key, scalar)) != 0)
+		goto out;
+	p8_key_destroy(key);
+	key = NULL;
+
+	copy_id(rec.app, sizeof(rec.app), up->app);
+	copy_id(rec.key_id, sizeof(rec.key_id), up->key_id);
+	copy_id(rec.team_id, sizeof(rec.team_id), up->team_id);
+	copy_id(rec.created_by, sizeof(rec.created_by), up->actor);
+	rec.environment = up->environment;
+	rec.services = services;
+	rec.state = up->activate ? KEY_STATE_ACTIVE : KEY_STATE_STANDBY;
+	rec.created_at = rec.updated_at = tokcache_wall_now();
+	rec.version = 1;
+
+	/* Seal before the transaction: store_write may run its function more
+	 * than once, and a seal draws fresh randomness each time. */
+	r = P8V_ERR_NO_MASTER_KEY;
+	if ((mk = master_keyring_primary(v->ring)) == NULL)
+		goto out;
+	if ((r = key_record_aad(&rec, &aad, &aad_len)) != 0)
+		goto out;
+	if ((r = envelope_seal(mk, aad, aad_len, scalar, P8_SCALAR_BYTES,
+	    &rec.envelope, &rec.envelope_len)) != 0)
+		goto out;
+	secmem_free(scalar);
+	scalar = NULL;
+
+	u.v = v;
+	u.rec = &rec;
+	u.actor = up->actor;
+	u.now = rec.created_at;
+	if ((r = store_write(v->store, upload_txn, &u)) != 0)
+		goto out;
+	if ((r = vault_key_meta_json(&u.stored, meta)) != 0)
+		goto out;
+	*created = !u.existed;
+	if (!u.existed)
+		log_fields(LOG_LEVEL_INFO, "key_uploaded",
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "app", rec.app,
+		    "key_id", rec.key_id, "team_id", rec.team_id,
+		    "fingerprint", rec.fingerprint, "state",
+		    key_state_name(rec.state), "actor", up->actor),
+		    "key %s/%s stored (%s)", rec.app, rec.key_id,
+		    key_state_name(rec.state));
+	r = 0;
+ out:
+	p8_key_destroy(key);
+	secmem_free(scalar);
+	free(aad);
+	key_record_free(&rec);
+	key_record_free(&u.stored);
+	keylist_free(&u.scan.demote);
+	return r;
+}
+
+/* --- reading --- */
+
+struct get {
+	const char *app, *key_id;
+	struct key_record rec;
+};
+
+static int
+get_txn(struct store_txn *txn, void *arg)
+{
+	struct get *g = arg;
+
+	key_record_free(&g->rec);
+	return key_record_get(txn, g->app, g->key_id, &g->rec);
+}
+
+int
+vault_key_get(struct vault *v, const char *app, const char *key_id,
+    json_t **meta)
+{
+	struct get g;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	memset(&g, 0, sizeof(g));
+	if (meta != NULL)
+		*meta = NULL;
+	if (v == NULL || meta == NULL)
+		goto out;
+	if ((r = ids_app_valid(app)) != 0 ||
+	    (r = ids_key_id_valid(key_id)) != 0)
+		goto out;
+	g.app = app;
+	g.key_id = key_id;
+	r = store_read(v->store, get_txn, &g);
+	if (r == P8V_ERR_NOT_FOUND)
+		r = P8V_ERR_KEY_NOT_FOUND;
+	if (r != 0)
+		goto out;
+	r = vault_key_meta_json(&g.rec, meta);
+ out:
+	key_record_free(&g.rec);
+	return r;
+}
+
+struct list {
+	const char *app;
+	json_t *array;
+};
+
+static int
+list_one(const struct key_record *rec, void *arg)
+{
+	struct list *l = arg;
+	json_t *meta;
+	int r;
+
+	if ((r = vault_key_meta_json(rec, &meta)) != 0)
+		return r;
+	return json_array_append_new(l->array, meta) == 0 ? 0 : P8V_ERR_ALLOC;
+}
+
+static int
+list_txn(struct store_txn *txn, void *arg)
+{
+	struct list *l = arg;
+
+	json_array_clear(l->array);
+	return key_record_list(txn, l->app, list_one, l);
+}
+
+int
+vault_key_list(struct vault *v, const char *app, json_t **array)
+{
+	struct list l = { app, NULL };
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	if (array != NULL)
+		*array = NULL;
+	if (v == NULL || array == NULL)
+		goto out;
+	if ((r = ids_app_valid(app)) != 0)
+		goto out;
+	r = P8V_ERR_ALLOC;
+	if ((l.array = json_array()) == NULL)
+		goto out;
+	if ((r = store_read(v->store, list_txn, &l)) != 0)
+		goto out;
+	*array = l.array;
+	l.array = NULL;
+	r = 0;
+ out:
+	json_decref(l.array);
+	return r;
+}
+
+/* --- activation and revocation --- */
+
+struct change {
+	struct vault *v;
+	const char *app, *key_id, *actor;
+	int64_t now;
+	/* Results; reset at the start of every run. */
+	int noop;
+	struct key_record result;
+	struct scan scan;
+};
+
+static void
+change_reset(struct change *c)
+{
+	c->noop = 0;
+	key_record_free(&c->result);
+	keylist_free(&c->scan.demote);
+}
+
+/* Read the key a change is about: KEY_NOT_FOUND, KEY_REVOKED. */
+static int
+change_get(struct store_txn *txn, struct change *c, struct key_record *cur)
+{
+	int r;
+
+	r = key_record_get(txn, c->app, c->key_id, cur);
+	if (r == P8V_ERR_NOT_FOUND)
+		return P8V_ERR_KEY_NOT_FOUND;
+	if (r == 0 && cur->state == KEY_STATE_REVOKED)
+		return P8V_ERR_KEY_REVOKED;
+	return r;
+}
+
+static int
+activate_txn(struct store_txn *txn, void *arg)
+{
+	struct change *c = arg;
+	struct key_record cur = { 0 };
+	int r;
+
+	change_reset(c);
+	if ((r = change_get(txn, c, &cur)) != 0)
+		goto out;
+	if (cur.state == KEY_STATE_ACTIVE) {
+		c->noop = 1;
+		c->result = cur;
+		memset(&cur, 0, sizeof(cur));
+		goto out;
+	}
+	c->scan.subject = &cur;
+	c->scan.check_material = 0;
+	if ((r = key_record_list(txn, c->app, scan_one, &c->scan)) != 0 ||
+	    (r = demote_all(txn, c->v, c->app, &c->scan.demote, c->now)) != 0 ||
+	    (r = key_record_update(txn, c->v->ring, c->app, c->key_id, c->now,
+	    set_active, NULL, &c->result)) != 0)
+		goto out;
+	r = audit_change(txn, c->now, c->actor, "key.activate", &c->result,
+	    "ok", &c->scan.demote);
+ out:
+	c->scan.subject = NULL;
+	key_record_free(&cur);
+	return r;
+}
+
+static int
+revoke_txn(struct store_txn *txn, void *arg)
+{
+	struct change *c = arg;
+	struct key_record cur = { 0 };
+	int r;
+
+	change_reset(c);
+	if ((r = change_get(txn, c, &cur)) != 0)
+		goto out;
+	/* The tombstone keeps the metadata; the sealed scalar is gone. No
+	 * re-seal is needed (nothing sealed is left), so a record whose
+	 * envelope no longer opens can be revoked too. */
+	if ((r = key_record_update(txn, c->v->ring, c->app, c->key_id, c->now,
+	    set_revoked, NULL, &c->result)) != 0)
+		goto out;
+	if ((r = vault_apns_forget_txn(txn, &c->result)) != 0)
+		goto out;
+	r = audit_change(txn, c->now, c->actor, "key.revoke", &c->result,
+	    "ok", NULL);
+ out:
+	key_record_free(&cur);
+	return r;
+}
+
+static int
+run_change(struct vault *v, const char *app, const char *key_id,
+    const char *actor, json_t **meta,
+    int (*fn)(struct store_txn *, void *), const char *event)
+{
+	struct change c;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	memset(&c, 0, sizeof(c));
+	if (meta != NULL)
+		*meta = NULL;
+	if (v == NULL || meta == NULL)
+		goto out;
+	if ((r = ids_app_valid(app)) != 0 ||
+	    (r = ids_key_id_valid(key_id)) != 0 ||
+	    (r = vault_actor_valid(actor)) != 0)
+		goto out;
+	c.v = v;
+	c.app = app;
+	c.key_id = key_id;
+	c.actor = actor;
+	c.now = tokcache_wall_now();
+	if ((r = store_write(v->store, fn, &c)) != 0)
+		goto out;
+	/* After the commit, outside any transaction (lock order). */
+	if (fn == revoke_txn)
+		vault_apns_forget_memory(v, &c.result);
+	if (!c.noop)
+		log_fields(LOG_LEVEL_INFO, event,
+		    json_pack("{s:s, s:s, s:s, s:s, s:s}", "app", app,
+		    "key_id", key_id, "team_id", c.result.team_id,
+		    "fingerprint", c.result.fingerprint, "actor", actor),
+		    "key %s/%s: %s", app, key_id,
+		    key_state_name(c.result.state));
+	r = vault_key_meta_json(&c.result, meta);
+ out:
+	change_reset(&c);
+	return r;
+}
+
+int
+vault_key_activate(struct vault *v, const char *app, const char *key_id,
+    const char *actor, json_t **meta)
+{
+	return run_change(v, app, key_id, actor, meta, activate_txn,
+	    "key_activated");
+}
+
+int
+vault_key_revoke(struct vault *v, const char *app, const char *key_id,
+    const char *actor, json_t **meta)
+{
+	return run_change(v, app, key_id, actor, meta, revoke_txn,
+	    "key_revoked");
+}

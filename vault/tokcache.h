@@ -1,0 +1,110 @@
+/*
+ * tokcache.h: the in-memory APNs provider token cache, and the vault's
+ * clocks. Internal to vault/.
+ *
+ * One entry per (Team ID, Key ID, key fingerprint) for the whole process,
+ * whichever apps use that key. An entry holds at most one token (in guarded
+ * memory), its iat and the CLOCK_BOOTTIME instant of its mint. Entries live
+ * until tokcache_destroy, so a pointer to one stays valid without a lock.
+ *
+ * Locking: a read-write lock over the hash chains (held only to find or
+ * add an entry), and per entry a mutex and a condition variable. A mint
+ * runs with no lock held, marked by the entry's "minting" flag: other
+ * callers for the same entry wait on the condition variable and take the
+ * minted token (single flight). The mint callback may open store
+ * transactions; no tokcache lock is ever taken inside one.
+ */
+#ifndef P8V_VAULT_TOKCACHE_H
+#define P8V_VAULT_TOKCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/ids.h"
+#include "store/records.h"
+#include "vault/vault_internal.h"
+
+/* "apns/<team>/<key id>/<fingerprint>": 5 + 10 + 1 + 10 + 1 + 64 and a NUL;
+ * well under CACHE_KEY_MAX. */
+#define TOKCACHE_KEY_BYTES (5 + IDS_APPLE_ID_LEN + 1 + IDS_APPLE_ID_LEN + 1 + \
+    KEY_RECORD_FINGERPRINT_HEX + 1)
+#define TOKCACHE_KEY_PREFIX "apns/"
+
+#define TOKCACHE_NS_PER_S INT64_C(1000000000)
+
+/* What a token is cached under. */
+struct tokcache_id {
+	char team_id[IDS_APPLE_ID_LEN + 1];
+	char key_id[IDS_APPLE_ID_LEN + 1];
+	char fingerprint[KEY_RECORD_FINGERPRINT_HEX + 1];
+};
+
+/* Fill id from rec's Team ID, Key ID and fingerprint. */
+void tokcache_id_of(const struct key_record *rec, struct tokcache_id *id);
+
+/* The store key of id ("apns/TEAM/KEY/fp") into key. */
+void tokcache_key(const struct tokcache_id *id, char key[TOKCACHE_KEY_BYTES]);
+
+/* Parse a store key back; 0, or -1 if it is not exactly of that form
+ * (valid ids, 64 lowercase hex). */
+int tokcache_parse_key(const char *key, struct tokcache_id *id);
+
+/* What a mint callback returns. */
+struct tokcache_minted {
+	char *token;            /* malloc'd, NUL-terminated; tokcache wipes
+	                           and frees it */
+	int64_t issued_at;      /* iat (CLOCK_REALTIME seconds) */
+	int64_t boot_ns;        /* CLOCK_BOOTTIME of the mint */
+};
+
+/* Sign a new token for the entry; 0 (m filled) or a P8V_ERR_*. Runs with no
+ * tokcache lock held. */
+typedef int (*tokcache_mint_fn)(void *arg, enum vault_mint_reason why,
+    struct tokcache_minted *m);
+
+struct tokcache;
+
+/* reuse_s: the reuse period in seconds (> 0). 0, P8V_ERR_ALLOC,
+ * P8V_ERR_INVALID_ARGUMENT. */
+int tokcache_create(int64_t reuse_s, struct tokcache **out);
+
+/* Wipe every token and free everything. No call may be running.
+ * NULL-safe. */
+void tokcache_destroy(struct tokcache *tc);
+
+/*
+ * The token for id: the cached one while it is younger than the reuse
+ * period, else a new one from mint (see vault.h, vault_apns_token, and the
+ * comment in tokcache.c for the rules). rejected (may be NULL) is a token
+ * APNs refused, with reject its reason (VAULT_REJECT_EXPIRED or
+ * VAULT_REJECT_INVALID). out gets a malloc'd copy with minted 1 if this
+ * call minted it; *why (may be NULL) the mint's reason.
+ * Returns 0, mint's error (also to the callers that waited for that mint),
+ * P8V_ERR_ALLOC, P8V_ERR_SECMEM, P8V_ERR_INVALID_ARGUMENT.
+ */
+int tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
+    const char *rejected, enum vault_reject_reason reject,
+    tokcache_mint_fn mint, void *arg, struct vault_token *out,
+    enum vault_mint_reason *why);
+
+/*
+ * Put a token loaded from the store (minted at boot_ns on this boot's
+ * CLOCK_BOOTTIME, or an estimate of it). An entry that holds a token
+ * already keeps it. 0, P8V_ERR_ALLOC, P8V_ERR_SECMEM,
+ * P8V_ERR_INVALID_ARGUMENT.
+ */
+int tokcache_seed(struct tokcache *tc, const struct tokcache_id *id,
+    const char *token, int64_t issued_at, int64_t boot_ns);
+
+/* Wipe the token cached for id (key revoked); the next call mints. */
+void tokcache_invalidate(struct tokcache *tc, const struct tokcache_id *id);
+
+/* The vault's clocks (replaceable by vault_test_set_clocks only). */
+int64_t tokcache_wall_now(void);     /* CLOCK_REALTIME, seconds */
+int64_t tokcache_boot_now_ns(void);  /* CLOCK_BOOTTIME, nanoseconds */
+
+/* This boot's id (16 bytes from /proc/sys/kernel/random/boot_id, or the
+ * one set by vault_test_set_boot_id). 0, or -1 (out zeroed: unknown). */
+int tokcache_boot_id(uint8_t out[VAULT_BOOT_ID_BYTES]);
+
+#endif /* P8V_VAULT_TOKCACHE_H */
