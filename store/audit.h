@@ -17,7 +17,7 @@
  * (for instance a restore of an old file mixed with a new one, a bit flip, a
  * careless edit with mdb_load). What it does not: an attacker who can write
  * the file can rebuild the whole chain, since no secret goes into it; ship
- * events off the host (the daemon logs each one) if that matters.
+ * events off the host if that matters.
  */
 #ifndef P8V_STORE_AUDIT_H
 #define P8V_STORE_AUDIT_H
