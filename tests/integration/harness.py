@@ -1,0 +1,432 @@
+"""harness.py: start the real p8vaultd and speak HTTP to it.
+
+Standard library only (runs with /usr/bin/python3). The daemon binary is
+taken from $P8VAULTD (set by meson). Each Daemon lives in its own temporary
+directory with its own master key (64 hex digits, mode 0600), listens on
+127.0.0.1:0 (the port is read from its "listening" log line) and on a unix
+socket in that directory, and is stopped with SIGTERM.
+
+Every line the daemon writes on stderr is collected; Daemon.check_logs()
+asserts that each is a JSON object and that none holds the master key.
+
+A test script builds a Runner, registers test functions with @runner.test,
+and ends with runner.main(): each test runs once, failures are printed with
+their reason, the final line is "N passed, N failed", and the exit status
+is non-zero if anything failed.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+# How long a daemon may take to start and become ready (generous: the
+# sanitizer build is slower).
+START_TIMEOUT_S = 20
+# How long a daemon may take to exit after SIGTERM.
+STOP_TIMEOUT_S = 20
+# Socket timeout of the HTTP helpers.
+HTTP_TIMEOUT_S = 10
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg):
+    """Fail the current test with msg unless cond."""
+    if not cond:
+        raise TestFailure(msg)
+
+
+def check_eq(got, want, what):
+    if got != want:
+        raise TestFailure("%s: got %r, want %r" % (what, got, want))
+
+
+def daemon_path():
+    path = os.environ.get("P8VAULTD")
+    if not path or not os.access(path, os.X_OK):
+        print("P8VAULTD is not set to the p8vaultd binary", file=sys.stderr)
+        sys.exit(2)
+    return os.path.abspath(path)
+
+
+def write_master_key(path):
+    """A fresh master key file (64 hex digits), mode 0600; returns the hex."""
+    key = os.urandom(32).hex()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over an AF_UNIX stream socket."""
+
+    def __init__(self, path, timeout=HTTP_TIMEOUT_S):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers          # dict, lower-case names
+        self.body = body                # bytes
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "Response(%d, %r)" % (self.status, self.body[:200])
+
+
+def request(conn, method, path, body=None, headers=None):
+    """One request on an http.client connection (kept open)."""
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    return Response(r.status, {k.lower(): v for k, v in r.getheaders()},
+                    data)
+
+
+class Daemon:
+    """One p8vaultd in its own temporary directory."""
+
+    def __init__(self, args=(), listen="127.0.0.1:0", sign_socket=True,
+                 master_key=True, env=None, cwd=None, tmpdir=None,
+                 preexec_fn=None):
+        self.tmp = tmpdir or tempfile.mkdtemp(prefix="p8v-it-")
+        self.own_tmp = tmpdir is None
+        self.state = os.path.join(self.tmp, "state")
+        self.key_hex = None
+        self.key_file = os.path.join(self.tmp, "master.key")
+        if master_key and not os.path.exists(self.key_file):
+            self.key_hex = write_master_key(self.key_file)
+        elif master_key:
+            with open(self.key_file) as f:
+                self.key_hex = f.read().strip()
+        self.sock_path = os.path.join(self.tmp, "sign.sock") \
+            if sign_socket else None
+        self.argv = [daemon_path()]
+        if cwd is None:
+            self.argv += ["--state", self.state]
+            if master_key:
+                self.argv += ["--master-key-file", self.key_file]
+        if listen is not None:
+            self.argv += ["--listen", listen]
+        if self.sock_path is not None:
+            self.argv += ["--sign-socket", self.sock_path]
+        self.argv += list(args)
+        self.env = dict(os.environ)
+        # A P8VAULT_* variable of the caller must not leak into a test.
+        for k in list(self.env):
+            if k.startswith("P8VAULT_") or k == "CREDENTIALS_DIRECTORY":
+                del self.env[k]
+        self.env.update(env or {})
+        self.cwd = cwd or self.tmp
+        self.preexec_fn = preexec_fn
+        self.proc = None
+        self.lines = []                 # raw stderr lines (str)
+        self.logs = []                  # parsed JSON lines
+        self.bad_lines = []             # lines that are not JSON objects
+        self.port = None
+        self.listening = {}             # listener -> log line
+        self.returncode = None
+        self._cond = threading.Condition()
+        self._reader = None
+
+    # -- process ----------------------------------------------------------
+
+    def start(self, wait_ready=True):
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=self.env, cwd=self.cwd,
+            preexec_fn=self.preexec_fn)
+        self._reader = threading.Thread(target=self._read_stderr,
+                                        daemon=True)
+        self._reader.start()
+        if wait_ready:
+            self.wait_log(lambda l: l.get("event") == "ready",
+                          START_TIMEOUT_S, "the daemon to be ready")
+            line = self.listening.get("portal")
+            if line is not None:
+                self.port = line["port"]
+        return self
+
+    def _read_stderr(self):
+        for raw in self.proc.stderr:
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cond:
+                self.lines.append(text)
+                try:
+                    obj = json.loads(text)
+                    if not isinstance(obj, dict):
+                        raise ValueError("not an object")
+                    self.logs.append(obj)
+                    if obj.get("event") == "listening":
+                        self.listening[obj.get("listener")] = obj
+                except ValueError:
+                    self.bad_lines.append(text)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_log(self, pred, timeout, what):
+        """Wait for a log line matching pred; returns it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for l in self.logs:
+                    if pred(l):
+                        return l
+                if self.proc.poll() is not None and \
+                        not self._reader.is_alive():
+                    raise TestFailure("daemon exited (%s) waiting for %s; "
+                                      "stderr:\n%s" % (
+                                          self.proc.returncode, what,
+                                          "\n".join(self.lines[-20:])))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TestFailure("timed out waiting for %s; stderr:\n"
+                                      "%s" % (what,
+                                              "\n".join(self.lines[-20:])))
+                self._cond.wait(min(left, 0.2))
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=STOP_TIMEOUT_S):
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TestFailure("daemon did not exit within %ss" % timeout)
+        self._reader.join(5)
+        return self.returncode
+
+    def stop(self, expect=0, allow_plain=()):
+        """SIGTERM, wait, check the exit status and the logs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.signal(signal.SIGTERM)
+        rc = self.wait()
+        check_eq(rc, expect, "exit status after SIGTERM")
+        self.check_logs(allow_plain)
+        return rc
+
+    def run_to_exit(self, timeout=START_TIMEOUT_S):
+        """Start and wait for the daemon to exit by itself (refusals);
+        returns (exit status, stdout)."""
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=self.env, cwd=self.cwd,
+            preexec_fn=self.preexec_fn)
+        self._reader = threading.Thread(target=self._read_stderr,
+                                        daemon=True)
+        self._reader.start()
+        try:
+            out = self.proc.stdout.read()
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TestFailure("daemon did not exit by itself")
+        self._reader.join(5)
+        self.returncode = rc
+        return rc, out.decode("utf-8", "replace")
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None:
+            for f in (self.proc.stdout, self.proc.stderr):
+                if f is not None:
+                    f.close()
+        if self.own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # -- logs -------------------------------------------------------------
+
+    def check_logs(self, allow_plain=()):
+        """Every stderr line is a JSON object (except lines containing one
+        of allow_plain), and none holds the master key."""
+        bad = [l for l in self.bad_lines
+               if not any(p in l for p in allow_plain)]
+        check(not bad, "stderr lines that are not JSON objects: %r" % bad[:5])
+        if self.key_hex:
+            for l in self.lines:
+                check(self.key_hex not in l.lower(),
+                      "a log line holds the master key")
+        for l in self.logs:
+            for field in ("ts", "level", "event", "msg"):
+                check(field in l, "log line without %r: %r" % (field, l))
+
+    def log_events(self, event):
+        with self._cond:
+            return [l for l in self.logs if l.get("event") == event]
+
+    # -- HTTP -------------------------------------------------------------
+
+    def tcp(self, timeout=HTTP_TIMEOUT_S):
+        return http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+
+    def unix(self, timeout=HTTP_TIMEOUT_S):
+        return UnixHTTPConnection(self.sock_path, timeout=timeout)
+
+    def get(self, path, unix=False, method="GET", body=None, headers=None):
+        conn = self.unix() if unix else self.tcp()
+        try:
+            return request(conn, method, path, body=body, headers=headers)
+        finally:
+            conn.close()
+
+    def raw(self, data, timeout=HTTP_TIMEOUT_S, source=None):
+        """Send raw bytes on a new TCP connection, read until the server
+        closes or timeout; returns the bytes read (b"" if closed at once)."""
+        return raw_exchange(("127.0.0.1", self.port), data, timeout, source)
+
+    def connect_raw(self, source=None, timeout=HTTP_TIMEOUT_S):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        if source:
+            s.bind((source, 0))
+        s.connect(("127.0.0.1", self.port))
+        return s
+
+
+def raw_exchange(addr, data, timeout=HTTP_TIMEOUT_S, source=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        if source:
+            s.bind((source, 0))
+        s.connect(addr)
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return read_all(s, timeout)
+    finally:
+        s.close()
+
+
+def read_all(s, timeout=HTTP_TIMEOUT_S):
+    """Read until EOF, reset or timeout."""
+    s.settimeout(timeout)
+    chunks = []
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return b"".join(chunks)
+
+
+def read_response(s, timeout=HTTP_TIMEOUT_S):
+    """Read one HTTP response (with Content-Length) from a raw socket."""
+    s.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = s.recv(65536)
+        if not b:
+            raise TestFailure("connection closed before a response: %r" % buf)
+        buf += b
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for l in lines[1:]:
+        k, v = l.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(rest) < n:
+        b = s.recv(65536)
+        if not b:
+            break
+        rest += b
+    return Response(status, headers, rest[:n])
+
+
+def status_of(raw):
+    """The status code of a raw HTTP response, or None."""
+    if not raw.startswith(b"HTTP/1."):
+        return None
+    return int(raw.split(b" ", 2)[1])
+
+
+def https_context(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    return ctx
+
+
+class Runner:
+    """Runs registered tests, prints a summary, exits non-zero on failure."""
+
+    def __init__(self, name):
+        self.name = name
+        self.tests = []
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+
+    def test(self, fn):
+        self.tests.append(fn)
+        return fn
+
+    def main(self):
+        only = sys.argv[1:]
+        for fn in self.tests:
+            if only and fn.__name__ not in only:
+                continue
+            t0 = time.monotonic()
+            try:
+                res = fn()
+                if res == "skip":
+                    self.skipped += 1
+                    print("SKIP %s" % fn.__name__)
+                    continue
+                self.passed += 1
+                print("ok   %s (%.1fs)" % (fn.__name__,
+                                          time.monotonic() - t0))
+            except TestFailure as e:
+                self.failed += 1
+                print("FAIL %s: %s" % (fn.__name__, e))
+            except Exception:
+                self.failed += 1
+                print("FAIL %s: exception\n%s" % (fn.__name__,
+                                                 traceback.format_exc()))
+            sys.stdout.flush()
+        print("%s: %d passed, %d failed, %d skipped" % (
+            self.name, self.passed, self.failed, self.skipped))
+        sys.exit(1 if self.failed or not self.passed else 0)
