@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -32,6 +33,10 @@
  * each growth doubles the map, so this bound is never reached by a working
  * store and only stops a loop on a broken one. */
 #define STORE_MAX_ATTEMPTS 64
+/* store_write clears reader slots of dead processes at most this often
+ * (seconds), so a crashed CLI or worker cannot pin old pages for long even
+ * if nobody calls store_maintain. */
+#define STORE_READER_CHECK_INTERVAL 60
 /* Names of the databases, in enum store_db order. */
 static const char *const db_names[STORE_DB_COUNT] = {
 	"keys", "creds", "cache", "audit", "meta",
@@ -48,6 +53,7 @@ struct store {
 	uint64_t max_map;       /* growth stops here */
 	pthread_rwlock_t grow_lock;
 	int lock_ready;
+	int64_t readers_checked; /* CLOCK_MONOTONIC seconds; atomic access */
 };
 
 struct store_txn {
@@ -159,6 +165,32 @@ adopt_map_size(struct store *store)
 	return rc == 0 ? 0 : mdb_error(rc, "adopting the map size");
 }
 
+static int64_t
+monotonic_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+static int
+check_readers(struct store *store, int *cleared)
+{
+	int rc, dead = 0;
+
+	__atomic_store_n(&store->readers_checked, monotonic_seconds(),
+	    __ATOMIC_RELAXED);
+	if ((rc = mdb_reader_check(store->env, &dead)) != 0)
+		return mdb_error(rc, "clearing stale readers");
+	if (dead > 0)
+		log_infof("store_readers", "cleared %d stale reader slots",
+		    dead);
+	if (cleared != NULL)
+		*cleared = dead;
+	return 0;
+}
+
 /* One attempt of a write transaction. *retry: grow and run again. */
 static int
 write_once(struct store *store, int (*fn)(struct store_txn *, void *),
@@ -220,6 +252,11 @@ store_write(struct store *store, int (*fn)(struct store_txn *, void *),
 		return P8V_ERR_INVALID_ARGUMENT;
 	if ((r = check_caller(store)) != 0)
 		return r;
+	/* Stale readers make the file grow: clear them now and then. Best
+	 * effort; a failure here is logged and the write goes on. */
+	if (monotonic_seconds() - __atomic_load_n(&store->readers_checked,
+	    __ATOMIC_RELAXED) >= STORE_READER_CHECK_INTERVAL)
+		(void)check_readers(store, NULL);
 	for (attempt = 0; attempt < STORE_MAX_ATTEMPTS; attempt++) {
 		if ((r = write_once(store, fn, arg, &retry, &seen)) != 0)
 			return r;
@@ -375,7 +412,7 @@ store_open(const char *dir, const struct store_options *opts,
 	struct store_options o = { 0 };
 	pthread_rwlockattr_t attr;
 	struct store *s = NULL;
-	int rc, dead = 0, r = P8V_ERR_INTERNAL;
+	int rc, r = P8V_ERR_INTERNAL;
 
 	if (out != NULL)
 		*out = NULL;
@@ -429,13 +466,8 @@ store_open(const char *dir, const struct store_options *opts,
 		r = mdb_error(rc, "opening the environment");
 		goto out;
 	}
-	if ((rc = mdb_reader_check(s->env, &dead)) != 0) {
-		r = mdb_error(rc, "clearing stale readers");
+	if ((r = check_readers(s, NULL)) != 0)
 		goto out;
-	}
-	if (dead > 0)
-		log_infof("store_readers", "cleared %d stale reader slots",
-		    dead);
 	if ((r = store_write(s, setup, NULL)) != 0)
 		goto out;
 	if ((r = sync_dir(dir)) != 0) {
@@ -469,20 +501,13 @@ store_close(struct store *store)
 int
 store_maintain(struct store *store, int *cleared)
 {
-	int rc, dead = 0, r;
+	int r;
 
 	if (cleared != NULL)
 		*cleared = 0;
 	if ((r = check_caller(store)) != 0)
 		return r;
-	if ((rc = mdb_reader_check(store->env, &dead)) != 0)
-		return mdb_error(rc, "clearing stale readers");
-	if (dead > 0)
-		log_infof("store_readers", "cleared %d stale reader slots",
-		    dead);
-	if (cleared != NULL)
-		*cleared = dead;
-	return 0;
+	return check_readers(store, cleared);
 }
 
 int
@@ -496,9 +521,15 @@ store_stats(struct store *store, struct store_stats *st)
 		return P8V_ERR_INVALID_ARGUMENT;
 	if ((r = check_caller(store)) != 0)
 		return r;
+	/* The map size changes under grow_lock held for writing. */
+	if (pthread_rwlock_rdlock(&store->grow_lock) != 0)
+		return P8V_ERR_INTERNAL;
 	if ((rc = mdb_env_info(store->env, &info)) != 0 ||
-	    (rc = mdb_env_stat(store->env, &ms)) != 0)
+	    (rc = mdb_env_stat(store->env, &ms)) != 0) {
+		pthread_rwlock_unlock(&store->grow_lock);
 		return mdb_error(rc, "reading statistics");
+	}
+	pthread_rwlock_unlock(&store->grow_lock);
 	st->map_bytes = info.me_mapsize;
 	st->used_bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
 	st->max_readers = info.me_maxreaders;

@@ -35,7 +35,9 @@
  * Threads and processes. A store may be used from many threads at once
  * (MDB_NOTLS: read transactions are not tied to a thread; LMDB serialises
  * writers). Several processes may open the same directory (the daemon and
- * the CLI). A store must NOT be used across fork(): every call made from a
+ * the CLI), but one process opens a directory only once (LMDB's locks are
+ * per process: closing a second handle would drop the first one's). A
+ * store must NOT be used across fork(): every call made from a
  * process other than the one that opened it fails with P8V_ERR_STORE, and
  * store_close() in such a child only frees the handle's memory, leaving the
  * parent's environment (and its reader slots) alone. A child opens its own
@@ -110,8 +112,10 @@ int store_read(struct store *store,
 /*
  * Housekeeping the daemon calls from time to time (e.g. every minute):
  * clears reader slots of dead processes (a crashed CLI or worker would
- * otherwise pin old pages and make the file grow). *cleared (may be NULL)
- * gets the number of slots cleared. 0 or P8V_ERR_STORE.
+ * otherwise pin old pages and make the file grow). store_open does it too,
+ * and store_write at most once a minute, so a process that never calls
+ * this is still covered. *cleared (may be NULL) gets the number of slots
+ * cleared. 0, P8V_ERR_INTERNAL (inside a transaction), P8V_ERR_STORE.
  */
 int store_maintain(struct store *store, int *cleared);
 
