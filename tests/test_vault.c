@@ -18,6 +18,8 @@
  *   nothing; boottime past the reuse period mints once; rejections; 1024
  *   concurrent callers on a cold key mint once; a tampered record gives
  *   P8V_ERR_INTEGRITY and no token; persisted tokens are sealed.
+ * - master keys: changes re-seal under the primary key (rotation); a
+ *   record sealed under a key no longer loaded is master_key_missing.
  * - vault_sign_app: builder, service bit, kid guard, counters.
  * - no guarded block outlives the vaults (VmLck balance).
  */
@@ -1364,6 +1366,84 @@ test_apns_persisted_sealed(void)
 	tv_close(&t);
 }
 
+/*
+ * Master keys: a record sealed under a key that is no longer loaded is
+ * master_key_missing and never signed from; a change re-seals under the
+ * ring's primary key (what a master-key rotation relies on).
+ */
+static void
+test_master_keys(void)
+{
+	struct master_keyring *ring;
+	struct master_key *mk;
+	struct vault_token tok;
+	struct tkey a, b;
+	struct tv t;
+	json_t *meta = NULL;
+	uint8_t second[MASTER_KEY_BYTES];
+	char first_id[MASTER_KEY_ID_HEX + 1], second_id[MASTER_KEY_ID_HEX + 1];
+
+	tv_open(&t);
+	gen_ec(&a);
+	gen_ec(&b);
+	upload_ok(&t, "app", "KEYAAAAAAA", team_a, &a, KEY_ENV_PRODUCTION, 1);
+	upload_ok(&t, "app", "KEYBBBBBBB", team_a, &b, KEY_ENV_PRODUCTION, 0);
+	CHECK_OK(apns(&t, "app", KEY_ENV_PRODUCTION, &tok));
+	vault_token_finish(&tok);
+	snprintf(first_id, sizeof(first_id), "%s",
+	    master_key_id_hex(master_keyring_primary(t.v->ring)));
+
+	/* Rotation: old and new key loaded, the new one primary. */
+	REQUIRE(secmem_random(second, sizeof(second)) == 0);
+	ring = ring_of(t.mk);
+	REQUIRE(master_key_create(second, sizeof(second), &mk) == 0);
+	REQUIRE(master_keyring_add(ring, mk) == 0);
+	snprintf(second_id, sizeof(second_id), "%s",
+	    master_key_id_hex(master_keyring_primary(ring)));
+	CHECK(strcmp(first_id, second_id) != 0);
+	vault_destroy(t.v);
+	CHECK_OK(vault_create(t.store, ring, NULL, &t.v));
+	/* Activating B re-seals A and B under the new primary. */
+	CHECK_OK(vault_key_activate(t.v, "app", "KEYBBBBBBB", "cli", &meta));
+	CHECK_STR(meta_str(meta, "master_key_id"), second_id);
+	json_decref(meta);
+	CHECK_OK(vault_key_get(t.v, "app", "KEYAAAAAAA", &meta));
+	CHECK_STR(meta_str(meta, "master_key_id"), second_id);
+	json_decref(meta);
+
+	/* Only the new key loaded: B (re-sealed) signs. */
+	memcpy(t.mk, second, sizeof(second));
+	CHECK_OK(tv_reopen(&t, NULL));
+	CHECK_OK(apns(&t, "app", KEY_ENV_PRODUCTION, &tok));
+	CHECK_STR(tok.key_id, "KEYBBBBBBB");
+	vault_token_finish(&tok);
+	{
+		struct tkey c;
+		uint8_t first[MASTER_KEY_BYTES];
+
+		gen_ec(&c);
+		/* A third key added as primary: C is sealed under it. */
+		REQUIRE(secmem_random(first, sizeof(first)) == 0);
+		ring = ring_of(second);
+		REQUIRE(master_key_create(first, sizeof(first), &mk) == 0);
+		REQUIRE(master_keyring_add(ring, mk) == 0);
+		vault_destroy(t.v);
+		CHECK_OK(vault_create(t.store, ring, NULL, &t.v));
+		upload_ok(&t, "app2", "KEYCCCCCCC", team_b, &c,
+		    KEY_ENV_PRODUCTION, 1);
+		/* Now only the second key: C's master key is missing. */
+		CHECK_OK(tv_reopen(&t, NULL));
+		CHECK_ERR(apns(&t, "app2", KEY_ENV_PRODUCTION, &tok),
+		    P8V_ERR_MASTER_KEY_MISSING);
+		CHECK(tok.token == NULL);
+		CHECK_INT(total_mints(&t), 0);
+		tkey_free(&c);
+	}
+	tkey_free(&a);
+	tkey_free(&b);
+	tv_close(&t);
+}
+
 /* --- vault_sign_app --- */
 
 static int
@@ -1523,6 +1603,7 @@ main(void)
 	test_apns_single_flight();
 	test_apns_tampered();
 	test_apns_persisted_sealed();
+	test_master_keys();
 	test_sign_app();
 	test_real_clocks();
 
