@@ -1,33 +1,369 @@
-/*
- * auth.c: STUB authentication: allows everything.
- *
- * TODO(auth): replace with bearer tokens checked against the store's
- * credentials (see auth.h for the contract); then make api_auth_is_stub()
- * return 0.
- */
+/* auth.c: bearer tokens; see auth.h. */
 #include "api/auth.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
 
 #include "api/http.h"
 #include "common/err.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+
+static const struct {
+	enum api_role role;
+	const char *name;
+} roles[] = {
+	{ API_ROLE_PORTAL, "portal" },
+	{ API_ROLE_SIGNER, "signer" },
+	{ API_ROLE_ADMIN, "admin" },
+};
+
+const char *
+api_auth_role_name(enum api_role role)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (roles[i].role == role)
+			return roles[i].name;
+	return NULL;
+}
+
+int
+api_auth_role_parse(const char *name, enum api_role *out)
+{
+	size_t i;
+
+	if (name == NULL || out == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+		if (strcmp(roles[i].name, name) == 0) {
+			*out = roles[i].role;
+			return 0;
+		}
+	}
+	return P8V_ERR_INVALID_ARGUMENT;
+}
+
+int
+api_auth_token_new(char *token, size_t token_size,
+    char id[API_AUTH_ID_LEN + 1], uint8_t secret_hash[CRED_SECRET_HASH_BYTES])
+{
+	uint8_t idb[API_AUTH_ID_BYTES], *secret = NULL;
+	char *s;
+	int r = P8V_ERR_INTERNAL;
+
+	if (token == NULL || token_size < API_AUTH_TOKEN_LEN + 1 ||
+	    id == NULL || secret_hash == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if ((secret = secmem_alloc(API_AUTH_SECRET_BYTES)) == NULL) {
+		r = P8V_ERR_SECMEM;
+		goto out;
+	}
+	if ((r = secmem_random(idb, sizeof(idb))) != 0 ||
+	    (r = secmem_random(secret, API_AUTH_SECRET_BYTES)) != 0)
+		goto out;
+	sodium_bin2hex(id, API_AUTH_ID_LEN + 1, idb, sizeof(idb));
+	memcpy(token, API_AUTH_TOKEN_PREFIX, API_AUTH_TOKEN_PREFIX_LEN);
+	s = token + API_AUTH_TOKEN_PREFIX_LEN;
+	memcpy(s, id, API_AUTH_ID_LEN);
+	s += API_AUTH_ID_LEN;
+	*s++ = '_';
+	/* Writes API_AUTH_SECRET_LEN characters and the NUL. */
+	sodium_bin2base64(s, API_AUTH_SECRET_LEN + 1, secret,
+	    API_AUTH_SECRET_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	if (strlen(token) != API_AUTH_TOKEN_LEN) {
+		r = P8V_ERR_INTERNAL;
+		goto out;
+	}
+	if ((r = store_cred_hash_secret(s, API_AUTH_SECRET_LEN,
+	    secret_hash)) != 0)
+		goto out;
+	r = 0;
+ out:
+	if (r != 0)
+		secmem_wipe(token, token_size);
+	secmem_free(secret);
+	return r;
+}
+
+static int
+is_lower_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* The value of a base64url character, or -1. */
+static int
+b64url_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+int
+api_auth_token_parse(const char *token, size_t len,
+    char id[API_AUTH_ID_LEN + 1], const char **secret)
+{
+	const char *p;
+	size_t i;
+	int v;
+
+	if (token == NULL || id == NULL || secret == NULL ||
+	    len != API_AUTH_TOKEN_LEN ||
+	    memcmp(token, API_AUTH_TOKEN_PREFIX, API_AUTH_TOKEN_PREFIX_LEN) != 0)
+		return P8V_ERR_UNAUTHORIZED;
+	p = token + API_AUTH_TOKEN_PREFIX_LEN;
+	for (i = 0; i < API_AUTH_ID_LEN; i++)
+		if (!is_lower_hex(p[i]))
+			return P8V_ERR_UNAUTHORIZED;
+	if (p[API_AUTH_ID_LEN] != '_')
+		return P8V_ERR_UNAUTHORIZED;
+	p += API_AUTH_ID_LEN + 1;
+	for (i = 0; i < API_AUTH_SECRET_LEN; i++) {
+		if ((v = b64url_value(p[i])) < 0)
+			return P8V_ERR_UNAUTHORIZED;
+		/* 43 characters hold 258 bits for 256: the last character's
+		 * two low bits are zero in the one canonical encoding. */
+		if (i == API_AUTH_SECRET_LEN - 1 && (v & 3) != 0)
+			return P8V_ERR_UNAUTHORIZED;
+	}
+	memcpy(id, token + API_AUTH_TOKEN_PREFIX_LEN, API_AUTH_ID_LEN);
+	id[API_AUTH_ID_LEN] = '\0';
+	*secret = p;
+	return 0;
+}
+
+int
+api_auth_bearer(const char *authorization, const char **token, size_t *len)
+{
+	const char *p;
+	size_t n;
+
+	if (authorization == NULL || token == NULL || len == NULL ||
+	    strncasecmp(authorization, "Bearer", 6) != 0 ||
+	    authorization[6] != ' ')
+		return P8V_ERR_UNAUTHORIZED;
+	p = authorization + 6;
+	while (*p == ' ')
+		p++;
+	n = strlen(p);
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	if (n == 0)
+		return P8V_ERR_UNAUTHORIZED;
+	*token = p;
+	*len = n;
+	return 0;
+}
+
+static int
+role_covers(enum api_role have, enum api_role required)
+{
+	if (have == API_ROLE_NONE)
+		return 0;
+	if (have == API_ROLE_ADMIN || required == API_AUTH_ANY_ROLE)
+		return 1;
+	return have == required;
+}
+
+int
+api_auth_decide(const struct store_cred *cred,
+    const uint8_t secret_hash[CRED_SECRET_HASH_BYTES], enum api_role required,
+    const char *app, enum api_role *granted)
+{
+	enum api_role have = API_ROLE_NONE;
+	int match;
+
+	if (cred == NULL || secret_hash == NULL)
+		return P8V_ERR_UNAUTHORIZED;
+	/* Compare first and decide after, so that a revoked credential takes
+	 * as long as a wrong secret. */
+	match = secmem_equal(secret_hash, cred->secret_hash,
+	    CRED_SECRET_HASH_BYTES);
+	if (!match || cred->revoked_at != 0)
+		return P8V_ERR_UNAUTHORIZED;
+	/* A role this version does not know grants nothing. */
+	if (api_auth_role_parse(cred->role, &have) != 0)
+		have = API_ROLE_NONE;
+	if (!role_covers(have, required))
+		return P8V_ERR_FORBIDDEN;
+	if (app != NULL && !store_cred_allows_app(cred, app))
+		return P8V_ERR_FORBIDDEN;
+	if (granted != NULL)
+		*granted = have;
+	return 0;
+}
+
+struct lookup {
+	const char *id;
+	struct store_cred cred;
+	int found;
+};
+
+static int
+lookup_txn(struct store_txn *txn, void *arg)
+{
+	struct lookup *l = arg;
+	int r;
+
+	store_cred_free(&l->cred);
+	l->found = 0;
+	r = store_cred_get(txn, l->id, &l->cred);
+	if (r == P8V_ERR_NOT_FOUND)
+		return 0;
+	if (r == 0)
+		l->found = 1;
+	return r;
+}
+
+/*
+ * api_auth_verify, also handing back the credential (cred, may be NULL;
+ * the caller frees it with store_cred_free; filled only on 0).
+ */
+static int
+verify(struct store *store, const char *authorization,
+    enum api_role required, const char *app, struct api_principal *who,
+    struct store_cred *cred)
+{
+	struct lookup l;
+	uint8_t hash[CRED_SECRET_HASH_BYTES];
+	char id[API_AUTH_ID_LEN + 1];
+	const char *token, *secret;
+	enum api_role granted = API_ROLE_NONE;
+	size_t len;
+	int r = P8V_ERR_INTERNAL;
+
+	memset(&l, 0, sizeof(l));
+	memset(hash, 0, sizeof(hash));
+	if (cred != NULL)
+		memset(cred, 0, sizeof(*cred));
+	if (store == NULL || who == NULL) {
+		r = P8V_ERR_INVALID_ARGUMENT;
+		goto out;
+	}
+	if ((r = api_auth_bearer(authorization, &token, &len)) != 0 ||
+	    (r = api_auth_token_parse(token, len, id, &secret)) != 0)
+		goto out;
+	if ((r = store_cred_hash_secret(secret, API_AUTH_SECRET_LEN,
+	    hash)) != 0) {
+		r = P8V_ERR_INTERNAL;
+		goto out;
+	}
+	l.id = id;
+	if ((r = store_read(store, lookup_txn, &l)) != 0) {
+		/* The id, never the secret: ids are what operators list. */
+		log_fields(LOG_LEVEL_ERROR, "auth_store",
+		    json_pack("{s:s, s:s}", "token_id", id, "error",
+		    p8v_errname(r)),
+		    "reading the credential failed");
+		r = P8V_ERR_STORE;
+		goto out;
+	}
+	if ((r = api_auth_decide(l.found ? &l.cred : NULL, hash, required, app,
+	    &granted)) != 0)
+		goto out;
+	who->role = granted;
+	snprintf(who->actor, sizeof(who->actor), "%s", id);
+	if (cred != NULL) {
+		*cred = l.cred;
+		memset(&l.cred, 0, sizeof(l.cred));
+	}
+	r = 0;
+ out:
+	store_cred_free(&l.cred);
+	secmem_wipe(hash, sizeof(hash));
+	return r;
+}
+
+int
+api_auth_verify(struct store *store, const char *authorization,
+    enum api_role required, const char *app, struct api_principal *who)
+{
+	return verify(store, authorization, required, app, who, NULL);
+}
+
+/* verify() on a request. A 401's WWW-Authenticate: Bearer challenge is
+ * added by the framework (api/http.c) to every P8V_ERR_UNAUTHORIZED,
+ * whether the hook or a handler returns it. */
+static int
+verify_request(struct api_request *req, enum api_role required,
+    const char *app, struct store_cred *cred)
+{
+	const struct api_backend *be;
+	struct api_principal *who;
+
+	if ((be = api_request_backend(req)) == NULL || be->store == NULL)
+		return P8V_ERR_NOT_READY;
+	who = api_request_principal(req);
+	return verify(be->store, api_request_header(req, "Authorization"),
+	    required, app, who, cred);
+}
 
 int
 api_authenticate(struct api_request *req, enum api_role required)
 {
-	struct api_principal *who;
-
 	if (req == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
-	who = api_request_principal(req);
-	who->role = required;
-	/* Not a token id: says in the audit log that nobody was checked. */
-	snprintf(who->actor, sizeof(who->actor), "%s", "unauthenticated");
-	return 0;
+	/* Routes without a role never come here: refusing is safer than
+	 * reading NONE as "any token". */
+	if (required == API_ROLE_NONE)
+		return P8V_ERR_INTERNAL;
+	return verify_request(req, required, api_request_param(req, "app"),
+	    NULL);
+}
+
+int
+api_auth_allows_app(struct api_request *req, const char *app)
+{
+	if (req == NULL || app == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	return verify_request(req, API_AUTH_ANY_ROLE, app, NULL);
+}
+
+int
+api_auth_whoami(struct api_request *req)
+{
+	struct store_cred cred;
+	json_t *body = NULL, *apps = NULL;
+	size_t i;
+	int r = P8V_ERR_INTERNAL;
+
+	memset(&cred, 0, sizeof(cred));
+	if ((r = verify_request(req, API_AUTH_ANY_ROLE, NULL, &cred)) != 0)
+		goto out;
+	r = P8V_ERR_ALLOC;
+	if ((apps = json_array()) == NULL)
+		goto out;
+	for (i = 0; i < cred.n_apps; i++)
+		if (json_array_append_new(apps, json_string(cred.apps[i])) != 0)
+			goto out;
+	if ((body = json_pack("{s:s, s:s, s:O}", "id", cred.id, "role",
+	    cred.role, "apps", apps)) == NULL)
+		goto out;
+	r = api_respond(req, 200, body);
+	body = NULL;
+ out:
+	json_decref(apps);
+	json_decref(body);
+	store_cred_free(&cred);
+	return r;
 }
 
 int
 api_auth_is_stub(void)
 {
-	return 1;
+	return 0;
 }
