@@ -88,7 +88,7 @@ struct store;
 struct vault;
 struct api_backend {
 	struct store *store;
-	struct vault *vault;       /* NULL until vault/ is wired in */
+	struct vault *vault;
 };
 
 struct api_options {

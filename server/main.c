@@ -306,9 +306,10 @@ main(int argc, char **argv)
 	}
 	memset(&backend, 0, sizeof(backend));
 	backend.store = d.state.store;
+	backend.vault = d.state.vault;
 	api_server_set_backend(d.srv, &backend);
 	log_infof("ready", "ready: store %s open, %zu master key(s) checked",
-	    d.cfg.state_dir, master_keyring_count(d.state.ring));
+	    d.cfg.state_dir, d.state.n_master_keys);
 
 	run(&d, &set);
 	drain(&d, &set);

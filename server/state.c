@@ -5,7 +5,6 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "store/masterkeys.h"
 
 static int
 add_key(struct state *st, struct master_key *mk, const char *from)
@@ -21,6 +20,7 @@ add_key(struct state *st, struct master_key *mk, const char *from)
 		    id, from, p8v_strerror(r));
 		return r;
 	}
+	st->n_master_keys = master_keyring_count(st->ring);
 	log_fields(LOG_LEVEL_INFO, "master_key",
 	    json_pack("{s:s, s:s}", "master_key_id", id, "source", from),
 	    "loaded master key %s from %s", id, from);
@@ -86,9 +86,11 @@ state_open(struct state *st, const char *dir)
 		    dir, p8v_strerror(r));
 		goto out;
 	}
-	if ((r = store_master_keys_check(st->store, st->ring)) != 0) {
-		log_errorf("store", "master key check against %s failed: %s",
-		    dir, p8v_strerror(r));
+	r = vault_create(st->store, st->ring, NULL, &st->vault);
+	st->ring = NULL;        /* the vault's now, also on failure */
+	if (r != 0) {
+		log_errorf("store", "cannot open the vault over %s: %s", dir,
+		    p8v_strerror(r));
 		goto out;
 	}
 	r = 0;
@@ -118,6 +120,7 @@ state_finish(struct state *st)
 {
 	if (st == NULL)
 		return;
+	vault_destroy(st->vault);
 	store_close(st->store);
 	master_keyring_destroy(st->ring);
 	memset(st, 0, sizeof(*st));

@@ -1,6 +1,7 @@
 /*
- * state.h: what the daemon holds behind its APIs: the master keyring and
- * the store (and, once vault/ is wired in, the vault over them).
+ * state.h: what the daemon holds behind its APIs: the master keyring, the
+ * store, and the vault over them (vault/vault.h: the only holder of the
+ * keyring once it is open).
  */
 #ifndef P8V_SERVER_STATE_H
 #define P8V_SERVER_STATE_H
@@ -8,10 +9,13 @@
 #include "crypto/masterkey.h"
 #include "server/config.h"
 #include "store/store.h"
+#include "vault/vault.h"
 
 struct state {
-	struct master_keyring *ring;
+	struct master_keyring *ring;   /* until state_open hands it over */
+	size_t n_master_keys;          /* keys loaded, for the logs */
 	struct store *store;
+	struct vault *vault;
 };
 
 /*
@@ -27,18 +31,20 @@ struct state {
 int state_load_keys(struct state *st, const struct config *cfg);
 
 /*
- * Open the store in dir and check the loaded keys against it
- * (store_master_keys_check: a first start records them). On failure the
- * store is closed again.
- * Returns 0, the errors of store_open and store_master_keys_check
- * (P8V_ERR_MASTER_KEY_MISMATCH, P8V_ERR_IO, P8V_ERR_STORE_VERSION, ...).
+ * Open the store in dir and the vault over it, handing it the keyring
+ * (st->ring is NULL afterwards, also on failure). vault_create checks the
+ * keys against the store (a first start records them) and loads the token
+ * cache. On failure the store is closed again.
+ * Returns 0, the errors of store_open (P8V_ERR_IO, P8V_ERR_STORE_VERSION,
+ * P8V_ERR_STORE, ...) and of vault_create (P8V_ERR_MASTER_KEY_MISMATCH,
+ * P8V_ERR_NO_MASTER_KEY, ...). All are logged.
  */
 int state_open(struct state *st, const char *dir);
 
 /* Periodic housekeeping (store_maintain); logs what it did. */
 void state_maintain(struct state *st);
 
-/* Close the store, wipe and free the keys. NULL-safe. */
+/* Destroy the vault (wipes the keys), close the store. NULL-safe. */
 void state_finish(struct state *st);
 
 #endif /* P8V_SERVER_STATE_H */
