@@ -1,6 +1,7 @@
 /* routes.c: every endpoint of p8vaultd, one line each. */
 #include "api/routes.h"
 
+#include "api/auth.h"
 #include "api/health.h"
 #include "api/http.h"
 #include "api/keys.h"
@@ -12,6 +13,10 @@ const struct api_route api_routes[] = {
 	    API_ROLE_NONE, 0, 0 },
 	{ API_METHOD_GET, "/readyz", api_health_ready, API_LISTENER_BOTH,
 	    API_ROLE_NONE, 0, 0 },
+	/* Any valid token: who it is (api/auth.h). API_ROLE_NONE because the
+	 * handler authenticates every role itself (401 still applies). */
+	{ API_METHOD_GET, "/v1/whoami", api_auth_whoami, API_LISTENER_BOTH,
+	    API_ROLE_NONE, 0, API_ROUTE_NEEDS_READY },
 	/* Upload API (api/upload.h, api/keys.h): the portal's backend. */
 	{ API_METHOD_POST, "/v1/apps/{app}/keys", api_upload_handle,
 	    API_LISTENER_PORTAL, API_ROLE_PORTAL, API_BODY_MAX_UPLOAD,

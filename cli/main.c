@@ -1,0 +1,95 @@
+/*
+ * main.c: p8vault, the admin CLI: global options and the command table.
+ *
+ * Add a command with one line in `commands` (and its cmd_* in cli/cli.h).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+#ifndef P8V_VERSION
+#define P8V_VERSION "unknown"
+#endif
+
+static const struct cli_command commands[] = {
+	{ "init", "--state DIR --master-key-file FILE [--json]",
+	    "create a state directory and, if missing, a master key", cmd_init },
+	{ "token", "create|list|revoke ...",
+	    "issue, list and revoke API bearer tokens", cmd_token },
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void
+usage(FILE *f)
+{
+	size_t i;
+
+	fputs("Usage: p8vault [--help] [--version] COMMAND [ARGS...]\n"
+	    "\n"
+	    "The admin CLI of p8vault, the vault for Apple .p8 signing keys.\n"
+	    "\n"
+	    "Commands:\n", f);
+	for (i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "  %-8s %s\n           %s\n", commands[i].name,
+		    commands[i].args, commands[i].summary);
+	fputs("\n"
+	    "Run 'p8vault COMMAND --help' for a command's options.\n"
+	    "\n"
+	    "Exit status:\n"
+	    "  0  success\n"
+	    "  1  the command failed (one line on stderr says why and names\n"
+	    "     the file or record at fault)\n"
+	    "  2  usage error (unknown command or option, missing argument)\n",
+	    f);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	size_t i;
+	int c;
+
+	/* The libraries' JSON log lines are for the daemon; the CLI prints
+	 * its own messages and shows only their warnings and errors. */
+	log_set_level(LOG_LEVEL_WARN);
+
+	/* '+': stop at the command, whose options are its own. */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+hV", options, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return CLI_EXIT_OK;
+		case 'V':
+			printf("p8vault %s\n", P8V_VERSION);
+			return CLI_EXIT_OK;
+		default:
+			return cli_usage_error(NULL, "unknown option '%s'",
+			    argv[optind - 1]);
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	for (i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
+			argv += optind;
+			argc -= optind;
+			/* The command's own getopt_long starts afresh. */
+			optind = 0;
+			opterr = 1;
+			return commands[i].run(argc, argv);
+		}
+	}
+	return cli_usage_error(NULL, "unknown command '%s'", argv[optind]);
+}
