@@ -47,6 +47,10 @@ static const struct status_entry status_table[] = {
 	{ P8V_ERR_BAD_KEY_ID, HTTP_UNPROCESSABLE },
 	{ P8V_ERR_BAD_TEAM_ID, HTTP_UNPROCESSABLE },
 	{ P8V_ERR_BAD_FIELD, HTTP_UNPROCESSABLE },
+	/* A well-formed body without a required member, or with one the
+	 * route does not take (upload and signing alike). */
+	{ P8V_ERR_MISSING_FIELD, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_UNKNOWN_FIELD, HTTP_UNPROCESSABLE },
 	{ P8V_ERR_NO_SPACE, HTTP_INSUFFICIENT_STORAGE },
 	/* Keys and signing. */
 	{ P8V_ERR_KEY_EXISTS, 409 },
@@ -62,10 +66,8 @@ static const struct status_entry status_table[] = {
 	{ P8V_ERR_UNAUTHORIZED, 401 },
 	{ P8V_ERR_FORBIDDEN, 403 },
 	{ P8V_ERR_UNSUPPORTED_MEDIA_TYPE, 415 },
-	/* Uploads (api/upload.c): the request itself is wrong, before any
-	 * field is judged (the issue asks for 400 for each). */
-	{ P8V_ERR_MISSING_FIELD, 400 },
-	{ P8V_ERR_UNKNOWN_FIELD, 400 },
+	/* Uploads (api/upload.c): the file name AuthKey_<KEYID>.p8 names
+	 * another Key ID than the request (the upload issue asks for 400). */
 	{ P8V_ERR_KEY_ID_MISMATCH, 400 },
 };
 

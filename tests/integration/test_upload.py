@@ -630,26 +630,26 @@ def every_refusal_of_the_crypto_core_is_400_with_its_code():
 
 
 @runner.test
-def missing_fields_are_400():
+def missing_fields_are_422():
     app, kid, pem = new_app("missing"), new_id(), Key().pem
     for doc in ({"team_id": TEAM, "p8": pem.decode()},
                 {"key_id": kid, "p8": pem.decode()},
                 {"key_id": kid, "team_id": TEAM},
                 {"key_id": kid, "team_id": TEAM, "p8": None}):
         refused(call("POST", keys_path(app), json.dumps(doc).encode(),
-                     "application/json"), 400, "missing_field")
+                     "application/json"), 422, "missing_field")
     refused(upload_multipart(app, [("key_id", kid), ("team_id", TEAM)]),
-            400, "missing_field")
+            422, "missing_field")
     # An empty file input: what a browser sends when no file was chosen.
     refused(upload_multipart(app, [("key_id", kid), ("team_id", TEAM)], b"",
-                             ""), 400, "missing_field")
-    refused(upload_raw(app, pem, {"team_id": TEAM}), 400, "missing_field")
-    refused(upload_raw(app, b"", {"key_id": kid, "team_id": TEAM}), 400,
+                             ""), 422, "missing_field")
+    refused(upload_raw(app, pem, {"team_id": TEAM}), 422, "missing_field")
+    refused(upload_raw(app, b"", {"key_id": kid, "team_id": TEAM}), 422,
             "missing_field")
 
 
 @runner.test
-def malformed_requests_are_400():
+def malformed_requests_are_400_unknown_fields_422():
     app, kid, pem = new_app("malformed"), new_id(), Key().pem
     good = {"key_id": kid, "team_id": TEAM, "p8": pem.decode()}
     bodies = [
@@ -672,7 +672,7 @@ def malformed_requests_are_400():
     for body in bodies:
         refused(call("POST", keys_path(app), body, "application/json"), 400,
                 "bad_request")
-    refused(upload_json(app, kid, pem, name="x"), 400, "unknown_field")
+    refused(upload_json(app, kid, pem, name="x"), 422, "unknown_field")
     refused(upload_json(app, kid, pem, query={"activate": "false"}), 400,
             "bad_request")
     # multipart: a part twice, an unknown part, truncated, no boundary
@@ -680,7 +680,7 @@ def malformed_requests_are_400():
                                    ("team_id", TEAM)], pem), 400,
             "bad_request")
     refused(upload_multipart(app, [("key_id", kid), ("team_id", TEAM),
-                                   ("csrf_token", "x")], pem), 400,
+                                   ("csrf_token", "x")], pem), 422,
             "unknown_field")
     body, ctype = multipart([("key_id", kid), ("team_id", TEAM)], pem)
     refused(call("POST", keys_path(app), body[:-20], ctype), 400,
