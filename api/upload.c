@@ -324,13 +324,18 @@ skip_ows(const char *s, size_t len, size_t i)
  * Find parameter `want` (case-insensitive) in "; a=b; c="d"" (RFC 9110
  * section 5.6.6: token or quoted-string values) in p[0..len), and copy its
  * value, unquoted, into out (outsz bytes, NUL-terminated). Every parameter
- * is checked for syntax, whichever is wanted.
+ * is checked for syntax, whichever is wanted. With escapes, a backslash in
+ * a quoted string escapes the next character (HTTP headers); without, it
+ * is a character like any other: browsers do not escape inside multipart
+ * headers (they percent-encode '"', CR and LF, WHATWG HTML "multipart/
+ * form-data encoding"), and an old browser's "C:\keys\AuthKey_X.p8" must
+ * keep its backslashes.
  * Returns 1 (found), 0 (absent), or P8V_ERR_BAD_REQUEST (malformed, value
  * too long, or `want` given twice).
  */
 static int
-param_find(const char *p, size_t len, const char *want, char *out,
-    size_t outsz)
+param_find(const char *p, size_t len, const char *want, int escapes,
+    char *out, size_t outsz)
 {
 	size_t i = 0, name, name_len, o;
 	int found = 0, match;
@@ -364,7 +369,7 @@ param_find(const char *p, size_t len, const char *want, char *out,
 				c = (unsigned char)p[i];
 				if (c == '"')
 					break;
-				if (c == '\\') {
+				if (c == '\\' && escapes) {
 					if (++i == len)
 						return P8V_ERR_BAD_REQUEST;
 					c = (unsigned char)p[i];
@@ -901,18 +906,18 @@ part_disposition(struct upload_fields *f, const char *v, size_t len,
 	    strncasecmp(v, "form-data", i) != 0)
 		return fail(f, P8V_ERR_BAD_REQUEST, "%s", "a part is not "
 		    "form-data");
-	if ((r = param_find(v + i, len - i, "name", h->name,
+	if ((r = param_find(v + i, len - i, "name", 0, h->name,
 	    sizeof(h->name))) < 0)
 		return fail(f, P8V_ERR_BAD_REQUEST, "%s", "a part's "
 		    "Content-Disposition is malformed, or its name unknown");
 	if (r == 0)
 		return fail(f, P8V_ERR_BAD_REQUEST, "%s", "a part has no name");
-	if ((r = param_find(v + i, len - i, "filename", h->filename,
+	if ((r = param_find(v + i, len - i, "filename", 0, h->filename,
 	    sizeof(h->filename))) < 0)
 		return fail(f, P8V_ERR_BAD_REQUEST, "%s", "a part's "
 		    "Content-Disposition is malformed");
 	h->has_filename = r;
-	if ((r = param_find(v + i, len - i, "filename*", scratch,
+	if ((r = param_find(v + i, len - i, "filename*", 0, scratch,
 	    sizeof(scratch))) != 0)
 		return fail(f, P8V_ERR_BAD_REQUEST, "%s", "filename* is not "
 		    "supported: send filename");
@@ -1073,7 +1078,7 @@ parse_raw(struct upload_fields *f, const char *disposition,
 		    is_tchar((unsigned char)disposition[i]))
 			i++;
 		if (i == 0 || (r = param_find(disposition + i,
-		    strlen(disposition + i), "filename", filename,
+		    strlen(disposition + i), "filename", 1, filename,
 		    sizeof(filename))) < 0)
 			return fail(f, P8V_ERR_BAD_REQUEST, "%s", "the "
 			    "Content-Disposition header is malformed");
@@ -1081,7 +1086,7 @@ parse_raw(struct upload_fields *f, const char *disposition,
 		    strlen(filename))) != 0)
 			return r;
 		if (param_find(disposition + i, strlen(disposition + i),
-		    "filename*", filename, sizeof(filename)) != 0)
+		    "filename*", 1, filename, sizeof(filename)) != 0)
 			return fail(f, P8V_ERR_BAD_REQUEST, "%s", "filename* "
 			    "is not supported: send filename");
 	}
@@ -1114,7 +1119,7 @@ choose_form(struct upload_fields *f, const char *content_type,
 	if (strcmp(type, "application/json") == 0) {
 		*form = FORM_JSON;
 		/* RFC 8259: JSON between systems is UTF-8. */
-		r = param_find(params, strlen(params), "charset", charset,
+		r = param_find(params, strlen(params), "charset", 1, charset,
 		    sizeof(charset));
 		if (r < 0)
 			goto malformed;
@@ -1122,7 +1127,7 @@ choose_form(struct upload_fields *f, const char *content_type,
 			goto unsupported;
 	} else if (strcmp(type, "multipart/form-data") == 0) {
 		*form = FORM_MULTIPART;
-		r = param_find(params, strlen(params), "boundary", boundary,
+		r = param_find(params, strlen(params), "boundary", 1, boundary,
 		    UPLOAD_BOUNDARY_MAX + 1);
 		if (r < 0)
 			goto malformed;
@@ -1133,7 +1138,7 @@ choose_form(struct upload_fields *f, const char *content_type,
 	} else if (strcmp(type, "application/x-pem-file") == 0 ||
 	    strcmp(type, "application/pkcs8") == 0) {
 		*form = FORM_RAW;
-		if (param_find(params, strlen(params), "charset", charset,
+		if (param_find(params, strlen(params), "charset", 1, charset,
 		    sizeof(charset)) < 0)
 			goto malformed;
 	} else {
