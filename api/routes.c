@@ -5,6 +5,7 @@
 #include "api/health.h"
 #include "api/http.h"
 #include "api/keys.h"
+#include "api/sign.h"
 #include "api/upload.h"
 
 const struct api_route api_routes[] = {
@@ -31,6 +32,15 @@ const struct api_route api_routes[] = {
 	{ API_METHOD_POST, "/v1/apps/{app}/keys/{key_id}/activate",
 	    api_keys_handle_activate, API_LISTENER_PORTAL, API_ROLE_PORTAL, 0,
 	    API_ROUTE_NEEDS_READY },
+	/* Signing API (api/sign.h): provider daemons, signing listeners. */
+	{ API_METHOD_POST, "/v1/apps/{app}/apns-token",
+	    api_sign_handle_apns_token, API_LISTENER_SIGN, API_ROLE_SIGNER,
+	    API_BODY_MAX_SIGN, API_ROUTE_NEEDS_READY },
+	{ API_METHOD_POST, "/v1/apps/{app}/jwt", api_sign_handle_jwt,
+	    API_LISTENER_SIGN, API_ROLE_SIGNER, API_BODY_MAX_SIGN,
+	    API_ROUTE_NEEDS_READY },
+	{ API_METHOD_GET, "/metrics", api_sign_handle_metrics,
+	    API_LISTENER_SIGN, API_ROLE_SIGNER, 0, 0 },
 };
 
 const size_t api_routes_count = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -1,0 +1,271 @@
+/*
+ * sign.c: the signing API, served on the signing listeners only
+ * (--sign-socket, --sign-listen) to signer and admin tokens:
+ *
+ *   POST /v1/apps/{app}/apns-token   the shared APNs provider token
+ *   POST /v1/apps/{app}/jwt          another Apple JWT, by profile
+ *   GET  /metrics                    Prometheus text (api/metrics.h)
+ *
+ * The handlers parse and check the request's shape, hand validated fields
+ * to the vault (vault_apns_token, vault_profile_token) and turn the result
+ * into JSON. They never see key material, never log a token (neither the
+ * one returned nor a rejected one reported by the caller), and keep no
+ * state: the token cache, its rules and the audit events live in vault/.
+ * docs/api.md ("Signing API") is the reference for callers.
+ */
+#include "api/sign.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "api/http.h"
+#include "api/metrics.h"
+#include "common/err.h"
+#include "crypto/jwt.h"
+#include "vault/profiles.h"
+#include "vault/vault.h"
+
+/*
+ * Text responses. api/http.h answers JSON only, and GET /metrics must be
+ * Prometheus text. The framework is asked (issue 5's report) for
+ *
+ *   int api_respond_text(struct api_request *req, unsigned int status,
+ *       const char *content_type, char *text, size_t len);
+ *
+ * (text malloc'd, taken also on failure; the same Cache-Control and
+ * nosniff headers as JSON answers). Until api/http.c defines it, this weak
+ * declaration resolves to NULL and /metrics answers the same text wrapped
+ * in JSON, {"content_type": ..., "text": ...}, so the counters stay
+ * readable; a scraper refuses that, loudly. Delete this declaration when
+ * http.h has the prototype.
+ */
+int api_respond_text(struct api_request *req, unsigned int status,
+    const char *content_type, char *text, size_t len)
+    __attribute__((weak));
+
+/* The members an apns-token body may hold. */
+#define APNS_MEMBER_ENVIRONMENT "environment"
+#define APNS_MEMBER_REJECTED "rejected_token"
+#define APNS_MEMBER_REASON "reason"
+
+/* Answer err with detail (a static message, never input bytes); 0. */
+static int
+refuse(struct api_request *req, int err, const char *detail)
+{
+	int r;
+
+	if ((r = api_respond_error(req, err, detail)) != 0)
+		return r;
+	return 0;
+}
+
+/* The vault, or NULL (then answered 503 not_ready by the caller). */
+static struct vault *
+backend_vault(const struct api_request *req)
+{
+	const struct api_backend *b = api_request_backend(req);
+
+	return b != NULL ? b->vault : NULL;
+}
+
+/* 1 if s is a plausible compact JWS: base64url parts and dots, no more
+ * than a token of ours can be. The vault compares it with the token it
+ * holds; this only keeps junk out of that comparison. */
+static int
+token_shaped(const char *s, size_t len)
+{
+	size_t i, dots = 0;
+
+	if (len == 0 || len >= JWT_MAX_TOKEN_BYTES || strlen(s) != len)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (s[i] == '.')
+			dots++;
+		else if (!((s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+			return 0;
+	}
+	return dots == 2;
+}
+
+/*
+ * The optional body of apns-token: {} or any of environment,
+ * rejected_token + reason. *rejected points into body (valid while body
+ * lives). On a refusal the response is set and *answered is 1.
+ */
+static int
+parse_apns_body(struct api_request *req, const json_t *body,
+    enum key_env *env, const char **rejected,
+    enum vault_reject_reason *reason, int *answered)
+{
+	const char *member, *s;
+	json_t *v;
+
+	*answered = 1;
+	json_object_foreach((json_t *)body, member, v) {
+		if (strcmp(member, APNS_MEMBER_ENVIRONMENT) == 0) {
+			if (!json_is_string(v) ||
+			    key_env_from_name(json_string_value(v), env) != 0 ||
+			    *env == KEY_ENV_BOTH)
+				return refuse(req, P8V_ERR_BAD_FIELD,
+				    "\"environment\" must be \"development\" "
+				    "or \"production\"");
+		} else if (strcmp(member, APNS_MEMBER_REJECTED) == 0) {
+			if (!json_is_string(v) ||
+			    !token_shaped(json_string_value(v),
+			    json_string_length(v)))
+				return refuse(req, P8V_ERR_BAD_FIELD,
+				    "\"rejected_token\" must be the compact "
+				    "token APNs refused");
+			*rejected = json_string_value(v);
+		} else if (strcmp(member, APNS_MEMBER_REASON) == 0) {
+			s = json_is_string(v) ? json_string_value(v) : "";
+			if (strcmp(s, "ExpiredProviderToken") == 0)
+				*reason = VAULT_REJECT_EXPIRED;
+			else if (strcmp(s, "InvalidProviderToken") == 0)
+				*reason = VAULT_REJECT_INVALID;
+			else
+				return refuse(req, P8V_ERR_BAD_FIELD,
+				    "\"reason\" must be "
+				    "\"ExpiredProviderToken\" or "
+				    "\"InvalidProviderToken\"");
+		} else {
+			return refuse(req, P8V_ERR_UNKNOWN_FIELD,
+			    "unknown member: an apns-token body takes only "
+			    "environment, rejected_token and reason");
+		}
+	}
+	if ((*rejected != NULL) != (*reason != VAULT_REJECT_NONE))
+		return refuse(req, P8V_ERR_BAD_FIELD,
+		    "\"rejected_token\" and \"reason\" go together");
+	*answered = 0;
+	return 0;
+}
+
+/* {"token","key_id","team_id","issued_at","expires_at"} [+ "profile"]. */
+static int
+respond_token(struct api_request *req, const struct vault_token *tok,
+    const char *profile)
+{
+	json_t *body;
+
+	body = json_pack("{s:s, s:s, s:s, s:I, s:I}",
+	    "token", tok->token,
+	    "key_id", tok->key_id,
+	    "team_id", tok->team_id,
+	    "issued_at", (json_int_t)tok->issued_at,
+	    "expires_at", (json_int_t)tok->expires_at);
+	if (body == NULL)
+		return P8V_ERR_ALLOC;
+	if (profile != NULL &&
+	    json_object_set_new(body, "profile", json_string(profile)) != 0) {
+		json_decref(body);
+		return P8V_ERR_ALLOC;
+	}
+	return api_respond(req, 200, body);
+}
+
+int
+api_sign_handle_apns_token(struct api_request *req)
+{
+	struct vault_token tok;
+	struct vault *v;
+	json_t *body = NULL;
+	const char *app, *rejected = NULL;
+	enum key_env env = KEY_ENV_BOTH;
+	enum vault_reject_reason reason = VAULT_REJECT_NONE;
+	size_t body_len = 0;
+	int answered = 0, r = P8V_ERR_INTERNAL;
+
+	memset(&tok, 0, sizeof(tok));
+	app = api_request_param(req, "app");
+	if ((v = backend_vault(req)) == NULL) {
+		r = P8V_ERR_NOT_READY;
+		goto out;
+	}
+	/* The body is optional: none at all means {}. */
+	(void)api_request_body(req, &body_len);
+	if (body_len != 0) {
+		if ((r = api_request_json(req, &body)) != 0)
+			goto out;
+		if ((r = parse_apns_body(req, body, &env, &rejected, &reason,
+		    &answered)) != 0 || answered)
+			goto out;
+	}
+	if ((r = vault_apns_token(v, app, env, rejected, reason,
+	    api_request_principal(req)->actor, &tok)) != 0)
+		goto out;
+	r = respond_token(req, &tok, NULL);
+ out:
+	vault_token_finish(&tok);
+	json_decref(body);
+	return r;
+}
+
+int
+api_sign_handle_jwt(struct api_request *req)
+{
+	struct vault_token tok;
+	struct vault *v;
+	json_t *body = NULL;
+	const char *app, *detail = NULL, *profile;
+	int r = P8V_ERR_INTERNAL;
+
+	memset(&tok, 0, sizeof(tok));
+	app = api_request_param(req, "app");
+	if ((v = backend_vault(req)) == NULL) {
+		r = P8V_ERR_NOT_READY;
+		goto out;
+	}
+	if ((r = api_request_json(req, &body)) != 0)
+		goto out;
+	if ((r = vault_profile_token(v, app, body,
+	    api_request_principal(req)->actor, &tok, &detail)) != 0) {
+		if (detail != NULL)
+			r = refuse(req, r, detail);
+		goto out;
+	}
+	/* The profile was validated: its name is one of the table's. */
+	profile = json_string_value(json_object_get(body, "profile"));
+	r = respond_token(req, &tok, profile);
+ out:
+	vault_token_finish(&tok);
+	json_decref(body);
+	return r;
+}
+
+int
+api_sign_handle_metrics(struct api_request *req)
+{
+	struct vault_stats vs;
+	struct vault *v;
+	json_t *body;
+	char *text = NULL;
+	size_t len = 0;
+	int r = P8V_ERR_INTERNAL;
+
+	memset(&vs, 0, sizeof(vs));
+	/* Served before the vault is open too (without its series), so a
+	 * scrape shows a starting daemon rather than failing. */
+	if ((v = backend_vault(req)) != NULL)
+		vault_stats(v, &vs);
+	if ((r = metrics_render(v != NULL ? &vs : NULL, &text, &len)) != 0)
+		goto out;
+	if (api_respond_text != NULL) {
+		r = api_respond_text(req, 200, METRICS_CONTENT_TYPE, text, len);
+		text = NULL;            /* taken, also on failure */
+		goto out;
+	}
+	if ((body = json_pack("{s:s, s:s%}", "content_type",
+	    METRICS_CONTENT_TYPE, "text", text, len)) == NULL) {
+		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	r = api_respond(req, 200, body);
+ out:
+	free(text);
+	return r;
+}
