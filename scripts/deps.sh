@@ -7,8 +7,9 @@ P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev li
 P8V_RUN_PACKAGES="openssl"
 # Tests: the openssl command and python3-cryptography check what the vault
 # emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
-# examples; util-linux for the file-system fault tests.
-P8V_TEST_PACKAGES="openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps"
+# examples; util-linux for the file-system fault tests; faketime (libfaketime)
+# drives the daemon's clock in tests/integration/test_sign_clock.py.
+P8V_TEST_PACKAGES="openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime"
 
 p8v_missing_packages() {
 	local p missing=""

@@ -1,0 +1,585 @@
+#!/usr/bin/python3
+"""test_sign.py: the signing API end to end, against the real p8vaultd.
+
+Keys are made with `openssl genpkey` and uploaded through the portal API;
+tokens come from `p8vault token create`. Every token the daemon returns is
+verified against the uploaded key's public key by python3-cryptography
+(tests/verify_jwt.py) and, for some, by `openssl dgst`; headers and claims
+are compared as exact text.
+
+Covered: the socket's mode; the APNs token's exact form on the unix socket
+and on --sign-listen; the optional body and its refusals; one token per
+team and key shared across apps; a new active key minting at once; a
+revoked key; a reported rejection inside 20 minutes returning the same
+token; the environment choice; every JWT profile's exact header, claims
+and limits; services; who may call (no token, portal, signer of other
+apps, admin); /metrics; and the token surviving a restart (last).
+The 1000-caller single flight is in test_sign_concurrency.py, the clock in
+test_sign_clock.py.
+"""
+
+import os
+import stat
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Runner, check, check_eq  # noqa
+from signing import (CLOCK_SLACK_S, SignVault, check_apns_answer,  # noqa
+                     check_error, mints, token_parts, verify, verify_openssl)
+
+runner = Runner("test_sign")
+V = None
+
+ISSUER = "57246542-96fe-1a63-e053-0824d011072a"
+ALL_SERVICES = ["apns", "app_store_connect", "sign_in_with_apple",
+                "musickit", "weatherkit", "devicecheck", "maps"]
+
+
+def vault():
+    global V
+    if V is None:
+        V = SignVault().start()
+    return V
+
+
+@runner.test
+def sign_socket_is_0660():
+    v = vault()
+    st = os.stat(v.d.sock_path)
+    check(stat.S_ISSOCK(st.st_mode), "not a socket")
+    check_eq(oct(st.st_mode & 0o7777), oct(0o660), "socket mode")
+    check_eq((st.st_uid, st.st_gid), (os.getuid(), os.getgid()),
+             "socket owner")
+
+
+@runner.test
+def apns_token_exact_and_verified():
+    v = vault()
+    meta, kid, team, _ = v.new_key("exact.app")
+    pub = meta["public_key_pem"]
+    t0 = int(time.time())
+    a = check_apns_answer(v.apns("exact.app"), kid, team, pub, "unix")
+    check(abs(a["issued_at"] - t0) <= CLOCK_SLACK_S,
+          "iat %d is not now (%d)" % (a["issued_at"], t0))
+    verify_openssl(pub, a["token"], v.tmp)
+    # The same token on TCP, with {} and with no body at all.
+    b = check_apns_answer(v.apns("exact.app", tcp=True), kid, team, pub,
+                          "tcp")
+    c = check_apns_answer(v.apns("exact.app", body={}), kid, team, pub, "{}")
+    check_eq((b["token"], c["token"]), (a["token"], a["token"]),
+             "token on TCP and with {}")
+    check_eq(b["issued_at"], a["issued_at"], "issued_at of the cached token")
+    # A token of another key does not verify against this one: the check
+    # above can fail.
+    other, _, _, _ = v.new_key("exact.other")
+    try:
+        verify(other["public_key_pem"], a["token"])
+    except Exception:
+        pass
+    else:
+        check(False, "a token verified against another key")
+
+
+@runner.test
+def apns_body_refusals():
+    v = vault()
+    v.new_key("body.app")
+    ok = v.apns("body.app")
+    check_eq(ok.status, 200, "no body")
+    tok = ok.json["token"]
+    cases = [
+        ({"environment": "both"}, 422, "invalid_field"),
+        ({"environment": "sandbox"}, 422, "invalid_field"),
+        ({"environment": 1}, 422, "invalid_field"),
+        ({"environment": None}, 422, "invalid_field"),
+        ({"reason": "ExpiredProviderToken"}, 422, "invalid_field"),
+        ({"rejected_token": tok}, 422, "invalid_field"),
+        ({"rejected_token": tok, "reason": "TooManyProviderTokenUpdates"},
+         422, "invalid_field"),
+        ({"rejected_token": tok, "reason": "expiredprovidertoken"},
+         422, "invalid_field"),
+        ({"rejected_token": "not a token", "reason": "ExpiredProviderToken"},
+         422, "invalid_field"),
+        ({"rejected_token": "", "reason": "ExpiredProviderToken"},
+         422, "invalid_field"),
+        ({"rejected_token": 5, "reason": "ExpiredProviderToken"},
+         422, "invalid_field"),
+        ({"topic": "com.example"}, 422, "unknown_field"),
+        ({"iat": 1}, 422, "unknown_field"),
+        ({"kid": "ABCDEFGHIJ"}, 422, "unknown_field"),
+        ([], 400, "bad_request"),
+        ("x", 400, "bad_request"),
+    ]
+    for body, status, code in cases:
+        check_error(v.apns("body.app", body=body), status, code,
+                    "body %r" % (body,))
+    for raw, what in ((b"{", "truncated JSON"),
+                      (b'{"environment":"production",'
+                       b'"environment":"development"}', "duplicate member"),
+                      (b"\xff\xfe", "not UTF-8")):
+        r = v.apns("body.app", raw=raw,
+                   headers={"Content-Type": "application/json"})
+        check_error(r, 400, "bad_request", what)
+    r = v.apns("body.app", raw=b"{}", headers={"Content-Type": "text/plain"})
+    check_error(r, 400, "bad_request", "Content-Type text/plain")
+    r = v.apns("body.app", raw=b"{" + b" " * 5000 + b"}",
+               headers={"Content-Type": "application/json"})
+    check_error(r, 413, "too_large", "a body over 4 KiB")
+    r = v.sign("/v1/apps/body.app/apns-token", method="GET")
+    check_error(r, 405, "method_not_allowed", "GET")
+    # None of the refusals minted or changed anything.
+    check_eq(v.apns("body.app").json["token"], tok, "token after refusals")
+
+
+@runner.test
+def apns_errors_for_apps_and_ids():
+    v = vault()
+    check_error(v.apns("no.such.app"), 404, "app_not_found", "unknown app")
+    check_error(v.apns(".."), 422, "invalid_app_id", "app ..")
+    check_error(v.apns("a%20b"), 422, "invalid_app_id", "app with a space")
+    check_error(v.apns("x" * 65), 422, "invalid_app_id", "app of 65")
+
+
+@runner.test
+def one_token_for_two_apps_of_one_team_and_key():
+    v = vault()
+    meta, kid, team, pem = v.new_key("share.one")
+    v.upload("share.two", kid, team, pem)
+    before = len(v.mint_events())
+    a = check_apns_answer(v.apns("share.one"), kid, team,
+                          meta["public_key_pem"], "first app")
+    b = check_apns_answer(v.apns("share.two", tcp=True), kid, team,
+                          meta["public_key_pem"], "second app")
+    check_eq(b["token"], a["token"], "token of the second app")
+    check_eq(len(v.mint_events()) - before, 1, "mints for two apps")
+    # Another key of the same team is another token.
+    meta3, kid3, _, _ = v.new_key("share.three", team_id=team)
+    c = check_apns_answer(v.apns("share.three"), kid3, team,
+                          meta3["public_key_pem"], "another key")
+    check(c["token"] != a["token"], "another key got the same token")
+
+
+@runner.test
+def new_active_key_mints_at_once():
+    v = vault()
+    meta1, kid1, team, _ = v.new_key("rotate.app")
+    a = check_apns_answer(v.apns("rotate.app"), kid1, team,
+                          meta1["public_key_pem"], "first key")
+    before = len(v.mint_events())
+    meta2, kid2, _, _ = v.new_key("rotate.app", team_id=team, activate=True)
+    b = check_apns_answer(v.apns("rotate.app"), kid2, team,
+                          meta2["public_key_pem"], "right after rotation")
+    check(b["token"] != a["token"], "the old key's token after rotation")
+    events = v.mint_events()[before:]
+    check_eq(len(events), 1, "mints for the new key")
+    check_eq(events[0].get("key_id"), kid2, "minted for")
+    check_eq(events[0].get("fingerprint"), meta2["fingerprint"],
+             "fingerprint in the mint event")
+    # Uploading a standby key changes nothing.
+    v.new_key("rotate.app", team_id=team, activate=False)
+    check_eq(v.apns("rotate.app").json["token"], b["token"],
+             "token after a standby upload")
+
+
+@runner.test
+def revoked_key_gets_no_token():
+    v = vault()
+    meta, kid, team, _ = v.new_key("revoke.app",
+                                   services=["apns", "devicecheck"])
+    check_apns_answer(v.apns("revoke.app"), kid, team,
+                      meta["public_key_pem"], "before revocation")
+    r = v.portal("DELETE", "/v1/apps/revoke.app/keys/%s" % kid)
+    check_eq(r.status, 200, "revoke: %r" % r)
+    check_error(v.apns("revoke.app"), 404, "no_active_key",
+                "APNs token after revocation")
+    check_error(v.jwt("revoke.app", {"profile": "devicecheck"}), 404,
+                "no_active_key", "JWT after revocation")
+
+
+@runner.test
+def reported_rejection_inside_20_minutes_returns_the_same_token():
+    v = vault()
+    meta, kid, team, _ = v.new_key("reject.app")
+    a = check_apns_answer(v.apns("reject.app"), kid, team,
+                          meta["public_key_pem"], "first")
+    before, m0 = len(v.mint_events()), v.metrics()
+    for reason in ("ExpiredProviderToken", "InvalidProviderToken"):
+        for tcp in (False, True):
+            b = check_apns_answer(
+                v.apns("reject.app", tcp=tcp,
+                       body={"rejected_token": a["token"],
+                             "reason": reason}),
+                kid, team, meta["public_key_pem"], "after " + reason)
+            check_eq(b["token"], a["token"], "token after " + reason)
+    # A rejection of a token that is not the current one (another key's)
+    # changes nothing either.
+    v.new_key("reject.other")
+    foreign = v.apns("reject.other").json["token"]
+    before += 1
+    b = v.apns("reject.app", body={"rejected_token": foreign,
+                                   "reason": "InvalidProviderToken"})
+    check_eq(b.json and b.json.get("token"), a["token"],
+             "token after a foreign token's rejection")
+    check_eq(len(v.mint_events()), before, "mints after the reports")
+    m1 = v.metrics()
+    check_eq(mints(m1) - mints(m0), 1, "mints counter after the reports "
+             "(the other key's cold mint only)")
+    check_eq(m1["p8vault_apns_token_rejection_reports_total"] -
+             m0["p8vault_apns_token_rejection_reports_total"], 5,
+             "rejection reports counted")
+    rejected = v.d.log_events("apns_token_rejected")
+    check(rejected, "no apns_token_rejected log line")
+    for line in v.d.lines:
+        check(a["token"] not in line, "a log line holds the token")
+
+
+@runner.test
+def environment_picks_the_key():
+    v = vault()
+    team = "ENV" + "0123456"
+    dev, kdev, _, _ = v.new_key("env.app", team_id=team,
+                                environment="development", activate=True)
+    prod, kprod, _, _ = v.new_key("env.app", team_id=team,
+                                  environment="production", activate=True)
+    a = check_apns_answer(v.apns("env.app", body={"environment":
+                                                  "development"}),
+                          kdev, team, dev["public_key_pem"], "development")
+    b = check_apns_answer(v.apns("env.app", body={"environment":
+                                                  "production"}),
+                          kprod, team, prod["public_key_pem"], "production")
+    check(a["token"] != b["token"], "one token for two keys")
+    r = v.jwt("env.app", {"profile": "devicecheck",
+                          "environment": "production"})
+    check_eq(r.status, 403, "devicecheck not enabled: %r" % r)
+
+
+# -- the other Apple JWTs --------------------------------------------------
+
+def check_jwt(v, app, body, pub, kid, team, header, claims, lifetime,
+              what):
+    """The profile's answer: members, exact header and claims (header and
+    claims are format strings over kid, team, iat, exp), signature."""
+    t0 = int(time.time())
+    r = v.jwt(app, body)
+    check_eq(r.status, 200, what + ": %r" % r)
+    a = r.json
+    check_eq(sorted(a), ["expires_at", "issued_at", "key_id", "profile",
+                         "team_id", "token"], what + ": members")
+    check_eq(a["profile"], body["profile"], what + ": profile")
+    check_eq((a["key_id"], a["team_id"]), (kid, team), what + ": ids")
+    iat = a["issued_at"]
+    check(abs(iat - t0) <= CLOCK_SLACK_S, what + ": iat is not now")
+    check_eq(a["expires_at"], iat + lifetime, what + ": expires_at")
+    h, c = token_parts(a["token"])
+    fields = {"kid": kid, "team": team, "iat": iat, "exp": iat + lifetime}
+    check_eq(h, header % fields, what + ": header")
+    check_eq(c, claims % fields, what + ": claims")
+    verify(pub, a["token"])
+    return a
+
+
+H = '{"alg":"ES256","kid":"%(kid)s"}'
+H_TYP = '{"alg":"ES256","kid":"%(kid)s","typ":"JWT"}'
+
+
+@runner.test
+def every_profile_exact():
+    v = vault()
+    meta, kid, team, _ = v.new_key("jwt.app", services=ALL_SERVICES)
+    pub = meta["public_key_pem"]
+    cases = [
+        ({"profile": "app_store_connect", "issuer_id": ISSUER}, H_TYP,
+         '{"iss":"' + ISSUER + '","iat":%(iat)d,"exp":%(exp)d,'
+         '"aud":"appstoreconnect-v1"}', 1200),
+        ({"profile": "app_store_connect", "issuer_id": ISSUER,
+          "expires_in": 60, "scope": ["GET /v1/apps?filter[platform]=IOS"]},
+         H_TYP,
+         '{"iss":"' + ISSUER + '","iat":%(iat)d,"exp":%(exp)d,'
+         '"aud":"appstoreconnect-v1",'
+         '"scope":["GET /v1/apps?filter[platform]=IOS"]}', 60),
+        ({"profile": "sign_in_with_apple", "client_id": "com.example.web"},
+         H, '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d,'
+         '"aud":"https://appleid.apple.com","sub":"com.example.web"}',
+         86400),
+        ({"profile": "sign_in_with_apple", "client_id": "c",
+          "expires_in": 15777000},
+         H, '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d,'
+         '"aud":"https://appleid.apple.com","sub":"c"}', 15777000),
+        ({"profile": "musickit"}, H,
+         '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d}', 3600),
+        ({"profile": "musickit", "expires_in": 15777000,
+          "origin": ["https://music.example.com", "https://a.example:8443"]},
+         H, '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d,'
+         '"origin":["https://music.example.com","https://a.example:8443"]}',
+         15777000),
+        ({"profile": "weatherkit", "service_id": "com.example.weather"},
+         '{"alg":"ES256","kid":"%(kid)s","id":"%(team)s.com.example.weather"}',
+         '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d,'
+         '"sub":"com.example.weather"}', 3600),
+        ({"profile": "weatherkit", "service_id": "com.example.weather",
+          "expires_in": 86400},
+         '{"alg":"ES256","kid":"%(kid)s","id":"%(team)s.com.example.weather"}',
+         '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d,'
+         '"sub":"com.example.weather"}', 86400),
+        ({"profile": "devicecheck"}, H, '{"iss":"%(team)s","iat":%(iat)d}',
+         3600),
+        ({"profile": "maps"}, H_TYP,
+         '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d}', 3600),
+        ({"profile": "maps", "origin": ["https://maps.example"]}, H_TYP,
+         '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d,'
+         '"origin":["https://maps.example"]}', 3600),
+    ]
+    seen = set()
+    for body, header, claims, lifetime in cases:
+        a = check_jwt(v, "jwt.app", body, pub, kid, team, header, claims,
+                      lifetime, repr(body))
+        check(a["token"] not in seen, "a JWT came back twice: not signed "
+              "per request")
+        seen.add(a["token"])
+    verify_openssl(pub, a["token"], v.tmp)
+    # Signing JWTs touches neither the APNs cache nor the mint count.
+    check_eq(len([e for e in v.mint_events() if e.get("key_id") == kid]), 0,
+             "APNs mints caused by JWTs")
+
+
+@runner.test
+def every_profile_limit():
+    v = vault()
+    v.new_key("limits.app", services=ALL_SERVICES)
+    u = {"profile": "app_store_connect", "issuer_id": ISSUER}
+    cases = [
+        ({}, 422, "missing_field"),
+        ({"profile": "apns"}, 422, "invalid_field"),
+        ({"profile": "nope"}, 422, "invalid_field"),
+        ({"profile": "app_store_connect"}, 422, "missing_field"),
+        (dict(u, issuer_id="TEAMID1234"), 422, "invalid_field"),
+        (dict(u, expires_in=1201), 422, "invalid_field"),
+        (dict(u, expires_in=0), 422, "invalid_field"),
+        (dict(u, expires_in=600.0), 422, "invalid_field"),
+        (dict(u, expires_in="600"), 422, "invalid_field"),
+        (dict(u, scope=[]), 422, "invalid_field"),
+        (dict(u, scope=["GET /v1/%d" % i for i in range(33)]), 422,
+         "invalid_field"),
+        (dict(u, scope=["get /v1/apps"]), 422, "invalid_field"),
+        (dict(u, scope=["GET /" + "a" * 252]), 422, "invalid_field"),
+        (dict(u, iat=1), 422, "unknown_field"),
+        (dict(u, exp=1), 422, "unknown_field"),
+        (dict(u, aud="x"), 422, "unknown_field"),
+        (dict(u, kid="ABCDEFGHIJ"), 422, "unknown_field"),
+        (dict(u, origin=["https://a.example"]), 422, "unknown_field"),
+        ({"profile": "sign_in_with_apple"}, 422, "missing_field"),
+        ({"profile": "sign_in_with_apple", "client_id": "c",
+          "expires_in": 15777001}, 422, "invalid_field"),
+        ({"profile": "sign_in_with_apple", "client_id": "a b"}, 422,
+         "invalid_field"),
+        ({"profile": "sign_in_with_apple", "client_id": "x" * 256}, 422,
+         "invalid_field"),
+        ({"profile": "musickit", "expires_in": 15777001}, 422,
+         "invalid_field"),
+        ({"profile": "musickit", "origin": ["http://a.example"]}, 422,
+         "invalid_field"),
+        ({"profile": "musickit",
+          "origin": ["https://o%d.example" % i for i in range(17)]}, 422,
+         "invalid_field"),
+        ({"profile": "weatherkit"}, 422, "missing_field"),
+        ({"profile": "weatherkit", "service_id": "com.x",
+          "expires_in": 86401}, 422, "invalid_field"),
+        ({"profile": "weatherkit", "service_id": "com.a_b"}, 422,
+         "invalid_field"),
+        ({"profile": "devicecheck", "expires_in": 60}, 422, "unknown_field"),
+        ({"profile": "maps", "expires_in": 15777001}, 422, "invalid_field"),
+        ({"profile": "maps", "scope": ["GET /x"]}, 422, "unknown_field"),
+    ]
+    for body, status, code in cases:
+        r = v.jwt("limits.app", body)
+        check_error(r, status, code, repr(body)[:120])
+        msg = r.json["error"]["message"]
+        for val in ("TEAMID1234", "a b", "com.a_b", "http://a.example"):
+            check(val not in msg, "the error message echoes a value: %r" %
+                  msg)
+    # Each limit itself is accepted.
+    for body in (dict(u, expires_in=1200), dict(u, expires_in=1),
+                 dict(u, scope=["GET /v1/%d" % i for i in range(32)]),
+                 dict(u, scope=["GET /" + "a" * 251]),
+                 {"profile": "sign_in_with_apple", "client_id": "x" * 255,
+                  "expires_in": 15777000},
+                 {"profile": "musickit", "expires_in": 15777000,
+                  "origin": ["https://o%d.example" % i for i in range(16)]},
+                 {"profile": "weatherkit", "service_id": "com.x",
+                  "expires_in": 86400},
+                 {"profile": "maps", "expires_in": 15777000}):
+        check_eq(v.jwt("limits.app", body).status, 200, repr(body)[:120])
+    for raw, what in ((None, "no body"), (b"[]", "an array"),
+                      (b"{", "truncated JSON")):
+        r = v.sign("/v1/apps/limits.app/jwt", raw=raw,
+                   headers={"Content-Type": "application/json"})
+        check_error(r, 400, "bad_request", what)
+
+
+@runner.test
+def services_the_key_was_not_uploaded_for():
+    v = vault()
+    v.new_key("apns.only")                   # default services: APNs
+    for body in ({"profile": "devicecheck"},
+                 {"profile": "musickit"},
+                 {"profile": "app_store_connect", "issuer_id": ISSUER},
+                 {"profile": "sign_in_with_apple", "client_id": "c"},
+                 {"profile": "weatherkit", "service_id": "s"},
+                 {"profile": "maps"}):
+        check_error(v.jwt("apns.only", body), 403, "service_not_allowed",
+                    body["profile"])
+    v.new_key("music.only", services=["musickit"])
+    check_error(v.apns("music.only"), 403, "service_not_allowed",
+                "APNs token of a MusicKit-only key")
+    check_eq(v.jwt("music.only", {"profile": "musickit"}).status, 200,
+             "musickit")
+    # An invalid field is refused before the key's services are looked at.
+    check_error(v.jwt("apns.only", {"profile": "musickit", "x": 1}), 422,
+                "unknown_field", "unknown member")
+
+
+@runner.test
+def who_may_sign():
+    v = vault()
+    v.new_key("auth.app", services=["apns", "devicecheck"])
+    v.new_key("auth.other")
+    routes = [("/v1/apps/auth.app/apns-token", None),
+              ("/v1/apps/auth.app/jwt", {"profile": "devicecheck"})]
+    for path, body in routes:
+        for tcp in (False, True):
+            where = "%s on %s" % (path, "tcp" if tcp else "unix")
+            check_error(v.sign(path, body=body, tcp=tcp, auth=False), 401,
+                        "unauthorized", where + ", no token")
+            check_error(v.sign(path, body=body, tcp=tcp,
+                               token="p8v_0000000000000000_" + "A" * 43),
+                        401, "unauthorized", where + ", unknown token")
+            check_error(v.sign(path, body=body, tcp=tcp,
+                               token=v.token("portal")), 403, "forbidden",
+                        where + ", portal token")
+            check_error(v.sign(path, body=body, tcp=tcp,
+                               token=v.token("signer", ["auth.other"])),
+                        403, "forbidden", where + ", signer of another app")
+            for tok, who in ((v.token("signer", ["auth.app"]),
+                              "signer of this app"),
+                             (v.token("signer"), "signer"),
+                             (v.token("admin"), "admin")):
+                r = v.sign(path, body=body, tcp=tcp, token=tok)
+                check_eq(r.status, 200, "%s, %s: %r" % (where, who, r))
+    # The signing routes do not exist on the portal listener.
+    for path, body in routes:
+        r = v.portal("POST", path, body or {}, token=v.token("admin"))
+        check_error(r, 404, "not_found", path + " on the portal listener")
+    r = v.portal("GET", "/metrics", token=v.token("admin"))
+    check_error(r, 404, "not_found", "/metrics on the portal listener")
+    # And the actor of a mint is the token's id, not its secret.
+    for line in v.d.lines:
+        for tok in v.tokens.values():
+            check(tok not in line, "a log line holds a bearer token")
+
+
+@runner.test
+def metrics_text_and_counts():
+    v = vault()
+    meta, kid, team, _ = v.new_key("metrics.app")
+    m0 = v.metrics()
+    r = v.sign("/metrics", method="GET")
+    check_eq(r.headers.get("content-type"),
+             "text/plain; version=0.0.4; charset=utf-8", "Content-Type")
+    text = r.body.decode()
+    for family, kind in (("p8vault_http_requests_total", "counter"),
+                         ("p8vault_http_request_duration_seconds",
+                          "histogram"),
+                         ("p8vault_apns_token_mints_total", "counter"),
+                         ("p8vault_apns_token_cache_hits_total", "counter"),
+                         ("p8vault_upload_rejections_total", "counter")):
+        check("# TYPE %s %s\n" % (family, kind) in text,
+              "no TYPE line for " + family)
+    for reason in ("cold", "expired", "key_changed", "rejected_expired",
+                   "rejected_invalid"):
+        check('p8vault_apns_token_mints_total{reason="%s"}' % reason in m0,
+              "no mints series for " + reason)
+    for _ in range(3):
+        check_eq(v.apns("metrics.app").status, 200, "apns-token")
+    v.apns("metrics.nope")
+    route = "/v1/apps/{app}/apns-token"
+    ok = 'p8vault_http_requests_total{route="%s",code="200"}' % route
+    nf = 'p8vault_http_requests_total{route="%s",code="404"}' % route
+    m1 = v.metrics_settled(
+        lambda m: m.get(ok, 0) - m0.get(ok, 0) >= 3 and
+        m.get(nf, 0) - m0.get(nf, 0) >= 1, "the four requests")
+    check_eq(m1.get(ok, 0) - m0.get(ok, 0), 3, "200s counted")
+    check_eq(m1.get(nf, 0) - m0.get(nf, 0), 1, "404 counted")
+    check_eq(v.metrics(tcp=True).get(ok), m1.get(ok), "the same on TCP")
+    check_eq(m1['p8vault_apns_token_mints_total{reason="cold"}'] -
+             m0['p8vault_apns_token_mints_total{reason="cold"}'], 1,
+             "cold mints")
+    check_eq(m1["p8vault_apns_token_cache_hits_total"] -
+             m0["p8vault_apns_token_cache_hits_total"], 2, "cache hits")
+    # No raw path ever becomes a label.
+    check(not any("metrics.app" in k or "metrics.nope" in k for k in m1),
+          "an app id in a label")
+    # The histogram: cumulative buckets, +Inf equals _count.
+    pre = 'p8vault_http_request_duration_seconds_bucket{route="%s",' % route
+    buckets = sorted((float(k[len(pre) + 4:-2]) if "+Inf" not in k
+                      else float("inf"), val)
+                     for k, val in m1.items() if k.startswith(pre))
+    check(len(buckets) >= 10, "too few buckets: %r" % buckets)
+    counts = [c for _, c in buckets]
+    check_eq(counts, sorted(counts), "buckets are cumulative")
+    check_eq(buckets[-1][1], m1['p8vault_http_request_duration_seconds_count'
+                                '{route="%s"}' % route], "+Inf == _count")
+    # Who may read it.
+    check_error(v.sign("/metrics", method="GET", auth=False), 401,
+                "unauthorized", "/metrics without a token")
+    check_error(v.sign("/metrics", method="GET", token=v.token("portal")),
+                403, "forbidden", "/metrics with a portal token")
+
+
+@runner.test
+def upload_rejections_in_metrics():
+    v = vault()
+    m0 = v.metrics()
+    r = v.portal("POST", "/v1/apps/rej.app/keys",
+                 {"key_id": "ABCDEFGHIJ", "team_id": "ABCDEFGHIJ",
+                  "p8": "-----BEGIN CERTIFICATE-----\nAAAA\n"
+                        "-----END CERTIFICATE-----\n"})
+    check_eq(r.status // 100, 4, "a certificate upload is refused: %r" % r)
+    code = r.json["error"]["code"]
+    m1 = v.metrics()
+    series = 'p8vault_upload_rejections_total{code="%s"}' % code
+    check_eq(m1.get(series, 0) - m0.get(series, 0), 1,
+             "upload rejection counted as " + code)
+
+
+@runner.test
+def token_survives_a_restart():
+    """Last: restarts the shared daemon on the same state directory."""
+    global V
+    v = vault()
+    meta, kid, team, pem = v.new_key("restart.one")
+    v.upload("restart.two", kid, team, pem)
+    a = check_apns_answer(v.apns("restart.one"), kid, team,
+                          meta["public_key_pem"], "before the restart")
+    v.stop()
+    v.start()
+    b = check_apns_answer(v.apns("restart.two", tcp=True), kid, team,
+                          meta["public_key_pem"], "after the restart")
+    check_eq(b["token"], a["token"], "token after the restart")
+    check_eq(b["issued_at"], a["issued_at"], "iat after the restart")
+    check_eq(v.mint_events(), [], "mints after the restart")
+    m = v.metrics()
+    check_eq(mints(m), 0, "mints counter after the restart")
+    check_eq(m["p8vault_apns_token_cache_hits_total"], 1, "cache hits")
+
+
+def main():
+    try:
+        runner.main()
+    finally:
+        if V is not None:
+            V.close()
+
+
+if __name__ == "__main__":
+    main()
