@@ -536,7 +536,7 @@ test_upload_meta(void)
 	CHECK_STR(json_string_value(json_object_get(jwk, "kid")), "KEY0000001");
 	CHECK_STR(json_string_value(json_object_get(jwk, "crv")), "P-256");
 	CHECK_STR(meta_str(meta, "master_key_id"),
-	    master_key_id_hex(master_keyring_primary(t.v->ring)));
+	    master_key_id_hex(master_keyring_primary(t.v->ring->keys)));
 	REQUIRE(vault_time_rfc3339(WALL_START, want_time) == 0);
 	CHECK_STR(want_time, "2027-01-15T08:00:00Z");
 	CHECK_STR(meta_str(meta, "created_at"), want_time);
@@ -1391,7 +1391,7 @@ test_master_keys(void)
 	CHECK_OK(apns(&t, "app", KEY_ENV_PRODUCTION, &tok));
 	vault_token_finish(&tok);
 	snprintf(first_id, sizeof(first_id), "%s",
-	    master_key_id_hex(master_keyring_primary(t.v->ring)));
+	    master_key_id_hex(master_keyring_primary(t.v->ring->keys)));
 
 	/* Rotation: old and new key loaded, the new one primary. */
 	REQUIRE(secmem_random(second, sizeof(second)) == 0);

@@ -123,6 +123,7 @@ static int
 mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 {
 	struct mint *m = arg;
+	struct vault_ring *ring = NULL;
 	const struct master_key *mk;
 	struct tokcache_id id;
 	char key[TOKCACHE_KEY_BYTES];
@@ -149,7 +150,8 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 		goto out;
 
 	r = P8V_ERR_NO_MASTER_KEY;
-	if ((mk = master_keyring_primary(m->v->ring)) == NULL)
+	ring = vault_ring_get(m->v);
+	if ((mk = master_keyring_primary(ring->keys)) == NULL)
 		goto out;
 	r = P8V_ERR_ALLOC;
 	if ((blob = malloc(APNS_BLOB_HEADER_BYTES)) == NULL)
@@ -190,6 +192,7 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
  out:
 	m->key = NULL;
 	m->blob = NULL;
+	vault_ring_put(m->v, ring);
 	if (token != NULL) {
 		secmem_wipe(token, strlen(token));
 		free(token);
@@ -286,6 +289,65 @@ vault_apns_forget_memory(struct vault *v, const struct key_record *rec)
 	tokcache_invalidate(v->tokens, &id);
 }
 
+/* --- master-key rotation (vault/rotate.c) --- */
+
+int
+vault_apns_blob_master_key_id(const uint8_t *blob, size_t len,
+    uint8_t id[MASTER_KEY_ID_BYTES])
+{
+	if (blob == NULL || id == NULL || len < APNS_BLOB_HEADER_BYTES ||
+	    blob[0] != APNS_BLOB_FORMAT)
+		return P8V_ERR_INTEGRITY;
+	return envelope_master_key_id(blob + APNS_BLOB_HEADER_BYTES,
+	    len - APNS_BLOB_HEADER_BYTES, id);
+}
+
+int
+vault_apns_blob_rewrap(const struct master_keyring *ring,
+    const struct master_key *new_mk, const char *key, const uint8_t *blob,
+    size_t len, uint8_t **out, size_t *out_len)
+{
+	struct tokcache_id id;
+	uint8_t aad[APNS_BLOB_AAD_BYTES];
+	uint8_t *env = NULL, *res = NULL;
+	size_t env_len = 0, aad_len;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	if (out != NULL)
+		*out = NULL;
+	if (out_len != NULL)
+		*out_len = 0;
+	if (ring == NULL || new_mk == NULL || key == NULL || blob == NULL ||
+	    out == NULL || out_len == NULL)
+		goto out;
+	/* The key is part of the AAD: only a well-formed one fits the
+	 * buffer (and only a well-formed one was ever sealed). */
+	r = P8V_ERR_INTEGRITY;
+	if (tokcache_parse_key(key, &id) != 0 ||
+	    len < APNS_BLOB_HEADER_BYTES || blob[0] != APNS_BLOB_FORMAT)
+		goto out;
+	aad_len = blob_aad(key, blob, aad);
+	if ((r = envelope_rewrap(ring, new_mk, aad, aad_len,
+	    blob + APNS_BLOB_HEADER_BYTES, len - APNS_BLOB_HEADER_BYTES,
+	    &env, &env_len)) != 0)
+		goto out;
+	r = P8V_ERR_ALLOC;
+	if ((res = malloc(APNS_BLOB_HEADER_BYTES + env_len)) == NULL)
+		goto out;
+	/* The header (iat, boot id, boot time) is bound by the AAD and
+	 * stays as it is. */
+	memcpy(res, blob, APNS_BLOB_HEADER_BYTES);
+	memcpy(res + APNS_BLOB_HEADER_BYTES, env, env_len);
+	*out = res;
+	*out_len = APNS_BLOB_HEADER_BYTES + env_len;
+	res = NULL;
+	r = 0;
+ out:
+	free(res);
+	free(env);
+	return r;
+}
+
 /* --- loading at start-up --- */
 
 struct loaded {
@@ -378,6 +440,7 @@ static int
 load_token(struct vault *v, const struct loaded *it)
 {
 	static const uint8_t unknown[VAULT_BOOT_ID_BYTES];
+	struct vault_ring *ring;
 	struct tokcache_id id;
 	uint8_t aad[APNS_BLOB_AAD_BYTES];
 	uint8_t *pt = NULL;
@@ -391,9 +454,12 @@ load_token(struct vault *v, const struct loaded *it)
 	    it->len < APNS_BLOB_HEADER_BYTES || it->blob[0] != APNS_BLOB_FORMAT)
 		goto out;
 	aad_len = blob_aad(it->key, it->blob, aad);
-	if ((r = envelope_open(v->ring, aad, aad_len,
+	ring = vault_ring_get(v);
+	r = envelope_open(ring->keys, aad, aad_len,
 	    it->blob + APNS_BLOB_HEADER_BYTES,
-	    it->len - APNS_BLOB_HEADER_BYTES, &pt, &pt_len)) != 0) {
+	    it->len - APNS_BLOB_HEADER_BYTES, &pt, &pt_len);
+	vault_ring_put(v, ring);
+	if (r != 0) {
 		why = p8v_errname(r);
 		goto out;
 	}

@@ -233,14 +233,14 @@ set_revoked(struct key_record *rec, void *arg)
 
 /* Demote every key in l to STANDBY (each re-sealed by key_record_update). */
 static int
-demote_all(struct store_txn *txn, struct vault *v, const char *app,
-    const struct keylist *l, int64_t now)
+demote_all(struct store_txn *txn, const struct master_keyring *ring,
+    const char *app, const struct keylist *l, int64_t now)
 {
 	size_t i;
 	int r;
 
 	for (i = 0; i < l->n; i++)
-		if ((r = key_record_update(txn, v->ring, app, l->ids[i], now,
+		if ((r = key_record_update(txn, ring, app, l->ids[i], now,
 		    set_standby, NULL, NULL)) != 0)
 			return r;
 	return 0;
@@ -274,6 +274,7 @@ audit_change(struct store_txn *txn, int64_t now, const char *actor,
 
 struct upload {
 	struct vault *v;
+	const struct master_keyring *ring; /* the one that sealed rec */
 	const struct key_record *rec;   /* sealed, ready to store */
 	const char *actor;
 	int64_t now;
@@ -318,7 +319,7 @@ upload_txn(struct store_txn *txn, void *arg)
 		goto out;
 	if (rec->state != KEY_STATE_ACTIVE)
 		keylist_free(&u->scan.demote);
-	if ((r = demote_all(txn, u->v, rec->app, &u->scan.demote,
+	if ((r = demote_all(txn, u->ring, rec->app, &u->scan.demote,
 	    u->now)) != 0)
 		goto out;
 	if ((r = key_record_put(txn, rec)) != 0)
@@ -348,6 +349,7 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 {
 	struct key_record rec = { 0 };
 	struct upload u;
+	struct vault_ring *ring = NULL;
 	const struct master_key *mk;
 	struct p8_key *key = NULL;
 	uint8_t *scalar = NULL, *aad = NULL;
@@ -407,7 +409,8 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	/* Seal before the transaction: store_write may run its function more
 	 * than once, and a seal draws fresh randomness each time. */
 	r = P8V_ERR_NO_MASTER_KEY;
-	if ((mk = master_keyring_primary(v->ring)) == NULL)
+	ring = vault_ring_get(v);
+	if ((mk = master_keyring_primary(ring->keys)) == NULL)
 		goto out;
 	if ((r = key_record_aad(&rec, &aad, &aad_len)) != 0)
 		goto out;
@@ -418,6 +421,7 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	scalar = NULL;
 
 	u.v = v;
+	u.ring = ring->keys;
 	u.rec = &rec;
 	u.actor = up->actor;
 	u.now = rec.created_at;
@@ -436,6 +440,8 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 		    key_state_name(rec.state));
 	r = 0;
  out:
+	if (v != NULL)
+		vault_ring_put(v, ring);
 	p8_key_destroy(key);
 	secmem_free(scalar);
 	free(aad);
@@ -544,6 +550,7 @@ vault_key_list(struct vault *v, const char *app, json_t **array)
 
 struct change {
 	struct vault *v;
+	const struct master_keyring *ring; /* one ring for the whole change */
 	const char *app, *key_id, *actor;
 	int64_t now;
 	/* Results; reset at the start of every run. */
@@ -593,8 +600,9 @@ activate_txn(struct store_txn *txn, void *arg)
 	c->scan.subject = &cur;
 	c->scan.check_material = 0;
 	if ((r = key_record_list(txn, c->app, scan_one, &c->scan)) != 0 ||
-	    (r = demote_all(txn, c->v, c->app, &c->scan.demote, c->now)) != 0 ||
-	    (r = key_record_update(txn, c->v->ring, c->app, c->key_id, c->now,
+	    (r = demote_all(txn, c->ring, c->app, &c->scan.demote,
+	    c->now)) != 0 ||
+	    (r = key_record_update(txn, c->ring, c->app, c->key_id, c->now,
 	    set_active, NULL, &c->result)) != 0)
 		goto out;
 	r = audit_change(txn, c->now, c->actor, "key.activate", &c->result,
@@ -618,7 +626,7 @@ revoke_txn(struct store_txn *txn, void *arg)
 	/* The tombstone keeps the metadata; the sealed scalar is gone. No
 	 * re-seal is needed (nothing sealed is left), so a record whose
 	 * envelope no longer opens can be revoked too. */
-	if ((r = key_record_update(txn, c->v->ring, c->app, c->key_id, c->now,
+	if ((r = key_record_update(txn, c->ring, c->app, c->key_id, c->now,
 	    set_revoked, NULL, &c->result)) != 0)
 		goto out;
 	if ((r = vault_apns_forget_txn(txn, &c->result)) != 0)
@@ -636,6 +644,7 @@ run_change(struct vault *v, const char *app, const char *key_id,
     int (*fn)(struct store_txn *, void *), const char *event)
 {
 	struct change c;
+	struct vault_ring *ring = NULL;
 	int r = P8V_ERR_INVALID_ARGUMENT;
 
 	memset(&c, 0, sizeof(c));
@@ -652,6 +661,8 @@ run_change(struct vault *v, const char *app, const char *key_id,
 	c.key_id = key_id;
 	c.actor = actor;
 	c.now = tokcache_wall_now();
+	ring = vault_ring_get(v);
+	c.ring = ring->keys;
 	if ((r = store_write(v->store, fn, &c)) != 0)
 		goto out;
 	/* After the commit, outside any transaction (lock order). */
@@ -666,6 +677,8 @@ run_change(struct vault *v, const char *app, const char *key_id,
 		    key_state_name(c.result.state));
 	r = vault_key_meta_json(&c.result, meta);
  out:
+	if (v != NULL)
+		vault_ring_put(v, ring);
 	change_reset(&c);
 	return r;
 }

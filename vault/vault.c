@@ -72,10 +72,17 @@ vault_create(struct store *store, struct master_keyring *ring,
 	atomic_init(&v->app_signs, 0);
 	atomic_init(&v->app_sign_failures, 0);
 	v->store = store;
-	v->ring = ring;
+	r = P8V_ERR_INTERNAL;
+	if (pthread_mutex_init(&v->ring_lock, NULL) != 0)
+		goto out;
+	r = P8V_ERR_ALLOC;
+	if ((v->ring = calloc(1, sizeof(*v->ring))) == NULL)
+		goto out;
+	v->ring->keys = ring;
+	v->ring->refs = 1;
 	ring = NULL;
 	v->apns_reuse_s = reuse;
-	if ((r = store_master_keys_check(store, v->ring)) != 0)
+	if ((r = store_master_keys_check(store, v->ring->keys)) != 0)
 		goto out;
 	if ((r = tokcache_create(reuse, &v->tokens)) != 0)
 		goto out;
@@ -99,8 +106,138 @@ vault_destroy(struct vault *v)
 	if (v == NULL)
 		return;
 	tokcache_destroy(v->tokens);
-	master_keyring_destroy(v->ring);
+	if (v->ring != NULL) {
+		/* No call may be running: this is the last reference. */
+		master_keyring_destroy(v->ring->keys);
+		free(v->ring);
+		pthread_mutex_destroy(&v->ring_lock);
+	}
 	free(v);
+}
+
+/* --- the keyring and its replacement --- */
+
+struct vault_ring *
+vault_ring_get(struct vault *v)
+{
+	struct vault_ring *ring;
+
+	pthread_mutex_lock(&v->ring_lock);
+	ring = v->ring;
+	ring->refs++;
+	pthread_mutex_unlock(&v->ring_lock);
+	return ring;
+}
+
+void
+vault_ring_put(struct vault *v, struct vault_ring *ring)
+{
+	unsigned long left;
+
+	if (ring == NULL)
+		return;
+	pthread_mutex_lock(&v->ring_lock);
+	left = --ring->refs;
+	pthread_mutex_unlock(&v->ring_lock);
+	if (left == 0) {
+		/* Replaced, and its last user is done: wipe it, outside the
+		 * lock (sodium_free is slow-ish). */
+		master_keyring_destroy(ring->keys);
+		free(ring);
+	}
+}
+
+struct keyring_usage {
+	const struct master_keyring *ring;
+	/* Results; reset at the start (store_read does not re-run, but a
+	 * function must not depend on that). */
+	char missing_id[MASTER_KEY_ID_HEX + 1];
+	uint64_t missing_records;
+	size_t missing_keys;
+};
+
+static int
+keyring_usage_txn(struct store_txn *txn, void *arg)
+{
+	struct keyring_usage *k = arg;
+	struct store_master_key_usage *u = NULL;
+	size_t i, n = 0;
+	int r;
+
+	k->missing_id[0] = '\0';
+	k->missing_records = 0;
+	k->missing_keys = 0;
+	if ((r = store_master_key_usage(txn, &u, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if (u[i].records == 0 ||
+		    master_keyring_find(k->ring, u[i].id) != NULL)
+			continue;
+		if (k->missing_keys++ == 0)
+			memcpy(k->missing_id, u[i].id_hex,
+			    sizeof(k->missing_id));
+		k->missing_records += u[i].records;
+	}
+	free(u);
+	return 0;
+}
+
+int
+vault_set_keyring(struct vault *v, struct master_keyring *ring)
+{
+	struct vault_ring *next = NULL, *prev = NULL;
+	struct keyring_usage k;
+	const struct master_key *primary;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	memset(&k, 0, sizeof(k));
+	if (v == NULL || ring == NULL)
+		goto out;
+	r = P8V_ERR_NO_MASTER_KEY;
+	if ((primary = master_keyring_primary(ring)) == NULL)
+		goto out;
+	/* First the records: a ring that cannot open all of them would turn
+	 * a reload into failed requests. */
+	k.ring = ring;
+	if ((r = store_read(v->store, keyring_usage_txn, &k)) != 0)
+		goto out;
+	if (k.missing_keys > 0) {
+		r = P8V_ERR_MASTER_KEY_MISSING;
+		log_fields(LOG_LEVEL_ERROR, "master_key_reload",
+		    json_pack("{s:s, s:I, s:I}", "missing_master_key_id",
+		    k.missing_id, "missing_keys", (json_int_t)k.missing_keys,
+		    "records", (json_int_t)k.missing_records),
+		    "new keyring refused: %llu key record(s) are sealed under "
+		    "%zu master key(s) it lacks (first: %s); finish the "
+		    "rotation (p8vault master rotate) before dropping a key",
+		    (unsigned long long)k.missing_records, k.missing_keys,
+		    k.missing_id);
+		goto out;
+	}
+	if ((r = store_master_keys_check(v->store, ring)) != 0)
+		goto out;
+	r = P8V_ERR_ALLOC;
+	if ((next = calloc(1, sizeof(*next))) == NULL)
+		goto out;
+	next->keys = ring;
+	next->refs = 1;
+	ring = NULL;
+	pthread_mutex_lock(&v->ring_lock);
+	prev = v->ring;
+	v->ring = next;
+	pthread_mutex_unlock(&v->ring_lock);
+	log_fields(LOG_LEVEL_INFO, "master_key_reload",
+	    json_pack("{s:s, s:i}", "primary_master_key_id",
+	    master_key_id_hex(primary), "master_keys",
+	    (int)master_keyring_count(next->keys)),
+	    "keyring replaced: %zu master key(s), new seals under %s",
+	    master_keyring_count(next->keys), master_key_id_hex(primary));
+	/* Operations still using prev keep it until they end. */
+	vault_ring_put(v, prev);
+	r = 0;
+ out:
+	master_keyring_destroy(ring);
+	return r;
 }
 
 void
@@ -283,6 +420,7 @@ vault_sign_record(struct vault *v, const struct key_record *rec,
     const json_t *header, const json_t *claims, char **token)
 {
 	struct p8_key *key = NULL;
+	struct vault_ring *ring = NULL;
 	uint8_t *aad = NULL, *scalar = NULL;
 	size_t aad_len = 0, scalar_len = 0;
 	int r = P8V_ERR_INVALID_ARGUMENT;
@@ -296,8 +434,11 @@ vault_sign_record(struct vault *v, const struct key_record *rec,
 		log_unopenable(rec, "aad", r);
 		goto out;
 	}
-	if ((r = envelope_open(v->ring, aad, aad_len, rec->envelope,
-	    rec->envelope_len, &scalar, &scalar_len)) != 0) {
+	ring = vault_ring_get(v);
+	r = envelope_open(ring->keys, aad, aad_len, rec->envelope,
+	    rec->envelope_len, &scalar, &scalar_len);
+	vault_ring_put(v, ring);
+	if (r != 0) {
 		log_unopenable(rec, "open", r);
 		goto out;
 	}

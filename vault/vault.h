@@ -82,6 +82,28 @@ int vault_create(struct store *store, struct master_keyring *ring,
  * NULL-safe. */
 void vault_destroy(struct vault *v);
 
+/*
+ * Replace the master keyring while the vault serves (the daemon does it on
+ * SIGHUP, having read its master-key files again), taking ownership of ring
+ * (also on failure). The ring must hold every master key a key record is
+ * sealed under (store_master_key_usage), so that a reload never turns into
+ * failed requests, and must pass store_master_keys_check (keys it has not
+ * seen are recorded). On any refusal nothing changes: the vault keeps its
+ * ring, and the reason is logged (key ids only). New seals use the new
+ * ring's primary key. Calls already running finish with the ring they
+ * started with (a counted reference); the replaced ring is wiped when the
+ * last of them ends. Thread-safe.
+ * One race is left to the operator: a record sealed by a call that began
+ * before the swap is sealed under the old ring's primary key, so a new
+ * ring should keep that key (the rotation runbook, docs/operations.md,
+ * only ever drops keys no record uses and never the primary).
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT (NULL), P8V_ERR_NO_MASTER_KEY (empty
+ * ring), P8V_ERR_MASTER_KEY_MISSING (records sealed under a key the ring
+ * lacks), P8V_ERR_MASTER_KEY_MISMATCH, P8V_ERR_INTEGRITY, P8V_ERR_ALLOC,
+ * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ */
+int vault_set_keyring(struct vault *v, struct master_keyring *ring);
+
 /* An upload, with fields the caller has parsed but not necessarily validated:
  * the vault validates every one of them again. */
 struct vault_upload {

@@ -7,6 +7,7 @@
 #ifndef P8V_VAULT_VAULT_INTERNAL_H
 #define P8V_VAULT_VAULT_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,9 +26,28 @@
 
 struct tokcache;
 
+/*
+ * A counted reference to a keyring. vault_set_keyring (the daemon's
+ * SIGHUP) swaps the vault's keyring while operations run, so an operation
+ * takes the ring once (vault_ring_get), uses that ring from start to end
+ * (never a mix of two), and drops it (vault_ring_put); the last reference
+ * to a replaced ring destroys it, wiping its keys. keys is read-only.
+ */
+struct vault_ring {
+	struct master_keyring *keys;    /* owned */
+	unsigned long refs;             /* under struct vault's ring_lock */
+};
+
+/* The vault's current keyring, with a reference; never NULL. */
+struct vault_ring *vault_ring_get(struct vault *v);
+/* Drop a reference from vault_ring_get. NULL-safe. */
+void vault_ring_put(struct vault *v, struct vault_ring *ring);
+
 struct vault {
 	struct store *store;            /* the caller's */
-	struct master_keyring *ring;    /* owned; read-only after create */
+	pthread_mutex_t ring_lock;      /* guards ring and every refs */
+	struct vault_ring *ring;        /* current (holds one reference);
+	                                   swapped by vault_set_keyring */
 	struct tokcache *tokens;        /* the APNs token cache */
 	int64_t apns_reuse_s;
 	uint8_t boot_id[VAULT_BOOT_ID_BYTES]; /* all zero: unknown */
@@ -132,6 +152,24 @@ json_t *vault_audit_event(int64_t now, const char *actor, const char *what,
 int vault_apns_load(struct vault *v);
 int vault_apns_forget_txn(struct store_txn *txn, const struct key_record *rec);
 void vault_apns_forget_memory(struct vault *v, const struct key_record *rec);
+
+/*
+ * Persisted APNs tokens under a master-key rotation (vault/rotate.c); the
+ * blob format and its AAD stay in apns.c.
+ * vault_apns_blob_master_key_id: the master key id the blob's envelope
+ * names. 0 or P8V_ERR_INTEGRITY (malformed blob).
+ * vault_apns_blob_rewrap: the blob stored under key, with its token's data
+ * key re-wrapped under new_mk (envelope_rewrap; the header and the sealed
+ * token unchanged). *out is malloc'd (ciphertext only), as long as blob.
+ * Returns 0, P8V_ERR_INTEGRITY (malformed blob or key, altered),
+ * P8V_ERR_MASTER_KEY_MISSING, P8V_ERR_ALLOC, P8V_ERR_CRYPTO,
+ * P8V_ERR_INVALID_ARGUMENT.
+ */
+int vault_apns_blob_master_key_id(const uint8_t *blob, size_t len,
+    uint8_t id[MASTER_KEY_ID_BYTES]);
+int vault_apns_blob_rewrap(const struct master_keyring *ring,
+    const struct master_key *new_mk, const char *key, const uint8_t *blob,
+    size_t len, uint8_t **out, size_t *out_len);
 
 /*
  * TEST ONLY: replace the clocks the vault reads. wall_s returns
