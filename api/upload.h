@@ -34,7 +34,7 @@
  *     which may repeat (their lists are joined: a multi-select or
  *     checkboxes); a p8 part with no bytes counts as absent (a browser's
  *     empty file input). Parsed by a small strict parser over the body
- *     (see upload.c for why not MHD_PostProcessor).
+ *     (see upload_multipart.c for why not MHD_PostProcessor).
  *   - A file name of the exact form AuthKey_<10 characters>.p8 (the p8
  *     part's filename, or for a raw body the filename query parameter or
  *     the Content-Disposition header's filename) must name key_id:

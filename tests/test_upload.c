@@ -11,7 +11,8 @@
 #define PEM "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49" \
     "AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
 /* The same, as a JSON string literal's contents. */
-#define PEM_JSON "-----BEGIN PRIVATE KEY-----\\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49" \
+#define PEM_JSON "-----BEGIN PRIVATE KEY-----\\n" \
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49" \
     "AwEHBG0wawIBAQQg\\n-----END PRIVATE KEY-----\\n"
 
 #define JSON "application/json"
@@ -121,7 +122,8 @@ static const struct parse_case cases[] = {
 	    P8V_ERR_UNKNOWN_FIELD, NO_FIELDS },
 	{ "json p8 inside an unknown member", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"x\":{\"p8\":"
-	    "\"y\"},\"p8\":\"z\"}", 0, { NULL }, P8V_ERR_UNKNOWN_FIELD, NO_FIELDS },
+	    "\"y\"},\"p8\":\"z\"}", 0, { NULL }, P8V_ERR_UNKNOWN_FIELD,
+	    NO_FIELDS },
 	{ "json key_id number", JSON, NULL,
 	    "{\"key_id\":1,\"team_id\":\"" TID "\",\"p8\":\"x\"}", 0, { NULL },
 	    P8V_ERR_BAD_REQUEST, NO_FIELDS },
@@ -133,22 +135,27 @@ static const struct parse_case cases[] = {
 	    0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
 	{ "json services a string", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
-	    "\"services\":\"apns\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    "\"services\":\"apns\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "json topics of numbers", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
 	    "\"topics\":[1]}", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
 	{ "json activate a string", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
-	    "\"activate\":\"false\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    "\"activate\":\"false\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "json environment unknown", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
-	    "\"environment\":\"staging\"}", 0, { NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
+	    "\"environment\":\"staging\"}", 0, { NULL }, P8V_ERR_BAD_FIELD,
+	    NO_FIELDS },
 	{ "json environment empty", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
-	    "\"environment\":\"\"}", 0, { NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
+	    "\"environment\":\"\"}", 0, { NULL }, P8V_ERR_BAD_FIELD,
+	    NO_FIELDS },
 	{ "json service unknown", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
-	    "\"services\":[\"push\"]}", 0, { NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
+	    "\"services\":[\"push\"]}", 0, { NULL }, P8V_ERR_BAD_FIELD,
+	    NO_FIELDS },
 	{ "json services empty", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
 	    "\"services\":[]}", 0, { NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
@@ -165,8 +172,10 @@ static const struct parse_case cases[] = {
 	{ "json key_id in the query", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\"}", 0,
 	    { "key_id", KID, NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
-	{ "json empty body", JSON, NULL, "", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
-	{ "json array", JSON, NULL, "[]", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	{ "json empty body", JSON, NULL, "", 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
+	{ "json array", JSON, NULL, "[]", 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "json unterminated", JSON, NULL, "{\"key_id\":\"" KID "\"", 0,
 	    { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
 	{ "json unterminated p8", JSON, NULL,
@@ -177,13 +186,15 @@ static const struct parse_case cases[] = {
 	    { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
 	{ "json member twice", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"key_id\":\"" KID "\",\"team_id\":\""
-	    TID "\",\"p8\":\"x\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    TID "\",\"p8\":\"x\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "json p8 twice", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
 	    "\"p8\":\"y\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
 	{ "json p8 twice, once escaped", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
-	    "\"\\u0070\\u0038\":\"y\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    "\"\\u0070\\u0038\":\"y\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "json p8 then a number under its name", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
 	    "\"p8\":1}", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
@@ -228,7 +239,8 @@ static const struct parse_case cases[] = {
 	{ "application/jsonx", "application/jsonx", NULL, "{}", 0, { NULL },
 	    P8V_ERR_UNSUPPORTED_MEDIA_TYPE, NO_FIELDS },
 	{ "form-urlencoded", "application/x-www-form-urlencoded", NULL,
-	    "key_id=x", 0, { NULL }, P8V_ERR_UNSUPPORTED_MEDIA_TYPE, NO_FIELDS },
+	    "key_id=x", 0, { NULL }, P8V_ERR_UNSUPPORTED_MEDIA_TYPE,
+	    NO_FIELDS },
 	{ "no subtype", "application", NULL, "{}", 0, { NULL },
 	    P8V_ERR_UNSUPPORTED_MEDIA_TYPE, NO_FIELDS },
 	{ "empty type", "/json", NULL, "{}", 0, { NULL },
@@ -304,7 +316,8 @@ static const struct parse_case cases[] = {
 	    END, 0, { NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
 	{ "multipart service twice across parts", MP, NULL,
 	    MP_IDS FILEPART("x") PEM "\r\n" PART("services") "apns\r\n"
-	    PART("services") "apns\r\n" END, 0, { NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
+	    PART("services") "apns\r\n" END, 0, { NULL }, P8V_ERR_BAD_FIELD,
+	    NO_FIELDS },
 	{ "multipart environment unknown", MP, NULL,
 	    MP_IDS FILEPART("x") PEM "\r\n" PART("environment") "prod\r\n" END,
 	    0, { NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
@@ -312,12 +325,14 @@ static const struct parse_case cases[] = {
 	    PART("key_id") "ABC\0DE12345\r\n" PART("team_id") TID "\r\n"
 	    FILEPART("x") PEM "\r\n" END,
 	    sizeof(PART("key_id") "ABC\0DE12345\r\n" PART("team_id") TID "\r\n"
-	    FILEPART("x") PEM "\r\n" END) - 1, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    FILEPART("x") PEM "\r\n" END) - 1, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "multipart no boundary parameter", "multipart/form-data", NULL,
 	    MP_IDS END, 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
 	{ "multipart boundary too long", "multipart/form-data; boundary="
 	    "12345678901234567890123456789012345678901234567890123456789012345"
-	    "678901", NULL, MP_IDS END, 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    "678901", NULL, MP_IDS END, 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "multipart wrong boundary", "multipart/form-data; boundary=AbC",
 	    NULL, MP_IDS END, 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
 	{ "multipart truncated", MP, NULL, MP_IDS FILEPART("x") PEM, 0,
@@ -347,7 +362,8 @@ static const struct parse_case cases[] = {
 	    0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
 	{ "multipart folded header", MP, NULL,
 	    "--XyZ\r\nContent-Disposition: form-data;\r\n name=\"key_id\"\r\n"
-	    "\r\n" KID "\r\n" END, 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    "\r\n" KID "\r\n" END, 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "multipart unterminated quoted name", MP, NULL,
 	    "--XyZ\r\nContent-Disposition: form-data; name=\"key_id\r\n\r\n"
 	    KID "\r\n" END, 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
@@ -358,7 +374,8 @@ static const struct parse_case cases[] = {
 	{ "multipart too many headers", MP, NULL,
 	    "--XyZ\r\nContent-Disposition: form-data; name=\"key_id\"\r\n"
 	    "A: 1\r\nA: 1\r\nA: 1\r\nA: 1\r\nA: 1\r\nA: 1\r\nA: 1\r\nA: 1\r\n"
-	    "\r\n" KID "\r\n" END, 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    "\r\n" KID "\r\n" END, 0, { NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "multipart fields in the query", MP, NULL,
 	    MP_IDS FILEPART("x") PEM "\r\n" END, 0, { "activate", "false",
 	    NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
@@ -381,22 +398,26 @@ static const struct parse_case cases[] = {
 	{ "raw missing team_id", RAW, NULL, PEM, 0, { "key_id", KID, NULL },
 	    P8V_ERR_MISSING_FIELD, NO_FIELDS },
 	{ "raw empty body", RAW, NULL, "", 0,
-	    { "key_id", KID, "team_id", TID, NULL }, P8V_ERR_MISSING_FIELD, NO_FIELDS },
+	    { "key_id", KID, "team_id", TID, NULL }, P8V_ERR_MISSING_FIELD,
+	    NO_FIELDS },
 	{ "raw disposition matches", RAW, "attachment; filename=\"AuthKey_"
 	    KID ".p8\"", PEM, 0, { "key_id", KID, "team_id", TID, NULL }, 0,
 	    NULL, KEY_ENV_BOTH, 0, 0, 0 },
 	{ "raw disposition mismatch", RAW, "attachment; filename="
 	    "AuthKey_ZZZZZ99999.p8", PEM, 0,
-	    { "key_id", KID, "team_id", TID, NULL }, P8V_ERR_KEY_ID_MISMATCH, NO_FIELDS },
+	    { "key_id", KID, "team_id", TID, NULL }, P8V_ERR_KEY_ID_MISMATCH,
+	    NO_FIELDS },
 	{ "raw filename query mismatch", RAW, NULL, PEM, 0,
 	    { "key_id", KID, "team_id", TID, "filename",
-	    "AuthKey_ZZZZZ99999.p8", NULL }, P8V_ERR_KEY_ID_MISMATCH, NO_FIELDS },
+	    "AuthKey_ZZZZZ99999.p8", NULL }, P8V_ERR_KEY_ID_MISMATCH,
+	    NO_FIELDS },
 	{ "raw two file names disagree", RAW, "inline; filename=AuthKey_"
 	    "ZZZZZ99999.p8", PEM, 0, { "key_id", "ZZZZZ99999", "team_id", TID,
 	    "filename", "AuthKey_YYYYY99999.p8", NULL },
 	    P8V_ERR_KEY_ID_MISMATCH, NO_FIELDS },
 	{ "raw malformed disposition", RAW, "attachment; filename=", PEM, 0,
-	    { "key_id", KID, "team_id", TID, NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	    { "key_id", KID, "team_id", TID, NULL }, P8V_ERR_BAD_REQUEST,
+	    NO_FIELDS },
 	{ "raw disposition filename*", RAW, "attachment; filename*=UTF-8''x",
 	    PEM, 0, { "key_id", KID, "team_id", TID, NULL },
 	    P8V_ERR_BAD_REQUEST, NO_FIELDS },
