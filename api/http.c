@@ -137,6 +137,9 @@ struct api_request {
 	/* The response. */
 	unsigned int status;
 	json_t *resp_body;
+	char *resp_text;                /* api_respond_text, instead of JSON */
+	size_t resp_text_len;
+	char *resp_type;
 	int err;                        /* the error behind an error response */
 	size_t n_headers;
 	char *header_name[API_RESPONSE_HEADERS_MAX];
@@ -167,6 +170,10 @@ clear_response(struct api_request *req)
 
 	json_decref(req->resp_body);
 	req->resp_body = NULL;
+	free(req->resp_text);
+	free(req->resp_type);
+	req->resp_text = req->resp_type = NULL;
+	req->resp_text_len = 0;
 	req->status = 0;
 	for (i = 0; i < req->n_headers; i++) {
 		free(req->header_name[i]);
@@ -176,6 +183,12 @@ clear_response(struct api_request *req)
 	req->n_headers = 0;
 }
 
+static int
+header_ok(const char *s)
+{
+	return s != NULL && strpbrk(s, "\r\n") == NULL;
+}
+
 int
 api_respond(struct api_request *req, unsigned int status, json_t *body)
 {
@@ -183,13 +196,40 @@ api_respond(struct api_request *req, unsigned int status, json_t *body)
 		json_decref(body);
 		return P8V_ERR_INVALID_ARGUMENT;
 	}
-	if (req->resp_body != NULL) {
+	if (req->resp_body != NULL || req->resp_text != NULL) {
 		json_decref(body);
 		return P8V_ERR_INTERNAL;
 	}
 	req->status = status;
 	req->resp_body = body;
 	return 0;
+}
+
+int
+api_respond_text(struct api_request *req, unsigned int status,
+    const char *content_type, char *text, size_t len)
+{
+	int r = P8V_ERR_INTERNAL;
+
+	if (req == NULL || text == NULL || !header_ok(content_type) ||
+	    status < 100 || status > 599) {
+		r = P8V_ERR_INVALID_ARGUMENT;
+		goto out;
+	}
+	if (req->resp_body != NULL || req->resp_text != NULL)
+		goto out;
+	if ((req->resp_type = strdup(content_type)) == NULL) {
+		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	req->status = status;
+	req->resp_text = text;
+	req->resp_text_len = len;
+	text = NULL;
+	r = 0;
+ out:
+	free(text);
+	return r;
 }
 
 int
@@ -203,12 +243,6 @@ api_respond_error(struct api_request *req, int err, const char *detail)
 		return P8V_ERR_ALLOC;
 	req->err = err;
 	return api_respond(req, api_error_status(err), body);
-}
-
-static int
-header_ok(const char *s)
-{
-	return s != NULL && strpbrk(s, "\r\n") == NULL;
 }
 
 int
@@ -262,11 +296,20 @@ send_response(struct api_request *req)
 {
 	struct MHD_Response *resp = NULL;
 	enum MHD_Result ret = MHD_NO;
+	const char *ctype = "application/json";
 	char *text = NULL;
 	size_t i;
 
-	if (req->resp_body != NULL)
+	if (req->resp_text != NULL) {
+		resp = MHD_create_response_from_buffer(req->resp_text_len,
+		    req->resp_text, MHD_RESPMEM_MUST_FREE);
+		if (resp != NULL) {
+			req->resp_text = NULL;      /* MHD frees it */
+			ctype = req->resp_type;
+		}
+	} else if (req->resp_body != NULL) {
 		text = json_dumps(req->resp_body, JSON_COMPACT);
+	}
 	if (text != NULL) {
 		resp = MHD_create_response_from_buffer(strlen(text), text,
 		    MHD_RESPMEM_MUST_FREE);
@@ -286,16 +329,18 @@ send_response(struct api_request *req)
 			MHD_add_response_header(resp, req->header_name[i],
 			    req->header_value[i]);
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	    "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
 	    "no-store");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	if (__atomic_load_n(&req->lst->srv->stopping, __ATOMIC_ACQUIRE))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
 		    "close");
+	/* 500 is a failure of ours; 503 and 507 are states an operator
+	 * should see, but not errors of the code. */
 	if (req->status >= 500)
-		log_fields(LOG_LEVEL_ERROR, "request_failed",
+		log_fields(req->status == 500 ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN,
+		    "request_failed",
 		    json_pack("{s:s, s:s, s:i, s:s}", "method",
 		    req->method_name != NULL ? req->method_name : "",
 		    "route", req->route != NULL ? req->route->pattern : "",
@@ -524,7 +569,7 @@ finish_request(struct api_request *req)
 	secmem_free(req->body);
 	req->body = NULL;
 	req->body_len = 0;
-	if (r == 0 && req->resp_body == NULL) {
+	if (r == 0 && req->resp_body == NULL && req->resp_text == NULL) {
 		log_errorf("request_failed", "handler for %s %s set no response",
 		    req->method_name, req->route->pattern);
 		r = P8V_ERR_INTERNAL;

@@ -15,9 +15,10 @@
  *   API_BODY_DISCARD_BYTES more and then answered 413 (a client that
  *   sends even more is disconnected). The body is wiped and freed right
  *   after the handler returns;
- * - exactly one JSON response (Content-Type: application/json,
- *   Cache-Control: no-store), errors as {"error":{"code","message"}} with
- *   the status from api/errors.h;
+ * - exactly one response, JSON (Content-Type: application/json,
+ *   Cache-Control: no-store) unless a handler answers with
+ *   api_respond_text (metrics); errors always as JSON
+ *   {"error":{"code","message"}} with the status from api/errors.h;
  * - one debug log line: method, route pattern (never the raw path, which
  *   may hold ids a client mistyped), status, duration in microseconds.
  *
@@ -204,6 +205,18 @@ int api_request_json(const struct api_request *req, json_t **out);
  * 100..599), P8V_ERR_INTERNAL (a response was already set).
  */
 int api_respond(struct api_request *req, unsigned int status, json_t *body);
+
+/*
+ * Set a non-JSON response (GET /metrics: Prometheus text): status, the
+ * Content-Type to send (CR and LF refused) and len bytes of text, malloc'd
+ * and taken by the framework also on failure. The same Cache-Control and
+ * nosniff headers as JSON answers. Errors stay JSON: a handler that returns
+ * an error after this still answers with the error. Once per request.
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT (NULL text or content type, status
+ * outside 100..599), P8V_ERR_INTERNAL (a response was already set).
+ */
+int api_respond_text(struct api_request *req, unsigned int status,
+    const char *content_type, char *text, size_t len);
 
 /* Set an error response for err with a more precise message (detail may be
  * NULL; see api_error_body). Same returns as api_respond. */

@@ -103,6 +103,30 @@ handle_detail(struct api_request *req)
 	return api_respond_error(req, P8V_ERR_BAD_FIELD, "topics[2] is empty");
 }
 
+/* A Prometheus-style text answer, or (?fail) one that then fails. */
+static int
+handle_text(struct api_request *req)
+{
+	char *text = strdup("p8v_up 1\n");
+	int r;
+
+	if (text == NULL)
+		return P8V_ERR_ALLOC;
+	r = api_respond_text(req, 200, "text/plain; version=0.0.4", text,
+	    strlen("p8v_up 1\n"));
+	if (r != 0)
+		return r;
+	if (api_request_query(req, "fail") != NULL)
+		return P8V_ERR_KEY_NOT_FOUND;
+	/* A second answer is refused (and its text freed). */
+	CHECK_ERR(api_respond(req, 200, json_pack("{}")), P8V_ERR_INTERNAL);
+	CHECK_ERR(api_respond_text(req, 200, "text/plain", strdup("x"), 1),
+	    P8V_ERR_INTERNAL);
+	CHECK_ERR(api_respond_text(req, 200, "text/plain\r\nX: y",
+	    strdup("x"), 1), P8V_ERR_INVALID_ARGUMENT);
+	return 0;
+}
+
 static const struct api_route routes[] = {
 	{ API_METHOD_POST, "/echo", handle_echo, API_LISTENER_BOTH,
 	    API_ROLE_NONE, ECHO_MAX, 0 },
@@ -119,6 +143,8 @@ static const struct api_route routes[] = {
 	{ API_METHOD_GET, "/needs-ready", handle_ready, API_LISTENER_BOTH,
 	    API_ROLE_NONE, 0, API_ROUTE_NEEDS_READY },
 	{ API_METHOD_GET, "/detail", handle_detail, API_LISTENER_BOTH,
+	    API_ROLE_NONE, 0, 0 },
+	{ API_METHOD_GET, "/text", handle_text, API_LISTENER_BOTH,
 	    API_ROLE_NONE, 0, 0 },
 };
 
@@ -297,6 +323,29 @@ run_cases(void)
 	}
 }
 
+static void
+test_text(void)
+{
+	static const char ok_req[] = "GET /text HTTP/1.1\r\n" H "\r\n";
+	static const char fail_req[] = "GET /text?fail=1 HTTP/1.1\r\n" H
+	    "\r\n";
+	char resp[RESPONSE_MAX];
+	const char *body;
+
+	exchange(ok_req, strlen(ok_req), resp);
+	CHECK_INT(status_of(resp), 200);
+	CHECK(strstr(resp, "Content-Type: text/plain; version=0.0.4\r\n") !=
+	    NULL);
+	CHECK(strstr(resp, "Cache-Control: no-store\r\n") != NULL);
+	body = strstr(resp, "\r\n\r\n");
+	CHECK(body != NULL && strcmp(body + 4, "p8v_up 1\n") == 0);
+	/* An error after a text answer: the error, as JSON. */
+	exchange(fail_req, strlen(fail_req), resp);
+	CHECK_INT(status_of(resp), 404);
+	CHECK(strstr(resp, "Content-Type: application/json\r\n") != NULL);
+	CHECK(strstr(resp, "key_not_found") != NULL);
+}
+
 static int
 listen_loopback(void)
 {
@@ -334,6 +383,7 @@ test_server(void)
 	REQUIRE(api_server_listen(srv, API_LISTENER_PORTAL, listen_loopback(),
 	    2, NULL) == 0);
 	run_cases();
+	test_text();
 
 	/* Readiness: the same route answers once a backend is set. */
 	memset(&backend, 0, sizeof(backend));
