@@ -540,6 +540,104 @@ check_prefixes(void)
 	}
 }
 
+/* Deterministic xorshift64, so that a failure reproduces. */
+static uint64_t
+next_random(uint64_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return *state;
+}
+
+/*
+ * Mutate valid bodies of each form at random (flip, insert, delete and
+ * duplicate bytes) and parse them: a smoke fuzz under ASan/UBSan until a
+ * libFuzzer target exists. Whatever the outcome, the result must be
+ * consistent: on success every required field is there, on failure none.
+ */
+#define MUTATIONS_PER_FORM 20000
+#define MUTATED_MAX 2048
+
+static void
+check_mutations(void)
+{
+	static const struct {
+		const char *ctype;
+		const char *body;
+		int raw;                /* fields in the query */
+	} seeds[] = {
+		{ JSON, "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\","
+		    "\"p8\":\"" PEM_JSON "\",\"topics\":[\"a\"],\"services\":"
+		    "[\"apns\"],\"environment\":\"both\",\"activate\":true}", 0 },
+		{ MP, MP_IDS FILEPART("AuthKey_" KID ".p8") PEM "\r\n"
+		    PART("services") "apns,maps\r\n" END, 0 },
+		{ RAW, PEM, 1 },
+	};
+	static const char *const q[QMAX] = { "key_id", KID, "team_id", TID,
+	    "services", "apns", NULL };
+	static const char *const none[QMAX] = { NULL };
+	uint8_t buf[MUTATED_MAX];
+	struct upload_fields f;
+	uint64_t rnd = 0x9e3779b97f4a7c15u, x;
+	size_t s, i, k, n, pos;
+	unsigned long ok = 0;
+	int r;
+
+	for (s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++) {
+		for (i = 0; i < MUTATIONS_PER_FORM; i++) {
+			n = strlen(seeds[s].body);
+			memcpy(buf, seeds[s].body, n);
+			for (k = 1 + next_random(&rnd) % 4; k > 0; k--) {
+				x = next_random(&rnd);
+				pos = n > 0 ? (size_t)(x >> 8) % n : 0;
+				switch (x % 4) {
+				case 0:         /* flip a byte */
+					if (n > 0)
+						buf[pos] ^= (uint8_t)(1u <<
+						    (x >> 40) % 8);
+					break;
+				case 1:         /* insert a byte */
+					if (n < MUTATED_MAX) {
+						memmove(buf + pos + 1,
+						    buf + pos, n - pos);
+						buf[pos] = (uint8_t)(x >> 48);
+						n++;
+					}
+					break;
+				case 2:         /* delete a byte */
+					if (n > 0) {
+						memmove(buf + pos,
+						    buf + pos + 1,
+						    n - pos - 1);
+						n--;
+					}
+					break;
+				default:        /* truncate */
+					n = pos;
+					break;
+				}
+			}
+			r = upload_parse(seeds[s].ctype, NULL, buf, n,
+			    query_get, (void *)(seeds[s].raw ? q : none), &f);
+			if (r == 0) {
+				ok++;
+				CHECKF(f.key_id != NULL && f.team_id != NULL &&
+				    f.p8 != NULL && f.services != 0,
+				    "form %zu mutation %zu", s, i);
+			} else {
+				CHECKF(f.key_id == NULL && f.p8 == NULL &&
+				    f.topics == NULL, "form %zu mutation %zu",
+				    s, i);
+			}
+			upload_fields_finish(&f);
+		}
+	}
+	/* Some mutations (inside the PEM, say) still parse: the loop did
+	 * reach the end of the parsers, not only their first check. */
+	CHECKF(ok > 0, "no mutated body parsed");
+}
+
 int
 main(void)
 {
@@ -549,6 +647,7 @@ main(void)
 		run_case(&cases[i]);
 	check_topics();
 	check_prefixes();
+	check_mutations();
 	CHECK_ERR(upload_parse(JSON, NULL, NULL, 1, query_get, NULL, NULL),
 	    P8V_ERR_INVALID_ARGUMENT);
 	return check_finish();
