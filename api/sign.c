@@ -27,24 +27,6 @@
 #include "vault/profiles.h"
 #include "vault/vault.h"
 
-/*
- * Text responses. api/http.h answers JSON only, and GET /metrics must be
- * Prometheus text. The framework is asked (issue 5's report) for
- *
- *   int api_respond_text(struct api_request *req, unsigned int status,
- *       const char *content_type, char *text, size_t len);
- *
- * (text malloc'd, taken also on failure; the same Cache-Control and
- * nosniff headers as JSON answers). Until api/http.c defines it, this weak
- * declaration resolves to NULL and /metrics answers the same text wrapped
- * in JSON, {"content_type": ..., "text": ...}, so the counters stay
- * readable; a scraper refuses that, loudly. Delete this declaration when
- * http.h has the prototype.
- */
-int api_respond_text(struct api_request *req, unsigned int status,
-    const char *content_type, char *text, size_t len)
-    __attribute__((weak));
-
 /* The members an apns-token body may hold. */
 #define APNS_MEMBER_ENVIRONMENT "environment"
 #define APNS_MEMBER_REJECTED "rejected_token"
@@ -242,7 +224,6 @@ api_sign_handle_metrics(struct api_request *req)
 {
 	struct vault_stats vs;
 	struct vault *v;
-	json_t *body;
 	char *text = NULL;
 	size_t len = 0;
 	int r = P8V_ERR_INTERNAL;
@@ -254,17 +235,8 @@ api_sign_handle_metrics(struct api_request *req)
 		vault_stats(v, &vs);
 	if ((r = metrics_render(v != NULL ? &vs : NULL, &text, &len)) != 0)
 		goto out;
-	if (api_respond_text != NULL) {
-		r = api_respond_text(req, 200, METRICS_CONTENT_TYPE, text, len);
-		text = NULL;            /* taken, also on failure */
-		goto out;
-	}
-	if ((body = json_pack("{s:s, s:s%}", "content_type",
-	    METRICS_CONTENT_TYPE, "text", text, len)) == NULL) {
-		r = P8V_ERR_ALLOC;
-		goto out;
-	}
-	r = api_respond(req, 200, body);
+	r = api_respond_text(req, 200, METRICS_CONTENT_TYPE, text, len);
+	text = NULL;                    /* taken, also on failure */
  out:
 	free(text);
 	return r;

@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import utils  # noqa
 TOOL_TIMEOUT_S = 30
 # The APNs token's lifetime as Apple counts it (iat + 1 hour).
 APNS_LIFETIME_S = 3600
+# The Content-Type of the Prometheus text format, version 0.0.4.
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # How long request counters may lag behind the answers (see
 # SignVault.metrics_settled).
 METRICS_SETTLE_S = 10
@@ -299,17 +301,12 @@ class SignVault:
         return self.sign("/v1/apps/%s/jwt" % app, body=body, **kw)
 
     def metrics(self, tcp=False):
-        """The samples of GET /metrics. While the HTTP framework cannot
-        answer text (see api/sign.c), the daemon wraps the same text in
-        JSON; the counters are read from either, and
-        test_sign.metrics_text_and_counts insists on the text format."""
+        """The samples of GET /metrics (Prometheus text)."""
         r = self.sign("/metrics", method="GET", tcp=tcp)
         check_eq(r.status, 200, "GET /metrics: %r" % r)
-        text = r.body.decode("utf-8")
-        if r.headers.get("content-type") == "application/json" and \
-                isinstance(r.json, dict) and "text" in r.json:
-            text = r.json["text"]
-        return parse_metrics(text)
+        check_eq(r.headers.get("content-type"), METRICS_TYPE,
+                 "GET /metrics Content-Type")
+        return parse_metrics(r.body.decode("utf-8"))
 
     def metrics_settled(self, want, what, timeout=METRICS_SETTLE_S):
         """The samples once want(samples) holds: a request is counted when
