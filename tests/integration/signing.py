@@ -180,6 +180,45 @@ def parse_metrics(text):
     return samples
 
 
+def mdb_unescape(text):
+    """A value printed by `mdb_dump -p`: printable bytes as they are, a
+    backslash doubled, anything else as \\xx (hex)."""
+    out, i = bytearray(), 0
+    while i < len(text):
+        if text[i] == "\\":
+            if text[i + 1] == "\\":
+                out.append(0x5c)
+                i += 2
+            else:
+                out.append(int(text[i + 1:i + 3], 16))
+                i += 3
+        else:
+            out.append(ord(text[i]))
+            i += 1
+    return bytes(out)
+
+
+def audit_events(state):
+    """Every event of the audit log, in order, read with `mdb_dump`
+    (lmdb-utils): a reader that shares no code with store/audit.c. LMDB
+    lets it read while the daemon writes."""
+    proc = subprocess.run(["mdb_dump", "-p", "-s", "audit", state],
+                          capture_output=True, text=True,
+                          timeout=TOOL_TIMEOUT_S)
+    check(proc.returncode == 0, "mdb_dump -s audit: %s" % proc.stderr)
+    lines = proc.stdout.split("\n")
+    start = lines.index("HEADER=END") + 1
+    end = lines.index("DATA=END")
+    data = [l[1:] for l in lines[start:end]]     # " key", " value", ...
+    check_eq(len(data) % 2, 0, "mdb_dump key/value lines")
+    return [json.loads(mdb_unescape(v)) for v in data[1::2]]
+
+
+def token_id(token):
+    """The id part of a bearer token p8v_<id>_<secret>: the audit actor."""
+    return token.split("_")[1]
+
+
 def mints(samples):
     """Total of p8vault_apns_token_mints_total over every reason."""
     return sum(v for k, v in samples.items()

@@ -18,6 +18,7 @@ The 1000-caller single flight is in test_sign_concurrency.py, the clock in
 test_sign_clock.py.
 """
 
+import json
 import os
 import stat
 import sys
@@ -25,8 +26,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Runner, check, check_eq  # noqa
-from signing import (CLOCK_SLACK_S, SignVault, check_apns_answer,  # noqa
-                     check_error, mints, token_parts, verify, verify_openssl)
+from signing import (CLOCK_SLACK_S, SignVault, audit_events,  # noqa
+                     check_apns_answer, check_error, mints, token_id,
+                     token_parts, verify, verify_openssl)
 
 runner = Runner("test_sign")
 V = None
@@ -180,6 +182,46 @@ def new_active_key_mints_at_once():
     v.new_key("rotate.app", team_id=team, activate=False)
     check_eq(v.apns("rotate.app").json["token"], b["token"],
              "token after a standby upload")
+
+
+@runner.test
+def every_mint_is_audited_cache_hits_are_not():
+    v = vault()
+    meta1, kid1, team, _ = v.new_key("audit.app")
+    signer = v.token("signer")
+
+    def apns_mints():
+        return [e for e in audit_events(v.state)
+                if e.get("what") == "apns.mint" and e.get("team_id") == team]
+
+    check_eq(apns_mints(), [], "audit events before any token")
+    for _ in range(5):
+        check_eq(v.apns("audit.app").status, 200, "apns-token")
+    a = v.apns("audit.app").json
+    events = apns_mints()
+    check_eq(len(events), 1, "apns.mint events after six requests")
+    e = events[0]
+    check_eq((e.get("key_id"), e.get("fingerprint"), e.get("reason"),
+              e.get("who"), e.get("issued_at")),
+             (kid1, meta1["fingerprint"], "cold", token_id(signer),
+              a["issued_at"]), "the mint's audit event")
+    check(a["token"] not in json.dumps(events), "the audit log holds the "
+          "token")
+    # A new active key: a second event, with its own key and reason.
+    meta2, kid2, _, _ = v.new_key("audit.app", team_id=team, activate=True)
+    check_eq(v.apns("audit.app").status, 200, "after rotation")
+    events = apns_mints()
+    check_eq([(x.get("key_id"), x.get("fingerprint"), x.get("reason"))
+              for x in events],
+             [(kid1, meta1["fingerprint"], "cold"),
+              (kid2, meta2["fingerprint"], "key_changed")],
+             "apns.mint events after rotation")
+    # The log and the audit agree on every mint of the whole run so far.
+    logged = [(x.get("key_id"), x.get("reason")) for x in v.mint_events()]
+    audited = [(x.get("key_id"), x.get("reason"))
+               for x in audit_events(v.state)
+               if x.get("what") == "apns.mint"]
+    check_eq(audited, logged, "audited mints == logged mints")
 
 
 @runner.test

@@ -2,8 +2,9 @@
 """test_sign_concurrency.py: 1000 concurrent requests for the APNs token of
 a team that has none yet (a cold team), half over the unix socket and half
 over --sign-listen TCP, against the real p8vaultd: every caller gets the
-same token, and the daemon minted exactly once (its mint log events and the
-mints counter of /metrics both say 1; the other 999 are cache hits).
+same token, and the daemon minted exactly once (its audit log, its mint log
+events and the mints counter of /metrics all say 1; the other 999 are
+cache hits, counted in /metrics and not audited).
 
 Every connection is opened first; then a barrier releases all requests at
 once, so they reach the daemon together rather than one after another.
@@ -16,7 +17,8 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Runner, check, check_eq, request  # noqa
-from signing import SignVault, bearer, check_apns_answer, mints  # noqa
+from signing import (SignVault, audit_events, bearer,  # noqa
+                     check_apns_answer, mints)
 
 runner = Runner("test_sign_concurrency")
 
@@ -103,6 +105,10 @@ def one_mint_for_a_thousand_callers_on_a_cold_team():
                           "another caller's answer")
         events = v.mint_events()
         check_eq(len(events), 1, "mint log events")
+        audited = [e for e in audit_events(v.state)
+                   if e.get("what") == "apns.mint"]
+        check_eq([(e.get("key_id"), e.get("reason")) for e in audited],
+                 [(kid, "cold")], "apns.mint audit events")
         check_eq((events[0].get("key_id"), events[0].get("reason")),
                  (kid, "cold"), "the mint")
         route = 'p8vault_http_requests_total{route=' \
