@@ -386,7 +386,21 @@ class SignVault:
               "no public_key_pem in the upload's answer: %r" % meta)
         return meta, key_id, team_id, pem
 
-    def mint_events(self):
+    def mint_events(self, key_id=None):
+        """The apns.mint events of the audit log (of key_id, or all). The
+        audit event is committed before the token is answered, so this is
+        exact right after a request, unlike the log lines, which a reader
+        thread collects a moment later (logged_mints)."""
+        return [e for e in audit_events(self.state)
+                if e.get("what") == "apns.mint" and
+                (key_id is None or e.get("key_id") == key_id)]
+
+    def logged_mints(self, n, timeout=METRICS_SETTLE_S):
+        """The daemon's apns_token_minted log lines, once there are at
+        least n (fails after timeout)."""
+        self.d.wait_log(
+            lambda l: len(self.d.log_events("apns_token_minted")) >= n,
+            timeout, "%d apns_token_minted log lines" % n)
         return self.d.log_events("apns_token_minted")
 
 

@@ -217,11 +217,10 @@ def every_mint_is_audited_cache_hits_are_not():
               (kid2, meta2["fingerprint"], "key_changed")],
              "apns.mint events after rotation")
     # The log and the audit agree on every mint of the whole run so far.
-    logged = [(x.get("key_id"), x.get("reason")) for x in v.mint_events()]
-    audited = [(x.get("key_id"), x.get("reason"))
-               for x in audit_events(v.state)
-               if x.get("what") == "apns.mint"]
-    check_eq(audited, logged, "audited mints == logged mints")
+    audited = [(x.get("key_id"), x.get("reason")) for x in v.mint_events()]
+    logged = [(x.get("key_id"), x.get("reason"))
+              for x in v.logged_mints(len(audited))]
+    check_eq(logged, audited, "logged mints == audited mints")
 
 
 @runner.test
@@ -603,13 +602,14 @@ def token_survives_a_restart():
     v.upload("restart.two", kid, team, pem)
     a = check_apns_answer(v.apns("restart.one"), kid, team,
                           meta["public_key_pem"], "before the restart")
+    mints_before = len(v.mint_events())
     v.stop()
     v.start()
     b = check_apns_answer(v.apns("restart.two", tcp=True), kid, team,
                           meta["public_key_pem"], "after the restart")
     check_eq(b["token"], a["token"], "token after the restart")
     check_eq(b["issued_at"], a["issued_at"], "iat after the restart")
-    check_eq(v.mint_events(), [], "mints after the restart")
+    check_eq(len(v.mint_events()), mints_before, "mints after the restart")
     m = v.metrics()
     check_eq(mints(m), 0, "mints counter after the restart")
     check_eq(m["p8vault_apns_token_cache_hits_total"], 1, "cache hits")
