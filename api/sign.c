@@ -127,6 +127,43 @@ parse_apns_body(struct api_request *req, const json_t *body,
 	return 0;
 }
 
+/*
+ * The vault answers no_active_key when no key of the app is active for
+ * env. When every key of the app that serves env is revoked, the caller
+ * should rather learn that (410 key_revoked: stop sending for the app)
+ * than wait for an activation that cannot come; with a standby key left,
+ * or on any doubt, 404 no_active_key stands. Only on this error path.
+ */
+static int
+refine_no_active_key(struct vault *v, const char *app, enum key_env env)
+{
+	json_t *keys = NULL, *k;
+	const char *s;
+	enum key_env kenv;
+	size_t i, revoked = 0, other = 0;
+
+	if (vault_key_list(v, app, &keys) != 0)
+		return P8V_ERR_NO_ACTIVE_KEY;
+	json_array_foreach(keys, i, k) {
+		s = json_string_value(json_object_get(k, "environment"));
+		if (s == NULL || key_env_from_name(s, &kenv) != 0) {
+			other++;
+			continue;
+		}
+		/* The keys vault_apns_token would consider for env. */
+		if (env != KEY_ENV_BOTH && kenv != KEY_ENV_BOTH && kenv != env)
+			continue;
+		s = json_string_value(json_object_get(k, "state"));
+		if (s != NULL && strcmp(s, "revoked") == 0)
+			revoked++;
+		else
+			other++;
+	}
+	json_decref(keys);
+	return revoked > 0 && other == 0 ? P8V_ERR_KEY_REVOKED :
+	    P8V_ERR_NO_ACTIVE_KEY;
+}
+
 /* {"token","key_id","team_id","issued_at","expires_at"} [+ "profile"]. */
 static int
 respond_token(struct api_request *req, const struct vault_token *tok,
@@ -178,8 +215,11 @@ api_sign_handle_apns_token(struct api_request *req)
 			goto out;
 	}
 	if ((r = vault_apns_token(v, app, env, rejected, reason,
-	    api_request_principal(req)->actor, &tok)) != 0)
+	    api_request_principal(req)->actor, &tok)) != 0) {
+		if (r == P8V_ERR_NO_ACTIVE_KEY)
+			r = refine_no_active_key(v, app, env);
 		goto out;
+	}
 	r = respond_token(req, &tok, NULL);
  out:
 	vault_token_finish(&tok);
@@ -193,7 +233,8 @@ api_sign_handle_jwt(struct api_request *req)
 	struct vault_token tok;
 	struct vault *v;
 	json_t *body = NULL;
-	const char *app, *detail = NULL, *profile;
+	const char *app, *detail = NULL, *profile, *s;
+	enum key_env env = KEY_ENV_BOTH;
 	int r = P8V_ERR_INTERNAL;
 
 	memset(&tok, 0, sizeof(tok));
@@ -206,8 +247,17 @@ api_sign_handle_jwt(struct api_request *req)
 		goto out;
 	if ((r = vault_profile_token(v, app, body,
 	    api_request_principal(req)->actor, &tok, &detail)) != 0) {
-		if (detail != NULL)
+		if (detail != NULL) {
 			r = refuse(req, r, detail);
+		} else if (r == P8V_ERR_NO_ACTIVE_KEY) {
+			/* The body passed validation: any environment in it
+			 * is "development" or "production". */
+			s = json_string_value(json_object_get(body,
+			    "environment"));
+			if (s == NULL || key_env_from_name(s, &env) != 0)
+				env = KEY_ENV_BOTH;
+			r = refine_no_active_key(v, app, env);
+		}
 		goto out;
 	}
 	/* The profile was validated: its name is one of the table's. */

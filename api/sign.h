@@ -13,7 +13,9 @@
  *     member not listed above. 422 invalid_field: a listed member with a
  *     wrong type or value, or a rejected_token without reason or the
  *     reverse. Then the vault's errors (404 app_not_found, no_active_key,
- *     410 key_revoked, 403 service_not_allowed, 422 invalid_app_id).
+ *     410 key_revoked, 403 service_not_allowed, 422 invalid_app_id);
+ *     no_active_key becomes 410 key_revoked when every key of the app for
+ *     the environment is revoked (nothing left to activate).
  *
  *   POST /v1/apps/{app}/jwt   body {"profile": NAME, ...} (vault/profiles.h)
  *     200 {"token","key_id","team_id","issued_at","expires_at","profile"},

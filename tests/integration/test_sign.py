@@ -232,10 +232,39 @@ def revoked_key_gets_no_token():
                       meta["public_key_pem"], "before revocation")
     r = v.portal("DELETE", "/v1/apps/revoke.app/keys/%s" % kid)
     check_eq(r.status, 200, "revoke: %r" % r)
-    check_error(v.apns("revoke.app"), 404, "no_active_key",
+    # Every key of the app revoked: 410, nothing left to activate.
+    check_error(v.apns("revoke.app"), 410, "key_revoked",
                 "APNs token after revocation")
+    check_error(v.apns("revoke.app", body={"environment": "production"}),
+                410, "key_revoked", "APNs token for production")
+    check_error(v.jwt("revoke.app", {"profile": "devicecheck"}), 410,
+                "key_revoked", "JWT after revocation")
+    # A standby key left: 404 no_active_key (one may still be activated).
+    _, kid2, _, _ = v.new_key("revoke.app", team_id=team,
+                              services=["apns", "devicecheck"],
+                              activate=False)
+    check_error(v.apns("revoke.app"), 404, "no_active_key",
+                "APNs token with a standby key")
     check_error(v.jwt("revoke.app", {"profile": "devicecheck"}), 404,
-                "no_active_key", "JWT after revocation")
+                "no_active_key", "JWT with a standby key")
+    # A production key revoked, a development one standing by: the answer
+    # depends on the environment asked for.
+    _, kprod, _, _ = v.new_key("revoke.env", team_id=team,
+                               environment="production")
+    v.new_key("revoke.env", team_id=team, environment="development",
+              activate=False)
+    r = v.portal("DELETE", "/v1/apps/revoke.env/keys/%s" % kprod)
+    check_eq(r.status, 200, "revoke: %r" % r)
+    check_error(v.apns("revoke.env", body={"environment": "production"}),
+                410, "key_revoked", "production, its only key revoked")
+    check_error(v.apns("revoke.env", body={"environment": "development"}),
+                404, "no_active_key", "development, a standby key")
+    check_error(v.apns("revoke.env"), 404, "no_active_key", "any")
+    # Activating the standby key serves again at once.
+    r = v.portal("POST", "/v1/apps/revoke.app/keys/%s/activate" % kid2)
+    check_eq(r.status, 200, "activate: %r" % r)
+    check_eq(v.apns("revoke.app").json.get("key_id"), kid2,
+             "token after activation")
 
 
 @runner.test
