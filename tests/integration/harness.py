@@ -164,12 +164,58 @@ class Daemon:
                                         daemon=True)
         self._reader.start()
         if wait_ready:
-            self.wait_log(lambda l: l.get("event") == "ready",
-                          START_TIMEOUT_S, "the daemon to be ready")
+            # Every listener is up once "started" is logged; then /readyz
+            # says when the store is open (503 "starting" until then).
+            self.wait_log(lambda l: l.get("event") == "started",
+                          START_TIMEOUT_S, "the daemon to start")
             line = self.listening.get("portal")
             if line is not None:
                 self.port = line["port"]
+            self.wait_ready()
         return self
+
+    def _readyz(self):
+        """GET /readyz on whichever listener can be reached plainly."""
+        if "sign" in self.listening and \
+                self.listening["sign"].get("socket"):
+            conn = UnixHTTPConnection(self.listening["sign"]["socket"]
+                                      if os.path.isabs(
+                                          self.listening["sign"]["socket"])
+                                      else os.path.join(
+                                          self.cwd,
+                                          self.listening["sign"]["socket"]))
+        elif self.listening.get("portal", {}).get("tls"):
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port,
+                                               timeout=HTTP_TIMEOUT_S,
+                                               context=ctx)
+        else:
+            conn = self.tcp()
+        try:
+            return request(conn, "GET", "/readyz")
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout=START_TIMEOUT_S):
+        """Poll GET /readyz (TCP, else the unix socket) until 200."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise TestFailure("daemon exited (%s) before it was ready; "
+                                  "stderr:\n%s" % (self.proc.returncode,
+                                                   "\n".join(self.lines[-20:])))
+            try:
+                last = self._readyz()
+                if last.status == 200:
+                    return last
+                check_eq(last.status, 503, "/readyz while not ready")
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        raise TestFailure("not ready after %ss: %r" % (timeout, last))
 
     def _read_stderr(self):
         for raw in self.proc.stderr:
