@@ -18,6 +18,10 @@ current file.
   still the same; at +51 minutes (past the 50-minute reuse period) exactly
   one new token is minted, with reason "expired" and the new time as iat,
   and it is then reused.
+- Reported rejections: right after a mint, the same token; at +21 minutes
+  a report mints once (rejected_expired), and further reports inside 20
+  minutes of that mint (of the new token or late ones of the old) return
+  it; at +42 minutes a report mints again (rejected_invalid).
 
 libfaketime cannot be preloaded into an AddressSanitizer build (the ASan
 runtime must come first in the library list): there the script prints the
@@ -41,6 +45,7 @@ STEP_S = 2 * 3600                 # a wall-clock step of two hours
 REUSE_S = 50 * 60                 # the daemon's default reuse period
 BEFORE_REUSE_S = REUSE_S - 60     # +49 minutes: still reused
 AFTER_REUSE_S = REUSE_S + 60      # +51 minutes: renewed
+REJECT_AFTER_S = 21 * 60          # past the 20-minute floor for reports
 
 
 def asan_reason():
@@ -173,6 +178,53 @@ def both_clocks_past_the_reuse_period_mint_once():
         events = [e for e in v.mint_events() if e.get("key_id") == kid]
         check_eq([e.get("reason") for e in events], ["cold", "expired"],
                  "mint events")
+        clock.set(0)
+        v.stop()
+    finally:
+        v.close()
+
+
+@runner.test
+def rejection_reports_mint_at_most_once_per_20_minutes():
+    if preflight() == "skip":
+        return "skip"
+    v, clock = faked_vault(fake_monotonic=True)
+    try:
+        v.start()
+        meta, kid, team, _ = v.new_key("reject.app")
+        pub = meta["public_key_pem"]
+
+        def report(tok, reason, what):
+            return check_apns_answer(
+                v.apns("reject.app", body={"rejected_token": tok,
+                                           "reason": reason}),
+                kid, team, pub, what)
+
+        a = check_apns_answer(v.apns("reject.app"), kid, team, pub, "first")
+        b = report(a["token"], "ExpiredProviderToken", "at once")
+        check_eq(b["token"], a["token"], "a report right after the mint")
+        clock.set(REJECT_AFTER_S)
+        c = check_apns_answer(v.apns("reject.app"), kid, team, pub,
+                              "+21 minutes, no report")
+        check_eq(c["token"], a["token"], "reused at +21 minutes")
+        d = report(a["token"], "ExpiredProviderToken", "+21 min, report")
+        check(d["token"] != a["token"], "no new token for a report 21 "
+              "minutes after the mint")
+        check(abs(d["issued_at"] - (a["issued_at"] + REJECT_AFTER_S)) <=
+              CLOCK_SLACK_S, "iat of the re-minted token")
+        # Reports inside 20 minutes of that mint: of the new token, or
+        # late ones of the old token, from other callers.
+        for tok, reason in ((d["token"], "InvalidProviderToken"),
+                            (a["token"], "ExpiredProviderToken")):
+            e = report(tok, reason, "right after the re-mint")
+            check_eq(e["token"], d["token"], "a second report inside 20 "
+                     "minutes")
+        clock.set(2 * REJECT_AFTER_S)
+        f = report(d["token"], "InvalidProviderToken", "+42 minutes")
+        check(f["token"] != d["token"], "no new token at +42 minutes")
+        check_eq([e.get("reason") for e in v.mint_events(kid)],
+                 ["cold", "rejected_expired", "rejected_invalid"],
+                 "mints (audit log)")
         clock.set(0)
         v.stop()
     finally:
