@@ -32,15 +32,12 @@
 #define APNS_MEMBER_REJECTED "rejected_token"
 #define APNS_MEMBER_REASON "reason"
 
-/* Answer err with detail (a static message, never input bytes); 0. */
+/* Answer err with detail (a static message, never input bytes): 0 once
+ * the answer is set, else the framework's error. */
 static int
 refuse(struct api_request *req, int err, const char *detail)
 {
-	int r;
-
-	if ((r = api_respond_error(req, err, detail)) != 0)
-		return r;
-	return 0;
+	return api_respond_error(req, err, detail);
 }
 
 /* The vault, or NULL (then answered 503 not_ready by the caller). */
