@@ -112,6 +112,9 @@ struct api_server {
 	const char *not_ready_reason;
 	int stopping;
 	unsigned int in_flight;
+	/* 1 while a daemon starts: libmicrohttpd's messages then say why a
+	 * start fails, so they are warnings, not debug noise. */
+	int mhd_starting;
 };
 
 struct api_request {
@@ -668,15 +671,17 @@ __attribute__((format(printf, 2, 0)))
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct api_server *srv = cls;
 	char line[MHD_LOG_LINE_MAX];
 	size_t n;
 
-	(void)cls;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	n = strlen(line);
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = '\0';
-	log_debugf("libmicrohttpd", "%s", line);
+	log_emit(__atomic_load_n(&srv->mhd_starting, __ATOMIC_ACQUIRE) ?
+	    LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, __FILE__, __LINE__, __func__,
+	    "libmicrohttpd", NULL, "%s", line);
 }
 
 /* -- the server -------------------------------------------------------- */
@@ -783,9 +788,10 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 		    (void *)API_TLS_PRIORITIES };
 	}
 	extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	__atomic_store_n(&srv->mhd_starting, 1, __ATOMIC_RELEASE);
 	d = MHD_start_daemon(flags, 0, NULL, NULL, handle_request, lst,
 	    /* First, or libmicrohttpd prints some messages itself. */
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_HEADER_MEMORY_BYTES,
 	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.connection_timeout_s,
@@ -799,9 +805,11 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 	    MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
 	    MHD_OPTION_ARRAY, extra,
 	    MHD_OPTION_END);
+	__atomic_store_n(&srv->mhd_starting, 0, __ATOMIC_RELEASE);
 	if (d == NULL) {
 		log_errorf("listen", "libmicrohttpd failed to start the %s "
-		    "listener (%s)", listener_name(kind), strerror(errno));
+		    "listener (see its messages above%s)", listener_name(kind),
+		    tls != NULL ? "; is the TLS key the certificate's?" : "");
 		goto out;
 	}
 	srv->daemons[srv->n_daemons++] = d;

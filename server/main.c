@@ -286,7 +286,10 @@ main(int argc, char **argv)
 	opts.max_connections = d.cfg.max_connections;
 	opts.max_connections_per_address = d.cfg.max_connections_per_address;
 	opts.log_requests = d.cfg.log_level == LOG_LEVEL_DEBUG;
-	fds = (rlim_t)d.cfg.max_connections * 2 + FD_RESERVE;
+	/* Each listener has its own budget of connections. */
+	fds = (rlim_t)d.cfg.max_connections * ((d.cfg.listen != NULL) +
+	    (d.cfg.sign_socket != NULL) + (d.cfg.sign_listen != NULL)) +
+	    FD_RESERVE;
 	harden_fd_limit(fds);
 	if ((r = api_server_create(api_routes, api_routes_count, &opts,
 	    &d.srv)) != 0) {

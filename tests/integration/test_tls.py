@@ -122,6 +122,9 @@ def unsafe_or_broken_key_files_are_refused():
     with Daemon(args=["--tls-cert", CERT, "--tls-key", junk]) as d:
         rc, _ = d.run_to_exit()
         check_eq(rc, 1, "exit status with a key that is not PEM")
+        check(any(l.get("event") == "libmicrohttpd" and
+                  l.get("level") == "warn" for l in d.logs),
+              "the TLS library's reason is not logged: %r" % d.lines)
         d.check_logs()
     # The key's PEM text never reaches the logs.
     with open(KEY) as f:
