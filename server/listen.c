@@ -162,6 +162,42 @@ bind_one(const struct sockaddr_storage *ss, socklen_t len, const char *host)
 	return -1;
 }
 
+/*
+ * SO_REUSEPORT would let a second p8vaultd of the same user bind the same
+ * port without a word, and the kernel would split connections between the
+ * two. So a fixed port is first bound without it: that fails if anything
+ * listens there (reuseport group or not), while SO_REUSEADDR still allows
+ * a restart over connections in TIME_WAIT. The probe is closed before the
+ * group binds; a process that binds in between wins the race, rarely.
+ * 0, or P8V_ERR_IO (in use: logged).
+ */
+static int
+probe_port_free(const struct listen_addr *addr)
+{
+	int fd, one = 1, r = P8V_ERR_IO;
+
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_errorf("listen", "socket: %s", strerror(errno));
+		return r;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (addr->ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
+		log_errorf("listen", "setsockopt: %s", strerror(errno));
+		goto out;
+	}
+	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0) {
+		log_errorf("listen", "cannot bind %s port %u: %s", addr->host,
+		    addr->port, strerror(errno));
+		goto out;
+	}
+	r = 0;
+ out:
+	close(fd);
+	return r;
+}
+
 int
 listen_tcp(const struct listen_addr *addr, unsigned int count, int *fds,
     uint16_t *port)
@@ -176,6 +212,9 @@ listen_tcp(const struct listen_addr *addr, unsigned int count, int *fds,
 		r = P8V_ERR_INVALID_ARGUMENT;
 		goto out;
 	}
+	if (addr->port != 0 && (r = probe_port_free(addr)) != 0)
+		goto out;
+	r = P8V_ERR_IO;
 	ss = addr->ss;
 	for (i = 0; i < count; i++) {
 		if ((fds[i] = bind_one(&ss, addr->len, addr->host)) < 0)

@@ -42,7 +42,9 @@ int listen_addr_is_loopback(const struct listen_addr *addr);
  * Bind `count` (1..64) TCP sockets to addr with SO_REUSEPORT, listening,
  * non-blocking, close-on-exec, into fds[0..count). With port 0 the first
  * socket picks a free port and the others join it. *port gets the port.
- * IPv6 sockets are IPv6-only. On failure no fd is left open.
+ * IPv6 sockets are IPv6-only. A fixed port that anything listens on
+ * already (even another p8vaultd with SO_REUSEPORT) is refused. On failure
+ * no fd is left open.
  * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_IO (socket, bind or listen
  * failed, e.g. address in use: logged).
  */

@@ -298,6 +298,23 @@ def port_in_use_fails_cleanly():
         refused([], 1, "cannot bind", listen="127.0.0.1:%d" % port)
     finally:
         blocker.close()
+    # Another p8vaultd on the port: SO_REUSEPORT must not let a second one
+    # join it and split the connections.
+    with Daemon().start() as first:
+        refused([], 1, "cannot bind", listen="127.0.0.1:%d" % first.port)
+        check_eq(first.get("/healthz").status, 200, "the first daemon")
+        first.stop()
+    # A restart on the same port right after a stop works (TIME_WAIT).
+    with Daemon().start() as d:
+        p = d.port
+        conn = d.tcp()
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        d.stop()
+        conn.close()
+        again = Daemon(listen="127.0.0.1:%d" % p, tmpdir=d.tmp).start()
+        check_eq(again.port, p, "port after restart")
+        again.stop()
 
 
 if __name__ == "__main__":
