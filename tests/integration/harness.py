@@ -15,6 +15,7 @@ their reason, the final line is "N passed, N failed", and the exit status
 is non-zero if anything failed.
 """
 
+import atexit
 import http.client
 import json
 import os
@@ -40,6 +41,17 @@ HTTP_TIMEOUT_S = 10
 
 class TestFailure(Exception):
     pass
+
+
+# Every daemon started and not yet reaped: killed when the script exits,
+# so that a failing test never leaves one running.
+_live = set()
+
+
+@atexit.register
+def _kill_live():
+    for d in list(_live):
+        d.kill()
 
 
 def check(cond, msg):
@@ -155,14 +167,36 @@ class Daemon:
 
     # -- process ----------------------------------------------------------
 
-    def start(self, wait_ready=True):
+    def _spawn(self):
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=self.env, cwd=self.cwd,
             preexec_fn=self.preexec_fn)
+        _live.add(self)
         self._reader = threading.Thread(target=self._read_stderr,
                                         daemon=True)
         self._reader.start()
+
+    def kill(self):
+        """SIGKILL and reap, if still running."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        _live.discard(self)
+
+    def start(self, wait_ready=True):
+        """Start; with wait_ready, return once /readyz answers 200. A
+        daemon that fails to get there is killed before the failure is
+        raised (a `with Daemon().start()` never enters its block then)."""
+        self._spawn()
+        try:
+            self._wait_started(wait_ready)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _wait_started(self, wait_ready):
         if wait_ready:
             # Every listener is up once "started" is logged; then /readyz
             # says when the store is open (503 "starting" until then).
@@ -172,7 +206,6 @@ class Daemon:
             if line is not None:
                 self.port = line["port"]
             self.wait_ready()
-        return self
 
     def _readyz(self):
         """GET /readyz on whichever listener can be reached plainly."""
@@ -263,9 +296,9 @@ class Daemon:
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
             raise TestFailure("daemon did not exit within %ss" % timeout)
+        _live.discard(self)
         self._reader.join(5)
         return self.returncode
 
@@ -282,28 +315,22 @@ class Daemon:
     def run_to_exit(self, timeout=START_TIMEOUT_S):
         """Start and wait for the daemon to exit by itself (refusals);
         returns (exit status, stdout)."""
-        self.proc = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=self.env, cwd=self.cwd,
-            preexec_fn=self.preexec_fn)
-        self._reader = threading.Thread(target=self._read_stderr,
-                                        daemon=True)
-        self._reader.start()
+        self._spawn()
         try:
-            out = self.proc.stdout.read()
+            # Waiting first: a daemon that does not exit must not block a
+            # read of its stdout (its output, --help at most, fits a pipe).
             rc = self.proc.wait(timeout)
+            out = self.proc.stdout.read()
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
             raise TestFailure("daemon did not exit by itself")
+        _live.discard(self)
         self._reader.join(5)
         self.returncode = rc
         return rc, out.decode("utf-8", "replace")
 
     def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        self.kill()
         if self.proc is not None:
             for f in (self.proc.stdout, self.proc.stderr):
                 if f is not None:
