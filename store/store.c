@@ -537,6 +537,35 @@ store_stats(struct store *store, struct store_stats *st)
 	return 0;
 }
 
+int
+store_copy_fd(struct store *store, int fd)
+{
+	int attempt, rc, r;
+
+	if (fd < 0)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if ((r = check_caller(store)) != 0)
+		return r;
+	for (attempt = 0; attempt < STORE_MAX_ATTEMPTS; attempt++) {
+		/* The copy runs a read transaction: hold grow_lock as every
+		 * transaction does, so the map is not resized under it. */
+		if (pthread_rwlock_rdlock(&store->grow_lock) != 0)
+			return P8V_ERR_INTERNAL;
+		rc = mdb_env_copyfd2(store->env, fd, MDB_CP_COMPACT);
+		pthread_rwlock_unlock(&store->grow_lock);
+		if (rc != MDB_MAP_RESIZED)
+			return rc == 0 ? 0 : mdb_error(rc, "copying the store");
+		/* Another process grew the map before the copy began: adopt
+		 * its size and start again on an empty file. */
+		if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
+			return mdb_error(errno, "rewinding the copy");
+		if ((r = adopt_map_size(store)) != 0)
+			return r;
+	}
+	log_errorf("store_error", "copy gave up after %d attempts", attempt);
+	return P8V_ERR_STORE;
+}
+
 const char *
 store_dir(const struct store *store)
 {

@@ -128,6 +128,19 @@ struct store_stats {
 };
 int store_stats(struct store *store, struct store_stats *st);
 
+/*
+ * Write a compacted copy of the environment to fd (a regular file, empty,
+ * at offset 0): one consistent snapshot taken in a read transaction, so
+ * other threads and processes (the daemon) go on reading and writing
+ * meanwhile. The copy is a complete LMDB data file (free pages left out)
+ * holding exactly what the data file holds: ciphertext and metadata. The
+ * caller creates, syncs and names the file (store/backup.h does).
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_INTERNAL (inside a
+ * transaction), P8V_ERR_NO_SPACE (the disk is full), P8V_ERR_STORE (LMDB
+ * or a write failed: logged).
+ */
+int store_copy_fd(struct store *store, int fd);
+
 /* The state directory the store was opened on (owned by the store). */
 const char *store_dir(const struct store *store);
 
