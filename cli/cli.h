@@ -22,6 +22,8 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAILURE 1  /* the command failed (message on stderr) */
 #define CLI_EXIT_USAGE 2    /* bad options or arguments */
+#define CLI_EXIT_PROBLEMS 3 /* verify, audit verify, restore: the check ran
+                               and found problems (each named on stderr) */
 
 /* Room for an RFC 3339 UTC time ("2026-11-23T22:50:01Z") and its NUL. */
 #define CLI_TIME_BYTES 32
@@ -37,6 +39,12 @@ struct cli_command {
 
 int cmd_init(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_master(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* "p8vault: <message>" on stderr; returns CLI_EXIT_FAILURE. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -19,6 +19,22 @@ static const struct cli_command commands[] = {
 	    "create a state directory and, if missing, a master key", cmd_init },
 	{ "token", "create|list|revoke ...",
 	    "issue, list and revoke API bearer tokens", cmd_token },
+	{ "keys", "list|show|import|activate|revoke ...",
+	    "Apple signing keys: list, show, import a .p8, activate, revoke",
+	    cmd_keys },
+	{ "master", "generate|rotate|status ...",
+	    "master keys: create one, rotate to it, see which ones are used",
+	    cmd_master },
+	{ "backup", "--state DIR OUT",
+	    "write a consistent backup (ciphertext only) while the daemon runs",
+	    cmd_backup },
+	{ "restore", "--state NEWDIR --master-key-file FILE BACKUP",
+	    "restore a backup into a new state directory and check it",
+	    cmd_restore },
+	{ "verify", "--state DIR --master-key-file FILE",
+	    "open every key record and check the audit chain", cmd_verify },
+	{ "audit", "list|verify ...",
+	    "list the audit log, check its hash chain", cmd_audit },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -43,7 +59,9 @@ usage(FILE *f)
 	    "  0  success\n"
 	    "  1  the command failed (one line on stderr says why and names\n"
 	    "     the file or record at fault)\n"
-	    "  2  usage error (unknown command or option, missing argument)\n",
+	    "  2  usage error (unknown command or option, missing argument)\n"
+	    "  3  verify, audit verify, restore: the check ran and found\n"
+	    "     problems (each bad record or event named on stderr)\n",
 	    f);
 }
 

@@ -1,0 +1,190 @@
+/* admin.c: what the admin commands share; see admin.h. */
+#include "cli/admin.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/err.h"
+#include "common/log.h"
+
+/* Redraw the progress line at most this often (nanoseconds): a terminal
+ * is slow next to a batch commit. */
+#define ADMIN_PROGRESS_INTERVAL_NS (100 * 1000 * 1000)
+
+static int progress_drawn;
+static int64_t progress_last_ns;
+
+int
+admin_keys_add(struct admin_keys *k, const char *cmd, const char *file)
+{
+	if (k->n == ADMIN_KEY_FILES_MAX)
+		return cli_usage_error(cmd, "at most %d --master-key-file "
+		    "options", ADMIN_KEY_FILES_MAX);
+	if (file == NULL || *file == '\0')
+		return cli_usage_error(cmd, "--master-key-file needs a file");
+	k->files[k->n++] = file;
+	return CLI_EXIT_OK;
+}
+
+int
+admin_keys_load(struct admin_keys *k)
+{
+	struct master_key *mk = NULL;
+	size_t i;
+	int r;
+
+	if (k->ring == NULL && (r = master_keyring_create(&k->ring)) != 0)
+		return cli_fail("creating a keyring: %s", p8v_strerror(r));
+	for (i = 0; i < k->n; i++) {
+		if ((r = master_key_load_file(k->files[i], &mk)) != 0) {
+			if (r == P8V_ERR_NOT_FOUND)
+				return cli_fail("master key file %s: no such "
+				    "file", k->files[i]);
+			return cli_fail("master key file %s: %s", k->files[i],
+			    p8v_strerror(r));
+		}
+		snprintf(k->ids[i], sizeof(k->ids[i]), "%s",
+		    master_key_id_hex(mk));
+		/* The ring owns mk from here, also on failure. */
+		if ((r = master_keyring_add(k->ring, mk)) != 0)
+			return cli_fail("master key file %s: %s", k->files[i],
+			    p8v_strerror(r));
+	}
+	return CLI_EXIT_OK;
+}
+
+const char *
+admin_keys_file_of(const struct admin_keys *k, const char *id_hex)
+{
+	size_t i;
+
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->ids[i], id_hex) == 0)
+			return k->files[i];
+	return NULL;
+}
+
+void
+admin_keys_finish(struct admin_keys *k)
+{
+	master_keyring_destroy(k->ring);
+	memset(k, 0, sizeof(*k));
+}
+
+int
+admin_flush(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return cli_fail("writing to stdout failed");
+	return CLI_EXIT_OK;
+}
+
+int
+admin_print_json(json_t *o)
+{
+	int r;
+
+	if (o == NULL)
+		return cli_fail("out of memory");
+	r = json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (r != 0)
+		return cli_fail("writing to stdout failed");
+	putchar('\n');
+	return admin_flush();
+}
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void
+admin_progress(const char *what, uint64_t done, uint64_t total)
+{
+	int64_t t = now_ns();
+
+	if (!isatty(STDERR_FILENO))
+		return;
+	if (progress_drawn && done < total &&
+	    t - progress_last_ns < ADMIN_PROGRESS_INTERVAL_NS)
+		return;
+	progress_last_ns = t;
+	progress_drawn = 1;
+	/* \r and clear to the end of the line: one line, redrawn. */
+	fprintf(stderr, "\r%s: %llu/%llu (%llu%%)\033[K", what,
+	    (unsigned long long)done, (unsigned long long)total,
+	    (unsigned long long)(total == 0 ? 100 : done * 100 / total));
+	fflush(stderr);
+}
+
+void
+admin_progress_end(void)
+{
+	if (progress_drawn)
+		fputc('\n', stderr);
+	progress_drawn = 0;
+}
+
+int
+admin_parse_time(const char *s, int64_t *t)
+{
+	struct tm tm;
+	const char *end;
+	char *e;
+	long long v;
+	time_t tt;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	if (strspn(s, "0123456789") == strlen(s)) {
+		errno = 0;
+		v = strtoll(s, &e, 10);
+		if (errno != 0 || *e != '\0' || v < 0)
+			return -1;
+		*t = (int64_t)v;
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%d", &tm);
+	if (end == NULL)
+		return -1;
+	if (*end != '\0') {
+		if ((end = strptime(end, "T%H:%M:%S", &tm)) == NULL ||
+		    strcmp(end, "Z") != 0)
+			return -1;
+	}
+	if ((tt = timegm(&tm)) == (time_t)-1)
+		return -1;
+	*t = (int64_t)tt;
+	return 0;
+}
+
+void
+admin_hex(const uint8_t *in, size_t n, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = "0123456789abcdef"[in[i] >> 4];
+		out[2 * i + 1] = "0123456789abcdef"[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+void
+admin_quiet_logs(void)
+{
+	/* Above LOG_LEVEL_ERROR: log_emit drops every line. */
+	log_set_level((enum log_level)(LOG_LEVEL_ERROR + 1));
+}
