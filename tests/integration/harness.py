@@ -43,15 +43,16 @@ class TestFailure(Exception):
     pass
 
 
-# Every daemon started and not yet reaped: killed when the script exits,
-# so that a failing test never leaves one running.
+# Every daemon started and not yet reaped: killed (and its temporary
+# directory removed) when the script exits, so that a failing test never
+# leaves one running.
 _live = set()
 
 
 @atexit.register
 def _kill_live():
     for d in list(_live):
-        d.kill()
+        d.close()
 
 
 def check(cond, msg):
