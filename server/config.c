@@ -1,5 +1,6 @@
 /* config.c: options from the command line, environment and config file. */
 #include "server/config.h"
+#include "vault/vault.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -44,6 +45,7 @@ enum opt_id {
 	OPT_CONNECTION_TIMEOUT,
 	OPT_MAX_CONNECTIONS,
 	OPT_MAX_CONNECTIONS_PER_ADDRESS,
+	OPT_APNS_TOKEN_REUSE,
 	OPT_COUNT,
 	/* Command line only. */
 	OPT_HELP = 'h',
@@ -98,6 +100,8 @@ static const struct opt_def {
 	[OPT_MAX_CONNECTIONS_PER_ADDRESS] = { "max-connections-per-address",
 	    KIND_STRING, "N",
 	    "connections per client address (IPv6: per /64; default 64)" },
+	[OPT_APNS_TOKEN_REUSE] = { "apns-token-reuse", KIND_STRING, "SECONDS",
+	    "reuse an APNs provider token this long, 1200-3300 (default 3000)" },
 };
 
 /* One source of values: the command line, the environment or the file. */
@@ -542,6 +546,7 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 	cfg->connection_timeout_s = API_CONNECTION_TIMEOUT_DEFAULT_S;
 	cfg->max_connections = API_CONNECTIONS_MAX_DEFAULT;
 	cfg->max_connections_per_address = API_CONNECTIONS_PER_ADDRESS_DEFAULT;
+	cfg->apns_token_reuse_s = VAULT_APNS_REUSE_DEFAULT_S;
 
 	if ((v = pick(layers, n, OPT_STATE, &where)) != NULL &&
 	    (r = dup_opt(&cfg->state_dir, v)) != 0)
@@ -580,6 +585,10 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 	if ((v = pick(layers, n, OPT_MAX_CONNECTIONS_PER_ADDRESS,
 	    &where)) != NULL && (r = parse_uint(v, where, 1, CONNECTIONS_MAX,
 	    &cfg->max_connections_per_address)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_APNS_TOKEN_REUSE, &where)) != NULL &&
+	    (r = parse_uint(v, where, VAULT_APNS_REUSE_MIN_S,
+	    VAULT_APNS_REUSE_MAX_S, &cfg->apns_token_reuse_s)) != 0)
 		return r;
 
 	/* Master key files: all from the highest layer that names any. */

@@ -56,6 +56,7 @@ struct config {
 	unsigned int connection_timeout_s;
 	unsigned int max_connections;
 	unsigned int max_connections_per_address;
+	unsigned int apns_token_reuse_s; /* APNs token reuse period, seconds */
 };
 
 /* What config_load wants the caller to do. */

@@ -303,7 +303,8 @@ main(int argc, char **argv)
 	    json_pack("{s:s, s:i}", "state", d.cfg.state_dir, "pid",
 	    (int)getpid()), "p8vaultd started");
 
-	if ((r = state_open(&d.state, d.cfg.state_dir)) != 0) {
+	if ((r = state_open(&d.state, d.cfg.state_dir,
+	    d.cfg.apns_token_reuse_s)) != 0) {
 		api_server_set_not_ready(d.srv, p8v_errname(r));
 		goto out;
 	}

@@ -77,8 +77,9 @@ state_load_keys(struct state *st, const struct config *cfg)
 }
 
 int
-state_open(struct state *st, const char *dir)
+state_open(struct state *st, const char *dir, unsigned int apns_token_reuse_s)
 {
+	struct vault_options vopts = { .apns_reuse_seconds = apns_token_reuse_s };
 	int r = P8V_ERR_INTERNAL;
 
 	if ((r = store_open(dir, NULL, &st->store)) != 0) {
@@ -86,7 +87,7 @@ state_open(struct state *st, const char *dir)
 		    dir, p8v_strerror(r));
 		goto out;
 	}
-	r = vault_create(st->store, st->ring, NULL, &st->vault);
+	r = vault_create(st->store, st->ring, &vopts, &st->vault);
 	st->ring = NULL;        /* the vault's now, also on failure */
 	if (r != 0) {
 		log_errorf("store", "cannot open the vault over %s: %s", dir,

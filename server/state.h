@@ -34,12 +34,14 @@ int state_load_keys(struct state *st, const struct config *cfg);
  * Open the store in dir and the vault over it, handing it the keyring
  * (st->ring is NULL afterwards, also on failure). vault_create checks the
  * keys against the store (a first start records them) and loads the token
- * cache. On failure the store is closed again.
+ * cache, with APNs tokens reused for apns_token_reuse_s seconds
+ * (VAULT_APNS_REUSE_MIN_S..MAX_S). On failure the store is closed again.
  * Returns 0, the errors of store_open (P8V_ERR_IO, P8V_ERR_STORE_VERSION,
  * P8V_ERR_STORE, ...) and of vault_create (P8V_ERR_MASTER_KEY_MISMATCH,
  * P8V_ERR_NO_MASTER_KEY, ...). All are logged.
  */
-int state_open(struct state *st, const char *dir);
+int state_open(struct state *st, const char *dir,
+    unsigned int apns_token_reuse_s);
 
 /* Periodic housekeeping (store_maintain); logs what it did. */
 void state_maintain(struct state *st);

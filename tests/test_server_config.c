@@ -11,6 +11,7 @@
 #include "server/listen.h"
 #include "tests/check.h"
 #include "tests/testutil.h"
+#include "vault/vault.h"
 
 /* Most arguments and environment variables in one case. */
 #define ARGS_MAX 12
@@ -106,6 +107,10 @@ static const struct config_case cases[] = {
 	    { { "P8VAULT_THREADS", "1x" } }, NULL, REFUSED },
 	{ "bad timeout", { "--state", "/s", "--connection-timeout", "0", NULL },
 	    { { NULL, NULL } }, NULL, REFUSED },
+	{ "reuse too short", { "--state", "/s", "--apns-token-reuse", "1199",
+	    NULL }, { { NULL, NULL } }, NULL, REFUSED },
+	{ "reuse too long", { "--state", "/s", "--apns-token-reuse", "3301",
+	    NULL }, { { NULL, NULL } }, NULL, REFUSED },
 	{ "bad level", { "--state", "/s", "--log-level", "INFO", NULL },
 	    { { NULL, NULL } }, NULL, REFUSED },
 	{ "bad bool env", { "--state", "/s", NULL },
@@ -204,6 +209,47 @@ run_case(const struct config_case *c)
 	clear_env();
 }
 
+/* The APNs token reuse period: default, both bounds, the environment. */
+static void
+test_apns_reuse(void)
+{
+	static const struct {
+		const char *arg;        /* NULL: not given */
+		const char *env;        /* NULL: not set */
+		unsigned int want;
+	} rows[] = {
+		{ NULL, NULL, VAULT_APNS_REUSE_DEFAULT_S },
+		{ "1200", NULL, 1200 },
+		{ "3300", NULL, 3300 },
+		{ NULL, "2400", 2400 },
+		{ "1800", "2400", 1800 },
+	};
+	struct config cfg;
+	enum config_action action;
+	char *argv[5];
+	size_t i;
+	int argc;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		clear_env();
+		argc = 0;
+		argv[argc++] = (char *)"p8vaultd";
+		argv[argc++] = (char *)"--state=/s";
+		if (rows[i].arg != NULL) {
+			argv[argc++] = (char *)"--apns-token-reuse";
+			argv[argc++] = (char *)rows[i].arg;
+		}
+		argv[argc] = NULL;
+		if (rows[i].env != NULL)
+			setenv("P8VAULT_APNS_TOKEN_REUSE", rows[i].env, 1);
+		CHECK_OK(config_load(argc, argv, &cfg, &action));
+		CHECKF(cfg.apns_token_reuse_s == rows[i].want, "row %zu: %u",
+		    i, cfg.apns_token_reuse_s);
+		config_finish(&cfg);
+		unsetenv("P8VAULT_APNS_TOKEN_REUSE");
+	}
+}
+
 static void
 test_help_and_version(void)
 {
@@ -287,6 +333,7 @@ main(void)
 	snprintf(conf_path, sizeof(conf_path), "%s/p8vault.conf", tmpdir);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run_case(&cases[i]);
+	test_apns_reuse();
 	test_help_and_version();
 	test_listen_addr();
 	tu_rmtree(tmpdir);

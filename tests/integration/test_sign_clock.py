@@ -77,8 +77,8 @@ class Clock:
         os.replace(tmp, self.path)    # never a half-written file
 
 
-def faked_vault(fake_monotonic):
-    v = SignVault()
+def faked_vault(fake_monotonic, extra_args=()):
+    v = SignVault(extra_args=extra_args)
     clock = Clock(os.path.join(v.tmp, "faketime"))
     env = {"LD_PRELOAD": LIBFAKETIME,
            "FAKETIME_TIMESTAMP_FILE": clock.path,
@@ -175,6 +175,36 @@ def both_clocks_past_the_reuse_period_mint_once():
         check_eq(m1['p8vault_apns_token_mints_total{reason="expired"}'] -
                  m0['p8vault_apns_token_mints_total{reason="expired"}'], 1,
                  "the mint's reason")
+        events = [e for e in v.mint_events() if e.get("key_id") == kid]
+        check_eq([e.get("reason") for e in events], ["cold", "expired"],
+                 "mint events")
+        clock.set(0)
+        v.stop()
+    finally:
+        v.close()
+
+
+@runner.test
+def configured_reuse_period_is_honoured():
+    # --apns-token-reuse 1200: the shortest period Apple allows (20 min).
+    if preflight() == "skip":
+        return "skip"
+    v, clock = faked_vault(fake_monotonic=True,
+                           extra_args=["--apns-token-reuse", "1200"])
+    try:
+        v.start()
+        meta, kid, team, _ = v.new_key("short.app")
+        pub = meta["public_key_pem"]
+        a = check_apns_answer(v.apns("short.app"), kid, team, pub, "first")
+        clock.set(19 * 60)
+        b = check_apns_answer(v.apns("short.app"), kid, team, pub,
+                              "+19 minutes")
+        check_eq(b["token"], a["token"], "token at +19 minutes")
+        clock.set(21 * 60)
+        c = check_apns_answer(v.apns("short.app"), kid, team, pub,
+                              "+21 minutes")
+        check(c["token"] != a["token"], "no new token at +21 minutes with "
+              "a 20-minute reuse period")
         events = [e for e in v.mint_events() if e.get("key_id") == kid]
         check_eq([e.get("reason") for e in events], ["cold", "expired"],
                  "mint events")
