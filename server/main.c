@@ -18,6 +18,10 @@
  * Stop (SIGTERM or SIGINT): stop accepting, let requests in flight finish
  * (at most DRAIN_TIMEOUT_MS; a second signal cuts it short), close the
  * store, exit 0.
+ * SIGHUP: read the configuration again (command line, environment, config
+ * file) for its master-key files only, load them and swap the new keyring
+ * into the vault while requests go on (vault_set_keyring); a refused or
+ * unreadable set keeps the current keys. Other options need a restart.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -57,6 +61,8 @@
 #define FD_RESERVE 64
 
 struct daemon {
+	int argc;                       /* for config_load on SIGHUP */
+	char **argv;
 	struct config cfg;
 	struct state state;
 	struct api_server *srv;
@@ -179,6 +185,33 @@ start_listeners(struct daemon *d)
 	return r;
 }
 
+/* SIGHUP: the master-key files the configuration names now, swapped in
+ * if the vault accepts them. */
+static void
+reload_keys(struct daemon *d)
+{
+	struct config cfg;
+	enum config_action action;
+	int r;
+
+	log_infof("signal", "SIGHUP received: reloading the master keys");
+	if ((r = config_load(d->argc, d->argv, &cfg, &action)) != 0) {
+		log_errorf("master_key_reload", "the configuration cannot be "
+		    "read again (%s): keeping the current master keys",
+		    p8v_strerror(r));
+		goto out;
+	}
+	if ((r = state_reload_keys(&d->state, &cfg)) != 0) {
+		log_errorf("master_key_reload", "master keys not reloaded "
+		    "(%s): keeping the current ones", p8v_strerror(r));
+		goto out;
+	}
+	log_infof("master_key_reload", "master keys reloaded: %zu loaded",
+	    d->state.n_master_keys);
+ out:
+	config_finish(&cfg);
+}
+
 /* Wait for signals; run housekeeping between them. Returns on SIGTERM or
  * SIGINT. */
 static void
@@ -193,9 +226,7 @@ run(struct daemon *d, const sigset_t *set)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			/* Reserved for reloading the master keys. */
-			log_infof("signal", "SIGHUP received: reload is not "
-			    "implemented yet; ignored");
+			reload_keys(d);
 			continue;
 		}
 		log_infof("stopping", "%s received: stopping",
@@ -244,6 +275,8 @@ main(int argc, char **argv)
 	int r, status = EXIT_STARTUP;
 
 	memset(&d, 0, sizeof(d));
+	d.argc = argc;
+	d.argv = argv;
 	d.sign_socket.fd = -1;
 	if (harden_process() != 0)
 		return EXIT_STARTUP;

@@ -103,6 +103,28 @@ state_open(struct state *st, const char *dir, unsigned int apns_token_reuse_s)
 	return r;
 }
 
+int
+state_reload_keys(struct state *st, const struct config *cfg)
+{
+	struct state next;
+	int r = P8V_ERR_NOT_READY;
+
+	memset(&next, 0, sizeof(next));
+	if (st == NULL || st->vault == NULL)
+		goto out;
+	if ((r = state_load_keys(&next, cfg)) != 0)
+		goto out;
+	r = vault_set_keyring(st->vault, next.ring);
+	next.ring = NULL;       /* the vault's now, also on failure */
+	if (r != 0)
+		goto out;
+	st->n_master_keys = next.n_master_keys;
+	r = 0;
+ out:
+	master_keyring_destroy(next.ring);
+	return r;
+}
+
 void
 state_maintain(struct state *st)
 {

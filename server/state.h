@@ -43,6 +43,19 @@ int state_load_keys(struct state *st, const struct config *cfg);
 int state_open(struct state *st, const char *dir,
     unsigned int apns_token_reuse_s);
 
+/*
+ * SIGHUP: load the master keys cfg names (as state_load_keys: files in
+ * order, the last the primary, or the systemd credential) into a new
+ * keyring and hand it to the vault (vault_set_keyring), which refuses a
+ * ring that cannot open every record or does not match the store. On any
+ * failure the vault keeps the keys it has. Every step is logged (key ids
+ * and file names, never keys).
+ * Returns 0, P8V_ERR_NOT_READY (no vault yet), the errors of
+ * state_load_keys and of vault_set_keyring (P8V_ERR_MASTER_KEY_MISSING,
+ * P8V_ERR_MASTER_KEY_MISMATCH, ...).
+ */
+int state_reload_keys(struct state *st, const struct config *cfg);
+
 /* Periodic housekeeping (store_maintain); logs what it did. */
 void state_maintain(struct state *st);
 
