@@ -691,7 +691,7 @@ keys_import(int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	a.cmd = "keys import";
-	if ((ret = parse(argc, argv, "skateSTLNjh", &a)) != CLI_EXIT_OK)
+	if ((ret = parse(argc, argv, "skatieSTLNjh", &a)) != CLI_EXIT_OK)
 		goto out;
 	if (a.help) {
 		usage(stdout);
