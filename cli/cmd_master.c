@@ -437,8 +437,13 @@ master_status(int argc, char **argv)
 	ret = CLI_EXIT_FAILURE;
 	if ((r = vault_master_usage(store, &u, &n)) != 0 ||
 	    (r = store_read(store, count_txn, &total)) != 0) {
-		cli_store_fail(a.dir, "reading which master keys seal the "
-		    "records", r);
+		if (r == P8V_ERR_INTEGRITY)
+			cli_fail("master status: a key record or master-key "
+			    "entry in state directory %s fails to decode; "
+			    "'p8vault verify' names it", a.dir);
+		else
+			cli_store_fail(a.dir, "reading which master keys seal "
+			    "the records", r);
 		goto out;
 	}
 	if ((keys = json_array()) == NULL || (in_use = json_array()) == NULL ||
