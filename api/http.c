@@ -128,7 +128,7 @@ struct api_request {
 	struct api_params params;
 	struct api_query query;
 	struct api_principal principal;
-	uint8_t *body;                  /* guarded memory */
+	uint8_t *body;                  /* secmem_alloc_short: locked memory */
 	size_t body_len;
 	size_t body_cap;
 	size_t discarded;
@@ -536,7 +536,10 @@ append_body(struct api_request *req, const char *data, size_t len)
 			want = want > max / 2 ? max : want * 2;
 		if (want > max)
 			want = max;
-		if ((grown = secmem_alloc(want)) == NULL) {
+		/* Up to 4 KiB (every signing request's body, most
+		 * uploads') from the locked heap, without an mmap and mlock
+		 * per request; larger from guarded pages. */
+		if ((grown = secmem_alloc_short(want)) == NULL) {
 			req->body_error = P8V_ERR_ALLOC;
 			secmem_free(req->body);
 			req->body = NULL;

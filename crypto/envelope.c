@@ -2,8 +2,8 @@
  * envelope.c: envelope encryption, format version 1 (see envelope.h for the
  * byte layout and the two AADs).
  *
- * The data key exists in plaintext only in a guarded block for the length of
- * one call and is wiped with it. Every check that can tell a bad envelope
+ * The data key exists in plaintext only in locked memory (secmem_alloc_short:
+ * OpenSSL's secure heap) for the length of one call and is wiped with it. Every check that can tell a bad envelope
  * from a good one answers P8V_ERR_INTEGRITY, the same answer a failed tag
  * gives, except a master key id that names no loaded key.
  */
@@ -111,7 +111,7 @@ wrap_data_key(const struct master_key *mk, const uint8_t *aad,
 
 /*
  * Find the master key env names in ring and unwrap the data key into dk
- * (DATA_KEY_BYTES of guarded memory; wiped by aead_open on failure).
+ * (DATA_KEY_BYTES of locked memory; wiped by aead_open on failure).
  */
 static int
 unwrap_data_key(const struct master_keyring *ring, const uint8_t *aad,
@@ -142,7 +142,7 @@ unwrap_data_key(const struct master_keyring *ring, const uint8_t *aad,
 
 /*
  * Decrypt and verify the payload (n bytes) of env with data key dk into a
- * new guarded block *pt (at least one byte, so that n == 0 works too).
+ * new locked block *pt (at least one byte, so that n == 0 works too).
  */
 static int
 open_payload(const uint8_t *dk, const uint8_t *aad, size_t aad_len,
@@ -156,7 +156,7 @@ open_payload(const uint8_t *dk, const uint8_t *aad, size_t aad_len,
 	if ((r = build_aad(AAD_LABEL_PAYLOAD, NULL, aad, aad_len,
 	    &payload_aad, &payload_aad_len)) != 0)
 		goto out;
-	if ((p = secmem_alloc(n > 0 ? n : 1)) == NULL) {
+	if ((p = secmem_alloc_short(n > 0 ? n : 1)) == NULL) {
 		r = P8V_ERR_ALLOC;
 		goto out;
 	}
@@ -198,7 +198,7 @@ envelope_seal(const struct master_key *mk,
 		r = P8V_ERR_TOO_LARGE;
 		goto out;
 	}
-	if ((dk = secmem_alloc(DATA_KEY_BYTES)) == NULL ||
+	if ((dk = secmem_alloc_short(DATA_KEY_BYTES)) == NULL ||
 	    (env = malloc(ENVELOPE_OVERHEAD + pt_len)) == NULL) {
 		r = P8V_ERR_ALLOC;
 		goto out;
@@ -262,7 +262,7 @@ envelope_open(const struct master_keyring *ring,
 		goto out;
 	if ((r = check_envelope(env, env_len, &n)) != 0)
 		goto out;
-	if ((dk = secmem_alloc(DATA_KEY_BYTES)) == NULL) {
+	if ((dk = secmem_alloc_short(DATA_KEY_BYTES)) == NULL) {
 		r = P8V_ERR_ALLOC;
 		goto out;
 	}
@@ -304,7 +304,7 @@ envelope_rewrap(const struct master_keyring *ring,
 		goto out;
 	if ((r = check_envelope(env, env_len, &n)) != 0)
 		goto out;
-	if ((dk = secmem_alloc(DATA_KEY_BYTES)) == NULL) {
+	if ((dk = secmem_alloc_short(DATA_KEY_BYTES)) == NULL) {
 		r = P8V_ERR_ALLOC;
 		goto out;
 	}

@@ -66,8 +66,9 @@ int envelope_master_key_id(const uint8_t *env, size_t env_len,
     uint8_t id[MASTER_KEY_ID_BYTES]);
 
 /*
- * Open an envelope with the key from ring that it names. *pt is guarded
- * memory from secmem_alloc (free with secmem_free) holding *pt_len bytes;
+ * Open an envelope with the key from ring that it names. *pt is locked
+ * memory from secmem_alloc_short (free with secmem_free) holding *pt_len
+ * bytes;
  * nothing is returned on failure (*pt NULL, *pt_len 0) and every
  * intermediate buffer is wiped. An empty payload gives *pt_len 0 and a
  * non-NULL *pt.

@@ -142,9 +142,70 @@ secmem_alloc(size_t n)
 	return sodium_malloc(n);
 }
 
+/* Bytes of the secure heap secmem_alloc_short holds (atomic). */
+static size_t short_used;
+
+/* What the secure heap's buddy allocator hands out for n bytes: the next
+ * power of two, at least SECMEM_OPENSSL_MIN_BYTES. */
+static size_t
+heap_block(size_t n)
+{
+	size_t b = SECMEM_OPENSSL_MIN_BYTES;
+
+	while (b < n)
+		b <<= 1;
+	return b;
+}
+
+void *
+secmem_alloc_short(size_t n)
+{
+	size_t want;
+	void *p;
+
+	if (n == 0)
+		return NULL;
+	if (!__atomic_load_n(&initialised, __ATOMIC_ACQUIRE) &&
+	    secmem_init() != 0)
+		return NULL;
+	if (n > SECMEM_SHORT_MAX_BYTES)
+		return sodium_malloc(n);
+	want = heap_block(n);
+	if (__atomic_add_fetch(&short_used, want, __ATOMIC_RELAXED) >
+	    SECMEM_SHORT_BUDGET_BYTES) {
+		__atomic_sub_fetch(&short_used, want, __ATOMIC_RELAXED);
+		return sodium_malloc(n);
+	}
+	/* secmem_init made sure the heap exists and is locked: this never
+	 * falls back to OpenSSL's ordinary malloc. */
+	if ((p = OPENSSL_secure_malloc(n)) == NULL) {
+		__atomic_sub_fetch(&short_used, want, __ATOMIC_RELAXED);
+		ERR_clear_error();
+		return sodium_malloc(n);
+	}
+	return p;
+}
+
+size_t
+secmem_short_bytes(void)
+{
+	return __atomic_load_n(&short_used, __ATOMIC_RELAXED);
+}
+
 void
 secmem_free(void *p)
 {
+	size_t n;
+
+	if (p == NULL)
+		return;
+	if (CRYPTO_secure_allocated(p)) {
+		n = CRYPTO_secure_actual_size(p);
+		/* Wipes the whole block, then returns it to the heap. */
+		OPENSSL_secure_clear_free(p, n);
+		__atomic_sub_fetch(&short_used, n, __ATOMIC_RELAXED);
+		return;
+	}
 	/* sodium_free checks the canary, wipes the whole block and unlocks it;
 	 * it accepts NULL. */
 	sodium_free(p);

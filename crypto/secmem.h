@@ -19,6 +19,12 @@
 #define SECMEM_OPENSSL_HEAP_BYTES (256 * 1024)
 /* Smallest block OpenSSL's secure heap hands out. */
 #define SECMEM_OPENSSL_MIN_BYTES 16
+/* Largest block secmem_alloc_short takes from the secure heap: a signing
+ * request's body (4 KiB at most) fits; larger ones get guarded pages. */
+#define SECMEM_SHORT_MAX_BYTES 4096
+/* The part of the secure heap secmem_alloc_short may hold at once: half,
+ * so that the private bignums OpenSSL allocates there always find room. */
+#define SECMEM_SHORT_BUDGET_BYTES (SECMEM_OPENSSL_HEAP_BYTES / 2)
 
 /*
  * Initialise libsodium and OpenSSL's secure heap, then check that guarded
@@ -36,7 +42,27 @@ int secmem_init(void);
  * Free with secmem_free. */
 void *secmem_alloc(size_t n);
 
-/* Wipe and free a block from secmem_alloc. NULL-safe. */
+/*
+ * Locked allocation of n bytes (n > 0) for a secret that lives for one
+ * operation (a data key, an unsealed scalar, a request body): from
+ * OpenSSL's secure heap (mlock'ed, MADV_DONTDUMP, guard pages around the
+ * heap, wiped on free) while n <= SECMEM_SHORT_MAX_BYTES and the share of
+ * the heap set aside for it has room, else from secmem_alloc. Unlike
+ * secmem_alloc the block has no guard page and canary of its own; what it
+ * saves is sodium_malloc's mmap, mprotect, mlock, munmap per call, which
+ * under concurrent requests serialise every thread on the process's
+ * memory map (measured in docs/benchmarks.md). NULL on failure. Contents
+ * are not zeroed. Free with secmem_free.
+ */
+void *secmem_alloc_short(size_t n);
+
+/* Bytes of OpenSSL's secure heap that secmem_alloc_short blocks hold now
+ * (they are locked with the heap, so they do not show in VmLck: tests that
+ * prove no block leaks add this). */
+size_t secmem_short_bytes(void);
+
+/* Wipe and free a block from secmem_alloc or secmem_alloc_short.
+ * NULL-safe. */
 void secmem_free(void *p);
 
 /* Wipe n bytes in a way the compiler cannot elide. */
