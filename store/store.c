@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,12 @@
  * (seconds), so a crashed CLI or worker cannot pin old pages for long even
  * if nobody calls store_maintain. */
 #define STORE_READER_CHECK_INTERVAL 60
+/* LMDB writes a commit's pages with writev, at most MDB_COMMIT_PAGES (64)
+ * pages at a time, and reports a write that stops short as EIO ("short
+ * write, filesystem full?"), not ENOSPC. A commit that fails with EIO while
+ * the file system has less free space than one such write (counted in
+ * pages of this size) ran out of room: see disk_full(). */
+#define STORE_COMMIT_WRITE_PAGES 64
 /* Names of the databases, in enum store_db order. */
 static const char *const db_names[STORE_DB_COUNT] = {
 	"keys", "creds", "cache", "audit", "meta",
@@ -84,6 +91,28 @@ mdb_error(int rc, const char *what)
 		log_errorf("store_error", "%s: %s", what, mdb_strerror(rc));
 		return P8V_ERR_STORE;
 	}
+}
+
+/*
+ * 1 if the file system of the data file has less room than one of LMDB's
+ * commit writes: an EIO from the commit was then a short write on a full
+ * disk, which must be P8V_ERR_NO_SPACE (HTTP 507, retry once space
+ * returns) like the ENOSPC that a write starting on a full disk gets, not
+ * a store failure (500). tests/integration/test_full_disk.py got a 500 for
+ * every upload of a long run without this.
+ */
+static int
+disk_full(struct store *store)
+{
+	struct statvfs st;
+	long page = sysconf(_SC_PAGESIZE);
+	int fd;
+
+	if (mdb_env_get_fd(store->env, &fd) != 0 || fstatvfs(fd, &st) != 0 ||
+	    page <= 0)
+		return 0;
+	return (uint64_t)st.f_bavail * st.f_frsize <
+	    (uint64_t)STORE_COMMIT_WRITE_PAGES * (uint64_t)page;
 }
 
 /* Refuse use from a forked child (LMDB forbids it) and nested txns. */
@@ -230,7 +259,9 @@ write_once(struct store *store, int (*fn)(struct store_txn *, void *),
 	if (rc == MDB_MAP_FULL) {
 		*retry = 1;
 		r = 0;
-	} else if (rc != 0)
+	} else if (rc == EIO && disk_full(store))
+		r = mdb_error(ENOSPC, "committing (a short write)");
+	else if (rc != 0)
 		r = mdb_error(rc, "committing");
 	else
 		r = 0;
