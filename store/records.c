@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "common/err.h"
+#include "common/log.h"
 #include "crypto/envelope.h"
 #include "crypto/secmem.h"
 #include "store/codec.h"
@@ -517,6 +518,41 @@ key_record_decode(const uint8_t *key, size_t klen, const uint8_t *val,
 	return r;
 }
 
+/*
+ * Name a stored record that does not decode (damaged, or altered by hand),
+ * shown as "app/key_id" from its LMDB key, with any byte outside the id
+ * alphabet as '?'. Callers only get P8V_ERR_INTEGRITY, and an operator
+ * must learn which record to restore: without this, the daemon answered
+ * 500 and logged only the error code
+ * (tests/integration/test_faults.py, damaged records).
+ */
+static void
+log_undecodable(const uint8_t *key, size_t klen)
+{
+	char name[KEY_RECORD_DB_KEY_MAX + 1];
+	size_t i, sep = 0, n = klen < KEY_RECORD_DB_KEY_MAX ? klen :
+	    KEY_RECORD_DB_KEY_MAX;
+
+	for (i = 0; i < n; i++) {
+		char c = (char)key[i];
+
+		if (c == '\0' && sep == 0)
+			sep = i;
+		if (c == '\0')
+			c = '/';
+		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			c = '?';
+		name[i] = c;
+	}
+	name[n] = '\0';
+	log_fields(LOG_LEVEL_ERROR, "key_record_damaged",
+	    json_pack("{s:s, s:s#, s:s}", "record", name, "app", name,
+	    (int)(sep > 0 ? sep : n), "key_id", sep > 0 ? name + sep + 1 : ""),
+	    "key record %s does not decode (damaged or altered); not used",
+	    name);
+}
+
 int
 key_record_put(struct store_txn *txn, const struct key_record *rec)
 {
@@ -548,7 +584,10 @@ key_record_get(struct store_txn *txn, const char *app, const char *key_id,
 	if ((r = key_record_db_key(app, key_id, dbkey, &klen)) != 0 ||
 	    (r = store_get(txn, STORE_DB_KEYS, dbkey, klen, &val, &vlen)) != 0)
 		return r;
-	return key_record_decode(dbkey, klen, val, vlen, rec);
+	if ((r = key_record_decode(dbkey, klen, val, vlen, rec)) ==
+	    P8V_ERR_INTEGRITY)
+		log_undecodable(dbkey, klen);
+	return r;
 }
 
 int
@@ -576,8 +615,11 @@ walk_one(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
 	struct key_record rec;
 	int r;
 
-	if ((r = key_record_decode(key, klen, val, vlen, &rec)) != 0)
+	if ((r = key_record_decode(key, klen, val, vlen, &rec)) != 0) {
+		if (r == P8V_ERR_INTEGRITY)
+			log_undecodable(key, klen);
 		return r;
+	}
 	r = w->cb(&rec, w->arg);
 	key_record_free(&rec);
 	return r;
