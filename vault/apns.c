@@ -227,6 +227,10 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	if ((r = vault_find_active(v, app, env, KEY_SERVICE_APNS, &rec)) != 0)
 		goto out;
 	found = 1;
+	/* A cached token is handed out without signing: the record it is
+	 * handed out for must still open under its own identity. */
+	if ((r = vault_record_vouch(v, &rec)) != 0)
+		goto out;
 	tokcache_id_of(&rec, &id);
 	if (rejected_token != NULL) {
 		VAULT_COUNT(v->apns_rejections);

@@ -467,6 +467,32 @@ vault_sign_record(struct vault *v, const struct key_record *rec,
 }
 
 int
+vault_record_vouch(struct vault *v, const struct key_record *rec)
+{
+	struct vault_ring *ring;
+	uint8_t *aad = NULL, *pt = NULL;
+	size_t aad_len = 0, pt_len = 0;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	if (v == NULL || rec == NULL || rec->envelope == NULL)
+		goto out;
+	if ((r = key_record_aad(rec, &aad, &aad_len)) != 0) {
+		log_unopenable(rec, "aad", r);
+		goto out;
+	}
+	ring = vault_ring_get(v);
+	r = envelope_open(ring->keys, aad, aad_len, rec->envelope,
+	    rec->envelope_len, &pt, &pt_len);
+	vault_ring_put(v, ring);
+	if (r != 0)
+		log_unopenable(rec, "open", r);
+ out:
+	secmem_free(pt); /* wipes */
+	free(aad);
+	return r;
+}
+
+int
 vault_sign_app(struct vault *v, const char *app, enum key_env env,
     uint32_t service_bit,
     int (*build)(const struct key_record *, int64_t, json_t **, json_t **,

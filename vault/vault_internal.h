@@ -117,6 +117,21 @@ int vault_find_active(struct vault *v, const char *app, enum key_env env,
 int vault_sign_record(struct vault *v, const struct key_record *rec,
     const json_t *header, const json_t *claims, char **token);
 
+/*
+ * Check that rec's sealed key opens under rec's own identity and metadata
+ * (envelope_open with key_record_aad(rec)), without using the key: the
+ * plaintext is wiped at once. For answers that sign nothing, such as an
+ * APNs token handed out from the cache: without it, a record copied under
+ * another app (same Team ID, Key ID and key) got that app's cached token
+ * although its sealed key is bound to the other app
+ * (tests/integration/test_faults.py, damaged records). A record that fails
+ * to open is logged as by vault_sign_record.
+ * Returns 0, P8V_ERR_INTEGRITY, P8V_ERR_MASTER_KEY_MISSING,
+ * P8V_ERR_INVALID_ARGUMENT (a tombstone, NULL pointers), P8V_ERR_SECMEM,
+ * P8V_ERR_ALLOC.
+ */
+int vault_record_vouch(struct vault *v, const struct key_record *rec);
+
 /* 1 if two key environments overlap (equal, or either is "both"). */
 int vault_env_overlap(enum key_env a, enum key_env b);
 
