@@ -40,6 +40,18 @@ int jwt_sign_es256(const struct p8_key *key, const json_t *header,
     const json_t *claims, char **token);
 
 /*
+ * jwt_sign_es256 with a bare private scalar (32 bytes, big-endian, in
+ * [1, n - 1]: the caller checked it, e.g. with p8_scalar_check) instead of
+ * a key object: for the vault, which unseals a scalar per token and would
+ * otherwise spend more on building an EVP_PKEY than on the signature. The
+ * scalar is read, never copied outside OpenSSL's secure heap; the caller
+ * keeps it in locked memory and wipes it. Thread-safe.
+ * Returns as jwt_sign_es256 (P8V_ERR_INVALID_ARGUMENT for a NULL scalar).
+ */
+int jwt_sign_es256_scalar(const uint8_t scalar[P8_SCALAR_BYTES],
+    const json_t *header, const json_t *claims, char **token);
+
+/*
  * Verify a compact ES256 token against a public point (uncompressed,
  * 0x04 || X || Y). Used by self-checks and tests; the independent check of
  * what the vault emits is done outside this code. token need not be

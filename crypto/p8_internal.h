@@ -8,6 +8,7 @@
 #ifndef P8V_CRYPTO_P8_INTERNAL_H
 #define P8V_CRYPTO_P8_INTERNAL_H
 
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 
 #include "crypto/p8.h"
@@ -22,5 +23,11 @@
  * a valid key.
  */
 EVP_PKEY *p8_key_evp(const struct p8_key *key);
+
+/*
+ * The P-256 group, built once per process (read-only: share it, never free
+ * it); NULL if OpenSSL could not build it.
+ */
+const EC_GROUP *p8_group(void);
 
 #endif /* P8V_CRYPTO_P8_INTERNAL_H */

@@ -1372,6 +1372,78 @@ test_threads(const struct test_key *k)
 		free(all[i]);
 }
 
+/*
+ * jwt_sign_es256_scalar (the vault's path: a bare unsealed scalar, no
+ * EVP_PKEY) makes the same header and claims as jwt_sign_es256 and a
+ * signature every verifier accepts for k's point only; p8_scalar_check
+ * accepts exactly the scalar's own point.
+ */
+static void
+test_sign_scalar(const struct test_key *k, const struct test_key *other)
+{
+	uint8_t scalar[P8_SCALAR_BYTES], bad[P8_SCALAR_BYTES];
+	BIGNUM *d = NULL;
+	size_t i;
+
+	REQUIRE(EVP_PKEY_get_bn_param(k->evp, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1);
+	REQUIRE(BN_bn2binpad(d, scalar, P8_SCALAR_BYTES) == P8_SCALAR_BYTES);
+	BN_clear_free(d);
+
+	CHECK_OK(p8_scalar_check(scalar, k->pub));
+	CHECK_INT(p8_scalar_check(scalar, other->pub),
+	    P8V_ERR_P8_PUBKEY_MISMATCH);
+	memset(bad, 0, sizeof(bad));
+	CHECK_INT(p8_scalar_check(bad, k->pub), P8V_ERR_P8_BAD_SCALAR);
+	memcpy(bad, order_n, sizeof(bad));
+	CHECK_INT(p8_scalar_check(bad, k->pub), P8V_ERR_P8_BAD_SCALAR);
+	CHECK_INT(p8_scalar_check(NULL, k->pub), P8V_ERR_INVALID_ARGUMENT);
+
+	for (i = 0; i < sizeof(sign_cases) / sizeof(sign_cases[0]); i++) {
+		const struct sign_case *c = &sign_cases[i];
+		json_t *h = load(c->header), *cl = load(c->claims);
+		char *token = NULL, *ref = NULL;
+		const char *p1, *p2, *r1, *r2;
+
+		CHECK_OK(jwt_sign_es256_scalar(scalar, h, cl, &token));
+		CHECK_OK(jwt_sign_es256(k->key, h, cl, &ref));
+		REQUIRE(token != NULL && ref != NULL);
+		REQUIRE(split(token, &p1, &p2) == 0 && split(ref, &r1, &r2) == 0);
+		CHECKF(p2 - token == r2 - ref &&
+		    memcmp(token, ref, (size_t)(p2 - token)) == 0,
+		    "%s: same signing input", c->name);
+		CHECKF(strlen(p2) == 86, "%s: signature is %zu chars", c->name,
+		    strlen(p2));
+		CHECKF(jwt_verify_es256(k->pub, token, strlen(token)) == 0,
+		    "%s", c->name);
+		CHECKF(jwt_verify_es256(other->pub, token, strlen(token)) ==
+		    P8V_ERR_INTEGRITY, "%s: other key", c->name);
+		CHECKF(openssl_cmd_verify(k, token) == 0, "%s: openssl dgst",
+		    c->name);
+		CHECKF(openssl_cmd_verify(other, token) == 1,
+		    "%s: openssl dgst other key", c->name);
+		free(token);
+		free(ref);
+		json_decref(h);
+		json_decref(cl);
+	}
+	{
+		json_t *h = load("{\"alg\":\"ES384\",\"kid\":\"ABC123DEFG\"}");
+		json_t *cl = load("{\"iss\":\"DEF123GHIJ\",\"iat\":1}");
+		char *token = (char *)"x";
+
+		CHECK_INT(jwt_sign_es256_scalar(NULL, h, cl, &token),
+		    P8V_ERR_INVALID_ARGUMENT);
+		CHECK(token == NULL);
+		token = (char *)"x";
+		CHECK_INT(jwt_sign_es256_scalar(scalar, h, cl, &token),
+		    P8V_ERR_INVALID_ARGUMENT);
+		CHECK(token == NULL);
+		json_decref(h);
+		json_decref(cl);
+	}
+	secmem_wipe(scalar, sizeof(scalar));
+}
+
 int
 main(void)
 {
@@ -1398,6 +1470,8 @@ main(void)
 	test_malformed(&k1);
 	test_distinct(&k1);
 	test_threads(&k1);
+	test_sign_scalar(&k1, &k2);
+	test_sign_scalar(&k2, &k1);
 
 	key_free(&k1);
 	key_free(&k2);
