@@ -61,7 +61,11 @@ struct store {
 	pthread_rwlock_t grow_lock;
 	int lock_ready;
 	int64_t readers_checked; /* CLOCK_MONOTONIC seconds; atomic access */
+	uint64_t instance;      /* store_instance */
 };
+
+/* The last store_instance handed out (atomic). */
+static uint64_t last_instance;
 
 struct store_txn {
 	struct store *store;
@@ -467,6 +471,7 @@ store_open(const char *dir, const struct store_options *opts,
 	    (s->dir = strdup(dir)) == NULL)
 		goto out;
 	s->pid = getpid();
+	s->instance = __atomic_add_fetch(&last_instance, 1, __ATOMIC_RELAXED);
 	s->max_map = o.max_map_bytes;
 	r = P8V_ERR_INTERNAL;
 	if (pthread_rwlockattr_init(&attr) != 0)
@@ -595,6 +600,43 @@ store_copy_fd(struct store *store, int fd)
 	}
 	log_errorf("store_error", "copy gave up after %d attempts", attempt);
 	return P8V_ERR_STORE;
+}
+
+int
+store_generation(struct store *store, uint64_t *gen)
+{
+	MDB_envinfo info;
+	int rc;
+
+	if (store == NULL || gen == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	/* Not check_caller: its getpid() is a system call, and reading the
+	 * meta pages is harmless even in a forked child. A nested call would
+	 * wait on grow_lock behind a writer that waits on this thread. */
+	if (txn_running)
+		return P8V_ERR_INTERNAL;
+	/* The meta pages move when the map is resized under grow_lock. */
+	if (pthread_rwlock_rdlock(&store->grow_lock) != 0)
+		return P8V_ERR_INTERNAL;
+	rc = mdb_env_info(store->env, &info);
+	pthread_rwlock_unlock(&store->grow_lock);
+	if (rc != 0)
+		return mdb_error(rc, "reading the last transaction id");
+	*gen = (uint64_t)info.me_last_txnid;
+	return 0;
+}
+
+uint64_t
+store_txn_generation(const struct store_txn *txn)
+{
+	return txn == NULL || txn->txn == NULL ? 0 :
+	    (uint64_t)mdb_txn_id(txn->txn);
+}
+
+uint64_t
+store_instance(const struct store *store)
+{
+	return store == NULL ? 0 : store->instance;
 }
 
 const char *

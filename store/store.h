@@ -141,6 +141,29 @@ int store_stats(struct store *store, struct store_stats *st);
  */
 int store_copy_fd(struct store *store, int fd);
 
+/*
+ * The id of the last write transaction committed to the environment, by any
+ * process (LMDB's me_last_txnid, read from the meta pages without opening a
+ * transaction: tens of nanoseconds). Every commit changes it, so whatever a
+ * read transaction saw is still what the store holds while this equals
+ * that transaction's store_txn_generation: a cache checks it on every use
+ * and so sees a change made by the CLI in another process from its next
+ * call on. May lag a commit that is finishing at that very moment, never
+ * report a state older than the last read transaction saw. 0,
+ * P8V_ERR_INVALID_ARGUMENT, P8V_ERR_INTERNAL (inside a transaction),
+ * P8V_ERR_STORE.
+ */
+int store_generation(struct store *store, uint64_t *gen);
+
+/* The generation of a transaction's snapshot (for a write transaction, the
+ * one its commit makes). */
+uint64_t store_txn_generation(const struct store_txn *txn);
+
+/* A number unique to this open store within the process, never reused (a
+ * process-wide cache keys on it, as a closed store's address may come back
+ * for another). */
+uint64_t store_instance(const struct store *store);
+
 /* The state directory the store was opened on (owned by the store). */
 const char *store_dir(const struct store *store);
 

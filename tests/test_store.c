@@ -624,6 +624,77 @@ test_resized_elsewhere(void)
 	free(d);
 }
 
+/* store_generation: what a read transaction saw, until a commit from this
+ * process or another one changes it; a failed write changes nothing. */
+struct gen_read {
+	uint64_t gen;
+	int inside;
+};
+
+static int
+read_gen(struct store_txn *txn, void *arg)
+{
+	struct gen_read *g = arg;
+	uint64_t dummy;
+
+	g->gen = store_txn_generation(txn);
+	/* Not from inside a transaction: it would wait on the map lock. */
+	g->inside = store_generation(store_txn_store(txn), &dummy);
+	return 0;
+}
+
+static void
+test_generation(void)
+{
+	char *d = tu_mkdtemp("p8v-gen");
+	struct kv fail = { .db = STORE_DB_META, .key = "x", .val = "1",
+	    .ret = P8V_ERR_BAD_FIELD };
+	struct gen_read g = { 0 };
+	struct store *s;
+	uint64_t g0, g1, g2, instance;
+	pid_t pid;
+	int status;
+
+	REQUIRE(d != NULL);
+	s = tsu_store(d, 0);
+	instance = store_instance(s);
+	CHECK(instance != 0);
+	CHECK_OK(store_generation(s, &g0));
+	CHECK_OK(store_read(s, read_gen, &g));
+	CHECK(g.gen == g0);
+	CHECK_INT(g.inside, P8V_ERR_INTERNAL);
+	CHECK_OK(store_generation(s, &g1));
+	CHECK(g1 == g0);
+	CHECK_INT(store_write(s, put_kv, &fail), P8V_ERR_BAD_FIELD);
+	CHECK_OK(store_generation(s, &g1));
+	CHECK(g1 == g0);
+	CHECK_OK(put(s, STORE_DB_META, "a", "1"));
+	CHECK_OK(store_generation(s, &g1));
+	CHECK(g1 > g0);
+	/* A commit by another process shows at once. */
+	if ((pid = fork()) == 0) {
+		struct store *own = NULL;
+		int ok = store_open(d, NULL, &own) == 0 &&
+		    put(own, STORE_DB_META, "b", "2") == 0;
+		store_close(own);
+		_exit(ok ? 0 : 1);
+	}
+	REQUIRE(pid > 0 && waitpid(pid, &status, 0) == pid);
+	REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_OK(store_generation(s, &g2));
+	CHECK(g2 > g1);
+	CHECK_OK(store_read(s, read_gen, &g));
+	CHECK(g.gen == g2);
+	CHECK_INT(store_generation(NULL, &g2), P8V_ERR_INVALID_ARGUMENT);
+	/* Another handle, even at the same address, is another instance. */
+	store_close(s);
+	s = tsu_store(d, 0);
+	CHECK(store_instance(s) != instance);
+	store_close(s);
+	tu_rmtree(d);
+	free(d);
+}
+
 /* Several threads write and read while the map grows under them. */
 #define THREADS 4
 #define PER_THREAD 400
@@ -898,6 +969,7 @@ main(void)
 	test_growth();
 	test_max_map();
 	test_resized_elsewhere();
+	test_generation();
 	test_threads();
 	test_stale_readers();
 	test_master_keys();
