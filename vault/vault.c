@@ -22,6 +22,36 @@
 #include "vault/tokcache.h"
 #include "vault/vault_internal.h"
 
+/* vault_find_active's cache: direct-mapped by app and environment. A slot
+ * holds the answer for one (app, env) as of one store generation; 4096
+ * slots of about 1 KiB cover the apps that send at any one time. */
+#define VAULT_ACTIVE_SLOTS 4096
+/* Envelopes known to hold the scalar of their record's point, direct-mapped
+ * by a hash of the envelope. */
+#define VAULT_CHECKED_SLOTS 1024
+/* The largest envelope the memo holds: a 32-byte scalar's. */
+#define VAULT_CHECKED_ENV_MAX (ENVELOPE_OVERHEAD + P8_SCALAR_BYTES)
+
+struct active_slot {
+	pthread_mutex_t lock;
+	int used;
+	uint64_t store_gen;             /* the answer's store generation */
+	char app[IDS_APP_MAX + 1];
+	enum key_env env;
+	int result;                     /* 0, P8V_ERR_APP_NOT_FOUND or
+	                                   P8V_ERR_NO_ACTIVE_KEY */
+	struct key_record best;         /* result 0: the active key */
+	uint8_t *aad;                   /* best's, computed when first asked */
+	size_t aad_len;
+};
+
+struct checked_env {
+	size_t env_len;                 /* 0: empty */
+	uint8_t env[VAULT_CHECKED_ENV_MAX];
+	uint8_t *aad;                   /* malloc'd */
+	size_t aad_len;
+};
+
 static const char *const mint_reason_names[VAULT_MINT_REASONS] = {
 	[VAULT_MINT_COLD] = "cold",
 	[VAULT_MINT_EXPIRED] = "expired",
@@ -36,6 +66,47 @@ vault_mint_reason_name(enum vault_mint_reason why)
 	if ((unsigned int)why >= VAULT_MINT_REASONS)
 		return NULL;
 	return mint_reason_names[why];
+}
+
+static int
+caches_create(struct vault *v)
+{
+	size_t i;
+
+	if ((v->active = calloc(VAULT_ACTIVE_SLOTS, sizeof(*v->active))) ==
+	    NULL ||
+	    (v->checked = calloc(VAULT_CHECKED_SLOTS, sizeof(*v->checked))) ==
+	    NULL)
+		return P8V_ERR_ALLOC;
+	for (i = 0; i < VAULT_ACTIVE_SLOTS; i++)
+		if (pthread_mutex_init(&v->active[i].lock, NULL) != 0)
+			return P8V_ERR_INTERNAL;
+	if (pthread_mutex_init(&v->checked_lock, NULL) != 0)
+		return P8V_ERR_INTERNAL;
+	return 0;
+}
+
+static void
+caches_destroy(struct vault *v)
+{
+	size_t i;
+
+	if (v->active != NULL) {
+		for (i = 0; i < VAULT_ACTIVE_SLOTS; i++) {
+			key_record_free(&v->active[i].best);
+			free(v->active[i].aad);
+			pthread_mutex_destroy(&v->active[i].lock);
+		}
+		free(v->active);
+		v->active = NULL;
+	}
+	if (v->checked != NULL) {
+		for (i = 0; i < VAULT_CHECKED_SLOTS; i++)
+			free(v->checked[i].aad);
+		free(v->checked);
+		v->checked = NULL;
+		pthread_mutex_destroy(&v->checked_lock);
+	}
 }
 
 int
@@ -75,6 +146,9 @@ vault_create(struct store *store, struct master_keyring *ring,
 	r = P8V_ERR_INTERNAL;
 	if (pthread_mutex_init(&v->ring_lock, NULL) != 0)
 		goto out;
+	if ((r = caches_create(v)) != 0)
+		goto out;
+	r = P8V_ERR_INTERNAL;
 	r = P8V_ERR_ALLOC;
 	if ((v->ring = calloc(1, sizeof(*v->ring))) == NULL)
 		goto out;
@@ -105,6 +179,7 @@ vault_destroy(struct vault *v)
 {
 	if (v == NULL)
 		return;
+	caches_destroy(v);
 	tokcache_destroy(v->tokens);
 	if (v->ring != NULL) {
 		/* No call may be running: this is the last reference. */
@@ -323,6 +398,7 @@ struct find {
 	uint64_t records;
 	int rank;                       /* of best: 0 none yet */
 	struct key_record best;
+	uint64_t store_gen;             /* of the snapshot read */
 };
 
 /* How well rec serves env: 2 exact (or "both" for a request of any),
@@ -364,42 +440,130 @@ find_txn(struct store_txn *txn, void *arg)
 	f->records = 0;
 	f->rank = 0;
 	key_record_free(&f->best);
+	f->store_gen = store_txn_generation(txn);
 	return key_record_list(txn, f->app, find_one, f);
+}
+
+/* FNV-1a of app and env: the slot of (app, env). */
+static struct active_slot *
+active_slot_of(struct vault *v, const char *app, enum key_env env)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *app != '\0'; app++)
+		h = (h ^ (uint8_t)*app) * 16777619u;
+	h = (h ^ (uint8_t)env) * 16777619u;
+	return &v->active[h & (VAULT_ACTIVE_SLOTS - 1)];
+}
+
+/*
+ * The answer in a slot (locked, holding app and env at the current
+ * generation): rc, and on 0 a copy of the record and, if asked, of its
+ * AAD (computed into the slot the first time).
+ */
+static int
+active_answer(struct active_slot *a, uint32_t service_bit,
+    struct key_record *rec, uint8_t **aad, size_t *aad_len)
+{
+	int r;
+
+	if (a->result != 0)
+		return a->result;
+	if ((a->best.services & service_bit) == 0)
+		return P8V_ERR_SERVICE_NOT_ALLOWED;
+	if (aad != NULL && a->aad == NULL &&
+	    (r = key_record_aad(&a->best, &a->aad, &a->aad_len)) != 0)
+		return r;
+	if ((r = key_record_copy(rec, &a->best)) != 0)
+		return r;
+	if (aad != NULL) {
+		if ((*aad = malloc(a->aad_len)) == NULL) {
+			key_record_free(rec);
+			return P8V_ERR_ALLOC;
+		}
+		memcpy(*aad, a->aad, a->aad_len);
+		*aad_len = a->aad_len;
+	}
+	return 0;
+}
+
+int
+vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
+    uint32_t service_bit, struct key_record *rec, uint8_t **aad,
+    size_t *aad_len)
+{
+	struct active_slot *a;
+	struct find f;
+	uint64_t gen = 0;
+	int have_gen, r = P8V_ERR_INVALID_ARGUMENT;
+
+	memset(&f, 0, sizeof(f));
+	if (rec != NULL)
+		memset(rec, 0, sizeof(*rec));
+	if (aad != NULL)
+		*aad = NULL;
+	if (aad_len != NULL)
+		*aad_len = 0;
+	if (v == NULL || rec == NULL || (unsigned int)env > KEY_ENV_BOTH ||
+	    (aad != NULL && aad_len == NULL))
+		goto out;
+	if ((r = ids_app_valid(app)) != 0)
+		goto out;
+	/* The cached answer, if nothing was committed since it was read:
+	 * then the store holds what it was read from, whoever writes. */
+	a = active_slot_of(v, app, env);
+	have_gen = store_generation(v->store, &gen) == 0;
+	if (have_gen) {
+		pthread_mutex_lock(&a->lock);
+		if (a->used && a->store_gen == gen && a->env == env &&
+		    strcmp(a->app, app) == 0) {
+			r = active_answer(a, service_bit, rec, aad, aad_len);
+			pthread_mutex_unlock(&a->lock);
+			goto out;
+		}
+		pthread_mutex_unlock(&a->lock);
+	}
+	f.app = app;
+	f.env = env;
+	if ((r = store_read(v->store, find_txn, &f)) != 0)
+		goto out;
+	/* Keep what this read saw, as of its own snapshot. */
+	pthread_mutex_lock(&a->lock);
+	key_record_free(&a->best);
+	free(a->aad);
+	a->aad = NULL;
+	a->aad_len = 0;
+	a->used = 0;
+	a->result = f.records == 0 ? P8V_ERR_APP_NOT_FOUND :
+	    f.rank == 0 ? P8V_ERR_NO_ACTIVE_KEY : 0;
+	if (a->result != 0 || key_record_copy(&a->best, &f.best) == 0) {
+		a->used = 1;
+		a->store_gen = f.store_gen;
+		a->env = env;
+		memcpy(a->app, app, strlen(app) + 1);
+		r = active_answer(a, service_bit, rec, aad, aad_len);
+	} else {
+		/* Out of memory for the cache: answer from the read. */
+		r = a->result != 0 ? a->result :
+		    (f.best.services & service_bit) == 0 ?
+		    P8V_ERR_SERVICE_NOT_ALLOWED :
+		    key_record_copy(rec, &f.best);
+		if (r == 0 && aad != NULL &&
+		    (r = key_record_aad(rec, aad, aad_len)) != 0)
+			key_record_free(rec);
+	}
+	pthread_mutex_unlock(&a->lock);
+ out:
+	key_record_free(&f.best);
+	return r;
 }
 
 int
 vault_find_active(struct vault *v, const char *app, enum key_env env,
     uint32_t service_bit, struct key_record *rec)
 {
-	struct find f;
-	int r = P8V_ERR_INVALID_ARGUMENT;
-
-	memset(&f, 0, sizeof(f));
-	if (rec != NULL)
-		memset(rec, 0, sizeof(*rec));
-	if (v == NULL || rec == NULL || (unsigned int)env > KEY_ENV_BOTH)
-		goto out;
-	if ((r = ids_app_valid(app)) != 0)
-		goto out;
-	f.app = app;
-	f.env = env;
-	if ((r = store_read(v->store, find_txn, &f)) != 0)
-		goto out;
-	r = P8V_ERR_APP_NOT_FOUND;
-	if (f.records == 0)
-		goto out;
-	r = P8V_ERR_NO_ACTIVE_KEY;
-	if (f.rank == 0)
-		goto out;
-	r = P8V_ERR_SERVICE_NOT_ALLOWED;
-	if ((f.best.services & service_bit) == 0)
-		goto out;
-	*rec = f.best;
-	memset(&f.best, 0, sizeof(f.best));
-	r = 0;
- out:
-	key_record_free(&f.best);
-	return r;
+	return vault_find_active_aad(v, app, env, service_bit, rec, NULL,
+	    NULL);
 }
 
 /* --- signing --- */
@@ -415,14 +579,139 @@ log_unopenable(const struct key_record *rec, const char *step, int err)
 	    rec->app, rec->key_id, step, p8v_strerror(err));
 }
 
+/* The memo slot of an envelope (FNV-1a of its bytes). */
+static struct checked_env *
+checked_slot_of(struct vault *v, const uint8_t *env, size_t len)
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ env[i]) * 16777619u;
+	return &v->checked[h & (VAULT_CHECKED_SLOTS - 1)];
+}
+
+/*
+ * 1 if this exact envelope was opened before in this process under exactly
+ * this AAD and its scalar checked against the record's point (which the
+ * AAD holds, in the record's metadata). AES-GCM makes an envelope that
+ * opens under an AAD always yield the same scalar, so neither the open (to
+ * vouch for a record) nor the comparison of scalar*G with the point (to
+ * sign) need be made again for the same bytes: a changed, moved or
+ * relabelled record, a re-seal or another master key are other bytes.
+ */
+static int
+checked_has(struct vault *v, const struct key_record *rec,
+    const uint8_t *aad, size_t aad_len)
+{
+	struct checked_env *c;
+	int found;
+
+	if (rec->envelope_len > VAULT_CHECKED_ENV_MAX)
+		return 0;
+	c = checked_slot_of(v, rec->envelope, rec->envelope_len);
+	pthread_mutex_lock(&v->checked_lock);
+	found = c->env_len == rec->envelope_len &&
+	    memcmp(c->env, rec->envelope, rec->envelope_len) == 0 &&
+	    c->aad_len == aad_len && memcmp(c->aad, aad, aad_len) == 0;
+	pthread_mutex_unlock(&v->checked_lock);
+	return found;
+}
+
+static void
+checked_add(struct vault *v, const struct key_record *rec,
+    const uint8_t *aad, size_t aad_len)
+{
+	struct checked_env *c;
+	uint8_t *copy;
+
+	if (rec->envelope_len > VAULT_CHECKED_ENV_MAX ||
+	    (copy = malloc(aad_len > 0 ? aad_len : 1)) == NULL)
+		return;
+	memcpy(copy, aad, aad_len);
+	c = checked_slot_of(v, rec->envelope, rec->envelope_len);
+	pthread_mutex_lock(&v->checked_lock);
+	free(c->aad);
+	memcpy(c->env, rec->envelope, rec->envelope_len);
+	c->env_len = rec->envelope_len;
+	c->aad = copy;
+	c->aad_len = aad_len;
+	pthread_mutex_unlock(&v->checked_lock);
+}
+
+/*
+ * Open rec's envelope under aad into *scalar (locked memory, the caller
+ * frees it) and check it against rec's point unless checked_has already
+ * knows these bytes; remember them once checked. Logs a record that does
+ * not open or whose scalar is not its point's.
+ */
+static int
+open_checked(struct vault *v, const struct key_record *rec,
+    const uint8_t *aad, size_t aad_len, uint8_t **scalar)
+{
+	struct vault_ring *ring;
+	size_t scalar_len = 0;
+	int r;
+
+	*scalar = NULL;
+	ring = vault_ring_get(v);
+	r = envelope_open(ring->keys, aad, aad_len, rec->envelope,
+	    rec->envelope_len, scalar, &scalar_len);
+	vault_ring_put(v, ring);
+	if (r != 0) {
+		log_unopenable(rec, "open", r);
+		return r;
+	}
+	if (scalar_len != P8_SCALAR_BYTES) {
+		r = P8V_ERR_INTEGRITY;
+		log_unopenable(rec, "scalar_length", r);
+		goto fail;
+	}
+	if (checked_has(v, rec, aad, aad_len))
+		return 0;
+	r = p8_scalar_check(*scalar, rec->public_point);
+	if (r == P8V_ERR_P8_BAD_SCALAR || r == P8V_ERR_P8_PUBKEY_MISMATCH) {
+		r = P8V_ERR_INTEGRITY;
+		log_unopenable(rec, "public_point", r);
+		goto fail;
+	}
+	if (r != 0)
+		goto fail;
+	checked_add(v, rec, aad, aad_len);
+	return 0;
+ fail:
+	secmem_free(*scalar); /* wipes */
+	*scalar = NULL;
+	return r;
+}
+
+int
+vault_sign_record_aad(struct vault *v, const struct key_record *rec,
+    const uint8_t *aad, size_t aad_len, const json_t *header,
+    const json_t *claims, char **token)
+{
+	uint8_t *scalar = NULL;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	if (token != NULL)
+		*token = NULL;
+	if (v == NULL || rec == NULL || token == NULL || aad == NULL ||
+	    rec->envelope == NULL)
+		goto out;
+	if ((r = open_checked(v, rec, aad, aad_len, &scalar)) != 0)
+		goto out;
+	r = jwt_sign_es256_scalar(scalar, header, claims, token);
+ out:
+	secmem_free(scalar); /* wipes */
+	return r;
+}
+
 int
 vault_sign_record(struct vault *v, const struct key_record *rec,
     const json_t *header, const json_t *claims, char **token)
 {
-	struct p8_key *key = NULL;
-	struct vault_ring *ring = NULL;
-	uint8_t *aad = NULL, *scalar = NULL;
-	size_t aad_len = 0, scalar_len = 0;
+	uint8_t *aad = NULL;
+	size_t aad_len = 0;
 	int r = P8V_ERR_INVALID_ARGUMENT;
 
 	if (token != NULL)
@@ -434,44 +723,34 @@ vault_sign_record(struct vault *v, const struct key_record *rec,
 		log_unopenable(rec, "aad", r);
 		goto out;
 	}
-	ring = vault_ring_get(v);
-	r = envelope_open(ring->keys, aad, aad_len, rec->envelope,
-	    rec->envelope_len, &scalar, &scalar_len);
-	vault_ring_put(v, ring);
-	if (r != 0) {
-		log_unopenable(rec, "open", r);
-		goto out;
-	}
-	if (scalar_len != P8_SCALAR_BYTES) {
-		r = P8V_ERR_INTEGRITY;
-		log_unopenable(rec, "scalar_length", r);
-		goto out;
-	}
-	/* Recomputes scalar*G and compares it with the stored point. */
-	r = p8_key_from_scalar(scalar, rec->public_point, &key);
-	secmem_free(scalar); /* wipes: the key holds its own copy now */
-	scalar = NULL;
-	if (r == P8V_ERR_P8_BAD_SCALAR || r == P8V_ERR_P8_PUBKEY_MISMATCH) {
-		r = P8V_ERR_INTEGRITY;
-		log_unopenable(rec, "public_point", r);
-		goto out;
-	}
-	if (r != 0)
-		goto out;
-	r = jwt_sign_es256(key, header, claims, token);
+	r = vault_sign_record_aad(v, rec, aad, aad_len, header, claims, token);
  out:
-	p8_key_destroy(key);
-	secmem_free(scalar);
 	free(aad);
+	return r;
+}
+
+int
+vault_record_vouch_aad(struct vault *v, const struct key_record *rec,
+    const uint8_t *aad, size_t aad_len)
+{
+	uint8_t *scalar = NULL;
+	int r;
+
+	if (v == NULL || rec == NULL || aad == NULL || rec->envelope == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	/* Known bytes: they opened before, and open the same way now. */
+	if (checked_has(v, rec, aad, aad_len))
+		return 0;
+	r = open_checked(v, rec, aad, aad_len, &scalar);
+	secmem_free(scalar); /* wipes */
 	return r;
 }
 
 int
 vault_record_vouch(struct vault *v, const struct key_record *rec)
 {
-	struct vault_ring *ring;
-	uint8_t *aad = NULL, *pt = NULL;
-	size_t aad_len = 0, pt_len = 0;
+	uint8_t *aad = NULL;
+	size_t aad_len = 0;
 	int r = P8V_ERR_INVALID_ARGUMENT;
 
 	if (v == NULL || rec == NULL || rec->envelope == NULL)
@@ -480,14 +759,8 @@ vault_record_vouch(struct vault *v, const struct key_record *rec)
 		log_unopenable(rec, "aad", r);
 		goto out;
 	}
-	ring = vault_ring_get(v);
-	r = envelope_open(ring->keys, aad, aad_len, rec->envelope,
-	    rec->envelope_len, &pt, &pt_len);
-	vault_ring_put(v, ring);
-	if (r != 0)
-		log_unopenable(rec, "open", r);
+	r = vault_record_vouch_aad(v, rec, aad, aad_len);
  out:
-	secmem_free(pt); /* wipes */
 	free(aad);
 	return r;
 }
@@ -501,6 +774,8 @@ vault_sign_app(struct vault *v, const char *app, enum key_env env,
 {
 	struct key_record rec = { 0 };
 	json_t *header = NULL, *claims = NULL, *kid, *exp;
+	uint8_t *aad = NULL;
+	size_t aad_len = 0;
 	char *token = NULL;
 	int64_t now;
 	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
@@ -511,7 +786,8 @@ vault_sign_app(struct vault *v, const char *app, enum key_env env,
 	    key_service_name(service_bit) == NULL ||
 	    vault_actor_valid(actor) != 0)
 		goto out;
-	if ((r = vault_find_active(v, app, env, service_bit, &rec)) != 0)
+	if ((r = vault_find_active_aad(v, app, env, service_bit, &rec, &aad,
+	    &aad_len)) != 0)
 		goto out;
 	found = 1;
 	now = tokcache_wall_now();
@@ -526,7 +802,8 @@ vault_sign_app(struct vault *v, const char *app, enum key_env env,
 	if (kid != NULL && (!json_is_string(kid) ||
 	    strcmp(json_string_value(kid), rec.key_id) != 0))
 		goto out;
-	if ((r = vault_sign_record(v, &rec, header, claims, &token)) != 0)
+	if ((r = vault_sign_record_aad(v, &rec, aad, aad_len, header, claims,
+	    &token)) != 0)
 		goto out;
 	exp = json_object_get(claims, "exp");
 	out->token = token;
@@ -546,6 +823,7 @@ vault_sign_app(struct vault *v, const char *app, enum key_env env,
 	json_decref(header);
 	json_decref(claims);
 	key_record_free(&rec);
+	free(aad);
 	free(token);
 	return r;
 }

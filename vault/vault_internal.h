@@ -25,6 +25,8 @@
 #define VAULT_TIME_RFC3339_BYTES 21
 
 struct tokcache;
+struct active_slot;
+struct checked_env;
 
 /*
  * A counted reference to a keyring. vault_set_keyring (the daemon's
@@ -49,6 +51,13 @@ struct vault {
 	struct vault_ring *ring;        /* current (holds one reference);
 	                                   swapped by vault_set_keyring */
 	struct tokcache *tokens;        /* the APNs token cache */
+	/* vault_find_active's answers, each valid for one store generation
+	 * (vault.c). */
+	struct active_slot *active;
+	/* Envelopes whose scalar has been checked against its record's
+	 * public point in this process (vault.c, vault_sign_record). */
+	struct checked_env *checked;
+	pthread_mutex_t checked_lock;
 	int64_t apns_reuse_s;
 	uint8_t boot_id[VAULT_BOOT_ID_BYTES]; /* all zero: unknown */
 
@@ -104,6 +113,18 @@ int vault_find_active(struct vault *v, const char *app, enum key_env env,
     uint32_t service_bit, struct key_record *rec);
 
 /*
+ * vault_find_active, also handing back the record's authenticated data
+ * (key_record_aad; *aad malloc'd, the caller frees it; NULL on failure).
+ * Answers come from a cache of earlier answers while the store's
+ * generation (store_generation: any commit by any process changes it) is
+ * the one they were read at: no store transaction, no record decoding.
+ * Same returns as vault_find_active.
+ */
+int vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
+    uint32_t service_bit, struct key_record *rec, uint8_t **aad,
+    size_t *aad_len);
+
+/*
  * Unseal rec's scalar (envelope_open with key_record_aad(rec)), rebuild the
  * key against rec's public point, sign header and claims, and wipe the
  * scalar and destroy the key before returning. *token is malloc'd (the
@@ -116,6 +137,12 @@ int vault_find_active(struct vault *v, const char *app, enum key_env env,
  */
 int vault_sign_record(struct vault *v, const struct key_record *rec,
     const json_t *header, const json_t *claims, char **token);
+
+/* vault_sign_record with rec's authenticated data already computed (from
+ * vault_find_active_aad). */
+int vault_sign_record_aad(struct vault *v, const struct key_record *rec,
+    const uint8_t *aad, size_t aad_len, const json_t *header,
+    const json_t *claims, char **token);
 
 /*
  * Check that rec's sealed key opens under rec's own identity and metadata
@@ -131,6 +158,17 @@ int vault_sign_record(struct vault *v, const struct key_record *rec,
  * P8V_ERR_ALLOC.
  */
 int vault_record_vouch(struct vault *v, const struct key_record *rec);
+
+/*
+ * vault_record_vouch with rec's authenticated data already computed (from
+ * vault_find_active_aad). A record whose exact bytes (envelope and AAD)
+ * this process has opened before is vouched for without opening it again
+ * (see checked_has in vault.c); the first time, its scalar is also checked
+ * against its public point (a mismatch is P8V_ERR_INTEGRITY, as signing
+ * with it would be). Same returns as vault_record_vouch.
+ */
+int vault_record_vouch_aad(struct vault *v, const struct key_record *rec,
+    const uint8_t *aad, size_t aad_len);
 
 /* 1 if two key environments overlap (equal, or either is "both"). */
 int vault_env_overlap(enum key_env a, enum key_env b);
