@@ -323,6 +323,55 @@ run_cases(void)
 	}
 }
 
+/*
+ * JSON answers are written byte for byte as json_dumps(JSON_COMPACT) writes
+ * them, whichever way api/http.c serialises them (flat objects of integers
+ * and plain ASCII strings by hand, the rest by jansson): /json echoes what
+ * it is sent.
+ */
+static void
+test_json_bytes(void)
+{
+	static const char *const bodies[] = {
+		"{\"token\":\"eyJ.eyJ.sig-_\",\"key_id\":\"ABC1234567\","
+		    "\"issued_at\":1795475338,\"expires_at\":-1}",
+		"{\"a\":9223372036854775807,\"b\":-9223372036854775808}",
+		"{\"s\":\"a/b ~!#$%&'()*+,-.:;<=>?@[]^`{|}\"}",
+		"{}",
+		"{\"q\":\"a\\\"b\"}",              /* escapes: jansson */
+		"{\"q\":\"a\\\\b\"}",
+		"{\"q\":\"\\u00e9\"}",
+		"{\"q\":\"\\u0001\"}",
+		"{\"q\":\"\\u007f\"}",
+		"{\"q\":null,\"r\":true,\"s\":1.5}",
+		"{\"o\":{\"a\":1},\"l\":[1,\"x\"]}",
+		"{\"k\\\"\":1}",
+	};
+	char req[1024], resp[RESPONSE_MAX];
+	const char *b;
+	json_t *in;
+	char *want;
+	size_t i;
+	int n;
+
+	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		n = snprintf(req, sizeof(req), "POST /json HTTP/1.1\r\n" H
+		    "Content-Type: application/json\r\nContent-Length: "
+		    "%zu\r\n\r\n%s", strlen(bodies[i]), bodies[i]);
+		REQUIRE(n > 0 && (size_t)n < sizeof(req));
+		REQUIRE((in = json_loads(bodies[i], 0, NULL)) != NULL);
+		REQUIRE((want = json_dumps(in, JSON_COMPACT)) != NULL);
+		exchange(req, (size_t)n, resp);
+		CHECKF(status_of(resp) == 200, "json %zu: %.200s", i, resp);
+		b = strstr(resp, "\r\n\r\n");
+		CHECKF(b != NULL && strcmp(b + 4, want) == 0,
+		    "json %zu: body %s, want %s", i, b != NULL ? b + 4 : "-",
+		    want);
+		free(want);
+		json_decref(in);
+	}
+}
+
 static void
 test_text(void)
 {
@@ -383,6 +432,7 @@ test_server(void)
 	REQUIRE(api_server_listen(srv, API_LISTENER_PORTAL, listen_loopback(),
 	    2, NULL) == 0);
 	run_cases();
+	test_json_bytes();
 	test_text();
 
 	/* Readiness: the same route answers once a backend is set. */
