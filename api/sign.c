@@ -70,57 +70,58 @@ token_shaped(const char *s, size_t len)
 	return dots == 2;
 }
 
-/*
- * The optional body of apns-token: {} or any of environment,
- * rejected_token + reason. *rejected points into body (valid while body
- * lives). On a refusal the response is set and *answered is 1.
- */
-static int
-parse_apns_body(struct api_request *req, const json_t *body,
-    enum key_env *env, const char **rejected,
-    enum vault_reject_reason *reason, int *answered)
+int
+api_sign_apns_body_parse(const json_t *body, enum key_env *env,
+    const char **rejected, enum vault_reject_reason *reason,
+    const char **detail)
 {
 	const char *member, *s;
 	json_t *v;
 
-	*answered = 1;
+	*detail = NULL;
+	*env = KEY_ENV_BOTH;
+	*rejected = NULL;
+	*reason = VAULT_REJECT_NONE;
 	json_object_foreach((json_t *)body, member, v) {
 		if (strcmp(member, APNS_MEMBER_ENVIRONMENT) == 0) {
 			if (!json_is_string(v) ||
 			    key_env_from_name(json_string_value(v), env) != 0 ||
-			    *env == KEY_ENV_BOTH)
-				return refuse(req, P8V_ERR_BAD_FIELD,
-				    "\"environment\" must be \"development\" "
-				    "or \"production\"");
+			    *env == KEY_ENV_BOTH) {
+				*detail = "\"environment\" must be "
+				    "\"development\" or \"production\"";
+				return P8V_ERR_BAD_FIELD;
+			}
 		} else if (strcmp(member, APNS_MEMBER_REJECTED) == 0) {
 			if (!json_is_string(v) ||
 			    !token_shaped(json_string_value(v),
-			    json_string_length(v)))
-				return refuse(req, P8V_ERR_BAD_FIELD,
-				    "\"rejected_token\" must be the compact "
-				    "token APNs refused");
+			    json_string_length(v))) {
+				*detail = "\"rejected_token\" must be the "
+				    "compact token APNs refused";
+				return P8V_ERR_BAD_FIELD;
+			}
 			*rejected = json_string_value(v);
 		} else if (strcmp(member, APNS_MEMBER_REASON) == 0) {
 			s = json_is_string(v) ? json_string_value(v) : "";
-			if (strcmp(s, "ExpiredProviderToken") == 0)
+			if (strcmp(s, "ExpiredProviderToken") == 0) {
 				*reason = VAULT_REJECT_EXPIRED;
-			else if (strcmp(s, "InvalidProviderToken") == 0)
+			} else if (strcmp(s, "InvalidProviderToken") == 0) {
 				*reason = VAULT_REJECT_INVALID;
-			else
-				return refuse(req, P8V_ERR_BAD_FIELD,
-				    "\"reason\" must be "
+			} else {
+				*detail = "\"reason\" must be "
 				    "\"ExpiredProviderToken\" or "
-				    "\"InvalidProviderToken\"");
+				    "\"InvalidProviderToken\"";
+				return P8V_ERR_BAD_FIELD;
+			}
 		} else {
-			return refuse(req, P8V_ERR_UNKNOWN_FIELD,
-			    "unknown member: an apns-token body takes only "
-			    "environment, rejected_token and reason");
+			*detail = "unknown member: an apns-token body takes "
+			    "only environment, rejected_token and reason";
+			return P8V_ERR_UNKNOWN_FIELD;
 		}
 	}
-	if ((*rejected != NULL) != (*reason != VAULT_REJECT_NONE))
-		return refuse(req, P8V_ERR_BAD_FIELD,
-		    "\"rejected_token\" and \"reason\" go together");
-	*answered = 0;
+	if ((*rejected != NULL) != (*reason != VAULT_REJECT_NONE)) {
+		*detail = "\"rejected_token\" and \"reason\" go together";
+		return P8V_ERR_BAD_FIELD;
+	}
 	return 0;
 }
 
@@ -190,11 +191,11 @@ api_sign_handle_apns_token(struct api_request *req)
 	struct vault_token tok;
 	struct vault *v;
 	json_t *body = NULL;
-	const char *app, *rejected = NULL;
+	const char *app, *rejected = NULL, *detail = NULL;
 	enum key_env env = KEY_ENV_BOTH;
 	enum vault_reject_reason reason = VAULT_REJECT_NONE;
 	size_t body_len = 0;
-	int answered = 0, r = P8V_ERR_INTERNAL;
+	int r = P8V_ERR_INTERNAL;
 
 	memset(&tok, 0, sizeof(tok));
 	app = api_request_param(req, "app");
@@ -207,9 +208,11 @@ api_sign_handle_apns_token(struct api_request *req)
 	if (body_len != 0) {
 		if ((r = api_request_json(req, &body)) != 0)
 			goto out;
-		if ((r = parse_apns_body(req, body, &env, &rejected, &reason,
-		    &answered)) != 0 || answered)
+		if ((r = api_sign_apns_body_parse(body, &env, &rejected,
+		    &reason, &detail)) != 0) {
+			r = refuse(req, r, detail);
 			goto out;
+		}
 	}
 	if ((r = vault_apns_token(v, app, env, rejected, reason,
 	    api_request_principal(req)->actor, &tok)) != 0) {

@@ -31,10 +31,31 @@
 #ifndef P8V_API_SIGN_H
 #define P8V_API_SIGN_H
 
+#include <jansson.h>
+
+#include "store/records.h"
+#include "vault/vault.h"
+
 struct api_request;
 
 int api_sign_handle_apns_token(struct api_request *req);
 int api_sign_handle_jwt(struct api_request *req);
 int api_sign_handle_metrics(struct api_request *req);
+
+/*
+ * The apns-token body check, without HTTP (the handler calls it; public so
+ * that fuzz/fuzz_apns_body.c reaches it): body is the request's JSON object
+ * (as api_request_json returns it). *env gets the environment
+ * (KEY_ENV_BOTH when absent), *rejected the rejected_token (pointing into
+ * body, valid while body lives; NULL when absent: else a compact JWS shape
+ * shorter than JWT_MAX_TOKEN_BYTES, no NUL), *reason its reason
+ * (VAULT_REJECT_NONE when absent). On failure *detail gets a static
+ * message for the error response (never input bytes), else NULL.
+ * Returns 0, P8V_ERR_BAD_FIELD (a member with a wrong type or value,
+ * rejected_token without reason or the reverse), P8V_ERR_UNKNOWN_FIELD.
+ */
+int api_sign_apns_body_parse(const json_t *body, enum key_env *env,
+    const char **rejected, enum vault_reject_reason *reason,
+    const char **detail);
 
 #endif /* P8V_API_SIGN_H */
