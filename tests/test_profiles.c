@@ -467,6 +467,70 @@ test_copies(void)
 	profile_request_finish(&req);
 }
 
+/*
+ * The whole list is at most PROFILE_LIST_BYTES_MAX as compact JSON, escapes
+ * counted: else a request within the count and length limits passed
+ * validation and failed at signing (P8V_ERR_TOO_LARGE, 413, after the key
+ * was unsealed), as fuzz/fuzz_jwt_profile found with 32 scopes of 256
+ * characters and 16 origins of the longest host name.
+ */
+static void
+test_list_bytes(void)
+{
+	struct profile_request req;
+	json_t *j, *list;
+	char item[PROFILE_ORIGIN_ITEM_MAX + 1];
+	size_t i, len;
+
+	/* 9 scopes: 8 of 224 and one of 228 characters: 2 + 9 * 2 + 8 +
+	 * 8 * 224 + 228 = 2048 bytes pass; a 229th character, or an escaped
+	 * '"' instead of a letter, fails. */
+	j = load("{\"profile\":\"app_store_connect\",\"issuer_id\":\"" UUID
+	    "\"}");
+	list = json_array();
+	for (i = 0; i < 9; i++) {
+		len = i < 8 ? 224 : 228;
+		memset(item, 'a', len);
+		memcpy(item, "GET /", 5);
+		item[5] = (char)('0' + i);
+		item[len] = '\0';
+		json_array_append_new(list, json_string(item));
+	}
+	json_object_set_new(j, "scope", list);
+	CHECK_INT(json_dumpb(list, NULL, 0, JSON_COMPACT),
+	    PROFILE_LIST_BYTES_MAX);
+	CHECK_OK(profile_parse(j, &req, NULL));
+	profile_request_finish(&req);
+	item[len] = 'a';
+	item[len + 1] = '\0';
+	json_array_set_new(list, 8, json_string(item));
+	CHECK_ERR(profile_parse(j, &req, NULL), P8V_ERR_BAD_FIELD);
+	item[len] = '\0';
+	item[len - 1] = '"';
+	json_array_set_new(list, 8, json_string(item));
+	CHECK_ERR(profile_parse(j, &req, NULL), P8V_ERR_BAD_FIELD);
+	json_decref(j);
+
+	/* 7 origins of the longest form pass, 8 do not. */
+	j = load("{\"profile\":\"maps\"}");
+	list = json_array();
+	for (i = 0; i < 8; i++) {
+		/* "https://" + 63.63.63.61 + ":1000i" = 8 + 253 + 6 */
+		snprintf(item, sizeof(item), "https://%063d.%063d.%063d.%061d:"
+		    "1000%zu", 0, 0, 0, 0, i);
+		CHECK_INT(strlen(item), PROFILE_ORIGIN_ITEM_MAX);
+		json_array_append_new(list, json_string(item));
+		if (i == 6) {
+			json_object_set(j, "origin", list);
+			CHECK_OK(profile_parse(j, &req, NULL));
+			profile_request_finish(&req);
+		}
+	}
+	CHECK_ERR(profile_parse(j, &req, NULL), P8V_ERR_BAD_FIELD);
+	json_decref(list);
+	json_decref(j);
+}
+
 /* Boundaries of list sizes, built by loops rather than written out. */
 static void
 test_list_limits(void)
@@ -517,6 +581,8 @@ test_list_limits(void)
 	json_array_append_new(list, json_string("https://more.example"));
 	CHECK_ERR(profile_parse(j, &req, NULL), P8V_ERR_BAD_FIELD);
 	json_decref(j);
+
+	test_list_bytes();
 }
 
 /* Client and service ids of 255 characters pass, 256 fail; a DNS label of

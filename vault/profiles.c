@@ -235,9 +235,11 @@ get_string(const json_t *v, size_t max, const char **s, size_t *len)
 }
 
 /*
- * A JSON array of 1..max strings, each accepted by ok; *out gets a fresh
- * array of copies. Duplicates are refused: a list of permissions or
- * origins with a repeated entry is a caller's mistake, not a wish.
+ * A JSON array of 1..max strings, each accepted by ok, of at most
+ * PROFILE_LIST_BYTES_MAX as compact JSON (as the token will carry it);
+ * *out gets a fresh array of copies. Duplicates are refused: a list of
+ * permissions or origins with a repeated entry is a caller's mistake, not
+ * a wish.
  */
 static int
 parse_list(const json_t *v, size_t max, size_t item_max,
@@ -269,6 +271,8 @@ parse_list(const json_t *v, size_t max, size_t item_max,
 			goto out;
 		}
 	}
+	if (json_dumpb(list, NULL, 0, JSON_COMPACT) > PROFILE_LIST_BYTES_MAX)
+		goto out;
 	*out = list;
 	list = NULL;
 	r = 0;
@@ -387,7 +391,8 @@ profile_parse(const json_t *request, struct profile_request *out,
 				r = e;
 				why = "\"scope\" must be an array of 1-32 "
 				    "distinct \"METHOD /path\" strings of at "
-				    "most 256 printable characters";
+				    "most 256 printable characters, at most "
+				    "2048 bytes as JSON in all";
 				goto out;
 			}
 		} else if (strcmp(member, "origin") == 0 &&
@@ -398,7 +403,8 @@ profile_parse(const json_t *request, struct profile_request *out,
 				r = e;
 				why = "\"origin\" must be an array of 1-16 "
 				    "distinct https origins "
-				    "(\"https://host[:port]\")";
+				    "(\"https://host[:port]\"), at most 2048 "
+				    "bytes as JSON in all";
 				goto out;
 			}
 		} else {

@@ -21,7 +21,8 @@
  *   app_store_connect "issuer_id" (required, UUID 8-4-4-4-12 hex, either
  *                     case, signed as given), "expires_in" (1..1200,
  *                     default 1200), "scope" (optional, 1..32 strings
- *                     "METHOD /path", printable ASCII, at most 256 each)
+ *                     "METHOD /path", printable ASCII, at most 256 each,
+ *                     at most PROFILE_LIST_BYTES_MAX as JSON in all)
  *     header {"alg":"ES256","kid":KID,"typ":"JWT"}
  *     claims {"iss":ISSUER,"iat":NOW,"exp":NOW+E,"aud":"appstoreconnect-v1"
  *             [,"scope":[...]]}
@@ -31,7 +32,8 @@
  *     claims {"iss":TEAM,"iat":NOW,"exp":NOW+E,
  *             "aud":"https://appleid.apple.com","sub":CLIENT_ID}
  *   musickit          "expires_in" (1..15777000, default 3600), "origin"
- *                     (optional, 1..16 https origins)
+ *                     (optional, 1..16 https origins, at most
+ *                     PROFILE_LIST_BYTES_MAX as JSON in all)
  *     header {"alg":"ES256","kid":KID}
  *     claims {"iss":TEAM,"iat":NOW,"exp":NOW+E[,"origin":[...]]}
  *   weatherkit        "service_id" (required, 1..255 of [A-Za-z0-9.-]),
@@ -88,13 +90,21 @@
 /* Client ids and service ids: reverse-DNS names; Apple's bundle ids are at
  * most 155 characters, 255 leaves room and bounds a token. */
 #define PROFILE_ID_MAX 255
-/* App Store Connect scope: a token for a handful of operations; 32 entries
- * of 256 characters keep the token under JWT_MAX_TOKEN_BYTES... */
+/* App Store Connect scope: a token for a handful of operations, each
+ * "METHOD /path" of at most 256 characters... */
 #define PROFILE_SCOPE_MAX 32
 #define PROFILE_SCOPE_ITEM_MAX 256
-/* ...as do 16 origins of "https://" and a DNS name (253) and a port. */
+/* ...and origins: "https://", a DNS name (253) and a port. */
 #define PROFILE_ORIGIN_MAX 16
 #define PROFILE_ORIGIN_ITEM_MAX (8 + 253 + 6)
+/* A scope or origin list as the token carries it (compact JSON, escapes
+ * included) is at most this many bytes, so that the token stays under
+ * JWT_MAX_TOKEN_BYTES: with the largest header (45 bytes) and other claims
+ * (128), 60 + 1 + 4/3 * 2176 + 1 + 86 = 3050 characters. The counts and
+ * lengths above do not bound it alone: 32 scopes of 256 characters are
+ * 8 KB, twice that with JSON escapes, and would fail at signing, after
+ * the key was unsealed. */
+#define PROFILE_LIST_BYTES_MAX 2048
 /* Longest profile name, with its NUL. */
 #define PROFILE_NAME_MAX 32
 
