@@ -48,8 +48,10 @@ struct store_master_key_usage {
  * recorded (recorded = 0: data sealed under a key this store never checked),
  * with the number of key records each seals (a full scan; tombstones have no
  * envelope and count for none). Ordered by id. *out is malloc'd (free());
- * *n may be 0. Returns 0, P8V_ERR_INTEGRITY (a record or meta entry fails to
- * decode), P8V_ERR_ALLOC, P8V_ERR_STORE.
+ * *n may be 0. The records are not decoded: each envelope's key id is read
+ * from the stored bytes (key_record_raw_parts). Returns 0,
+ * P8V_ERR_INTEGRITY (a record's value or envelope header, or a meta entry,
+ * is malformed), P8V_ERR_ALLOC, P8V_ERR_STORE.
  */
 int store_master_key_usage(struct store_txn *txn,
     struct store_master_key_usage **out, size_t *n);

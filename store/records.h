@@ -149,6 +149,41 @@ int key_record_encode(const struct key_record *rec, uint8_t **val,
     size_t *val_len);
 int key_record_decode(const uint8_t *key, size_t klen, const uint8_t *val,
     size_t vlen, struct key_record *rec);
+
+/*
+ * A stored value taken apart without decoding it: its metadata bytes (the
+ * canonical JSON, exactly as key_record_aad puts them in the AAD) and its
+ * envelope (NULL and 0 for a tombstone). Only the format byte and the
+ * lengths are checked: for work that the envelope's authentication covers
+ * anyway (an envelope opens under the AAD built from these bytes only if
+ * they are the bytes it was sealed with), such as re-wrapping it under a
+ * new master key or reading which master key seals it. Pointers into val.
+ * Returns 0 or P8V_ERR_INTEGRITY.
+ */
+int key_record_raw_parts(const uint8_t *val, size_t vlen,
+    const uint8_t **meta, size_t *meta_len, const uint8_t **env,
+    size_t *env_len);
+
+/*
+ * The AAD of the record stored under key (klen bytes) with value val, from
+ * the raw bytes: what key_record_aad gives for its decoding. *aad is
+ * malloc'd. Returns 0, P8V_ERR_INTEGRITY (see key_record_raw_parts),
+ * P8V_ERR_ALLOC.
+ */
+int key_record_raw_aad(const uint8_t *key, size_t klen, const uint8_t *val,
+    size_t vlen, uint8_t **aad, size_t *aad_len);
+
+/*
+ * Store, under key, the value val with its envelope replaced by env (a
+ * re-wrap: the format byte and metadata bytes are kept as they are, so the
+ * AAD does not change). val must be a value key_record_raw_parts accepts
+ * and not a tombstone. Write transactions. Returns 0,
+ * P8V_ERR_INTEGRITY, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC, and
+ * store_put's errors.
+ */
+int key_record_put_envelope(struct store_txn *txn, const uint8_t *key,
+    size_t klen, const uint8_t *val, size_t vlen, const uint8_t *env,
+    size_t env_len);
 /* The LMDB key of (app, key_id) into buf (KEY_RECORD_DB_KEY_MAX bytes);
  * *klen gets its length. 0, P8V_ERR_BAD_APP_ID, P8V_ERR_BAD_KEY_ID. */
 int key_record_db_key(const char *app, const char *key_id,
