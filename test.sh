@@ -6,6 +6,9 @@
 #
 # Environment: P8V_TEST_ARGS passes extra arguments to `meson test` (e.g. a
 # test name); P8V_SKIP_SANITIZE=1 skips the sanitizer build (local use).
+# CI=true (set by CI) also runs every fuzz target with libFuzzer for
+# FUZZ_SECONDS (default 60) each (fuzz/run.sh); each target counts as one
+# test. Both builds replay the fuzz seed corpora in any case.
 set -uo pipefail
 cd "$(dirname "$0")" || exit 1
 . scripts/deps.sh
@@ -47,6 +50,27 @@ run_suite build
 if [ "${P8V_SKIP_SANITIZE:-0}" != 1 ]; then
 	run_suite build-sanitize -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debug
+fi
+
+# fuzz/run.sh prints "fuzz: PASS <target>" or "fuzz: FAIL <target>" per
+# target; a failure before any target ran (setup, build) counts as one.
+run_fuzz() {
+	local log rc ok fail
+	log=$(mktemp)
+	fuzz/run.sh 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	ok=$(grep -c '^fuzz: PASS ' "$log")
+	fail=$(grep -c '^fuzz: FAIL ' "$log")
+	if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+		fail=1
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + fail))
+	rm -f "$log"
+}
+
+if [ "${CI:-}" = true ]; then
+	run_fuzz
 fi
 
 echo "tests: $passed passed, $failed failed"
