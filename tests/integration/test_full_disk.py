@@ -5,9 +5,11 @@ system (a tmpfs of a few MiB, then a filler file leaving a little room).
 - Uploads go on until the disk is full: every answer is 201 or 507
   insufficient_storage, nothing else (no 500, no dropped connection).
 - No 2xx for anything not stored: every upload answered 201 is there
-  (GET, with its fingerprint) and every one answered 507 is absent; the
-  same for an APNs mint (a token only if its audit event was stored) and
-  a revocation. Reads, cached tokens and JWTs that write nothing go on.
+  (GET, with its fingerprint) and every one answered 507 is absent; APNs
+  mints and revocations go on until refused (at least one mint must be):
+  a token only if its audit event was stored, a key revoked only if the
+  answer said so. Reads, cached tokens and JWTs that write nothing go
+  on.
 - Recovery without a restart, twice: once the filler is deleted, and
   once the file system is remounted larger, the same daemon (same pid)
   stores again, including the uploads it refused.
@@ -50,6 +52,11 @@ PAGE = 4096
 # (the most the API takes) make a record of about 16 KiB.
 BIG_TOPICS = 64
 BIG_TOPIC_LEN = 250
+# Apps whose first APNs mint, and keys whose revocation, come once the
+# disk is full (a mint writes a sealed token and an audit event; a
+# revocation rewrites the record and writes an event).
+PRE_MINT = 40
+PRE_REVOKE = 20
 # Larger size for the second recovery.
 FS_BIGGER = "64m"
 TOOL_TIMEOUT_S = 30
@@ -226,6 +233,13 @@ def partial_room(v, uploads, tally, prefix):
                      {201, 507})
 
 
+def audit(v):
+    """The audit events, read with mdb_dump (LMDB lets it read while the
+    daemon writes)."""
+    _, events = mdb_read(v.state, "audit")
+    return [json.loads(e) for e in events.values()]
+
+
 def check_stored(v, uploads, tally):
     """Every upload whose last answer was 201 is there (any 201 before
     as well); every one only ever answered 507 is absent."""
@@ -254,14 +268,17 @@ def a_full_disk_is_507_stores_nothing_and_recovers_without_a_restart():
         pid = v.d.proc.pid
         uploads = []
         tally = Tally("answers on a full disk")
-        # Three keys stored while there is room: pre.0 gets a token now.
-        pre = []
-        for i in range(3):
-            u = Upload("pre.%d" % i)
+        # Keys stored while there is room: pre.0 gets a token now; the
+        # mint.* apps get their first token and the rev.* keys their
+        # revocation once the disk is full.
+        pre = {}
+        for app in ["pre.0"] + ["mint.%02d" % i for i in range(PRE_MINT)] + \
+                ["rev.%02d" % i for i in range(PRE_REVOKE)]:
+            u = Upload(app)
             u.services = ["apns", "devicecheck"]
             r = v.portal("POST", "/v1/apps/%s/keys" % u.app, u.body())
             check_eq(status(r), 201, "upload before filling")
-            pre.append(u)
+            pre[app] = u
         r0 = v.sign("/v1/apps/pre.0/apns-token")
         check_eq(status(r0), 200, "token before filling")
 
@@ -272,12 +289,34 @@ def a_full_disk_is_507_stores_nothing_and_recovers_without_a_restart():
         check(stored > 0, "nothing fitted in the slack: the test did not "
               "see the transition from room to full")
         partial_room(v, uploads, tally, "partial1")
-        # While full: a mint (cold key) and a revocation need a write.
-        mint = v.sign("/v1/apps/pre.1/apns-token")
-        tally.expect("mint while full", status(mint), {200, 507})
-        revoke = v.portal("DELETE", "/v1/apps/pre.2/keys/%s" %
-                          pre[2].key_id)
-        tally.expect("revoke while full", status(revoke), {200, 507})
+        # What the big records left free, small ones fill.
+        upload_until_full(v, uploads, tally, "fill1b")
+        # While full: APNs mints (a cached token and an audit event each)
+        # until they are refused, then revocations.
+        mints, revokes = {}, {}
+        streak = 0
+        for i in range(PRE_MINT):
+            app = "mint.%02d" % i
+            r = v.sign("/v1/apps/%s/apns-token" % app)
+            mints[app] = r
+            tally.expect("mint %s while full" % app, status(r), {200, 507})
+            streak = streak + 1 if status(r) != 200 else 0
+            if streak == FULL_STREAK:
+                break
+        for i in range(PRE_REVOKE):
+            app = "rev.%02d" % i
+            r = v.portal("DELETE", "/v1/apps/%s/keys/%s" % (
+                app, pre[app].key_id))
+            revokes[app] = r
+            tally.expect("revoke %s while full" % app, status(r),
+                         {200, 507})
+        counts = lambda d, st: sum(status(r) == st for r in d.values())
+        print("  while full: %d mints stored, %d refused; %d revocations "
+              "stored, %d refused" % (counts(mints, 200), counts(mints, 507),
+                                      counts(revokes, 200),
+                                      counts(revokes, 507)))
+        check(counts(mints, 507) > 0, "no mint was refused: the disk was "
+              "not full, the mints proved nothing")
         # What writes nothing goes on.
         for what, r, want in (
                 ("healthz", v.d.get("/healthz"), 200),
@@ -291,10 +330,19 @@ def a_full_disk_is_507_stores_nothing_and_recovers_without_a_restart():
         check_eq(v.sign("/v1/apps/pre.0/apns-token").json["token"],
                  r0.json["token"], "the cached token while full")
         check_stored(v, uploads, tally)
-        r = v.portal("GET", "/v1/apps/pre.2/keys/%s" % pre[2].key_id)
-        tally.expect("pre.2 state after the revocation's answer",
-                     r.json.get("state"),
-                     "revoked" if status(revoke) == 200 else "active")
+        # No 2xx for anything not stored: a token only with its event, a
+        # revocation only if the key is revoked.
+        minted = set(e.get("key_id") for e in audit(v)
+                     if e.get("what") == "apns.mint")
+        for app, r in mints.items():
+            tally.expect("audit event of %s's mint (%s)" % (app, status(r)),
+                         pre[app].key_id in minted, status(r) == 200)
+        for app, r in revokes.items():
+            g = v.portal("GET", "/v1/apps/%s/keys/%s" % (app,
+                                                         pre[app].key_id))
+            tally.expect("state of %s after %s" % (app, status(r)),
+                         g.json.get("state"),
+                         "revoked" if status(r) == 200 else "active")
         tally.check()
 
         # Recovery 1: the filler goes, the same daemon stores again.
@@ -305,18 +353,29 @@ def a_full_disk_is_507_stores_nothing_and_recovers_without_a_restart():
                 r = v.portal("POST", "/v1/apps/%s/keys" % u.app, u.body())
                 u.answers.append(status(r))
                 tally.expect("retry %s" % u.app, status(r), 201)
-        mint2 = v.sign("/v1/apps/pre.1/apns-token")
-        tally.expect("mint after recovery", status(mint2), 200)
-        if status(mint) == 200:
-            tally.expect("the same token", mint2.json["token"],
-                         mint.json["token"])
-        revoke2 = v.portal("DELETE", "/v1/apps/pre.2/keys/%s" %
-                           pre[2].key_id)
-        tally.expect("revoke after recovery", status(revoke2),
-                     410 if status(revoke) == 200 else 200)
+        for i in range(PRE_MINT):
+            app = "mint.%02d" % i
+            r = v.sign("/v1/apps/%s/apns-token" % app)
+            tally.expect("mint %s after recovery" % app, status(r), 200)
+            if status(mints.get(app)) == 200:
+                tally.expect("%s: the token minted while full" % app,
+                             r.json["token"], mints[app].json["token"])
+            verify(adversary.public_pem(pre[app].key), r.json["token"])
+        for app, r in revokes.items():
+            r2 = v.portal("DELETE", "/v1/apps/%s/keys/%s" % (
+                app, pre[app].key_id))
+            tally.expect("revoke %s after recovery" % app, status(r2),
+                         410 if status(r) == 200 else 200)
         check_stored(v, uploads, tally)
+        per_key = {}
+        for e in audit(v):
+            if e.get("what") == "apns.mint":
+                per_key[e.get("key_id")] = per_key.get(e.get("key_id"), 0) + 1
+        for i in range(PRE_MINT):
+            app = "mint.%02d" % i
+            tally.expect("apns.mint events of %s" % app,
+                         per_key.get(pre[app].key_id, 0), 1)
         tally.check()
-        verify(adversary.public_pem(pre[1].key), mint2.json["token"])
 
         # Full again; recovery 2: remount larger.
         v.fill()
@@ -342,13 +401,8 @@ def a_full_disk_is_507_stores_nothing_and_recovers_without_a_restart():
         check_eq(v.d.proc.pid, pid, "the daemon's pid (no restart)")
         check(adversary.alive(v.d), "the daemon died")
         # One audit event per stored key, one mint for pre.1; all sound.
-        _, events = mdb_read(v.state, "audit")
-        events = [json.loads(e) for e in events.values()]
-        ups = [e for e in events if e.get("what") == "key.upload"]
+        ups = [e for e in audit(v) if e.get("what") == "key.upload"]
         check_eq(len(ups), len(uploads) + len(pre), "key.upload events")
-        mints = [e for e in events if e.get("what") == "apns.mint" and
-                 e.get("key_id") == pre[1].key_id]
-        check_eq(len(mints), 1, "apns.mint events of pre.1")
         p = subprocess.run([cli_path(), "verify", "--state", v.state,
                             "--master-key-file", v.key, "--json"],
                            capture_output=True, text=True,
