@@ -642,6 +642,20 @@ def oversized_and_ambiguous_requests():
             tally.expect(name + ": answered before the idle timeout",
                          took < CONNECTION_TIMEOUT_S - 1, True,
                          "(%.1fs)" % took)
+        # The known exception (docstring): libmicrohttpd's own 500 page for
+        # a chunk line longer than the connection's memory. Checked so
+        # that it stays what it is: no p8vault 500, no hang, and 413 or 400
+        # if a libmicrohttpd update fixes it.
+        r = exchange(T["portal"], build("POST", up, admin + J + TE, None) +
+                     b"2;" + b"x" * 20000 + b"\r\n{}\r\n0\r\n\r\n",
+                     timeout=CONNECTION_TIMEOUT_S + 6)
+        known = r.status == 500 and b"Internal server error" in r.body \
+            and not is_json_answer(r)
+        tally.expect("a 20 KB chunk extension (known exception)",
+                     r.status in (400, 413) or known, True, repr(r))
+        if known:
+            print("  known exception: a 20 KB chunk extension gets "
+                  "libmicrohttpd's own 500 page")
         # An endless chunked body: cut off (413 or a closed connection)
         # once API_BODY_DISCARD_BYTES past the cap, not read forever.
         s = adversary.connect(T["portal"])
