@@ -1,34 +1,43 @@
 #!/usr/bin/env bash
-# bench/run.sh: measure p8vaultd against its yardsticks, one after another,
-# in one run, with the same load, and print one table with the ratios that
-# issue 8 sets as targets (docs/benchmarks.md says what each row is and
-# records a run).
+# bench/run.sh: measure p8vaultd against its yardsticks in one run, with
+# the same load, and print one table with the ratios that issue 8 sets as
+# targets (docs/benchmarks.md says what each row is and records a run).
 #
-#   bench/run.sh [--duration S] [--connections C] [--scale N] [--quick]
-#                [--no-node] [--no-scale]
+#   bench/run.sh [--duration S] [--rounds R] [--connections C]
+#                [--scale N] [--no-scale] [--no-node] [--quick]
 #
-#   --duration S     seconds of load per row (default 10), after a 2 s
-#                    warm-up on the same connections
+#   --duration S     seconds of load per row and round (default 10), after
+#                    a 1 s warm-up on the same connections
+#   --rounds R       rounds (default 3): every row is measured once per
+#                    round, the rows of a round one after another, and the
+#                    table shows each row's median round; a burst of load
+#                    from elsewhere then moves one round of every row,
+#                    not all rounds of one row
 #   --connections C  wrk connections (default 32; one wrk thread: -t1)
-#   --scale N        keys for the scale rows (default 1000000): token
-#                    requests, start-up time and master-key rotation
-#                    with N stored keys, against the same with 1000
-#   --no-scale       skip the scale rows (they take a few minutes)
+#   --scale N        keys for the scale rows (default 1000000): a second
+#                    p8vaultd on a state directory of N keys (made by
+#                    bench/populate) answers apns-token in the same rounds;
+#                    its start-up time and `p8vault master rotate` over
+#                    the N keys are measured too
+#   --no-scale       skip the scale rows (populating takes ~30 s for 1M)
 #   --no-node        skip the Node.js peer
-#   --quick          --duration 3 --no-scale: a smoke test of the script
+#   --quick          --duration 3 --rounds 1 --no-scale: a smoke test
 #
-# Rows, each server alone on the machine while it is measured:
+# Rows:
 #   ceiling fixed   bench/ceiling_fixed: bare libmicrohttpd, fixed body
 #   ceiling sign    bench/ceiling_sign: the same, a fresh ES256 JWT per
 #                   request from a preloaded key (straight OpenSSL)
 #   node cached     bench/node_peer.mjs --mode cached (jose, one token)
 #   node sign       bench/node_peer.mjs --mode sign (jose SignJWT per req)
-#   apns-token      p8vaultd POST /v1/apps/{app}/apns-token (cached token)
+#   apns-token      p8vaultd POST /v1/apps/{app}/apns-token (cached token),
+#                   1000 other keys stored
+#   apns-token N    the same with N keys stored
 #   jwt             p8vaultd POST /v1/apps/{app}/jwt {"profile":"devicecheck"}
 #   upload          p8vaultd POST /v1/apps/{app}/keys, a new app each
-#   lmdb commit     bench/lmdb_commit: durable single-record commits/s
-#                   on the same filesystem as the state directory
-# Everything listens on 127.0.0.1 only; every load run ends by itself.
+#   lmdb commit     bench/lmdb_commit: durable single-record commits/s on
+#                   the filesystem of the state directory
+# Every server is started before the first round and listens on 127.0.0.1
+# only (an idle one takes no CPU); every load run ends by itself.
 #
 # Installs what is missing (Debian packages; `jose` from npm into
 # bench/out/node) only when run as root; builds release binaries in
@@ -41,21 +50,23 @@ BENCH=$ROOT/bench
 BUILD=${BENCH_BUILD:-$ROOT/build-bench}
 OUT=$BENCH/out
 DURATION=10
+ROUNDS=3
 CONNS=32
-WARMUP=2
+WARMUP=1
 SCALE=1000000
 SMALL=1000
 NODE=1
 
-usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
 	case $1 in
 	--duration) DURATION=$2; shift 2 ;;
+	--rounds) ROUNDS=$2; shift 2 ;;
 	--connections) CONNS=$2; shift 2 ;;
 	--scale) SCALE=$2; shift 2 ;;
 	--no-scale) SCALE=0; shift ;;
 	--no-node) NODE=0; shift ;;
-	--quick) DURATION=3; SCALE=0; shift ;;
+	--quick) DURATION=3; ROUNDS=1; SCALE=0; shift ;;
 	-h|--help) usage ;;
 	*) echo "run.sh: unknown option $1" >&2; usage ;;
 	esac
@@ -72,6 +83,7 @@ command -v ninja >/dev/null || need_pkgs+=(ninja-build)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+command -v script >/dev/null || need_pkgs+=(bsdutils)
 for p in libmicrohttpd-dev liblmdb-dev libsodium-dev libjansson-dev libssl-dev; do
 	dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
@@ -121,7 +133,7 @@ start_simple() {
 	"$@" >"$log" 2>"$log.err" &
 	SRV_PID=$!
 	PIDS+=("$SRV_PID")
-	for i in $(seq 200); do
+	for i in $(seq 400); do
 		SRV_PORT=$(awk '/^listening/ {print $2}' "$log" 2>/dev/null)
 		[ -n "$SRV_PORT" ] && return 0
 		sleep 0.05
@@ -131,30 +143,9 @@ start_simple() {
 	exit 1
 }
 
-stop_pid() {
-	kill "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
-
-# wrk_row NAME URL [env...]: warm up, measure, append a RESULT line.
-declare -A REQ P50 P99 NOTE
-ROWS=()
-wrk_row() {
-	local name=$1 url=$2 script=${WRK_SCRIPT:-$BENCH/post.lua} line
-	wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s "$script" "$url" >/dev/null 2>&1
-	line=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$script" \
-	    "$url" | grep '^RESULT')
-	ROWS+=("$name")
-	REQ[$name]=$(sed 's/.*req_s=\([0-9.]*\).*/\1/' <<<"$line")
-	P50[$name]=$(sed 's/.*p50_us=\([0-9]*\).*/\1/' <<<"$line")
-	P99[$name]=$(sed 's/.*p99_us=\([0-9]*\).*/\1/' <<<"$line")
-	NOTE[$name]=$(sed 's/.*requests=\([0-9]*\) errors=\([0-9]*\) non2xx=\([0-9]*\).*/\1 requests, \2 errors, \3 non-2xx/' <<<"$line")
-	say "$name: ${REQ[$name]} req/s, p50 ${P50[$name]} us, p99 ${P99[$name]} us (${NOTE[$name]})"
-}
-
 # Start p8vaultd on STATE at the default log level (info, as in
 # production); sets D_PID, D_PORTAL, D_SIGN and D_READY_MS (from exec to
-# the first 200 of GET /readyz).
+# the first 200 of GET /readyz, polled every 5 ms).
 start_daemon() {
 	local state=$1 log=$RUN/daemon.$RANDOM.log t0 i
 	t0=$(date +%s%N)
@@ -187,57 +178,103 @@ port_in_log() {
 	    sed -n 's/.*"port":\([0-9][0-9]*\),.*/\1/p' | head -1
 }
 
+stop_pid() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# The rows, in the order of a round. For each: URL, wrk script, and the
+# environment of the script (token, body...) as "VAR=value" words.
+ROWS=()
+declare -A URL SCRIPT ENVS
+add_row() { # name url script env...
+	local name=$1
+	ROWS+=("$name")
+	URL[$name]=$2
+	SCRIPT[$name]=$3
+	shift 3
+	ENVS[$name]="$*"
+}
+
+# Results: one line per round and row, "req_s p50_us p99_us requests
+# errors non2xx", in $RUN/results/NAME.
+measure() { # name
+	local name=$1 line
+	local -a envs
+	read -r -a envs <<<"${ENVS[$name]}"
+	env "${envs[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" \
+	    -s "${SCRIPT[$name]}" "${URL[$name]}" >/dev/null 2>&1
+	line=$(env "${envs[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+	    -s "${SCRIPT[$name]}" "${URL[$name]}" | grep '^RESULT') || {
+		echo "run.sh: wrk failed on $name" >&2; exit 1; }
+	# RESULT req_s=... p50_us=... p99_us=... requests=... errors=... non2xx=...
+	sed 's/[a-z0-9_]*=//g; s/^RESULT //' <<<"$line" \
+	    >>"$RUN/results/${name// /_}"
+	say "$name: $line"
+}
+
+# The median of column COL of a row's rounds.
+median() { # name col
+	sort -n -k"$2","$2" "$RUN/results/${1// /_}" |
+	    awk -v c="$2" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 # --- keys and state -----------------------------------------------------
 
 say "scratch in $RUN; $(uptime)"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+mkdir -p "$RUN/results"
+KEY=$RUN/AuthKey_ABC1234567.p8
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
-    -out "$RUN/AuthKey_ABC1234567.p8" 2>/dev/null
-"$P8VAULT" init --state "$RUN/state" --master-key-file "$RUN/master.key" \
-    >/dev/null
-PORTAL_TOKEN=$("$P8VAULT" token create --state "$RUN/state" --role portal \
-    2>/dev/null)
-SIGNER_TOKEN=$("$P8VAULT" token create --state "$RUN/state" --role signer \
-    --json 2>/dev/null | sed 's/.*"token":"\([^"]*\)".*/\1/')
-say "populating $SMALL keys"
-"$BUILD/bench/populate" --state "$RUN/state" \
-    --master-key-file "$RUN/master.key" --count "$SMALL" >/dev/null 2>&1
+    -out "$KEY" 2>/dev/null
 
+# A state directory with N other keys (bench/populate), and its tokens.
+make_state() { # dir count
+	"$P8VAULT" init --state "$1" --master-key-file "$RUN/master.key" \
+	    >/dev/null
+	"$BUILD/bench/populate" --state "$1" \
+	    --master-key-file "$RUN/master.key" --count "$2" >/dev/null
+}
+token() { # dir role
+	"$P8VAULT" token create --state "$1" --role "$2" --json 2>/dev/null |
+	    sed 's/.*"token":"\([^"]*\)".*/\1/'
+}
 # Upload the benchmark's key through the portal API, for apns and the
 # DeviceCheck profile of /jwt.
-upload_bench_key() {
-	curl -sf "http://127.0.0.1:$D_PORTAL/v1/apps/com.bench.app/keys?key_id=ABC1234567&team_id=DEF1234567&services=apns,devicecheck" \
-	    -H "Authorization: Bearer $PORTAL_TOKEN" \
+upload_bench_key() { # portal-port portal-token
+	curl -sf "http://127.0.0.1:$1/v1/apps/com.bench.app/keys?key_id=ABC1234567&team_id=DEF1234567&services=apns,devicecheck" \
+	    -H "Authorization: Bearer $2" \
 	    -H 'Content-Type: application/x-pem-file' \
-	    --data-binary @"$RUN/AuthKey_ABC1234567.p8" >/dev/null
+	    --data-binary @"$KEY" >/dev/null
 }
 
-# --- the yardsticks -----------------------------------------------------
+say "state with $SMALL keys"
+make_state "$RUN/state" "$SMALL"
+PORTAL_TOKEN=$(token "$RUN/state" portal)
+SIGNER_TOKEN=$(token "$RUN/state" signer)
+if [ "$SCALE" -gt 0 ]; then
+	say "state with $SCALE keys (bench/populate)"
+	t0=$(date +%s%N)
+	make_state "$RUN/big" "$SCALE"
+	POP_S=$(awk -v ns=$(( $(date +%s%N) - t0 )) 'BEGIN { printf "%.1f", ns / 1e9 }')
+	BIG_PORTAL_TOKEN=$(token "$RUN/big" portal)
+	BIG_SIGNER_TOKEN=$(token "$RUN/big" signer)
+fi
 
-export BENCH_TOKEN= BENCH_BODY=
-say "ceiling fixed"
+# --- servers --------------------------------------------------------------
+
+say "starting the servers"
 start_simple ceiling_fixed "$BUILD/bench/ceiling_fixed"
-wrk_row "ceiling fixed" "http://127.0.0.1:$SRV_PORT/"
-stop_pid "$SRV_PID"
-
-say "ceiling sign"
-start_simple ceiling_sign "$BUILD/bench/ceiling_sign" \
-    --key "$RUN/AuthKey_ABC1234567.p8"
-BENCH_BODY='{"profile":"devicecheck"}' wrk_row "ceiling sign" \
-    "http://127.0.0.1:$SRV_PORT/"
-stop_pid "$SRV_PID"
-
-SPEED=$(openssl speed -seconds 3 ecdsap256 2>/dev/null |
-    awk '/ecdsa \(nistp256\)/ {print $(NF-1)}')
-say "openssl speed ecdsap256: $SPEED signatures/s on one core"
-
+FIXED_PORT=$SRV_PORT
+start_simple ceiling_sign "$BUILD/bench/ceiling_sign" --key "$KEY"
+SIGN_PORT=$SRV_PORT
 if [ "$NODE" = 1 ]; then
-	say "node peer (jose from npm)"
 	mkdir -p "$OUT/node"
 	cp "$BENCH/node_peer.mjs" "$OUT/node/"
 	if [ ! -d "$OUT/node/node_modules/jose" ]; then
+		say "npm install jose (into $OUT/node)"
 		echo '{"private":true,"type":"module"}' >"$OUT/node/package.json"
 		(cd "$OUT/node" && npm install --no-audit --no-fund jose \
 		    >/dev/null 2>&1) || {
@@ -247,82 +284,94 @@ if [ "$NODE" = 1 ]; then
 	fi
 fi
 if [ "$NODE" = 1 ]; then
-	for mode in cached sign; do
-		start_simple "node_$mode" node "$OUT/node/node_peer.mjs" \
-		    --key "$RUN/AuthKey_ABC1234567.p8" --mode "$mode"
-		if [ $mode = sign ]; then
-			BENCH_BODY='{"profile":"devicecheck"}' wrk_row "node $mode" \
-			    "http://127.0.0.1:$SRV_PORT/"
-		else
-			wrk_row "node $mode" "http://127.0.0.1:$SRV_PORT/"
-		fi
-		stop_pid "$SRV_PID"
+	start_simple node_cached node "$OUT/node/node_peer.mjs" --key "$KEY" \
+	    --mode cached
+	NODE_CACHED_PORT=$SRV_PORT
+	start_simple node_sign node "$OUT/node/node_peer.mjs" --key "$KEY" \
+	    --mode sign
+	NODE_SIGN_PORT=$SRV_PORT
+fi
+start_daemon "$RUN/state"
+SMALL_PID=$D_PID SMALL_PORTAL=$D_PORTAL SMALL_SIGN=$D_SIGN
+upload_bench_key "$SMALL_PORTAL" "$PORTAL_TOKEN"
+if [ "$SCALE" -gt 0 ]; then
+	STARTUPS=()
+	for i in 1 2 3; do
+		start_daemon "$RUN/big"
+		STARTUPS+=("$D_READY_MS")
+		[ $i = 3 ] || stop_pid "$D_PID"
 	done
+	STARTUP_MS=$(printf '%s\n' "${STARTUPS[@]}" | sort -n | sed -n 2p)
+	say "start-up to /readyz with $SCALE keys: ${STARTUPS[*]} ms"
+	BIG_PID=$D_PID BIG_SIGN=$D_SIGN
+	upload_bench_key "$D_PORTAL" "$BIG_PORTAL_TOKEN"
 fi
 
-# --- p8vaultd -----------------------------------------------------------
+DC='BENCH_BODY={"profile":"devicecheck"}'
+add_row "ceiling fixed" "http://127.0.0.1:$FIXED_PORT/" "$BENCH/post.lua"
+add_row "apns-token" \
+    "http://127.0.0.1:$SMALL_SIGN/v1/apps/com.bench.app/apns-token" \
+    "$BENCH/post.lua" "BENCH_TOKEN=$SIGNER_TOKEN"
+[ "$SCALE" -gt 0 ] && add_row "apns-token $SCALE keys" \
+    "http://127.0.0.1:$BIG_SIGN/v1/apps/com.bench.app/apns-token" \
+    "$BENCH/post.lua" "BENCH_TOKEN=$BIG_SIGNER_TOKEN"
+[ "$NODE" = 1 ] && add_row "node cached" \
+    "http://127.0.0.1:$NODE_CACHED_PORT/" "$BENCH/post.lua"
+add_row "ceiling sign" "http://127.0.0.1:$SIGN_PORT/" "$BENCH/post.lua" "$DC"
+add_row "jwt" "http://127.0.0.1:$SMALL_SIGN/v1/apps/com.bench.app/jwt" \
+    "$BENCH/post.lua" "BENCH_TOKEN=$SIGNER_TOKEN" "$DC"
+[ "$NODE" = 1 ] && add_row "node sign" "http://127.0.0.1:$NODE_SIGN_PORT/" \
+    "$BENCH/post.lua" "$DC"
 
-say "p8vaultd ($SMALL keys)"
-start_daemon "$RUN/state"
-upload_bench_key
-SIGN_URL=http://127.0.0.1:$D_SIGN/v1/apps/com.bench.app
-BENCH_TOKEN=$SIGNER_TOKEN wrk_row "apns-token" "$SIGN_URL/apns-token"
-BENCH_TOKEN=$SIGNER_TOKEN BENCH_BODY='{"profile":"devicecheck"}' \
-    wrk_row "jwt" "$SIGN_URL/jwt"
-BENCH_TOKEN=$PORTAL_TOKEN BENCH_P8=$(cat "$RUN/AuthKey_ABC1234567.p8") \
-    BENCH_PREFIX="com.bench.up$RANDOM." WRK_SCRIPT=$BENCH/upload.lua \
-    wrk_row "upload" "http://127.0.0.1:$D_PORTAL"
-stop_pid "$D_PID"
+# --- rounds -----------------------------------------------------------------
 
-say "lmdb commit (same filesystem as the state directory)"
-LMDB_LINE=$("$BUILD/bench/lmdb_commit" "$RUN/lmdb" "$DURATION")
-LMDB_RATE=$(sed 's/.*commits_per_s \([0-9.]*\).*/\1/' <<<"$LMDB_LINE")
+for round in $(seq "$ROUNDS"); do
+	say "round $round of $ROUNDS"
+	for r in "${ROWS[@]}"; do
+		measure "$r"
+	done
+done
+
+# Uploads against the disk's commit rate, in rounds of their own (after the
+# token rows: every upload adds a key to the small store).
+add_row "upload" "http://127.0.0.1:$SMALL_PORTAL" "$BENCH/upload.lua"
+for round in $(seq "$ROUNDS"); do
+	say "uploads, round $round of $ROUNDS"
+	line=$("$BUILD/bench/lmdb_commit" "$RUN/lmdb" "$DURATION")
+	say "lmdb commit: $line"
+	awk '{ for (i = 1; i < NF; i++) { if ($i == "commits_per_s") r = $(i+1);
+	    if ($i == "p50_ms") a = $(i+1) * 1000; if ($i == "p99_ms") b = $(i+1) * 1000 }
+	    printf "%s %d %d %s 0 0\n", r, a, b, $2 }' <<<"$line" \
+	    >>"$RUN/results/lmdb_commit"
+	ENVS[upload]="BENCH_TOKEN=$PORTAL_TOKEN BENCH_P8_FILE=$KEY BENCH_PREFIX=com.bench.up$round."
+	measure "upload"
+done
 ROWS+=("lmdb commit")
-REQ["lmdb commit"]=$LMDB_RATE
-P50["lmdb commit"]=$(awk '{for (i = 1; i < NF; i++) if ($i == "p50_ms") printf "%d", $(i+1) * 1000}' <<<"$LMDB_LINE")
-P99["lmdb commit"]=$(awk '{for (i = 1; i < NF; i++) if ($i == "p99_ms") printf "%d", $(i+1) * 1000}' <<<"$LMDB_LINE")
-say "lmdb commit: $LMDB_LINE"
 
-# --- scale ----------------------------------------------------------------
+# --- scale: rotation ---------------------------------------------------------
 
 if [ "$SCALE" -gt 0 ]; then
-	say "scale: populating $SCALE keys"
-	"$P8VAULT" init --state "$RUN/big" --master-key-file "$RUN/master.key" \
-	    >/dev/null
-	t0=$(date +%s%N)
-	"$BUILD/bench/populate" --state "$RUN/big" \
-	    --master-key-file "$RUN/master.key" --count "$SCALE" >/dev/null
-	POP_S=$(awk -v ns=$(( $(date +%s%N) - t0 )) 'BEGIN { printf "%.1f", ns / 1e9 }')
-	BIG_PORTAL_TOKEN=$("$P8VAULT" token create --state "$RUN/big" \
-	    --role portal 2>/dev/null)
-	BIG_SIGNER_TOKEN=$("$P8VAULT" token create --state "$RUN/big" \
-	    --role signer --json 2>/dev/null | sed 's/.*"token":"\([^"]*\)".*/\1/')
-	# Start-up with a cold page cache would measure the disk; the rows
-	# compare with a warm one, as after populate.
-	say "scale: p8vaultd ($SCALE keys)"
-	start_daemon "$RUN/big"
-	STARTUP_MS=$D_READY_MS
-	PORTAL_TOKEN=$BIG_PORTAL_TOKEN upload_bench_key
-	BENCH_TOKEN=$BIG_SIGNER_TOKEN wrk_row "apns-token $SCALE keys" \
-	    "http://127.0.0.1:$D_SIGN/v1/apps/com.bench.app/apns-token"
-	stop_pid "$D_PID"
-	say "scale: p8vault master rotate over $SCALE keys"
+	stop_pid "$BIG_PID"
+	say "p8vault master rotate over $SCALE keys"
 	"$P8VAULT" master generate "$RUN/master2.key" >/dev/null
 	t0=$(date +%s%N)
-	# A pseudo-terminal, so that the CLI draws its progress line.
-	if command -v script >/dev/null; then
-		script -qefc "'$P8VAULT' master rotate --state '$RUN/big' --master-key-file '$RUN/master.key' --new-master-key-file '$RUN/master2.key'" /dev/null >&2
-	else
-		"$P8VAULT" master rotate --state "$RUN/big" \
-		    --master-key-file "$RUN/master.key" \
-		    --new-master-key-file "$RUN/master2.key" >&2
-	fi
+	# A pseudo-terminal (script), so that the CLI draws its progress line.
+	script -qefc "'$P8VAULT' master rotate --state '$RUN/big' --master-key-file '$RUN/master.key' --new-master-key-file '$RUN/master2.key'" \
+	    /dev/null >"$RUN/rotate.out" 2>&1
 	ROTATE_S=$(awk -v ns=$(( $(date +%s%N) - t0 )) 'BEGIN { printf "%.1f", ns / 1e9 }')
+	tr '\r' '\n' <"$RUN/rotate.out" | grep -v '^$' | sed -n '1p;$p' >&2
+	PROGRESS_LINES=$(tr '\r' '\n' <"$RUN/rotate.out" | grep -c 're-wrapping' || true)
 	rm -rf "$RUN/big"
 fi
 
 # --- the table -------------------------------------------------------------
 
+declare -A REQ P50 P99
+for r in "${ROWS[@]}"; do
+	REQ[$r]=$(median "$r" 1)
+	P50[$r]=$(median "$r" 2)
+	P99[$r]=$(median "$r" 3)
+done
 F=${REQ["ceiling fixed"]}
 S=${REQ["ceiling sign"]}
 NC=${REQ["node cached"]:-0}
@@ -330,39 +379,46 @@ NS=${REQ["node sign"]:-0}
 A=${REQ["apns-token"]}
 J=${REQ["jwt"]}
 U=${REQ["upload"]}
+L=${REQ["lmdb commit"]}
+ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
 
 echo
-printf '%-24s %10s %9s %9s   %s\n' "row" "req/s" "p50 ms" "p99 ms" "notes"
+echo "p8vault bench/run.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -r)"
+echo "wrk -t1 -c$CONNS -d${DURATION}s --latency (after ${WARMUP}s warm-up), $ROUNDS round(s), median round shown"
+echo
+printf '%-24s %10s %9s %9s   %s\n' "row" "req/s" "p50 ms" "p99 ms" "rounds (req/s)"
 for r in "${ROWS[@]}"; do
-	printf '%-24s %10.0f %9.3f %9.3f   %s\n' "$r" "${REQ[$r]}" \
-	    "$(awk -v u="${P50[$r]}" 'BEGIN { print u / 1000 }')" \
-	    "$(awk -v u="${P99[$r]}" 'BEGIN { print u / 1000 }')" "${NOTE[$r]:-}"
+	printf '%-24s %10.0f %9s %9s   %s\n' "$r" "${REQ[$r]}" \
+	    "$(ms "${P50[$r]}")" "$(ms "${P99[$r]}")" \
+	    "$(awk '{ printf "%s%.0f", (NR > 1 ? " " : ""), $1 }' \
+	    "$RUN/results/${r// /_}")"
 done
 echo
-echo "openssl speed ecdsap256: $SPEED signatures/s (one core)"
-[ "$SCALE" -gt 0 ] && echo "populate $SCALE keys: $POP_S s"
+echo "openssl speed ecdsap256: $(openssl speed -seconds 2 ecdsap256 2>/dev/null |
+    awk '/ecdsa \(nistp256\)/ {print $(NF-1)}') signatures/s (one core)"
+if [ "$SCALE" -gt 0 ]; then
+	echo "populate $SCALE keys: $POP_S s; start-up to /readyz: ${STARTUPS[*]} ms; master rotate: $ROTATE_S s ($PROGRESS_LINES progress updates)"
+fi
 echo
 check() { # name value op target
 	if awk -v v="$2" -v t="$4" "BEGIN { exit !(v $3 t) }"; then
-		printf '  %-54s %10s %s %-8s met\n' "$1" "$2" "$3" "$4"
+		printf '  %-46s %8s %s %-6s met\n' "$1" "$2" "$3" "$4"
 	else
-		printf '  %-54s %10s %s %-8s MISSED\n' "$1" "$2" "$3" "$4"
+		printf '  %-46s %8s %s %-6s MISSED\n' "$1" "$2" "$3" "$4"
 	fi
 }
-echo "targets (ratios within this run):"
+echo "targets (ratios of medians within this run):"
 check "apns-token / ceiling fixed" "$(ratio "$A" "$F")" ">=" 0.9
 [ "$NODE" = 1 ] && check "apns-token / node cached" "$(ratio "$A" "$NC")" ">=" 2.5
-check "apns-token p99 at $CONNS connections (ms)" \
-    "$(awk -v u="${P99["apns-token"]}" 'BEGIN { print u / 1000 }')" "<=" 1
+check "apns-token p99 at $CONNS connections (ms)" "$(ms "${P99["apns-token"]}")" "<=" 1
 check "jwt / ceiling sign" "$(ratio "$J" "$S")" ">=" 0.85
 [ "$NODE" = 1 ] && check "jwt / node sign" "$(ratio "$J" "$NS")" ">=" 2
-check "upload / lmdb commit" "$(ratio "$U" "$LMDB_RATE")" ">=" 0.7
+check "upload / lmdb commit" "$(ratio "$U" "$L")" ">=" 0.7
 if [ "$SCALE" -gt 0 ]; then
 	check "apns-token $SCALE keys / $SMALL keys" \
 	    "$(ratio "${REQ["apns-token $SCALE keys"]}" "$A")" ">=" 0.9
-	check "start-up to /readyz with $SCALE keys (s)" \
-	    "$(awk -v m="$STARTUP_MS" 'BEGIN { print m / 1000 }')" "<" 1
-	check "master rotate of $SCALE keys (s)" "$ROTATE_S" "<" 60
+	check "start-up to /readyz, $SCALE keys (s)" "$(ms "$STARTUP_MS")" "<" 1
+	check "master rotate, $SCALE keys (s)" "$ROTATE_S" "<" 60
 fi
 echo
-echo "load: wrk -t1 -c$CONNS -d${DURATION}s --latency after ${WARMUP}s warm-up; $(nproc) CPUs; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"

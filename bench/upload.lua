@@ -4,11 +4,13 @@
 -- seal, one durable write transaction with its audit event.
 -- Environment (bench/run.sh sets them):
 --   BENCH_TOKEN   a portal token
---   BENCH_P8      the .p8 PEM text
+--   BENCH_P8_FILE the .p8 file
 --   BENCH_PREFIX  app id prefix, unique per run (apps PREFIX<thread><n>)
 -- Prints the same RESULT line as post.lua.
 local token = os.getenv("BENCH_TOKEN") or ""
-local p8 = os.getenv("BENCH_P8") or ""
+local f = assert(io.open(os.getenv("BENCH_P8_FILE") or "", "r"))
+local p8 = f:read("*a")
+f:close()
 local prefix = os.getenv("BENCH_PREFIX") or "com.bench.up"
 local n = 0
 local tid = 0
