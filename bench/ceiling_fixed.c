@@ -12,16 +12,16 @@
 
 #include "bench/ceiling.h"
 
-/* The shape and length of an apns-token answer: a 190-character ES256
- * token (header {"alg":"ES256","kid":...}, claims {"iss":...,"iat":...})
- * and its fields. */
+/* An apns-token answer as p8vaultd writes it (288 bytes): the token
+ * (header {"alg":"ES256","kid":...}, claims {"iss":...,"iat":...}) and its
+ * fields. */
 static const char fixed_body[] =
     "{\"token\":\"eyJhbGciOiJFUzI1NiIsImtpZCI6IkFCQzEyMzQ1NjcifQ."
-    "eyJpc3MiOiJERUYxMjM0NTY3IiwiaWF0IjoxNzk1NDc1MzM4fQ."
-    "MEUCIQDxbGw7Qyq0M2sV9gQ0nU1Z0vB7aL6yqf1pJf0nJ6w4jQIgFj2mS1k8QY"
-    "cX3RzR0x0yC2qB7KxH7Gd9bX4qv0o9lA4\",\"key_id\":\"ABC1234567\","
-    "\"team_id\":\"DEF1234567\",\"issued_at\":1795475338,"
-    "\"expires_at\":1795478938}";
+    "eyJpc3MiOiJERUYxMjM0NTY3IiwiaWF0IjoxNzk1NDc2ODkzfQ.dmFfChHCK"
+    "S3JoY0Jhkane2WJh9JdnNvjM2Z_B7qjnt5th8r1z4CiDFwskiZdO3o4HiMkL"
+    "NL7WjrhXq-xos5wiQ\",\"key_id\":\"ABC1234567\",\"team_id\":\""
+    "DEF1234567\",\"issued_at\":1795476893,\"expires_at\":1795480"
+    "493}";
 
 static size_t
 body(char *out, size_t out_size)
