@@ -103,9 +103,10 @@ upload_dup_text(struct upload_fields *f, enum field which, const char *text,
 static int
 set_p8(struct upload_fields *f, const uint8_t *data, size_t len)
 {
-	/* secmem_alloc refuses 0 bytes; an empty .p8 still needs a non-NULL
-	 * pointer to be "present" (and then refused by p8_parse). */
-	if ((f->p8 = secmem_alloc(len > 0 ? len : 1)) == NULL)
+	/* secmem_alloc_short refuses 0 bytes; an empty .p8 still needs a
+	 * non-NULL pointer to be "present" (and then refused by p8_parse).
+	 * Locked heap, not guarded pages: see crypto/secmem.h. */
+	if ((f->p8 = secmem_alloc_short(len > 0 ? len : 1)) == NULL)
 		return P8V_ERR_SECMEM;
 	if (len > 0)
 		memcpy(f->p8, data, len);

@@ -307,7 +307,8 @@ json_cut_p8(struct upload_fields *f, const uint8_t *s, size_t len,
 				goto bad;
 			vend = sc.pos;
 			raw = vend - vstart - 2;
-			if ((f->p8 = secmem_alloc(raw > 0 ? raw : 1)) == NULL)
+			if ((f->p8 = secmem_alloc_short(raw > 0 ? raw :
+			    1)) == NULL)
 				return P8V_ERR_SECMEM;
 			sc.pos = vstart;
 			if ((r = json_scan_string(&sc, f->p8,

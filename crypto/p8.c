@@ -244,7 +244,7 @@ decode_body(const uint8_t *body, size_t body_len, uint8_t **der,
 	size_t cap = body_len / 4 * 3 + 3, n = 0;
 	int r = P8V_ERR_INTERNAL;
 
-	if ((buf = secmem_alloc(cap)) == NULL) {
+	if ((buf = secmem_alloc_short(cap)) == NULL) {
 		r = P8V_ERR_SECMEM;
 		goto out;
 	}
@@ -517,6 +517,27 @@ decode_point(const EC_GROUP *group, const uint8_t *bytes, size_t n,
 }
 
 /*
+ * P-256, built once per process: EC_GROUP_new_by_curve_name costs ~7 us,
+ * a quarter of a signature, and the group is read-only once built.
+ */
+static pthread_once_t group_once = PTHREAD_ONCE_INIT;
+static EC_GROUP *p256_group;
+
+static void
+group_init(void)
+{
+	p256_group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+}
+
+const EC_GROUP *
+p8_group(void)
+{
+	if (pthread_once(&group_once, group_init) != 0)
+		return NULL;
+	return p256_group;
+}
+
+/*
  * The key from a validated-range scalar: compute scalar*G, compare it with
  * the claimed point if there is one (any SEC 1 form), build the EVP_PKEY.
  */
@@ -525,7 +546,7 @@ key_create(const uint8_t scalar[P8_SCALAR_BYTES], const uint8_t *claimed,
     size_t claimed_len, struct p8_key **out)
 {
 	struct p8_key *key = NULL;
-	EC_GROUP *group = NULL;
+	const EC_GROUP *group;
 	EC_POINT *point = NULL, *q = NULL;
 	BN_CTX *bnctx = NULL;
 	BIGNUM *priv = NULL;
@@ -543,7 +564,7 @@ key_create(const uint8_t scalar[P8_SCALAR_BYTES], const uint8_t *claimed,
 		goto out;
 	}
 	r = P8V_ERR_CRYPTO;
-	if ((group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)) == NULL ||
+	if ((group = p8_group()) == NULL ||
 	    (bnctx = BN_CTX_secure_new()) == NULL ||
 	    (priv = BN_secure_new()) == NULL ||
 	    (point = EC_POINT_new(group)) == NULL)
@@ -589,30 +610,8 @@ key_create(const uint8_t scalar[P8_SCALAR_BYTES], const uint8_t *claimed,
 	EC_POINT_clear_free(point);
 	BN_clear_free(priv);
 	BN_CTX_free(bnctx);
-	EC_GROUP_free(group);
 	p8_key_destroy(key);
 	return r;
-}
-
-/*
- * P-256, built once per process: EC_GROUP_new_by_curve_name costs ~7 us,
- * a quarter of a signature, and the group is read-only once built.
- */
-static pthread_once_t group_once = PTHREAD_ONCE_INIT;
-static EC_GROUP *p256_group;
-
-static void
-group_init(void)
-{
-	p256_group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
-}
-
-const EC_GROUP *
-p8_group(void)
-{
-	if (pthread_once(&group_once, group_init) != 0)
-		return NULL;
-	return p256_group;
 }
 
 int
@@ -767,7 +766,7 @@ p8_key_destroy(struct p8_key *key)
 int
 p8_public_check(const uint8_t pub[P8_PUBLIC_BYTES])
 {
-	EC_GROUP *group = NULL;
+	const EC_GROUP *group;
 	EC_POINT *q = NULL;
 	int r = P8V_ERR_INTERNAL;
 
@@ -775,7 +774,7 @@ p8_public_check(const uint8_t pub[P8_PUBLIC_BYTES])
 		r = P8V_ERR_INVALID_ARGUMENT;
 		goto out;
 	}
-	if ((group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)) == NULL ||
+	if ((group = p8_group()) == NULL ||
 	    (q = EC_POINT_new(group)) == NULL) {
 		r = P8V_ERR_CRYPTO;
 		goto out;
@@ -789,7 +788,6 @@ p8_public_check(const uint8_t pub[P8_PUBLIC_BYTES])
 	r = 0;
  out:
 	EC_POINT_free(q);
-	EC_GROUP_free(group);
 	return r;
 }
 

@@ -389,7 +389,7 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	    (r = p8_public_fingerprint(rec.public_point, rec.fingerprint)) != 0)
 		goto out;
 	r = P8V_ERR_SECMEM;
-	if ((scalar = secmem_alloc(P8_SCALAR_BYTES)) == NULL)
+	if ((scalar = secmem_alloc_short(P8_SCALAR_BYTES)) == NULL)
 		goto out;
 	if ((r = p8_key_export_scalar(key, scalar)) != 0)
 		goto out;
