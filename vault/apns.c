@@ -212,8 +212,6 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	struct key_record rec = { 0 };
 	struct tokcache_id id;
 	struct mint m;
-	uint8_t *aad = NULL;
-	size_t aad_len = 0;
 	enum vault_mint_reason why = VAULT_MINT_COLD;
 	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
 
@@ -227,13 +225,10 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	/* The CLI may change keys from another process while the daemon
 	 * runs: the answer is read from the store, or from the cache while
 	 * no commit (from any process) has happened since it was read. */
-	if ((r = vault_find_active_aad(v, app, env, KEY_SERVICE_APNS, &rec,
-	    &aad, &aad_len)) != 0)
-		goto out;
-	found = 1;
 	/* A cached token is handed out without signing: the record it is
 	 * handed out for must still open under its own identity. */
-	if ((r = vault_record_vouch_aad(v, &rec, aad, aad_len)) != 0)
+	if ((r = vault_find_active_vouched(v, app, env, KEY_SERVICE_APNS,
+	    &rec, &found)) != 0)
 		goto out;
 	tokcache_id_of(&rec, &id);
 	if (rejected_token != NULL) {
@@ -270,7 +265,6 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	if (r != 0 && found)
 		VAULT_COUNT(v->apns_failures);
 	key_record_free(&rec);
-	free(aad);
 	return r;
 }
 

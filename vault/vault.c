@@ -43,6 +43,8 @@ struct active_slot {
 	struct key_record best;         /* result 0: the active key */
 	uint8_t *aad;                   /* best's, computed when first asked */
 	size_t aad_len;
+	int vouched;                    /* best opens under its AAD (checked
+	                                   by vault_record_vouch_aad) */
 };
 
 struct checked_env {
@@ -462,8 +464,9 @@ active_slot_of(struct vault *v, const char *app, enum key_env env)
  * AAD (computed into the slot the first time).
  */
 static int
-active_answer(struct active_slot *a, uint32_t service_bit,
-    struct key_record *rec, uint8_t **aad, size_t *aad_len)
+active_answer(struct vault *v, struct active_slot *a, uint32_t service_bit,
+    struct key_record *rec, uint8_t **aad, size_t *aad_len, int vouch,
+    int *found)
 {
 	int r;
 
@@ -471,9 +474,17 @@ active_answer(struct active_slot *a, uint32_t service_bit,
 		return a->result;
 	if ((a->best.services & service_bit) == 0)
 		return P8V_ERR_SERVICE_NOT_ALLOWED;
-	if (aad != NULL && a->aad == NULL &&
+	*found = 1;
+	if ((aad != NULL || (vouch && !a->vouched)) && a->aad == NULL &&
 	    (r = key_record_aad(&a->best, &a->aad, &a->aad_len)) != 0)
 		return r;
+	/* Once per slot: the same bytes open the same way every time. */
+	if (vouch && !a->vouched) {
+		if ((r = vault_record_vouch_aad(v, &a->best, a->aad,
+		    a->aad_len)) != 0)
+			return r;
+		a->vouched = 1;
+	}
 	if ((r = key_record_copy(rec, &a->best)) != 0)
 		return r;
 	if (aad != NULL) {
@@ -487,10 +498,13 @@ active_answer(struct active_slot *a, uint32_t service_bit,
 	return 0;
 }
 
-int
-vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
+/* vault_find_active_aad and vault_find_active_vouched: with vouch, the
+ * record is vouched for (vault_record_vouch_aad) before it is handed out;
+ * *found is set once the app's active key is known. */
+static int
+find_active(struct vault *v, const char *app, enum key_env env,
     uint32_t service_bit, struct key_record *rec, uint8_t **aad,
-    size_t *aad_len)
+    size_t *aad_len, int vouch, int *found)
 {
 	struct active_slot *a;
 	struct find f;
@@ -517,7 +531,8 @@ vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
 		pthread_mutex_lock(&a->lock);
 		if (a->used && a->store_gen == gen && a->env == env &&
 		    strcmp(a->app, app) == 0) {
-			r = active_answer(a, service_bit, rec, aad, aad_len);
+			r = active_answer(v, a, service_bit, rec, aad, aad_len,
+			    vouch, found);
 			pthread_mutex_unlock(&a->lock);
 			goto out;
 		}
@@ -534,6 +549,7 @@ vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
 	a->aad = NULL;
 	a->aad_len = 0;
 	a->used = 0;
+	a->vouched = 0;
 	a->result = f.records == 0 ? P8V_ERR_APP_NOT_FOUND :
 	    f.rank == 0 ? P8V_ERR_NO_ACTIVE_KEY : 0;
 	if (a->result != 0 || key_record_copy(&a->best, &f.best) == 0) {
@@ -541,21 +557,53 @@ vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
 		a->store_gen = f.store_gen;
 		a->env = env;
 		memcpy(a->app, app, strlen(app) + 1);
-		r = active_answer(a, service_bit, rec, aad, aad_len);
+		r = active_answer(v, a, service_bit, rec, aad, aad_len, vouch,
+		    found);
 	} else {
 		/* Out of memory for the cache: answer from the read. */
 		r = a->result != 0 ? a->result :
 		    (f.best.services & service_bit) == 0 ?
 		    P8V_ERR_SERVICE_NOT_ALLOWED :
 		    key_record_copy(rec, &f.best);
-		if (r == 0 && aad != NULL &&
-		    (r = key_record_aad(rec, aad, aad_len)) != 0)
+		if (r == 0) {
+			*found = 1;
+			if (vouch)
+				r = vault_record_vouch(v, rec);
+		}
+		if (r == 0 && aad != NULL)
+			r = key_record_aad(rec, aad, aad_len);
+		if (r != 0)
 			key_record_free(rec);
 	}
 	pthread_mutex_unlock(&a->lock);
  out:
 	key_record_free(&f.best);
 	return r;
+}
+
+int
+vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
+    uint32_t service_bit, struct key_record *rec, uint8_t **aad,
+    size_t *aad_len)
+{
+	int found = 0;
+
+	return find_active(v, app, env, service_bit, rec, aad, aad_len, 0,
+	    &found);
+}
+
+int
+vault_find_active_vouched(struct vault *v, const char *app,
+    enum key_env env, uint32_t service_bit, struct key_record *rec,
+    int *found)
+{
+	int dummy = 0;
+
+	if (found == NULL)
+		found = &dummy;
+	*found = 0;
+	return find_active(v, app, env, service_bit, rec, NULL, NULL, 1,
+	    found);
 }
 
 int

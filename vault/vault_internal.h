@@ -125,6 +125,18 @@ int vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
     size_t *aad_len);
 
 /*
+ * vault_find_active, and the record vouched for (vault_record_vouch_aad):
+ * for answers that sign nothing (a cached APNs token). A cached answer
+ * remembers that it was vouched for, so a request neither copies the AAD
+ * nor takes the memo's lock. *found (may be NULL) is 1 once the app's
+ * active key was found, also when vouching for it then failed. Returns as
+ * vault_find_active and vault_record_vouch.
+ */
+int vault_find_active_vouched(struct vault *v, const char *app,
+    enum key_env env, uint32_t service_bit, struct key_record *rec,
+    int *found);
+
+/*
  * Unseal rec's scalar (envelope_open with key_record_aad(rec)), rebuild the
  * key against rec's public point, sign header and claims, and wipe the
  * scalar and destroy the key before returning. *token is malloc'd (the
