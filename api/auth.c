@@ -124,7 +124,7 @@ api_auth_token_parse(const char *token, size_t len,
 
 	if (token == NULL || id == NULL || secret == NULL ||
 	    len != API_AUTH_TOKEN_LEN ||
-	    memcmp(token, API_AUTH_TOKEN_PREFIX, API_AUTH_TOKEN_PREFIX_LEN) != 0)
+	    !secmem_equal(token, API_AUTH_TOKEN_PREFIX, API_AUTH_TOKEN_PREFIX_LEN))
 		return P8V_ERR_UNAUTHORIZED;
 	p = token + API_AUTH_TOKEN_PREFIX_LEN;
 	for (i = 0; i < API_AUTH_ID_LEN; i++)

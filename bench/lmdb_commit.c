@@ -79,7 +79,7 @@ main(int argc, char **argv)
 	if ((rc = mdb_env_create(&env)) != 0 ||
 	    (rc = mdb_env_set_mapsize(env, MAP_BYTES)) != 0 ||
 	    (rc = mdb_env_set_maxdbs(env, 4)) != 0 ||
-	    /* No MDB_NOSYNC, MDB_NOMETASYNC, MDB_WRITEMAP: as p8vault. */
+	    /* Default sync: no NOSYNC, NOMETASYNC or WRITEMAP flag, as p8vault. */
 	    (rc = mdb_env_open(env, argv[1], MDB_NOTLS, 0600)) != 0) {
 		fprintf(stderr, "lmdb_commit: %s\n", mdb_strerror(rc));
 		return 1;

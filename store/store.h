@@ -27,8 +27,8 @@
  * Transactions do not nest: calling store_read/store_write from inside a
  * function fails with P8V_ERR_INTERNAL (it would deadlock with map growth).
  *
- * Durability. LMDB's default synchronous commits (no MDB_NOSYNC,
- * MDB_NOMETASYNC, MDB_WRITEMAP or MDB_NOMEMINIT): when store_write returns 0,
+ * Durability. LMDB's default synchronous commits (no NOSYNC, NOMETASYNC,
+ * WRITEMAP or NOMEMINIT flag): when store_write returns 0,
  * the transaction is on disk (fdatasync) and survives kill -9 and a power
  * cut, as far as the disk honours the flush.
  *
