@@ -174,33 +174,78 @@ json_plain(const char *s)
 	return 1;
 }
 
+/* Append s at p; the new end. */
+static char *
+put_str(char *p, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(p, s, n);
+	return p + n;
+}
+
+/* Append v in decimal at p (at most TOKEN_INT_CHARS); the new end. */
+#define TOKEN_INT_CHARS 20
+static char *
+put_int(char *p, int64_t v)
+{
+	char tmp[TOKEN_INT_CHARS];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t i = 0;
+
+	if (v < 0)
+		*p++ = '-';
+	do {
+		tmp[i++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	while (i > 0)
+		*p++ = tmp[--i];
+	return p;
+}
+
+/* The members' names, punctuation and two integers around the strings. */
+#define TOKEN_ANSWER_FIXED_BYTES 128
+
 /* {"token","key_id","team_id","issued_at","expires_at"} [+ "profile"]. */
 static int
 respond_token(struct api_request *req, const struct vault_token *tok,
     const char *profile)
 {
 	json_t *body;
-	char *text = NULL;
-	int n;
+	char *text = NULL, *p;
 
-	/* On the path of every push: written with one snprintf instead of
-	 * building a jansson object to serialise (a twentieth of p8vaultd's
-	 * CPU time per cached apns-token request). The same bytes
-	 * json_dumps(JSON_COMPACT) gives for the object below. */
+	/* On the path of every push: written directly instead of building a
+	 * jansson object to serialise (json_pack alone was 5.5% of
+	 * p8vaultd's CPU time per cached apns-token request, then asprintf
+	 * 3%). The same bytes json_dumps(JSON_COMPACT) gives for the object
+	 * below. */
 	if (json_plain(tok->token) && json_plain(tok->key_id) &&
 	    json_plain(tok->team_id) &&
 	    (profile == NULL || json_plain(profile))) {
-		n = asprintf(&text, "{\"token\":\"%s\",\"key_id\":\"%s\","
-		    "\"team_id\":\"%s\",\"issued_at\":%lld,"
-		    "\"expires_at\":%lld%s%s%s}", tok->token, tok->key_id,
-		    tok->team_id, (long long)tok->issued_at,
-		    (long long)tok->expires_at,
-		    profile != NULL ? ",\"profile\":\"" : "",
-		    profile != NULL ? profile : "", profile != NULL ? "\"" : "");
-		if (n < 0)
+		if ((text = malloc(TOKEN_ANSWER_FIXED_BYTES +
+		    strlen(tok->token) + strlen(tok->key_id) +
+		    strlen(tok->team_id) +
+		    (profile != NULL ? strlen(profile) : 0))) == NULL)
 			return P8V_ERR_ALLOC;
+		p = put_str(text, "{\"token\":\"");
+		p = put_str(p, tok->token);
+		p = put_str(p, "\",\"key_id\":\"");
+		p = put_str(p, tok->key_id);
+		p = put_str(p, "\",\"team_id\":\"");
+		p = put_str(p, tok->team_id);
+		p = put_str(p, "\",\"issued_at\":");
+		p = put_int(p, tok->issued_at);
+		p = put_str(p, ",\"expires_at\":");
+		p = put_int(p, tok->expires_at);
+		if (profile != NULL) {
+			p = put_str(p, ",\"profile\":\"");
+			p = put_str(p, profile);
+			p = put_str(p, "\"");
+		}
+		p = put_str(p, "}");
 		return api_respond_text(req, 200, "application/json", text,
-		    (size_t)n);
+		    (size_t)(p - text));
 	}
 
 	body = json_pack("{s:s, s:s, s:s, s:I, s:I}",
