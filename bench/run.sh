@@ -4,7 +4,8 @@
 # targets (docs/benchmarks.md says what each row is and records a run).
 #
 #   bench/run.sh [--duration S] [--rounds R] [--connections C]
-#                [--scale N] [--no-scale] [--no-node] [--quick]
+#                [--threads T] [--sign-threads S] [--scale N] [--no-scale]
+#                [--no-node] [--quick]
 #
 #   --duration S     seconds of load per row and round (default 10), after
 #                    a 1 s warm-up on the same connections
@@ -14,6 +15,19 @@
 #                    from elsewhere then moves one round of every row,
 #                    not all rounds of one row
 #   --connections C  wrk connections (default 32; one wrk thread: -t1)
+#   --threads T      threads (p8vaultd's --threads) of the fixed ceiling
+#                    and of the p8vaultd answering apns-token; default
+#                    CPUs - 1 (at least 1): wrk runs on the same machine
+#                    and takes one CPU, and a server with as many threads
+#                    as CPUs queues behind it (the bare ceiling on 2 CPUs:
+#                    118 k req/s and p99 ~4 ms with 2 threads, 168 k and
+#                    0.25 ms with 1; docs/benchmarks.md)
+#   --sign-threads S threads of the signing ceiling and of the p8vaultd
+#                    answering /jwt and uploads; default CPUs: signing is
+#                    CPU-bound (jose, too, signs on libuv's thread pool),
+#                    and an upload waits on fdatasync while others are
+#                    parsed and sealed. Both p8vaultd processes serve the
+#                    same state directory.
 #   --scale N        keys for the scale rows (default 1000000): a second
 #                    p8vaultd on a state directory of N keys (made by
 #                    bench/populate) answers apns-token in the same rounds;
@@ -56,13 +70,18 @@ WARMUP=1
 SCALE=1000000
 SMALL=1000
 NODE=1
+CPUS=$(nproc)
+THREADS=$(( CPUS > 1 ? CPUS - 1 : 1 ))
+SIGN_THREADS=$CPUS
 
-usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,60p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
 	case $1 in
 	--duration) DURATION=$2; shift 2 ;;
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--connections) CONNS=$2; shift 2 ;;
+	--threads) THREADS=$2; shift 2 ;;
+	--sign-threads) SIGN_THREADS=$2; shift 2 ;;
 	--scale) SCALE=$2; shift 2 ;;
 	--no-scale) SCALE=0; shift ;;
 	--no-node) NODE=0; shift ;;
@@ -143,14 +162,15 @@ start_simple() {
 	exit 1
 }
 
-# Start p8vaultd on STATE at the default log level (info, as in
-# production); sets D_PID, D_PORTAL, D_SIGN and D_READY_MS (from exec to
-# the first 200 of GET /readyz, polled every 5 ms).
+# Start p8vaultd on STATE (more options may follow) at the default log
+# level (info, as in production); sets D_PID, D_PORTAL, D_SIGN and
+# D_READY_MS (from exec to the first 200 of GET /readyz, polled every 5 ms).
 start_daemon() {
 	local state=$1 log=$RUN/daemon.$RANDOM.log t0 i
+	shift
 	t0=$(date +%s%N)
 	"$P8VAULTD" --state "$state" --master-key-file "$RUN/master.key" \
-	    --listen 127.0.0.1:0 --sign-listen 127.0.0.1:0 2>"$log" &
+	    --listen 127.0.0.1:0 --sign-listen 127.0.0.1:0 "$@" 2>"$log" &
 	D_PID=$!
 	PIDS+=("$D_PID")
 	D_SIGN= D_PORTAL=
@@ -276,9 +296,10 @@ fi
 # --- servers --------------------------------------------------------------
 
 say "starting the servers"
-start_simple ceiling_fixed "$BUILD/bench/ceiling_fixed"
+start_simple ceiling_fixed "$BUILD/bench/ceiling_fixed" --threads "$THREADS"
 FIXED_PORT=$SRV_PORT
-start_simple ceiling_sign "$BUILD/bench/ceiling_sign" --key "$KEY"
+start_simple ceiling_sign "$BUILD/bench/ceiling_sign" --key "$KEY" \
+    --threads "$SIGN_THREADS"
 SIGN_PORT=$SRV_PORT
 if [ "$NODE" = 1 ]; then
 	mkdir -p "$OUT/node"
@@ -301,13 +322,15 @@ if [ "$NODE" = 1 ]; then
 	    --mode sign
 	NODE_SIGN_PORT=$SRV_PORT
 fi
-start_daemon "$RUN/state"
-SMALL_PID=$D_PID SMALL_PORTAL=$D_PORTAL SMALL_SIGN=$D_SIGN
-upload_bench_key "$SMALL_PORTAL" "$PORTAL_TOKEN"
+start_daemon "$RUN/state" --threads "$SIGN_THREADS"
+SIGNER_PORTAL=$D_PORTAL SIGNER_SIGN=$D_SIGN
+upload_bench_key "$SIGNER_PORTAL" "$PORTAL_TOKEN"
+start_daemon "$RUN/state" --threads "$THREADS"
+SMALL_SIGN=$D_SIGN
 if [ "$SCALE" -gt 0 ]; then
 	STARTUPS=()
 	for i in 1 2 3; do
-		start_daemon "$RUN/big"
+		start_daemon "$RUN/big" --threads "$THREADS"
 		STARTUPS+=("$D_READY_MS")
 		[ $i = 3 ] || stop_pid "$D_PID"
 	done
@@ -328,7 +351,7 @@ add_row "apns-token" \
 [ "$NODE" = 1 ] && add_row "node cached" \
     "http://127.0.0.1:$NODE_CACHED_PORT/" "$BENCH/post.lua"
 add_row "ceiling sign" "http://127.0.0.1:$SIGN_PORT/" "$BENCH/post.lua" "$DC"
-add_row "jwt" "http://127.0.0.1:$SMALL_SIGN/v1/apps/com.bench.app/jwt" \
+add_row "jwt" "http://127.0.0.1:$SIGNER_SIGN/v1/apps/com.bench.app/jwt" \
     "$BENCH/post.lua" "BENCH_TOKEN=$SIGNER_TOKEN" "$DC"
 [ "$NODE" = 1 ] && add_row "node sign" "http://127.0.0.1:$NODE_SIGN_PORT/" \
     "$BENCH/post.lua" "$DC"
@@ -344,7 +367,7 @@ done
 
 # Uploads against the disk's commit rate, in rounds of their own (after the
 # token rows: every upload adds a key to the small store).
-add_row "upload" "http://127.0.0.1:$SMALL_PORTAL" "$BENCH/upload.lua"
+add_row "upload" "http://127.0.0.1:$SIGNER_PORTAL" "$BENCH/upload.lua"
 for round in $(seq "$ROUNDS"); do
 	say "uploads, round $round of $ROUNDS"
 	line=$("$BUILD/bench/lmdb_commit" "$RUN/lmdb" "$DURATION")
@@ -395,6 +418,7 @@ ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
 echo
 echo "p8vault bench/run.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -r)"
 echo "wrk -t1 -c$CONNS -d${DURATION}s --latency (after ${WARMUP}s warm-up), $ROUNDS round(s), median round shown"
+echo "threads: ceiling fixed and apns-token rows $THREADS; ceiling sign, jwt and upload rows $SIGN_THREADS"
 echo
 printf '%-24s %10s %9s %9s   %s\n' "row" "req/s" "p50 ms" "p99 ms" "rounds (req/s)"
 for r in "${ROWS[@]}"; do
