@@ -165,8 +165,9 @@ class Work:
                                     "--role", role, "--json"))["token"]
             self.tokens[role] = t
             self.secrets["%s bearer token" % role] = t.encode()
+            # p8v_<16 hex>_<43 base64url>: the secret may hold '_' itself.
             self.secrets["%s bearer secret" % role] = \
-                t.rsplit("_", 1)[1].encode()
+                t.split("_", 2)[2].encode()
         return self.tokens[role]
 
     def key(self, what):
