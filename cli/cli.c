@@ -31,6 +31,27 @@ cli_fail(const char *fmt, ...)
 }
 
 int
+cli_dispatch(const char *group, const struct cli_command *table, size_t n,
+    void (*usage)(FILE *f), int argc, char **argv)
+{
+	size_t i;
+
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(argv[1], table[i].name) == 0)
+			return table[i].run(argc - 1, argv + 1);
+	return cli_usage_error(group, "unknown %s command '%s'", group,
+	    argv[1]);
+}
+
+int
 cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;

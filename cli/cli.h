@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Exit codes, documented in `p8vault --help`. */
 #define CLI_EXIT_OK 0
@@ -53,6 +54,15 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * CLI_EXIT_USAGE. cmd may be NULL. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * Run the subcommand argv[1] of group (e.g. "keys") from table: no
+ * subcommand prints usage on stderr (CLI_EXIT_USAGE), --help or -h prints it
+ * on stdout (CLI_EXIT_OK), an unknown one is a usage error. The subcommand
+ * gets argv from its own name on. Returns its exit code.
+ */
+int cli_dispatch(const char *group, const struct cli_command *table,
+    size_t n, void (*usage)(FILE *f), int argc, char **argv);
 
 /* "p8vault: warning: <message>" on stderr. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -540,19 +540,6 @@ static const struct cli_command subcommands[] = {
 int
 cmd_master(int argc, char **argv)
 {
-	size_t i;
-
-	if (argc < 2) {
-		usage(stderr);
-		return CLI_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage(stdout);
-		return CLI_EXIT_OK;
-	}
-	for (i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-		if (strcmp(argv[1], subcommands[i].name) == 0)
-			return subcommands[i].run(argc - 1, argv + 1);
-	return cli_usage_error("master", "unknown master command '%s'",
-	    argv[1]);
+	return cli_dispatch("master", subcommands,
+	    sizeof(subcommands) / sizeof(subcommands[0]), usage, argc, argv);
 }
