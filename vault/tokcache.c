@@ -402,7 +402,28 @@ copy_out(const struct tok_entry *e, int minted, struct vault_token *out)
 	return 0;
 }
 
-/* Store a token in e (e locked): into guarded memory, wiping the old one. */
+/* 1 if token has the characters of a compact JWS: base64url and exactly
+ * two dots (what vault_token promises its readers, who then copy it into
+ * JSON as it is). */
+static int
+jws_chars_ok(const char *token, size_t len)
+{
+	size_t i, dots = 0;
+	unsigned char c;
+
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)token[i];
+		if (c == '.')
+			dots++;
+		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return 0;
+	}
+	return dots == 2;
+}
+
+/* Store a token in e (e locked): into guarded memory, wiping the old one.
+ * P8V_ERR_INTEGRITY if it is not made of a compact JWS's characters. */
 static int
 set_token(struct tok_entry *e, const char *token, int64_t issued_at,
     int64_t boot_ns)
@@ -410,6 +431,8 @@ set_token(struct tok_entry *e, const char *token, int64_t issued_at,
 	size_t len = strlen(token);
 	char *copy;
 
+	if (!jws_chars_ok(token, len))
+		return P8V_ERR_INTEGRITY;
 	if ((copy = secmem_alloc(len + 1)) == NULL)
 		return P8V_ERR_SECMEM;
 	memcpy(copy, token, len + 1);

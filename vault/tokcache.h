@@ -80,7 +80,9 @@ void tokcache_destroy(struct tokcache *tc);
  * VAULT_REJECT_INVALID). out gets a malloc'd copy with minted 1 if this
  * call minted it; *why (may be NULL) the mint's reason.
  * Returns 0, mint's error (also to the callers that waited for that mint),
- * P8V_ERR_ALLOC, P8V_ERR_SECMEM, P8V_ERR_INVALID_ARGUMENT.
+ * P8V_ERR_INTEGRITY (the minted token is not made of base64url characters
+ * and exactly two dots: vault_token promises that), P8V_ERR_ALLOC,
+ * P8V_ERR_SECMEM, P8V_ERR_INVALID_ARGUMENT.
  */
 int tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
     const char *rejected, enum vault_reject_reason reject,
@@ -90,7 +92,8 @@ int tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
 /*
  * Put a token loaded from the store (minted at boot_ns on this boot's
  * CLOCK_BOOTTIME, or an estimate of it). An entry that holds a token
- * already keeps it. 0, P8V_ERR_ALLOC, P8V_ERR_SECMEM,
+ * already keeps it. 0, P8V_ERR_INTEGRITY (not a compact JWS's characters,
+ * as for tokcache_get), P8V_ERR_ALLOC, P8V_ERR_SECMEM,
  * P8V_ERR_INVALID_ARGUMENT.
  */
 int tokcache_seed(struct tokcache *tc, const struct tokcache_id *id,

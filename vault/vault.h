@@ -181,7 +181,8 @@ int vault_key_revoke(struct vault *v, const char *app, const char *key_id,
 
 /* A signed token. */
 struct vault_token {
-	char *token;            /* compact JWS, malloc'd */
+	char *token;            /* compact JWS, malloc'd: base64url characters
+	                         * and two dots only, nothing JSON escapes */
 	char key_id[11];
 	char team_id[11];
 	int64_t issued_at;      /* iat, seconds since the epoch */

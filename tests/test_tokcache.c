@@ -1,0 +1,104 @@
+/*
+ * test_tokcache.c: what the token cache takes in. A token it hands out is
+ * copied into JSON answers as it is (api/sign.c), so the cache refuses,
+ * from a mint and from the store alike, anything but base64url characters
+ * and exactly two dots.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "crypto/secmem.h"
+#include "tests/check.h"
+#include "vault/tokcache.h"
+
+static const struct {
+	const char *token;
+	int want;
+} cases[] = {
+	{ "eyJh.eyJp.c2ln", 0 },
+	{ "aZ09-_.AZaz09-_.-_", 0 },
+	{ "..", 0 },
+	{ "eyJh.eyJp", P8V_ERR_INTEGRITY },             /* one dot */
+	{ "eyJh.eyJp.c2ln.x", P8V_ERR_INTEGRITY },      /* three */
+	{ "eyJh.eyJp.c2ln\"", P8V_ERR_INTEGRITY },      /* a quote */
+	{ "eyJh.eyJp.c2\\ln", P8V_ERR_INTEGRITY },      /* a backslash */
+	{ "eyJh.eyJp.c2ln=", P8V_ERR_INTEGRITY },       /* padding */
+	{ "eyJh.eyJp.c2l+", P8V_ERR_INTEGRITY },        /* base64, not url */
+	{ "eyJh.eyJp.c2l\n", P8V_ERR_INTEGRITY },       /* control */
+	{ "eyJh.eyJp.c2l\xc3\xa9", P8V_ERR_INTEGRITY }, /* not ASCII */
+	{ "eyJh eyJp.c2ln.", P8V_ERR_INTEGRITY },       /* a space */
+	{ "", P8V_ERR_INTEGRITY },
+};
+
+static const char *mint_with;
+
+static int
+mint(void *arg, enum vault_mint_reason why, struct tokcache_minted *m)
+{
+	(void)arg;
+	(void)why;
+	if ((m->token = strdup(mint_with)) == NULL)
+		return P8V_ERR_ALLOC;
+	m->issued_at = 1700000000;
+	m->boot_ns = tokcache_boot_now_ns();
+	return 0;
+}
+
+static void
+set_id(struct tokcache_id *id, size_t i)
+{
+	memset(id, 0, sizeof(*id));
+	memcpy(id->team_id, "DEF1234567", 10);
+	memcpy(id->key_id, "ABC1234567", 10);
+	memset(id->fingerprint, 'a', KEY_RECORD_FINGERPRINT_HEX);
+	id->fingerprint[0] = (char)('a' + i % 6);
+	id->fingerprint[1] = (char)('0' + i / 6);
+}
+
+static void
+test_token_chars(void)
+{
+	struct tokcache *tc = NULL;
+	struct tokcache_id id;
+	struct vault_token out;
+	size_t i;
+	int r;
+
+	REQUIRE(tokcache_create(3000, &tc) == 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		/* Minted. */
+		set_id(&id, 2 * i);
+		memset(&out, 0, sizeof(out));
+		mint_with = cases[i].token;
+		r = tokcache_get(tc, &id, NULL, VAULT_REJECT_NONE, mint, NULL,
+		    &out, NULL);
+		CHECKF(r == cases[i].want, "mint %zu: %s", i, p8v_errname(r));
+		if (r == 0)
+			CHECKF(strcmp(out.token, cases[i].token) == 0,
+			    "mint %zu: token", i);
+		vault_token_finish(&out);
+		/* Loaded from the store: refused the same way, and then the
+		 * entry has no token, so a request mints. */
+		set_id(&id, 2 * i + 1);
+		r = tokcache_seed(tc, &id, cases[i].token, 1700000000,
+		    tokcache_boot_now_ns());
+		CHECKF(r == cases[i].want, "seed %zu: %s", i, p8v_errname(r));
+		mint_with = "new.token.x";
+		memset(&out, 0, sizeof(out));
+		CHECK_OK(tokcache_get(tc, &id, NULL, VAULT_REJECT_NONE, mint,
+		    NULL, &out, NULL));
+		CHECKF(out.minted == (r != 0), "seed %zu: minted %d", i,
+		    out.minted);
+		vault_token_finish(&out);
+	}
+	tokcache_destroy(tc);
+}
+
+int
+main(void)
+{
+	REQUIRE(secmem_init() == 0);
+	test_token_chars();
+	return check_finish();
+}
