@@ -180,20 +180,14 @@ role_covers(enum api_role have, enum api_role required)
 	return have == required;
 }
 
-int
-api_auth_decide(const struct store_cred *cred,
-    const uint8_t secret_hash[CRED_SECRET_HASH_BYTES], enum api_role required,
-    const char *app, enum api_role *granted)
+/* api_auth_decide once the secret has been compared: match is 1 if it is
+ * cred's. */
+static int
+decide_matched(const struct store_cred *cred, int match,
+    enum api_role required, const char *app, enum api_role *granted)
 {
 	enum api_role have = API_ROLE_NONE;
-	int match;
 
-	if (cred == NULL || secret_hash == NULL)
-		return P8V_ERR_UNAUTHORIZED;
-	/* Compare first and decide after, so that a revoked credential takes
-	 * as long as a wrong secret. */
-	match = secmem_equal(secret_hash, cred->secret_hash,
-	    CRED_SECRET_HASH_BYTES);
 	if (!match || cred->revoked_at != 0)
 		return P8V_ERR_UNAUTHORIZED;
 	/* A role this version does not know grants nothing. */
@@ -206,6 +200,22 @@ api_auth_decide(const struct store_cred *cred,
 	if (granted != NULL)
 		*granted = have;
 	return 0;
+}
+
+int
+api_auth_decide(const struct store_cred *cred,
+    const uint8_t secret_hash[CRED_SECRET_HASH_BYTES], enum api_role required,
+    const char *app, enum api_role *granted)
+{
+	int match;
+
+	if (cred == NULL || secret_hash == NULL)
+		return P8V_ERR_UNAUTHORIZED;
+	/* Compare first and decide after, so that a revoked credential takes
+	 * as long as a wrong secret. */
+	match = secmem_equal(secret_hash, cred->secret_hash,
+	    CRED_SECRET_HASH_BYTES);
+	return decide_matched(cred, match, required, app, granted);
 }
 
 struct lookup {
@@ -223,11 +233,22 @@ struct lookup {
  * the daemon's CPU time on cached apns-token requests. A new token, a
  * revocation, any commit at all, and the next request reads the store
  * again: the promise that a revoked token is refused from the very next
- * request holds. The secret is still hashed and compared on every request;
- * the cache holds credentials as the store does (hashes, never secrets).
+ * request holds.
+ *
+ * A slot also remembers the last secret that matched its credential, as a
+ * keyed hash: SipHash-2-4 with 128-bit output (crypto_shorthash_siphashx24)
+ * under a key drawn at random once per process. A request whose secret has
+ * that tag is the same secret, already checked against the stored SHA-256
+ * (a forgery needs the key, which never leaves the process); any other
+ * secret is hashed with SHA-256 and compared as before. SipHash of a
+ * 43-byte secret takes 24 ns, SHA-256 (libsodium) 147 ns: with its
+ * compare, 2.5% of the daemon's CPU per cached apns-token request. Neither
+ * the tag nor the key reveals a secret: the cache holds hashes, never
+ * secrets.
  */
 /* Direct-mapped by a hash of the token id; a few fleets' tokens. */
 #define AUTH_CACHE_SLOTS 64
+#define AUTH_TAG_BYTES crypto_shorthash_siphashx24_BYTES
 
 struct auth_slot {
 	pthread_mutex_t lock;
@@ -237,9 +258,12 @@ struct auth_slot {
 	char id[API_AUTH_ID_LEN + 1];
 	int found;
 	struct store_cred cred;
+	int tagged;                     /* tag set: a secret matched cred */
+	uint8_t tag[AUTH_TAG_BYTES];
 };
 
 static struct auth_slot auth_cache[AUTH_CACHE_SLOTS];
+static uint8_t auth_tag_key[crypto_shorthash_siphashx24_KEYBYTES];
 static pthread_once_t auth_cache_once = PTHREAD_ONCE_INIT;
 static int auth_cache_ready;
 
@@ -248,6 +272,9 @@ auth_cache_init(void)
 {
 	size_t i;
 
+	if (sodium_init() < 0 ||
+	    secmem_random(auth_tag_key, sizeof(auth_tag_key)) != 0)
+		return;
 	for (i = 0; i < AUTH_CACHE_SLOTS; i++)
 		if (pthread_mutex_init(&auth_cache[i].lock, NULL) != 0)
 			return;
@@ -267,12 +294,49 @@ auth_slot_of(const char *id)
 	return &auth_cache[h & (AUTH_CACHE_SLOTS - 1)];
 }
 
-/* api_auth_decide with the cached credential of id, if the store has not
- * changed since it was read: 1 (*result set) or 0 (read the store). */
+/* The tag of a secret (API_AUTH_SECRET_LEN characters). */
+static void
+auth_tag(const char *secret, uint8_t tag[AUTH_TAG_BYTES])
+{
+	crypto_shorthash_siphashx24(tag, (const unsigned char *)secret,
+	    API_AUTH_SECRET_LEN, auth_tag_key);
+}
+
+/*
+ * The decision for the secret of tag on c's credential (c locked and
+ * current): without SHA-256 when tag is the slot's, else by the stored
+ * hash, remembering tag when it matches. *hash (zeroes on entry) is the
+ * SHA-256 of secret afterwards if it was needed.
+ */
 static int
-auth_cache_decide(struct store *store, const char *id,
-    const uint8_t hash[CRED_SECRET_HASH_BYTES], enum api_role required,
-    const char *app, enum api_role *granted, int *result)
+slot_decide(struct auth_slot *c, const char *secret,
+    const uint8_t tag[AUTH_TAG_BYTES], uint8_t hash[CRED_SECRET_HASH_BYTES],
+    enum api_role required, const char *app, enum api_role *granted)
+{
+	int match;
+
+	if (!c->found)
+		return P8V_ERR_UNAUTHORIZED;
+	if (c->tagged && secmem_equal(tag, c->tag, AUTH_TAG_BYTES))
+		return decide_matched(&c->cred, 1, required, app, granted);
+	if (store_cred_hash_secret(secret, API_AUTH_SECRET_LEN, hash) != 0)
+		return P8V_ERR_INTERNAL;
+	match = secmem_equal(hash, c->cred.secret_hash,
+	    CRED_SECRET_HASH_BYTES);
+	if (match) {
+		memcpy(c->tag, tag, AUTH_TAG_BYTES);
+		c->tagged = 1;
+	}
+	return decide_matched(&c->cred, match, required, app, granted);
+}
+
+/* The decision on id's cached credential, if the store has not changed
+ * since it was read: 1 (*result set) or 0 (read the store). */
+static int
+auth_cache_decide(struct store *store, const char *id, const char *secret,
+    const uint8_t tag[AUTH_TAG_BYTES], uint8_t hash[CRED_SECRET_HASH_BYTES],
+    enum api_role required, const char *app, enum api_role *granted,
+    int *result)
 {
 	struct auth_slot *c;
 	uint64_t gen;
@@ -284,17 +348,19 @@ auth_cache_decide(struct store *store, const char *id,
 	pthread_mutex_lock(&c->lock);
 	if (c->used && c->store == store_instance(store) &&
 	    c->store_gen == gen && strcmp(c->id, id) == 0) {
-		*result = api_auth_decide(c->found ? &c->cred : NULL, hash,
-		    required, app, granted);
+		*result = slot_decide(c, secret, tag, hash, required, app,
+		    granted);
 		hit = 1;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return hit;
 }
 
-/* Keep what l read (its credential moves into the cache). */
+/* Keep what l read (its credential moves into the cache), with the tag of
+ * the secret if it matched. */
 static void
-auth_cache_fill(struct store *store, struct lookup *l)
+auth_cache_fill(struct store *store, struct lookup *l,
+    const uint8_t tag[AUTH_TAG_BYTES], int matched)
 {
 	struct auth_slot *c;
 
@@ -305,10 +371,15 @@ auth_cache_fill(struct store *store, struct lookup *l)
 	c->used = 1;
 	c->store = store_instance(store);
 	c->store_gen = l->store_gen;
-	snprintf(c->id, sizeof(c->id), "%s", l->id);
+	memcpy(c->id, l->id, sizeof(c->id));
 	c->found = l->found;
 	c->cred = l->cred;
 	memset(&l->cred, 0, sizeof(l->cred));
+	c->tagged = l->found && matched;
+	if (c->tagged)
+		memcpy(c->tag, tag, AUTH_TAG_BYTES);
+	else
+		sodium_memzero(c->tag, sizeof(c->tag));
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -339,7 +410,7 @@ verify(struct store *store, const char *authorization,
     struct store_cred *cred)
 {
 	struct lookup l;
-	uint8_t hash[CRED_SECRET_HASH_BYTES];
+	uint8_t hash[CRED_SECRET_HASH_BYTES], tag[AUTH_TAG_BYTES];
 	char id[API_AUTH_ID_LEN + 1];
 	const char *token, *secret;
 	enum api_role granted = API_ROLE_NONE;
@@ -348,6 +419,7 @@ verify(struct store *store, const char *authorization,
 
 	memset(&l, 0, sizeof(l));
 	memset(hash, 0, sizeof(hash));
+	memset(tag, 0, sizeof(tag));
 	if (cred != NULL)
 		memset(cred, 0, sizeof(*cred));
 	if (store == NULL || who == NULL) {
@@ -357,17 +429,24 @@ verify(struct store *store, const char *authorization,
 	if ((r = api_auth_bearer(authorization, &token, &len)) != 0 ||
 	    (r = api_auth_token_parse(token, len, id, &secret)) != 0)
 		goto out;
+	l.id = id;
+	if (cred == NULL) {
+		if (auth_slot_of(id) == NULL) {
+			r = P8V_ERR_INTERNAL;
+			goto out;
+		}
+		auth_tag(secret, tag);
+		if (auth_cache_decide(store, id, secret, tag, hash, required,
+		    app, &granted, &r)) {
+			if (r != 0)
+				goto out;
+			goto granted;
+		}
+	}
 	if ((r = store_cred_hash_secret(secret, API_AUTH_SECRET_LEN,
 	    hash)) != 0) {
 		r = P8V_ERR_INTERNAL;
 		goto out;
-	}
-	l.id = id;
-	if (cred == NULL && auth_cache_decide(store, id, hash, required, app,
-	    &granted, &r)) {
-		if (r != 0)
-			goto out;
-		goto granted;
 	}
 	if ((r = store_read(store, lookup_txn, &l)) != 0) {
 		/* The id, never the secret: ids are what operators list. */
@@ -381,12 +460,14 @@ verify(struct store *store, const char *authorization,
 	r = api_auth_decide(l.found ? &l.cred : NULL, hash, required, app,
 	    &granted);
 	if (cred == NULL)
-		auth_cache_fill(store, &l);
+		auth_cache_fill(store, &l, tag, l.found &&
+		    secmem_equal(hash, l.cred.secret_hash,
+		    CRED_SECRET_HASH_BYTES));
 	if (r != 0)
 		goto out;
  granted:
 	who->role = granted;
-	snprintf(who->actor, sizeof(who->actor), "%s", id);
+	memcpy(who->actor, id, sizeof(id));
 	if (cred != NULL) {
 		*cred = l.cred;
 		memset(&l.cred, 0, sizeof(l.cred));
@@ -395,6 +476,7 @@ verify(struct store *store, const char *authorization,
  out:
 	store_cred_free(&l.cred);
 	secmem_wipe(hash, sizeof(hash));
+	secmem_wipe(tag, sizeof(tag));
 	return r;
 }
 

@@ -414,6 +414,58 @@ test_verify(void)
 	free(dir);
 }
 
+/*
+ * The credential cache remembers the last secret that matched each token
+ * id (a keyed hash): every other secret must still be refused, however
+ * the requests interleave, and a revocation must still win over it.
+ */
+static void
+test_verify_cached(void)
+{
+	struct api_principal who;
+	struct store *store = NULL;
+	char good[128], other[128], wrong[128], wrong2[128];
+	char gid[API_AUTH_ID_LEN + 1], oid[API_AUTH_ID_LEN + 1];
+	const char *seq[] = { good, good, wrong, good, wrong2, wrong, good,
+	    other, wrong, good };
+	int want[] = { 0, 0, P8V_ERR_UNAUTHORIZED, 0, P8V_ERR_UNAUTHORIZED,
+	    P8V_ERR_UNAUTHORIZED, 0, 0, P8V_ERR_UNAUTHORIZED, 0 };
+	char *dir;
+	size_t i, n;
+
+	REQUIRE((dir = tu_mkdtemp("p8v-auth-cache")) != NULL);
+	REQUIRE(store_open(dir, NULL, &store) == 0);
+	issue(store, "signer", NULL, good, sizeof(good), gid);
+	issue(store, "signer", NULL, other, sizeof(other), oid);
+	/* The same id, secrets differing in the first and in the next to
+	 * last character (the last one stays canonical). */
+	n = strlen(good);
+	snprintf(wrong, sizeof(wrong), "%s", good);
+	wrong[n - 2] = wrong[n - 2] == 'A' ? 'B' : 'A';
+	snprintf(wrong2, sizeof(wrong2), "%s", good);
+	i = strlen("Bearer p8v_") + API_AUTH_ID_LEN + 1;
+	wrong2[i] = wrong2[i] == 'A' ? 'B' : 'A';
+
+	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		memset(&who, 0, sizeof(who));
+		CHECKF(api_auth_verify(store, seq[i], API_ROLE_SIGNER, NULL,
+		    &who) == want[i], "request %zu", i);
+		if (want[i] == 0)
+			CHECKF(strcmp(who.actor, seq[i] == other ? oid : gid) ==
+			    0, "request %zu: actor", i);
+	}
+	/* Revoked after its secret was remembered: refused at once. */
+	REQUIRE(store_write(store, revoke_txn, gid) == 0);
+	CHECK_ERR(api_auth_verify(store, good, API_ROLE_SIGNER, NULL, &who),
+	    P8V_ERR_UNAUTHORIZED);
+	CHECK_ERR(api_auth_verify(store, good, API_ROLE_SIGNER, NULL, &who),
+	    P8V_ERR_UNAUTHORIZED);
+	CHECK_OK(api_auth_verify(store, other, API_ROLE_SIGNER, NULL, &who));
+	store_close(store);
+	tu_rmtree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -424,5 +476,6 @@ main(void)
 	test_token_new();
 	test_decide();
 	test_verify();
+	test_verify_cached();
 	return check_finish();
 }
