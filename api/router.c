@@ -227,32 +227,43 @@ static int
 match_pattern(const char *pattern, const struct api_path *path,
     struct api_params *params)
 {
-	const char *p = pattern, *seg_end;
-	size_t i = 0, seg_len;
+	const char *p = pattern, *s, *e;
 	struct api_params found;
+	size_t i;
 
-	memset(&found, 0, sizeof(found));
+	/* One pass over the pattern and the path's segments together, no
+	 * strchr and strlen per segment: every request tries most routes. */
+	found.count = 0;
 	if (*p != '/')
 		return 0;
 	for (i = 0; i < path->nseg; i++) {
 		if (*p != '/')
 			return 0;               /* the pattern ended first */
 		p++;
-		seg_end = strchr(p, '/');
-		seg_len = seg_end != NULL ? (size_t)(seg_end - p) : strlen(p);
-		if (seg_len >= 2 && p[0] == '{' && p[seg_len - 1] == '}') {
-			if (path->seg[i][0] == '\0' ||
-			    found.count == API_PARAMS_MAX)
-				return 0;
-			found.item[found.count].name = p + 1;
-			found.item[found.count].name_len = seg_len - 2;
-			found.item[found.count].value = path->seg[i];
-			found.count++;
-		} else if (strlen(path->seg[i]) != seg_len ||
-		    memcmp(path->seg[i], p, seg_len) != 0) {
-			return 0;
+		s = path->seg[i];
+		if (*p == '{') {
+			for (e = p; *e != '/' && *e != '\0'; e++)
+				;
+			if (e - p >= 2 && e[-1] == '}') {
+				if (*s == '\0' || found.count == API_PARAMS_MAX)
+					return 0;
+				found.item[found.count].name = p + 1;
+				found.item[found.count].name_len =
+				    (size_t)(e - p) - 2;
+				found.item[found.count].value = s;
+				found.count++;
+				p = e;
+				continue;
+			}
 		}
-		p += seg_len;
+		/* A literal segment: the same bytes, both ending here (a
+		 * decoded segment may hold a '/', the pattern's never). */
+		while (*p != '/' && *p != '\0' && *p == *s) {
+			p++;
+			s++;
+		}
+		if (*s != '\0' || (*p != '/' && *p != '\0'))
+			return 0;
 	}
 	if (*p != '\0')
 		return 0;                       /* the path ended first */
@@ -269,7 +280,7 @@ api_route_match(const struct api_route *routes, size_t n_routes,
 {
 	unsigned int allow = 0, want;
 	size_t i;
-	int r = P8V_ERR_NOT_FOUND;
+	int r = P8V_ERR_NOT_FOUND, take;
 
 	*route = NULL;
 	if (params != NULL)
@@ -279,15 +290,15 @@ api_route_match(const struct api_route *routes, size_t n_routes,
 	for (i = 0; i < n_routes; i++) {
 		if ((routes[i].listeners & listener) == 0)
 			continue;
-		if (!match_pattern(routes[i].pattern, path, NULL))
+		take = *route == NULL && want != 0 && routes[i].method == want;
+		if (!match_pattern(routes[i].pattern, path,
+		    take ? params : NULL))
 			continue;
 		allow |= routes[i].method;
 		if (routes[i].method == API_METHOD_GET)
 			allow |= API_METHOD_HEAD;
-		if (*route == NULL && want != 0 && routes[i].method == want) {
+		if (take)
 			*route = &routes[i];
-			match_pattern(routes[i].pattern, path, params);
-		}
 	}
 	if (*route != NULL)
 		r = 0;
