@@ -95,10 +95,53 @@ test_token_chars(void)
 	tokcache_destroy(tc);
 }
 
+/* Entries whose fingerprints are the same (the chain is chosen from the
+ * fingerprint alone) but whose Key ID or Team ID differ are different
+ * entries, each with its own token. */
+static void
+test_same_chain(void)
+{
+	static const struct {
+		const char *team, *key, *token;
+	} ids[] = {
+		{ "DEF1234567", "ABC1234567", "a.a.a" },
+		{ "DEF1234567", "ABC1234568", "b.b.b" },
+		{ "DEF1234568", "ABC1234567", "c.c.c" },
+		{ "DEF1234568", "ABC1234568", "d.d.d" },
+	};
+	struct tokcache *tc = NULL;
+	struct tokcache_id id;
+	struct vault_token out;
+	size_t i, round;
+
+	REQUIRE(tokcache_create(3000, &tc) == 0);
+	/* First round: each mints its own; second: each gets its own back. */
+	for (round = 0; round < 2; round++) {
+		for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+			set_id(&id, 0);
+			memcpy(id.team_id, ids[i].team, 10);
+			memcpy(id.key_id, ids[i].key, 10);
+			mint_with = round == 0 ? ids[i].token : "x.x.x";
+			memset(&out, 0, sizeof(out));
+			CHECK_OK(tokcache_get(tc, &id, NULL, VAULT_REJECT_NONE,
+			    mint, NULL, &out, NULL));
+			CHECKF(out.token != NULL &&
+			    strcmp(out.token, ids[i].token) == 0,
+			    "round %zu id %zu: %s", round, i,
+			    out.token != NULL ? out.token : "(null)");
+			CHECKF(out.minted == (round == 0), "round %zu id %zu",
+			    round, i);
+			vault_token_finish(&out);
+		}
+	}
+	tokcache_destroy(tc);
+}
+
 int
 main(void)
 {
 	REQUIRE(secmem_init() == 0);
 	test_token_chars();
+	test_same_chain();
 	return check_finish();
 }
