@@ -65,7 +65,13 @@ blob_aad(const char *key, const uint8_t hdr[APNS_BLOB_HEADER_BYTES],
 
 struct mint {
 	struct vault *v;
-	const struct key_record *rec;
+	/* the key the token is cached under, and how it was found */
+	const char *app;
+	enum key_env env;
+	const struct tokcache_id *id;
+	/* its record, read by the mint (a cached token needs none of it) */
+	struct key_record loaded;
+	const struct key_record *rec;   /* &loaded once read */
 	const char *actor;
 	/* for the persisting transaction */
 	const char *key;
@@ -127,6 +133,7 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	const struct master_key *mk;
 	struct tokcache_id id;
 	char key[TOKCACHE_KEY_BYTES];
+	int found = 0;
 	uint8_t aad[APNS_BLOB_AAD_BYTES];
 	uint8_t *env = NULL, *blob = NULL;
 	size_t env_len = 0, aad_len;
@@ -136,6 +143,22 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	int r = P8V_ERR_ALLOC;
 
 	memset(out, 0, sizeof(*out));
+	/* The record, vouched for: still the key the token is filed under
+	 * (else a commit moved the app to another key in between: refused as
+	 * persist_txn refuses a key replaced during the mint). */
+	key_record_free(&m->loaded);
+	m->rec = NULL;
+	if ((r = vault_find_active_vouched(m->v, m->app, m->env,
+	    KEY_SERVICE_APNS, &m->loaded, &found)) != 0)
+		goto out;
+	m->rec = &m->loaded;
+	tokcache_id_of(m->rec, &id);
+	r = P8V_ERR_KEY_NOT_FOUND;
+	if (strcmp(id.fingerprint, m->id->fingerprint) != 0 ||
+	    strcmp(id.key_id, m->id->key_id) != 0 ||
+	    strcmp(id.team_id, m->id->team_id) != 0)
+		goto out;
+	r = P8V_ERR_ALLOC;
 	/* Both clocks at the same moment: iat for Apple, boottime for age. */
 	now = tokcache_wall_now();
 	boot_ns = tokcache_boot_now_ns();
@@ -160,7 +183,6 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	store_put_u64(blob + 1, (uint64_t)now);
 	memcpy(blob + 9, m->v->boot_id, VAULT_BOOT_ID_BYTES);
 	store_put_u64(blob + 9 + VAULT_BOOT_ID_BYTES, (uint64_t)boot_ns);
-	tokcache_id_of(m->rec, &id);
 	tokcache_key(&id, key);
 	aad_len = blob_aad(key, blob, aad);
 	if ((r = envelope_seal(mk, aad, aad_len, (const uint8_t *)token,
@@ -209,12 +231,12 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
     const char *rejected_token, enum vault_reject_reason reason,
     const char *actor, struct vault_token *out)
 {
-	struct key_record rec = { 0 };
 	struct tokcache_id id;
 	struct mint m;
 	enum vault_mint_reason why = VAULT_MINT_COLD;
 	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
 
+	memset(&m, 0, sizeof(m));
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
 	if (v == NULL || out == NULL || (unsigned int)env > KEY_ENV_BOTH ||
@@ -227,22 +249,22 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	 * no commit (from any process) has happened since it was read. */
 	/* A cached token is handed out without signing: the record it is
 	 * handed out for must still open under its own identity. */
-	if ((r = vault_find_active_vouched(v, app, env, KEY_SERVICE_APNS,
-	    &rec, &found)) != 0)
+	if ((r = vault_find_active_ids(v, app, env, KEY_SERVICE_APNS, &id,
+	    &found)) != 0)
 		goto out;
-	tokcache_id_of(&rec, &id);
 	if (rejected_token != NULL) {
 		VAULT_COUNT(v->apns_rejections);
 		log_fields(LOG_LEVEL_WARN, "apns_token_rejected",
-		    json_pack("{s:s, s:s, s:s, s:s}", "app", rec.app,
-		    "key_id", rec.key_id, "team_id", rec.team_id,
+		    json_pack("{s:s, s:s, s:s, s:s}", "app", app,
+		    "key_id", id.key_id, "team_id", id.team_id,
 		    "reason", reject_names[reason]),
 		    "APNs refused a provider token of key %s (team %s): %s",
-		    rec.key_id, rec.team_id, reject_names[reason]);
+		    id.key_id, id.team_id, reject_names[reason]);
 	}
-	memset(&m, 0, sizeof(m));
 	m.v = v;
-	m.rec = &rec;
+	m.app = app;
+	m.env = env;
+	m.id = &id;
 	m.actor = actor;
 	if ((r = tokcache_get(v->tokens, &id, rejected_token, reason,
 	    mint_token, &m, out, &why)) != 0)
@@ -250,13 +272,13 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	if (out->minted) {
 		VAULT_COUNT(v->apns_mints[why]);
 		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
-		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", rec.app,
-		    "key_id", rec.key_id, "team_id", rec.team_id,
-		    "fingerprint", rec.fingerprint,
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", app,
+		    "key_id", id.key_id, "team_id", id.team_id,
+		    "fingerprint", id.fingerprint,
 		    "reason", vault_mint_reason_name(why),
 		    "issued_at", (json_int_t)out->issued_at),
 		    "new APNs provider token for key %s (team %s): %s",
-		    rec.key_id, rec.team_id, vault_mint_reason_name(why));
+		    id.key_id, id.team_id, vault_mint_reason_name(why));
 	} else {
 		VAULT_COUNT(v->apns_cache_hits);
 	}
@@ -264,7 +286,7 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
  out:
 	if (r != 0 && found)
 		VAULT_COUNT(v->apns_failures);
-	key_record_free(&rec);
+	key_record_free(&m.loaded);
 	return r;
 }
 

@@ -460,13 +460,13 @@ active_slot_of(struct vault *v, const char *app, enum key_env env)
 
 /*
  * The answer in a slot (locked, holding app and env at the current
- * generation): rc, and on 0 a copy of the record and, if asked, of its
- * AAD (computed into the slot the first time).
+ * generation): rc, and on 0 a copy of the record (rec) or only its ids
+ * (ids) and, if asked, of its AAD (computed into the slot the first time).
  */
 static int
 active_answer(struct vault *v, struct active_slot *a, uint32_t service_bit,
-    struct key_record *rec, uint8_t **aad, size_t *aad_len, int vouch,
-    int *found)
+    struct key_record *rec, struct tokcache_id *ids, uint8_t **aad,
+    size_t *aad_len, int vouch, int *found)
 {
 	int r;
 
@@ -485,11 +485,14 @@ active_answer(struct vault *v, struct active_slot *a, uint32_t service_bit,
 			return r;
 		a->vouched = 1;
 	}
-	if ((r = key_record_copy(rec, &a->best)) != 0)
+	if (ids != NULL)
+		tokcache_id_of(&a->best, ids);
+	if (rec != NULL && (r = key_record_copy(rec, &a->best)) != 0)
 		return r;
 	if (aad != NULL) {
 		if ((*aad = malloc(a->aad_len)) == NULL) {
-			key_record_free(rec);
+			if (rec != NULL)
+				key_record_free(rec);
 			return P8V_ERR_ALLOC;
 		}
 		memcpy(*aad, a->aad, a->aad_len);
@@ -498,13 +501,15 @@ active_answer(struct vault *v, struct active_slot *a, uint32_t service_bit,
 	return 0;
 }
 
-/* vault_find_active_aad and vault_find_active_vouched: with vouch, the
- * record is vouched for (vault_record_vouch_aad) before it is handed out;
- * *found is set once the app's active key is known. */
+/* vault_find_active_aad, vault_find_active_vouched and
+ * vault_find_active_ids: with vouch, the record is vouched for
+ * (vault_record_vouch_aad) before it is handed out, as a copy (rec) or its
+ * ids (ids, when rec is NULL); *found is set once the app's active key is
+ * known. */
 static int
 find_active(struct vault *v, const char *app, enum key_env env,
-    uint32_t service_bit, struct key_record *rec, uint8_t **aad,
-    size_t *aad_len, int vouch, int *found)
+    uint32_t service_bit, struct key_record *rec, struct tokcache_id *ids,
+    uint8_t **aad, size_t *aad_len, int vouch, int *found)
 {
 	struct active_slot *a;
 	struct find f;
@@ -514,11 +519,14 @@ find_active(struct vault *v, const char *app, enum key_env env,
 	memset(&f, 0, sizeof(f));
 	if (rec != NULL)
 		memset(rec, 0, sizeof(*rec));
+	if (ids != NULL)
+		memset(ids, 0, sizeof(*ids));
 	if (aad != NULL)
 		*aad = NULL;
 	if (aad_len != NULL)
 		*aad_len = 0;
-	if (v == NULL || rec == NULL || (unsigned int)env > KEY_ENV_BOTH ||
+	if (v == NULL || (rec == NULL) == (ids == NULL) ||
+	    (unsigned int)env > KEY_ENV_BOTH ||
 	    (aad != NULL && aad_len == NULL))
 		goto out;
 	if ((r = ids_app_valid(app)) != 0)
@@ -531,8 +539,8 @@ find_active(struct vault *v, const char *app, enum key_env env,
 		pthread_mutex_lock(&a->lock);
 		if (a->used && a->store_gen == gen && a->env == env &&
 		    strcmp(a->app, app) == 0) {
-			r = active_answer(v, a, service_bit, rec, aad, aad_len,
-			    vouch, found);
+			r = active_answer(v, a, service_bit, rec, ids, aad,
+			    aad_len, vouch, found);
 			pthread_mutex_unlock(&a->lock);
 			goto out;
 		}
@@ -557,23 +565,26 @@ find_active(struct vault *v, const char *app, enum key_env env,
 		a->store_gen = f.store_gen;
 		a->env = env;
 		memcpy(a->app, app, strlen(app) + 1);
-		r = active_answer(v, a, service_bit, rec, aad, aad_len, vouch,
-		    found);
+		r = active_answer(v, a, service_bit, rec, ids, aad, aad_len,
+		    vouch, found);
 	} else {
 		/* Out of memory for the cache: answer from the read. */
 		r = a->result != 0 ? a->result :
 		    (f.best.services & service_bit) == 0 ?
-		    P8V_ERR_SERVICE_NOT_ALLOWED :
-		    key_record_copy(rec, &f.best);
+		    P8V_ERR_SERVICE_NOT_ALLOWED : 0;
 		if (r == 0) {
 			*found = 1;
 			if (vouch)
-				r = vault_record_vouch(v, rec);
+				r = vault_record_vouch(v, &f.best);
 		}
 		if (r == 0 && aad != NULL)
-			r = key_record_aad(rec, aad, aad_len);
-		if (r != 0)
-			key_record_free(rec);
+			r = key_record_aad(&f.best, aad, aad_len);
+		if (r == 0 && ids != NULL)
+			tokcache_id_of(&f.best, ids);
+		if (r == 0 && rec != NULL) {
+			*rec = f.best;          /* moved: not freed below */
+			memset(&f.best, 0, sizeof(f.best));
+		}
 	}
 	pthread_mutex_unlock(&a->lock);
  out:
@@ -588,8 +599,8 @@ vault_find_active_aad(struct vault *v, const char *app, enum key_env env,
 {
 	int found = 0;
 
-	return find_active(v, app, env, service_bit, rec, aad, aad_len, 0,
-	    &found);
+	return find_active(v, app, env, service_bit, rec, NULL, aad, aad_len,
+	    0, &found);
 }
 
 int
@@ -602,8 +613,23 @@ vault_find_active_vouched(struct vault *v, const char *app,
 	if (found == NULL)
 		found = &dummy;
 	*found = 0;
-	return find_active(v, app, env, service_bit, rec, NULL, NULL, 1,
-	    found);
+	return find_active(v, app, env, service_bit, rec, NULL, NULL, NULL,
+	    1, found);
+}
+
+int
+vault_find_active_ids(struct vault *v, const char *app, enum key_env env,
+    uint32_t service_bit, struct tokcache_id *ids, int *found)
+{
+	int dummy = 0;
+
+	if (found == NULL)
+		found = &dummy;
+	*found = 0;
+	if (ids == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	return find_active(v, app, env, service_bit, NULL, ids, NULL, NULL,
+	    1, found);
 }
 
 int

@@ -137,6 +137,17 @@ int vault_find_active_vouched(struct vault *v, const char *app,
     int *found);
 
 /*
+ * vault_find_active_vouched handing back only who the key is (Team ID, Key
+ * ID, fingerprint: what its APNs tokens are cached under), not a copy of
+ * the record: a cached APNs token needs nothing else (copying and freeing
+ * the record, its envelope and topics was 2% of the daemon's CPU per
+ * cached apns-token request). Same returns.
+ */
+struct tokcache_id;
+int vault_find_active_ids(struct vault *v, const char *app, enum key_env env,
+    uint32_t service_bit, struct tokcache_id *ids, int *found);
+
+/*
  * Unseal rec's scalar (envelope_open with key_record_aad(rec)), rebuild the
  * key against rec's public point, sign header and claims, and wipe the
  * scalar and destroy the key before returning. *token is malloc'd (the
