@@ -514,9 +514,10 @@ find_active(struct vault *v, const char *app, enum key_env env,
 	struct active_slot *a;
 	struct find f;
 	uint64_t gen = 0;
-	int have_gen, r = P8V_ERR_INVALID_ARGUMENT;
+	int have_gen, did_read = 0, r = P8V_ERR_INVALID_ARGUMENT;
 
-	memset(&f, 0, sizeof(f));
+	/* f (a whole record) is set up only when the store is read: not on
+	 * the cached answers of most requests. */
 	if (rec != NULL)
 		memset(rec, 0, sizeof(*rec));
 	if (ids != NULL)
@@ -546,6 +547,8 @@ find_active(struct vault *v, const char *app, enum key_env env,
 		}
 		pthread_mutex_unlock(&a->lock);
 	}
+	memset(&f, 0, sizeof(f));
+	did_read = 1;
 	f.app = app;
 	f.env = env;
 	if ((r = store_read(v->store, find_txn, &f)) != 0)
@@ -588,7 +591,8 @@ find_active(struct vault *v, const char *app, enum key_env env,
 	}
 	pthread_mutex_unlock(&a->lock);
  out:
-	key_record_free(&f.best);
+	if (did_read)
+		key_record_free(&f.best);
 	return r;
 }
 
