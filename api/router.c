@@ -81,50 +81,80 @@ api_path_finish(struct api_path *path)
 {
 	if (path == NULL)
 		return;
-	free(path->buf);
-	memset(path, 0, sizeof(*path));
+	if (path->buf != path->inline_buf)
+		free(path->buf);
+	path->buf = NULL;
+	path->nseg = 0;
+}
+
+/* Split out->buf, a copy of a path without its leading '/' and without
+ * escapes, at each '/'. */
+static int
+split_plain(struct api_path *out, size_t len)
+{
+	char *b = out->buf, *start = b;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (b[i] != '/')
+			continue;
+		if (out->nseg == API_PATH_SEGMENTS_MAX - 1)
+			return P8V_ERR_BAD_REQUEST;
+		b[i] = '\0';
+		out->seg[out->nseg++] = start;
+		start = b + i + 1;
+	}
+	out->seg[out->nseg++] = start;
+	return 0;
 }
 
 int
 api_path_decode(const char *raw, size_t len, struct api_path *out)
 {
-	struct api_path p;
 	size_t start, end, o = 0, dlen;
 	int r = P8V_ERR_INTERNAL;
 
-	memset(&p, 0, sizeof(p));
-	memset(out, 0, sizeof(*out));
+	out->buf = NULL;
+	out->nseg = 0;
 	if (raw == NULL || len == 0 || raw[0] != '/' || len > API_PATH_MAX) {
 		r = P8V_ERR_BAD_REQUEST;
 		goto out;
 	}
 	/* Every segment decodes to at most its own length plus a NUL, and
 	 * there are at most len segments: len + 1 bytes are enough. */
-	if ((p.buf = malloc(len + 1)) == NULL) {
+	if (len + 1 <= sizeof(out->inline_buf))
+		out->buf = out->inline_buf;
+	else if ((out->buf = malloc(len + 1)) == NULL) {
 		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	/* Most paths have nothing to decode: copied once and split. */
+	if (memchr(raw, '%', len) == NULL && memchr(raw, '\0', len) == NULL) {
+		memcpy(out->buf, raw + 1, len - 1);
+		out->buf[len - 1] = '\0';
+		r = split_plain(out, len - 1);
 		goto out;
 	}
 	for (start = 1;; start = end + 1) {
 		end = start;
 		while (end < len && raw[end] != '/')
 			end++;
-		if (p.nseg == API_PATH_SEGMENTS_MAX) {
+		if (out->nseg == API_PATH_SEGMENTS_MAX) {
 			r = P8V_ERR_BAD_REQUEST;
 			goto out;
 		}
 		if ((r = api_percent_decode(raw + start, end - start, 0,
-		    p.buf + o, &dlen)) != 0)
+		    out->buf + o, &dlen)) != 0)
 			goto out;
-		p.seg[p.nseg++] = p.buf + o;
+		out->seg[out->nseg++] = out->buf + o;
 		o += dlen + 1;
 		if (end >= len)
 			break;
 	}
-	*out = p;
-	memset(&p, 0, sizeof(p));
 	r = 0;
  out:
-	api_path_finish(&p);
+	if (r != 0)
+		api_path_finish(out);
 	return r;
 }
 

@@ -91,10 +91,17 @@ struct api_route {
 #define API_QUERY_MAX 16
 
 /* A decoded path: segment i is seg[i] (NUL-terminated, may be ""). */
+/* Paths up to this long are decoded into the struct itself, without an
+ * allocation: every route's path with a bundle ID of 80 characters. */
+#define API_PATH_INLINE 128
+
+/* Points into itself: not to be copied. */
 struct api_path {
-	char *buf;                          /* malloc'd, owns the segments */
+	char *buf;                          /* inline, or malloc'd: owns the
+	                                       segments */
 	size_t nseg;
 	const char *seg[API_PATH_SEGMENTS_MAX];
+	char inline_buf[API_PATH_INLINE];
 };
 
 struct api_param {

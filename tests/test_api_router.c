@@ -127,6 +127,36 @@ test_path_decode(void)
 	    P8V_ERR_BAD_REQUEST);
 	CHECK_OK(api_path_decode(long_path, API_PATH_MAX, &p));
 	api_path_finish(&p);
+	/* Around the end of the inline buffer, plain and escaped: segments
+	 * of 12 characters ("aaaaaaaaaaaa", or "%41%41%41%41" for "AAAA"),
+	 * then one of 'b's up to the length. */
+	for (i = API_PATH_INLINE - 3; i <= API_PATH_INLINE + 2; i++) {
+		for (j = 0; j < 2; j++) {
+			size_t k = 0, n = 0;
+
+			while (i - k >= 2 * 13) {
+				long_path[k++] = '/';
+				memcpy(long_path + k, j == 0 ? "aaaaaaaaaaaa" :
+				    "%41%41%41%41", 12);
+				k += 12;
+				n++;
+			}
+			long_path[k++] = '/';
+			memset(long_path + k, 'b', i - k);
+			CHECKF(api_path_decode(long_path, i, &p) == 0,
+			    "length %zu", i);
+			CHECKF(p.nseg == n + 1, "length %zu: %zu segments", i,
+			    p.nseg);
+			for (k = 0; k < n && k < p.nseg; k++)
+				CHECK_STR(p.seg[k], j == 0 ? "aaaaaaaaaaaa" :
+				    "AAAA");
+			if (p.nseg == n + 1)
+				CHECKF(strspn(p.seg[n], "b") == strlen(p.seg[n]) &&
+				    strlen(p.seg[n]) == i - 13 * n - 1,
+				    "length %zu: last segment", i);
+			api_path_finish(&p);
+		}
+	}
 	free(long_path);
 }
 
