@@ -174,6 +174,9 @@ const char *api_request_query(const struct api_request *req, const char *name);
 /* A request header (case-insensitive name), or NULL. Owned by the
  * connection, valid until the handler returns. Never log Authorization. */
 const char *api_request_header(const struct api_request *req, const char *name);
+/* The first Authorization header, or NULL: api_request_header(req,
+ * "Authorization") without a lookup (read with the framing headers). */
+const char *api_request_authorization(const struct api_request *req);
 /* The body (guarded memory, owned by the framework, wiped after the
  * handler returns; NULL and 0 when empty). Not NUL-terminated. */
 const uint8_t *api_request_body(const struct api_request *req, size_t *len);
