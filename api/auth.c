@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "api/http.h"
+#include "common/charclass.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
@@ -91,21 +92,6 @@ api_auth_token_new(char *token, size_t token_size,
 	return r;
 }
 
-/* 1 if c is a lower-case hex digit; branch-free, like the loops below. */
-static unsigned int
-is_lower_hex(unsigned char c)
-{
-	return ((unsigned int)(c - '0') < 10) | ((unsigned int)(c - 'a') < 6);
-}
-
-/* 1 if c is in the base64url alphabet. */
-static unsigned int
-is_b64url(unsigned char c)
-{
-	return ((unsigned int)(c - 'A') < 26) | ((unsigned int)(c - 'a') < 26) |
-	    ((unsigned int)(c - '0') < 10) | (c == '-') | (c == '_');
-}
-
 /* The value of a base64url character, or -1. */
 static int
 b64url_value(char c)
@@ -128,23 +114,25 @@ api_auth_token_parse(const char *token, size_t len,
     char id[API_AUTH_ID_LEN + 1], const char **secret)
 {
 	const unsigned char *p;
-	unsigned int ok = 1;
+	unsigned int hex = CC_HEX_LOWER, b64 = CC_B64URL;
 	size_t i;
 
 	if (token == NULL || id == NULL || secret == NULL ||
 	    len != API_AUTH_TOKEN_LEN ||
 	    memcmp(token, API_AUTH_TOKEN_PREFIX, API_AUTH_TOKEN_PREFIX_LEN) != 0)
 		return P8V_ERR_UNAUTHORIZED;
-	/* Every character checked without a branch on its value (on every
-	 * request: the branchy loops were 0.7% of p8vaultd's CPU). */
+	/* Every character's class (common/charclass.h) ANDed together, then
+	 * one test: no branch per character (on every request: the branchy
+	 * loops were 0.7% of p8vaultd's CPU). */
 	p = (const unsigned char *)token + API_AUTH_TOKEN_PREFIX_LEN;
 	for (i = 0; i < API_AUTH_ID_LEN; i++)
-		ok &= is_lower_hex(p[i]);
-	ok &= p[API_AUTH_ID_LEN] == '_';
+		hex &= charclass_table[p[i]];
+	if (hex == 0 || p[API_AUTH_ID_LEN] != '_')
+		return P8V_ERR_UNAUTHORIZED;
 	p += API_AUTH_ID_LEN + 1;
 	for (i = 0; i < API_AUTH_SECRET_LEN; i++)
-		ok &= is_b64url(p[i]);
-	if (!ok)
+		b64 &= charclass_table[p[i]];
+	if (b64 == 0)
 		return P8V_ERR_UNAUTHORIZED;
 	/* 43 characters hold 258 bits for 256: the last character's two low
 	 * bits are zero in the one canonical encoding. */

@@ -24,6 +24,7 @@
 
 #include "api/http.h"
 #include "api/metrics.h"
+#include "common/charclass.h"
 #include "common/err.h"
 #include "crypto/jwt.h"
 #include "vault/profiles.h"
@@ -173,12 +174,11 @@ static size_t
 plain_len(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	unsigned int bad = 0;
+	unsigned int plain = CC_JSON_PLAIN;
 
 	for (; *p != '\0'; p++)
-		bad |= (unsigned int)(*p < 0x20 || *p > 0x7e || *p == '"' ||
-		    *p == '\\');
-	return bad ? SIZE_MAX : (size_t)(p - (const unsigned char *)s);
+		plain &= charclass_table[*p];
+	return plain == 0 ? SIZE_MAX : (size_t)(p - (const unsigned char *)s);
 }
 
 /* Append the n bytes of s at p; the new end. */

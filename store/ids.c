@@ -3,21 +3,11 @@
 
 #include <string.h>
 
+#include "common/charclass.h"
 #include "common/err.h"
 
-/* Plain ASCII tests: isalnum() would follow the locale. */
-static int
-is_upper_alnum(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static int
-is_name_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
+/* Plain ASCII classes (common/charclass.h): isalnum() would follow the
+ * locale. */
 
 int
 ids_name_ok(const char *s, size_t max)
@@ -27,7 +17,7 @@ ids_name_ok(const char *s, size_t max)
 	if (s == NULL || *s == '\0')
 		return 0;
 	for (i = 0; s[i] != '\0'; i++) {
-		if (i >= max || !is_name_char(s[i]))
+		if (i >= max || !cc_is((unsigned char)s[i], CC_NAME))
 			return 0;
 	}
 	return 1;
@@ -41,7 +31,7 @@ apple_id_ok(const char *s)
 	if (s == NULL)
 		return 0;
 	for (i = 0; i < IDS_APPLE_ID_LEN; i++) {
-		if (!is_upper_alnum(s[i]))
+		if (!cc_is((unsigned char)s[i], CC_UPPER_ALNUM))
 			return 0; /* also stops at a NUL: too short */
 	}
 	return s[IDS_APPLE_ID_LEN] == '\0';

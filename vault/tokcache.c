@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/charclass.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/jwt.h"
@@ -432,8 +433,7 @@ jws_chars_ok(const char *token, size_t len)
 		c = (unsigned char)token[i];
 		if (c == '.')
 			dots++;
-		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+		else if (!cc_is(c, CC_B64URL))
 			return 0;
 	}
 	return dots == 2;
