@@ -1,6 +1,7 @@
 /* router.c: strict decoding of request targets, and route matching. */
 #include "api/router.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,7 +164,7 @@ api_query_finish(struct api_query *query)
 {
 	if (query == NULL)
 		return;
-	free(query->buf);
+	free(query->item);
 	memset(query, 0, sizeof(*query));
 }
 
@@ -193,12 +194,16 @@ api_query_parse(const char *raw, size_t len, struct api_query *out)
 		r = P8V_ERR_INVALID_ARGUMENT;
 		goto out;
 	}
-	/* Each pair decodes to at most its length plus two NULs (name and
-	 * value): len + 2 per pair is generous; 2 * len + 2 covers all. */
-	if ((q.buf = malloc(2 * len + 2)) == NULL) {
+	/* The items, then the text: each pair decodes to at most its length
+	 * plus two NULs (name and value), len + 2 per pair is generous;
+	 * 2 * len + 2 covers all. */
+	if (len > (SIZE_MAX - API_QUERY_MAX * sizeof(*q.item) - 2) / 2 ||
+	    (q.item = malloc(API_QUERY_MAX * sizeof(*q.item) + 2 * len +
+	    2)) == NULL) {
 		r = P8V_ERR_ALLOC;
 		goto out;
 	}
+	q.buf = (char *)(q.item + API_QUERY_MAX);
 	for (start = 0; start < len; start = end + 1) {
 		end = start;
 		while (end < len && raw[end] != '&')

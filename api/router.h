@@ -120,10 +120,13 @@ struct api_query_item {
 	const char *value;         /* decoded, "" for "name" or "name=" */
 };
 
+/* Empty (all zero) until a query is parsed: most requests have none, and
+ * this is part of every request's state. */
 struct api_query {
-	char *buf;                 /* malloc'd, owns names and values */
+	struct api_query_item *item;  /* malloc'd: API_QUERY_MAX items, then
+	                                 the names and values (buf) */
+	char *buf;
 	size_t count;
-	struct api_query_item item[API_QUERY_MAX];
 };
 
 /* The API_METHOD_* bit for a method name ("GET"; case-sensitive as HTTP
