@@ -556,9 +556,13 @@ begin_request(struct api_request *req, const char *method,
 	path_len = q != NULL ? (size_t)(q - req->target) : strlen(req->target);
 	if ((r = api_path_decode(req->target, path_len, &req->path)) != 0)
 		return r;
-	if ((r = api_route_match(srv->routes, srv->n_routes, req->method,
-	    &req->path, req->lst->kind, &req->route, &req->params,
-	    allowed)) != 0)
+	r = api_route_match(srv->routes, srv->n_routes, req->method,
+	    &req->path, req->lst->kind, &req->route, &req->params, NULL);
+	if (r == P8V_ERR_METHOD_NOT_ALLOWED)    /* again, for the Allow bits */
+		r = api_route_match(srv->routes, srv->n_routes, req->method,
+		    &req->path, req->lst->kind, &req->route, &req->params,
+		    allowed);
+	if (r != 0)
 		return r;
 	if (q != NULL && (r = api_query_parse(q + 1, strlen(q + 1),
 	    &req->query)) != 0)

@@ -322,6 +322,18 @@ api_route_match(const struct api_route *routes, size_t n_routes,
 		memset(params, 0, sizeof(*params));
 	/* HEAD is GET without the body. */
 	want = method == API_METHOD_HEAD ? API_METHOD_GET : method;
+	/* Without allowed, the routes of the method first: a request that
+	 * has a route needs no other pattern tried. */
+	if (allowed == NULL && want != 0) {
+		for (i = 0; i < n_routes; i++) {
+			if ((routes[i].listeners & listener) != 0 &&
+			    routes[i].method == want &&
+			    match_pattern(routes[i].pattern, path, params)) {
+				*route = &routes[i];
+				return 0;
+			}
+		}
+	}
 	for (i = 0; i < n_routes; i++) {
 		if ((routes[i].listeners & listener) == 0)
 			continue;

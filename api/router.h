@@ -173,7 +173,9 @@ const char *api_query_get(const struct api_query *query, const char *name);
  * On 0, *route is the route and *params its parameters in pattern order.
  * *allowed (may be NULL) gets the API_METHOD_* bits of every route whose
  * pattern matches path on this listener (GET implies HEAD), for the Allow
- * header of a 405.
+ * header of a 405. Without it, a request that has a route is matched
+ * against the patterns of its method only: a caller asks again with it for
+ * the Allow header of a 405.
  * Returns 0, P8V_ERR_NOT_FOUND (no pattern matches the path on this
  * listener; routes of other listeners do not exist here),
  * P8V_ERR_METHOD_NOT_ALLOWED (the path matches, the method does not; also
