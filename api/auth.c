@@ -412,9 +412,10 @@ verify(struct store *store, const char *authorization,
 	const char *token, *secret;
 	enum api_role granted = API_ROLE_NONE;
 	size_t len;
-	int r = P8V_ERR_INTERNAL;
+	int looked_up = 0, r = P8V_ERR_INTERNAL;
 
-	memset(&l, 0, sizeof(l));
+	/* l (a whole credential) is set up only when the store is read: not
+	 * on the cached answers of most requests. */
 	memset(hash, 0, sizeof(hash));
 	memset(tag, 0, sizeof(tag));
 	if (cred != NULL)
@@ -426,7 +427,6 @@ verify(struct store *store, const char *authorization,
 	if ((r = api_auth_bearer(authorization, &token, &len)) != 0 ||
 	    (r = api_auth_token_parse(token, len, id, &secret)) != 0)
 		goto out;
-	l.id = id;
 	if (cred == NULL) {
 		if (auth_slot_of(id) == NULL) {
 			r = P8V_ERR_INTERNAL;
@@ -445,6 +445,9 @@ verify(struct store *store, const char *authorization,
 		r = P8V_ERR_INTERNAL;
 		goto out;
 	}
+	memset(&l, 0, sizeof(l));
+	looked_up = 1;
+	l.id = id;
 	if ((r = store_read(store, lookup_txn, &l)) != 0) {
 		/* The id, never the secret: ids are what operators list. */
 		log_fields(LOG_LEVEL_ERROR, "auth_store",
@@ -471,7 +474,8 @@ verify(struct store *store, const char *authorization,
 	}
 	r = 0;
  out:
-	store_cred_free(&l.cred);
+	if (looked_up)
+		store_cred_free(&l.cred);
 	secmem_wipe(hash, sizeof(hash));
 	secmem_wipe(tag, sizeof(tag));
 	return r;

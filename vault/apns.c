@@ -70,7 +70,8 @@ struct mint {
 	enum key_env env;
 	const struct tokcache_id *id;
 	/* its record, read by the mint (a cached token needs none of it) */
-	struct key_record loaded;
+	struct key_record loaded;       /* when reading was tried */
+	int tried;
 	const struct key_record *rec;   /* &loaded once read */
 	const char *actor;
 	/* for the persisting transaction */
@@ -148,6 +149,7 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	 * persist_txn refuses a key replaced during the mint). */
 	key_record_free(&m->loaded);
 	m->rec = NULL;
+	m->tried = 1;
 	if ((r = vault_find_active_vouched(m->v, m->app, m->env,
 	    KEY_SERVICE_APNS, &m->loaded, &found)) != 0)
 		goto out;
@@ -286,7 +288,8 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
  out:
 	if (r != 0 && found)
 		VAULT_COUNT(v->apns_failures);
-	key_record_free(&m.loaded);
+	if (m.tried)
+		key_record_free(&m.loaded);
 	return r;
 }
 
