@@ -124,7 +124,8 @@ struct api_server {
 struct api_request {
 	struct listener *lst;
 	struct MHD_Connection *conn;
-	char *target;                   /* raw request target */
+	char *target;                   /* raw request target, allocated
+	                                   right after the struct */
 	const char *method_name;
 	unsigned int method;
 	const struct api_route *route;
@@ -152,7 +153,7 @@ struct api_request {
 	json_t *resp_body;
 	char *resp_text;                /* api_respond_text, instead of JSON */
 	size_t resp_text_len;
-	char *resp_type;
+	const char *resp_type;          /* static: api_respond_text */
 	int err;                        /* the error behind an error response */
 	size_t n_headers;
 	char *header_name[API_RESPONSE_HEADERS_MAX];
@@ -184,8 +185,8 @@ clear_response(struct api_request *req)
 	json_decref(req->resp_body);
 	req->resp_body = NULL;
 	free(req->resp_text);
-	free(req->resp_type);
-	req->resp_text = req->resp_type = NULL;
+	req->resp_text = NULL;
+	req->resp_type = NULL;
 	req->resp_text_len = 0;
 	req->status = 0;
 	for (i = 0; i < req->n_headers; i++) {
@@ -231,10 +232,7 @@ api_respond_text(struct api_request *req, unsigned int status,
 	}
 	if (req->resp_body != NULL || req->resp_text != NULL)
 		goto out;
-	if ((req->resp_type = strdup(content_type)) == NULL) {
-		r = P8V_ERR_ALLOC;
-		goto out;
-	}
+	req->resp_type = content_type;
 	req->status = status;
 	req->resp_text = text;
 	req->resp_text_len = len;
@@ -378,13 +376,19 @@ request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	struct listener *lst = cls;
 	struct api_request *req;
+	size_t len;
 
-	if ((req = calloc(1, sizeof(*req))) == NULL)
+	/* One allocation for the state and the raw target (which fits in
+	 * the connection's memory: the sum cannot overflow). */
+	if (uri == NULL)
+		uri = "";
+	len = strlen(uri);
+	if (len > API_HEADER_MEMORY_BYTES ||
+	    (req = malloc(sizeof(*req) + len + 1)) == NULL)
 		return NULL;
-	if ((req->target = strdup(uri != NULL ? uri : "")) == NULL) {
-		free(req);
-		return NULL;
-	}
+	memset(req, 0, sizeof(*req));
+	req->target = (char *)(req + 1);
+	memcpy(req->target, uri, len + 1);
 	req->lst = lst;
 	req->conn = conn;
 	req->start_us = now_us();
@@ -401,7 +405,6 @@ request_free(struct api_request *req)
 	secmem_free(req->body);
 	api_path_finish(&req->path);
 	api_query_finish(&req->query);
-	free(req->target);
 	free(req);
 }
 

@@ -210,9 +210,11 @@ int api_request_json(const struct api_request *req, json_t **out);
 int api_respond(struct api_request *req, unsigned int status, json_t *body);
 
 /*
- * Set a non-JSON response (GET /metrics: Prometheus text): status, the
- * Content-Type to send (CR and LF refused) and len bytes of text, malloc'd
- * and taken by the framework also on failure. The same Cache-Control and
+ * Set a response of text the handler wrote (GET /metrics: Prometheus
+ * text; the token answers): status, the Content-Type to send (CR and LF
+ * refused; kept, not copied: a string literal, or one that outlives the
+ * request) and len bytes of text, malloc'd and taken by the framework also
+ * on failure. The same Cache-Control and
  * nosniff headers as JSON answers. Errors stay JSON: a handler that returns
  * an error after this still answers with the error. Once per request.
  * Returns 0, P8V_ERR_INVALID_ARGUMENT (NULL text or content type, status
