@@ -315,11 +315,13 @@ if [ "$NODE" = 1 ]; then
 	fi
 fi
 if [ "$NODE" = 1 ]; then
-	start_simple node_cached node "$OUT/node/node_peer.mjs" --key "$KEY" \
-	    --mode cached
+	# The same signer token as p8vaultd's rows (its id and the SHA-256
+	# of its secret are what the peer checks).
+	start_simple node_cached env BENCH_TOKEN="$SIGNER_TOKEN" \
+	    node "$OUT/node/node_peer.mjs" --key "$KEY" --mode cached
 	NODE_CACHED_PORT=$SRV_PORT
-	start_simple node_sign node "$OUT/node/node_peer.mjs" --key "$KEY" \
-	    --mode sign
+	start_simple node_sign env BENCH_TOKEN="$SIGNER_TOKEN" \
+	    node "$OUT/node/node_peer.mjs" --key "$KEY" --mode sign
 	NODE_SIGN_PORT=$SRV_PORT
 fi
 start_daemon "$RUN/state" --threads "$SIGN_THREADS"
@@ -349,12 +351,14 @@ add_row "apns-token" \
     "http://127.0.0.1:$BIG_SIGN/v1/apps/com.bench.app/apns-token" \
     "$BENCH/post.lua" "BENCH_TOKEN=$BIG_SIGNER_TOKEN"
 [ "$NODE" = 1 ] && add_row "node cached" \
-    "http://127.0.0.1:$NODE_CACHED_PORT/" "$BENCH/post.lua"
+    "http://127.0.0.1:$NODE_CACHED_PORT/v1/apps/com.bench.app/apns-token" \
+    "$BENCH/post.lua" "BENCH_TOKEN=$SIGNER_TOKEN"
 add_row "ceiling sign" "http://127.0.0.1:$SIGN_PORT/" "$BENCH/post.lua" "$DC"
 add_row "jwt" "http://127.0.0.1:$SIGNER_SIGN/v1/apps/com.bench.app/jwt" \
     "$BENCH/post.lua" "BENCH_TOKEN=$SIGNER_TOKEN" "$DC"
-[ "$NODE" = 1 ] && add_row "node sign" "http://127.0.0.1:$NODE_SIGN_PORT/" \
-    "$BENCH/post.lua" "$DC"
+[ "$NODE" = 1 ] && add_row "node sign" \
+    "http://127.0.0.1:$NODE_SIGN_PORT/v1/apps/com.bench.app/jwt" \
+    "$BENCH/post.lua" "BENCH_TOKEN=$SIGNER_TOKEN" "$DC"
 
 # --- rounds -----------------------------------------------------------------
 
