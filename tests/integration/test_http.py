@@ -174,6 +174,18 @@ def huge_headers_are_431():
 
 
 @runner.test
+def large_headers_within_the_limit_are_served():
+    # 8 KiB of connection memory (api/http.h): a request with the longest
+    # path the router takes (2 KiB) and 4 KiB of other headers is served.
+    path = b"/" + b"a" * 2047
+    raw = daemon().raw(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" +
+                       b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 1000)
+                                for i in range(4)) +
+                       b"Connection: close\r\n\r\n")
+    check_eq(status_of(raw), 404, "2 KiB path and 4 KiB of headers")
+
+
+@runner.test
 def huge_request_line_is_refused():
     raw = daemon().raw(b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     check(status_of(raw) in (414, 431), "long URI: %r" % raw[:100])
