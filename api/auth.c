@@ -327,20 +327,19 @@ slot_decide(struct auth_slot *c, const char *secret,
 	return decide_matched(&c->cred, match, required, app, granted);
 }
 
-/* The decision on id's cached credential, if the store has not changed
- * since it was read: 1 (*result set) or 0 (read the store). */
+/* The decision on id's cached credential in c (its slot), if the store
+ * has not changed since it was read: 1 (*result set) or 0 (read the
+ * store). */
 static int
-auth_cache_decide(struct store *store, const char *id, const char *secret,
-    const uint8_t tag[AUTH_TAG_BYTES], uint8_t hash[CRED_SECRET_HASH_BYTES],
-    enum api_role required, const char *app, enum api_role *granted,
-    int *result)
+auth_cache_decide(struct auth_slot *c, struct store *store, const char *id,
+    const char *secret, const uint8_t tag[AUTH_TAG_BYTES],
+    uint8_t hash[CRED_SECRET_HASH_BYTES], enum api_role required,
+    const char *app, enum api_role *granted, int *result)
 {
-	struct auth_slot *c;
 	uint64_t gen;
 	int hit = 0;
 
-	if ((c = auth_slot_of(id)) == NULL ||
-	    store_generation(store, &gen) != 0)
+	if (store_generation(store, &gen) != 0)
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	if (c->used && c->store == store_instance(store) &&
@@ -353,16 +352,12 @@ auth_cache_decide(struct store *store, const char *id, const char *secret,
 	return hit;
 }
 
-/* Keep what l read (its credential moves into the cache), with the tag of
- * the secret if it matched. */
+/* Keep what l read in c, l->id's slot (its credential moves into the
+ * cache), with the tag of the secret if it matched. */
 static void
-auth_cache_fill(struct store *store, struct lookup *l,
+auth_cache_fill(struct auth_slot *c, struct store *store, struct lookup *l,
     const uint8_t tag[AUTH_TAG_BYTES], int matched)
 {
-	struct auth_slot *c;
-
-	if ((c = auth_slot_of(l->id)) == NULL)
-		return;
 	pthread_mutex_lock(&c->lock);
 	store_cred_free(&c->cred);
 	c->used = 1;
@@ -407,6 +402,7 @@ verify(struct store *store, const char *authorization,
     struct store_cred *cred)
 {
 	struct lookup l;
+	struct auth_slot *slot = NULL;
 	uint8_t hash[CRED_SECRET_HASH_BYTES], tag[AUTH_TAG_BYTES];
 	char id[API_AUTH_ID_LEN + 1];
 	const char *token, *secret;
@@ -428,13 +424,13 @@ verify(struct store *store, const char *authorization,
 	    (r = api_auth_token_parse(token, len, id, &secret)) != 0)
 		goto out;
 	if (cred == NULL) {
-		if (auth_slot_of(id) == NULL) {
+		if ((slot = auth_slot_of(id)) == NULL) {
 			r = P8V_ERR_INTERNAL;
 			goto out;
 		}
 		auth_tag(secret, tag);
-		if (auth_cache_decide(store, id, secret, tag, hash, required,
-		    app, &granted, &r)) {
+		if (auth_cache_decide(slot, store, id, secret, tag, hash,
+		    required, app, &granted, &r)) {
 			if (r != 0)
 				goto out;
 			goto granted;
@@ -459,8 +455,8 @@ verify(struct store *store, const char *authorization,
 	}
 	r = api_auth_decide(l.found ? &l.cred : NULL, hash, required, app,
 	    &granted);
-	if (cred == NULL)
-		auth_cache_fill(store, &l, tag, l.found &&
+	if (slot != NULL)
+		auth_cache_fill(slot, store, &l, tag, l.found &&
 		    secmem_equal(hash, l.cred.secret_hash,
 		    CRED_SECRET_HASH_BYTES));
 	if (r != 0)
