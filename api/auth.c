@@ -119,7 +119,8 @@ api_auth_token_parse(const char *token, size_t len,
 
 	if (token == NULL || id == NULL || secret == NULL ||
 	    len != API_AUTH_TOKEN_LEN ||
-	    memcmp(token, API_AUTH_TOKEN_PREFIX, API_AUTH_TOKEN_PREFIX_LEN) != 0)
+	    !secmem_equal(token, API_AUTH_TOKEN_PREFIX,
+	    API_AUTH_TOKEN_PREFIX_LEN))
 		return P8V_ERR_UNAUTHORIZED;
 	/* Every character's class (common/charclass.h) ANDed together, then
 	 * one test: no branch per character (on every request: the branchy
