@@ -231,6 +231,11 @@ measure() { # name
 	sed 's/[a-z0-9_]*=//g; s/^RESULT //' <<<"$line" \
 	    >>"$RUN/results/${name// /_}"
 	say "$name: $line"
+	# A row whose answers are not 200 measures something else.
+	case $line in
+	*" non2xx=0"*) ;;
+	*) echo "run.sh: $name: answers other than 2xx: $line" >&2; exit 1 ;;
+	esac
 }
 
 # The median of column COL of a row's rounds.
