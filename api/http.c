@@ -139,7 +139,7 @@ struct api_request {
 	size_t discarded;
 	int body_error;                 /* P8V_ERR_TOO_LARGE past the cap */
 	int early_error;                /* decided from the headers */
-	/* From one pass over the headers (scan_headers); NULL if absent. */
+	/* From one pass over the headers (scan_header); NULL if absent. */
 	const char *content_length;     /* the first Content-Length */
 	const char *transfer_encoding;  /* the first Transfer-Encoding */
 	const char *authorization;      /* the first Authorization */

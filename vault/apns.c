@@ -69,10 +69,11 @@ struct mint {
 	const char *app;
 	enum key_env env;
 	const struct tokcache_id *id;
-	/* its record, read by the mint (a cached token needs none of it) */
-	struct key_record loaded;       /* when reading was tried */
-	int tried;
-	const struct key_record *rec;   /* &loaded once read */
+	/* its record, read by the mint (a cached token needs none of it),
+	 * into the caller's struct: set up only if a mint runs */
+	struct key_record *loaded;
+	int tried;                      /* *loaded is set up: free it */
+	const struct key_record *rec;   /* loaded once read */
 	const char *actor;
 	/* for the persisting transaction */
 	const char *key;
@@ -147,13 +148,14 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	/* The record, vouched for: still the key the token is filed under
 	 * (else a commit moved the app to another key in between: refused as
 	 * persist_txn refuses a key replaced during the mint). */
-	key_record_free(&m->loaded);
+	if (m->tried)
+		key_record_free(m->loaded);
 	m->rec = NULL;
 	m->tried = 1;
 	if ((r = vault_find_active_vouched(m->v, m->app, m->env,
-	    KEY_SERVICE_APNS, &m->loaded, &found)) != 0)
+	    KEY_SERVICE_APNS, m->loaded, &found)) != 0)
 		goto out;
-	m->rec = &m->loaded;
+	m->rec = m->loaded;
 	tokcache_id_of(m->rec, &id);
 	r = P8V_ERR_KEY_NOT_FOUND;
 	if (strcmp(id.fingerprint, m->id->fingerprint) != 0 ||
@@ -234,11 +236,13 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
     const char *actor, struct vault_token *out)
 {
 	struct tokcache_id id;
+	struct key_record loaded;       /* for a mint only: not set up here */
 	struct mint m;
 	enum vault_mint_reason why = VAULT_MINT_COLD;
 	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
 
 	memset(&m, 0, sizeof(m));
+	m.loaded = &loaded;
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
 	if (v == NULL || out == NULL || (unsigned int)env > KEY_ENV_BOTH ||
@@ -289,7 +293,7 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	if (r != 0 && found)
 		VAULT_COUNT(v->apns_failures);
 	if (m.tried)
-		key_record_free(&m.loaded);
+		key_record_free(&loaded);
 	return r;
 }
 
