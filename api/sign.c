@@ -58,19 +58,8 @@ backend_vault(const struct api_request *req)
 static int
 token_shaped(const char *s, size_t len)
 {
-	size_t i, dots = 0;
-
-	if (len == 0 || len >= JWT_MAX_TOKEN_BYTES || strlen(s) != len)
-		return 0;
-	for (i = 0; i < len; i++) {
-		if (s[i] == '.')
-			dots++;
-		else if (!((s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
-			return 0;
-	}
-	return dots == 2;
+	return len > 0 && len < JWT_MAX_TOKEN_BYTES && strlen(s) == len &&
+	    jwt_compact_chars_ok(s, len);
 }
 
 int

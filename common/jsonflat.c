@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/charclass.h"
+
 size_t
 jsonflat_dump(const json_t *obj, char *buf, size_t size)
 {
@@ -28,8 +30,7 @@ jsonflat_dump(const json_t *obj, char *buf, size_t size)
 		first = 0;
 		n = strlen(key);
 		for (i = 0; i < n; i++)
-			if (key[i] < 0x20 || key[i] > 0x7e || key[i] == '"' ||
-			    key[i] == '\\')
+			if (!cc_is((unsigned char)key[i], CC_JSON_PLAIN))
 				return 0;
 		DUMP_PUT("\"", 1);
 		DUMP_PUT(key, n);
@@ -44,8 +45,7 @@ jsonflat_dump(const json_t *obj, char *buf, size_t size)
 			v = json_string_value(val);
 			n = json_string_length(val);
 			for (i = 0; i < n; i++)
-				if (v[i] < 0x20 || v[i] > 0x7e || v[i] == '"' ||
-				    v[i] == '\\')
+				if (!cc_is((unsigned char)v[i], CC_JSON_PLAIN))
 					return 0;
 			DUMP_PUT("\"", 1);
 			DUMP_PUT(v, n);

@@ -37,6 +37,7 @@
 #include <openssl/params.h>
 #include <sodium.h>
 
+#include "common/charclass.h"
 #include "common/err.h"
 #include "common/jsonflat.h"
 #include "common/log.h"
@@ -704,4 +705,20 @@ jwt_verify_es256(const uint8_t pub[P8_PUBLIC_BYTES], const char *token,
 	json_decref(claims);
 	free(sig);
 	return r;
+}
+
+int
+jwt_compact_chars_ok(const char *s, size_t len)
+{
+	size_t i, dots = 0;
+
+	if (s == NULL)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (s[i] == '.')
+			dots++;
+		else if (!cc_is((unsigned char)s[i], CC_B64URL))
+			return 0;
+	}
+	return dots == 2;
 }

@@ -100,4 +100,9 @@ int jwt_p1363_to_der(const uint8_t *sig, size_t sig_len, uint8_t **der,
  * encode), P8V_ERR_ALLOC. */
 int jwt_b64url_encode(const uint8_t *in, size_t in_len, char **out);
 
+/* 1 if the len bytes at s are made of a compact JWS's characters:
+ * base64url and exactly two dots (so nothing a JSON string escapes), else
+ * 0. Says nothing of what the parts hold. */
+int jwt_compact_chars_ok(const char *s, size_t len);
+
 #endif /* P8V_CRYPTO_JWT_H */

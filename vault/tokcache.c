@@ -44,7 +44,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/charclass.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/jwt.h"
@@ -420,25 +419,6 @@ copy_out(const struct tok_entry *e, int minted, struct vault_token *out)
 	return 0;
 }
 
-/* 1 if token has the characters of a compact JWS: base64url and exactly
- * two dots (what vault_token promises its readers, who then copy it into
- * JSON as it is). */
-static int
-jws_chars_ok(const char *token, size_t len)
-{
-	size_t i, dots = 0;
-	unsigned char c;
-
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)token[i];
-		if (c == '.')
-			dots++;
-		else if (!cc_is(c, CC_B64URL))
-			return 0;
-	}
-	return dots == 2;
-}
-
 /* Store a token in e (e locked): into guarded memory, wiping the old one.
  * P8V_ERR_INTEGRITY if it is not made of a compact JWS's characters. */
 static int
@@ -448,7 +428,9 @@ set_token(struct tok_entry *e, const char *token, int64_t issued_at,
 	size_t len = strlen(token);
 	char *copy;
 
-	if (!jws_chars_ok(token, len))
+	/* What vault_token promises its readers, who copy it into JSON as
+	 * it is. */
+	if (!jwt_compact_chars_ok(token, len))
 		return P8V_ERR_INTEGRITY;
 	if ((copy = secmem_alloc(len + 1)) == NULL)
 		return P8V_ERR_SECMEM;
