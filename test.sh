@@ -4,6 +4,11 @@
 # UndefinedBehaviorSanitizer. Ends with "tests: N passed, N failed" and exits
 # non-zero if any test failed.
 #
+# Tests are counted per case: a unit test program is one test, each case
+# of an integration script (TAP) is one (scripts/count_tests.py); a script
+# that crashes, bails out or runs fewer cases than its plan counts at least
+# one failure.
+#
 # Environment: P8V_TEST_ARGS passes extra arguments to `meson test` (e.g. a
 # test name); P8V_SKIP_SANITIZE=1 skips the sanitizer build (local use).
 # CI=true (set by CI) also runs every fuzz target with libFuzzer for
@@ -20,7 +25,7 @@ failed=0
 
 # run_suite DIR [meson setup options...]
 run_suite() {
-	local dir=$1 log ok fail
+	local dir=$1 log ok fail counts
 	shift
 	if [ ! -f "$dir/build.ninja" ]; then
 		meson setup "$dir" "$@" >/dev/null || { failed=$((failed + 1)); return; }
@@ -32,14 +37,21 @@ run_suite() {
 		return
 	fi
 	log=$(mktemp)
+	rm -f "$dir/meson-logs/testlog.json"
 	# shellcheck disable=SC2086
 	meson test -C "$dir" --print-errorlogs ${P8V_TEST_ARGS:-} 2>&1 | tee "$log"
-	ok=$(awk '/^Ok:/ { print $2 }' "$log")
-	fail=$(awk '/^(Fail|Timeout|Unexpected Pass):/ { n += $NF } END { print n + 0 }' "$log")
-	if [ -z "$ok" ]; then
+	# meson's "Ok:" counts test programs; an integration script (TAP) holds
+	# many cases: count cases from meson-logs/testlog.json instead.
+	if ! grep -q '^Ok:' "$log"; then
 		echo "test.sh: meson test in $dir printed no summary" >&2
-		fail=$((fail + 1))
 		ok=0
+		fail=1
+	elif counts=$(scripts/count_tests.py "$dir"); then
+		read -r ok fail <<<"$counts"
+	else
+		echo "test.sh: could not count the results in $dir" >&2
+		ok=0
+		fail=1
 	fi
 	passed=$((passed + ok))
 	failed=$((failed + fail))

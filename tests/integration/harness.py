@@ -10,9 +10,26 @@ Every line the daemon writes on stderr is collected; Daemon.check_logs()
 asserts that each is a JSON object and that none holds the master key.
 
 A test script builds a Runner, registers test functions with @runner.test,
-and ends with runner.main(): each test runs once, failures are printed with
-their reason, the final line is "N passed, N failed", and the exit status
-is non-zero if anything failed.
+and ends with runner.main(): each test (a case) runs once and the script
+speaks TAP on stdout, which meson parses (protocol 'tap' in
+tests/meson.build), so that every case is counted and named:
+
+    TAP version 13
+    1..N                    the plan, before any case runs
+    ok 1 name               passed
+    ok 2 name # SKIP        the case returned "skip"
+    not ok 3 name           failed; its reason goes to stderr
+    Bail out! ...           something outside a case's reach (SystemExit,
+                            KeyboardInterrupt) stopped the script
+
+Everything else (the cases' own prints, the human-readable "ok   name
+(1.2s)" / "FAIL name: reason" lines, tracebacks, and the output of child
+processes that inherit fd 1) goes to stderr: main() points fd 1 at stderr
+and keeps the real stdout for TAP alone. A script that dies half-way
+leaves fewer results than its plan, which meson reports as an error; the
+exit status is also non-zero if a case failed or none passed. A script
+that cannot run at all here (no root, a sanitizer build) calls
+runner.skip_all(reason) instead of main(): the plan "1..0 # SKIP reason".
 """
 
 import atexit
@@ -464,8 +481,31 @@ def https_context(cafile):
     return ctx
 
 
+# The TAP stream: the process's original stdout, once _tap_stream() has
+# pointed fd 1 (sys.stdout and every child that inherits it) at stderr.
+_tap = None
+
+
+def _tap_stream():
+    global _tap
+    if _tap is None:
+        sys.stdout.flush()
+        fd = os.dup(1)
+        os.dup2(2, 1)
+        sys.stdout.reconfigure(line_buffering=True)
+        _tap = os.fdopen(fd, "w", buffering=1)
+        _tap.write("TAP version 13\n")
+    return _tap
+
+
+def _tap_name(name):
+    """A case name as one TAP line can hold it ('#' starts a directive)."""
+    return " ".join(name.replace("#", "_").split())
+
+
 class Runner:
-    """Runs registered tests, prints a summary, exits non-zero on failure."""
+    """Runs registered tests as TAP (see the module comment), prints a
+    human-readable summary on stderr, exits non-zero on failure."""
 
     def __init__(self, name):
         self.name = name
@@ -478,29 +518,51 @@ class Runner:
         self.tests.append(fn)
         return fn
 
+    def skip_all(self, reason):
+        """Report the whole script as skipped (meson: SKIP) and exit."""
+        tap = _tap_stream()
+        tap.write("1..0 # SKIP %s\n" % _tap_name(reason))
+        print("SKIP %s: %s" % (self.name, reason))
+        sys.exit(0)
+
     def main(self):
         only = sys.argv[1:]
-        for fn in self.tests:
-            if only and fn.__name__ not in only:
-                continue
+        tests = [fn for fn in self.tests if not only or fn.__name__ in only]
+        tap = _tap_stream()
+        tap.write("1..%d\n" % len(tests))
+        for num, fn in enumerate(tests, 1):
+            name = _tap_name(fn.__name__)
             t0 = time.monotonic()
             try:
                 res = fn()
                 if res == "skip":
                     self.skipped += 1
                     print("SKIP %s" % fn.__name__)
+                    tap.write("ok %d %s # SKIP\n" % (num, name))
                     continue
                 self.passed += 1
                 print("ok   %s (%.1fs)" % (fn.__name__,
                                           time.monotonic() - t0))
+                tap.write("ok %d %s\n" % (num, name))
             except TestFailure as e:
                 self.failed += 1
                 print("FAIL %s: %s" % (fn.__name__, e))
+                tap.write("not ok %d %s\n" % (num, name))
             except Exception:
                 self.failed += 1
                 print("FAIL %s: exception\n%s" % (fn.__name__,
                                                  traceback.format_exc()))
-            sys.stdout.flush()
+                tap.write("not ok %d %s\n" % (num, name))
+            except BaseException as e:
+                # SystemExit, KeyboardInterrupt: the script stops here;
+                # the cases left are missing from the plan.
+                print("FAIL %s: %r\n%s" % (fn.__name__, e,
+                                           traceback.format_exc()))
+                tap.write("Bail out! %s: %s\n" % (
+                    name, _tap_name(repr(e))))
+                raise
+            finally:
+                sys.stdout.flush()
         print("%s: %d passed, %d failed, %d skipped" % (
             self.name, self.passed, self.failed, self.skipped))
         sys.exit(1 if self.failed or not self.passed else 0)

@@ -35,7 +35,6 @@ from adversary import Tally, mdb_read  # noqa
 
 runner = Runner("test_full_disk")
 
-EXIT_SKIP = 77
 # The tmpfs: small, so that filling it is quick.
 FS_SIZE = "4m"
 # What the filler leaves free: room for a few dozen uploads (each commit
@@ -423,6 +422,5 @@ def a_full_disk_is_507_stores_nothing_and_recovers_without_a_restart():
 if __name__ == "__main__":
     reason = skip_reason()
     if reason is not None:
-        print("SKIP test_full_disk: " + reason)
-        sys.exit(EXIT_SKIP)
+        runner.skip_all(reason)
     runner.main()

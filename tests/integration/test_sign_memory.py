@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives import serialization  # noqa
 
 runner = Runner("test_sign_memory")
 
-EXIT_SKIP = 77
 PAGE = 4096
 # Anonymous mappings larger than this are reservations, not memory the
 # daemon wrote (the plain build has none; thread stacks are 8 MiB).
@@ -149,6 +148,5 @@ def no_key_material_between_mints():
 if __name__ == "__main__":
     reason = skip_reason()
     if reason is not None:
-        print("SKIP test_sign_memory: " + reason)
-        sys.exit(EXIT_SKIP)
+        runner.skip_all(reason)
     runner.main()
