@@ -9,7 +9,7 @@ P8V_RUN_PACKAGES="openssl"
 # emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
 # examples; util-linux for the file-system fault tests; faketime (libfaketime)
 # drives the daemon's clock in tests/integration/test_sign_clock.py.
-P8V_TEST_PACKAGES="openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime"
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime"
 
 p8v_missing_packages() {
 	local p missing=""
