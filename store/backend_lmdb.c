@@ -543,17 +543,6 @@ lmdb_put(struct store_txn *txn, enum store_db db, const void *key,
 
 	if (flags & STORE_PUT_NO_OVERWRITE)
 		mflags |= MDB_NOOVERWRITE;
-	/* The audit log's keys are sequence numbers that only ascend:
-	 * MDB_APPEND fills its pages instead of splitting them in half (half
-	 * the file for a long log). A key out of order (or already there)
-	 * fails with MDB_KEYEXIST before anything changes; the ordinary put
-	 * then gives the true answer. */
-	if (db == STORE_DB_AUDIT) {
-		rc = mdb_put(txn->handle, txn->impl->dbi[db], &k, &v,
-		    mflags | MDB_APPEND);
-		if (rc != MDB_KEYEXIST)
-			return rc == 0 ? 0 : write_error(txn, rc, "writing");
-	}
 	rc = mdb_put(txn->handle, txn->impl->dbi[db], &k, &v, mflags);
 	return rc == 0 ? 0 : write_error(txn, rc, "writing");
 }

@@ -325,9 +325,8 @@ raw_writes(struct store_txn *txn, void *arg)
 	    STORE_PUT_NO_OVERWRITE), P8V_ERR_EXISTS);
 	CHECK_ERR(store_put(txn, STORE_DB_CACHE, "a", 1, "x", 1, 0x80),
 	    P8V_ERR_INVALID_ARGUMENT);
-	/* The audit db's keys usually ascend (LMDB appends them); one out of
-	 * order still goes in, and an existing one is still refused. The
-	 * append flag is gone from the API: 0x2 is an unknown flag. */
+	/* The append flag is gone from the API (0x2 is an unknown flag):
+	 * audit keys out of order go in, an existing one is refused. */
 	store_put_u64(seq, 2);
 	CHECK_OK(store_put(txn, STORE_DB_AUDIT, seq, 8, "2", 1,
 	    STORE_PUT_NO_OVERWRITE));

@@ -145,7 +145,7 @@ test_dispatch(void)
 	CHECK_OK(store_stats(s, &st));
 	CHECK(st.map_bytes > (256u << 10));
 
-	/* The audit db's appends: out of order still goes in. */
+	/* No append flag any more: audit keys out of order go in. */
 	CHECK_OK(store_write(s, put_ascending_out_of_order, NULL));
 	CHECK_OK(store_read(s, count_audit, &n));
 	CHECK_INT(n, 2);
