@@ -22,8 +22,8 @@
 #define STORE_MAX_ATTEMPTS 64
 #define META_SCHEMA "schema"
 
-/* The backends store_open can choose from, by name; the first is the
- * default. */
+/* The backends store_open can choose from, by name
+ * (STORE_DEFAULT_BACKEND when none is given). */
 static const struct store_backend *const backends[] = {
 	&store_backend_lmdb,
 };
@@ -213,9 +213,10 @@ store_open(const char *dir, const struct store_options *opts,
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->dir = strdup(dir)) == NULL)
 		goto out;
+	if (o.backend == NULL)
+		o.backend = STORE_DEFAULT_BACKEND;
 	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
-		if (o.backend == NULL ||
-		    strcmp(o.backend, backends[i]->name) == 0) {
+		if (strcmp(o.backend, backends[i]->name) == 0) {
 			s->be = backends[i];
 			break;
 		}

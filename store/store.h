@@ -62,16 +62,21 @@
  *   P8V_ERR_STORE for a failure, and for a networked backend the retryable
  *   P8V_ERR_STORE_UNAVAILABLE (HTTP 503: nothing written, or a read that
  *   could not run; the caller may try again later). A write whose outcome
- *   is unknown (the connection dropped during the commit) is retried by the
- *   backend itself with the same compares, so it is applied once or
- *   reported as failed, never twice.
+ *   the backend cannot learn (the connection dropped during the commit)
+ *   must never be applied twice: the backend finds out whether it landed
+ *   (e.g. from a transaction id it wrote along) before it runs the function
+ *   again, or returns P8V_ERR_STORE_UNAVAILABLE, documented as "may have
+ *   been applied"; it never re-runs a function blindly.
  * - Limits: a backend may cap one transaction (etcd's defaults: 128
- *   operations and a 1.5 MiB request; store_limits says). The store's
- *   modules write a handful of small entries per transaction (one upload:
- *   a record, an index entry, an audit event and the audit head), far
- *   below any such cap. A caller that writes many entries (store_import)
- *   splits its work into transactions within store_limits.
- *   Keys are 1..STORE_MAX_KEY_BYTES bytes.
+ *   operations and a 1.5 MiB request; store_limits says, LMDB has none)
+ *   and refuses a transaction above its cap with P8V_ERR_TOO_LARGE,
+ *   nothing written. Most transactions write a handful of small entries
+ *   (an upload: the record, an audit event and the audit head). Those that
+ *   write many split their work into transactions within store_limits:
+ *   store_import does; master-key rotation (vault/rotate.c, 256 records per
+ *   transaction by default), the start-up drop of stale cached tokens
+ *   (vault/apns.c) and store_cache_purge (all in one) do not yet, and must
+ *   before a backend with a cap is used. Keys are 1..STORE_MAX_KEY_BYTES bytes.
  *
  * Durability (LMDB). LMDB's default synchronous commits (no NOSYNC,
  * NOMETASYNC, WRITEMAP or NOMEMINIT flag): when store_write returns 0,
@@ -125,12 +130,12 @@ struct store_txn;
 
 /*
  * Open (creating if needed) the store in dir with the backend named by
- * opts->backend (P8V_ERR_UNSUPPORTED: no such backend). For LMDB:
- * open (creating if needed) the environment in dir. The directory is created
- * with mode 0700 if missing; an existing one must be a directory owned by
- * this user and not writable by group or others, and existing data files
- * must not be accessible by group or others. Creates the named databases and
- * the schema version in one transaction, and clears stale reader slots left
+ * opts->backend (P8V_ERR_UNSUPPORTED: no such backend), and write or check
+ * the schema version. LMDB: opens (creating if needed) the environment in
+ * dir. The directory is created with mode 0700 if missing; an existing one
+ * must be a directory owned by this user and not writable by group or
+ * others, and existing data files must not be accessible by group or
+ * others. Creates the named databases, and clears stale reader slots left
  * by dead processes. opts may be NULL (defaults).
  * *out owns the environment; close it with store_close.
  * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC, P8V_ERR_IO (directory
@@ -170,7 +175,8 @@ int store_write(struct store *store,
 /*
  * Run fn in a read-only transaction (a consistent snapshot). Calls that
  * write inside it fail with P8V_ERR_INVALID_ARGUMENT. Returns 0 or fn's
- * error, P8V_ERR_INTERNAL, P8V_ERR_STORE.
+ * error, P8V_ERR_INTERNAL, P8V_ERR_STORE (a networked backend also
+ * P8V_ERR_STORE_UNAVAILABLE).
  */
 int store_read(struct store *store,
     int (*fn)(struct store_txn *txn, void *arg), void *arg);
