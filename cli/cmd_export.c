@@ -279,8 +279,10 @@ cmd_import(int argc, char **argv)
 	}
 	opened = 1;
 	if ((r = store_import(store, a.operand, &info)) != 0) {
-		cli_fail("import: %s into %s refused: %s", a.operand, a.dir,
-		    info.why);
+		cli_fail("import: %s into %s %s: %s", a.operand, a.dir,
+		    r == P8V_ERR_INTEGRITY || r == P8V_ERR_UNSUPPORTED ||
+		    r == P8V_ERR_STORE_VERSION || r == P8V_ERR_EXISTS ?
+		    "refused" : "failed", info.why);
 		goto out;
 	}
 	done = 1;
