@@ -78,7 +78,7 @@ store_audit_append(struct store_txn *txn, const json_t *event, uint64_t *seq)
 		goto out;
 	store_put_u64(key, a.seq);
 	if ((r = store_put(txn, STORE_DB_AUDIT, key, sizeof(key), json, len,
-	    STORE_PUT_APPEND)) != 0)
+	    STORE_PUT_NO_OVERWRITE)) != 0)
 		goto out;
 	store_put_u64(head, a.seq);
 	hash((const uint8_t *)json, len, head + 8);

@@ -15,7 +15,7 @@
  * What this detects: an event removed, changed or reordered by anyone who
  * edits the data file without rewriting every later event and the head
  * (for instance a restore of an old file mixed with a new one, a bit flip, a
- * careless edit with mdb_load). What it does not: an attacker who can write
+ * careless edit with the LMDB tools). What it does not: an attacker who can write
  * the file can rebuild the whole chain, since no secret goes into it; ship
  * events off the host if that matters.
  */

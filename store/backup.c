@@ -99,13 +99,14 @@ publish(const char *tmp, const char *path)
 }
 
 int
-store_backup(struct store *store, const char *path)
+store_file_create(const char *path, int (*fill)(int fd, void *arg),
+    void *arg)
 {
 	char tmp[BACKUP_PATH_MAX], dir[BACKUP_PATH_MAX];
 	struct stat st;
 	int fd = -1, made = 0, r = P8V_ERR_INVALID_ARGUMENT;
 
-	if (store == NULL || path == NULL || *path == '\0')
+	if (path == NULL || *path == '\0' || fill == NULL)
 		goto out;
 	if ((r = dir_of(path, dir)) != 0)
 		goto out;
@@ -118,7 +119,7 @@ store_backup(struct store *store, const char *path)
 		goto out;
 	}
 	made = 1;
-	if ((r = store_copy_fd(store, fd)) != 0)
+	if ((r = fill(fd, arg)) != 0)
 		goto out;
 	if (fsync(fd) != 0) {
 		r = io_error("syncing", tmp);
@@ -140,6 +141,20 @@ store_backup(struct store *store, const char *path)
 	if (made)
 		unlink(tmp);
 	return r;
+}
+
+static int
+copy_store(int fd, void *arg)
+{
+	return store_copy_fd(arg, fd);
+}
+
+int
+store_backup(struct store *store, const char *path)
+{
+	if (store == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	return store_file_create(path, copy_store, store);
 }
 
 /* 0 if dir is missing (*missing = 1) or an empty directory; else

@@ -20,12 +20,24 @@
 #include "store/store.h"
 
 /*
+ * Create the new file path (mode 0600, whatever the umask) as described
+ * above: fill(fd, arg) writes the content to a temporary file beside path
+ * (fd at offset 0, empty; fill may truncate and rewrite it), which is then
+ * fsync'd, named path without ever replacing an existing file, and the
+ * directory fsync'd. On failure neither path nor the temporary file is
+ * left. Returns 0, fill's error, P8V_ERR_EXISTS, P8V_ERR_IO (logged with
+ * the path), P8V_ERR_NO_SPACE, P8V_ERR_INVALID_ARGUMENT.
+ */
+int store_file_create(const char *path, int (*fill)(int fd, void *arg),
+    void *arg);
+
+/*
  * Write a backup of store to path (mode 0600, whatever the umask). path
  * must not exist: an existing file (or symbolic link) is never replaced.
  * Returns 0, P8V_ERR_EXISTS, P8V_ERR_IO (the directory cannot be written,
  * a write or fsync failed: logged with the path), P8V_ERR_NO_SPACE,
  * P8V_ERR_INVALID_ARGUMENT, P8V_ERR_STORE, P8V_ERR_INTERNAL (inside a
- * transaction).
+ * transaction), P8V_ERR_UNSUPPORTED (a backend without a hot copy).
  */
 int store_backup(struct store *store, const char *path);
 

@@ -1,8 +1,7 @@
 /*
- * store.h: the LMDB environment that holds p8vault's state.
+ * store.h: p8vault's state, behind one interface and a table of backends.
  *
- * One environment per state directory (files data.mdb and lock.mdb, mode
- * 0600, directory 0700) with five named databases:
+ * A store holds five databases of byte keys and byte values, sorted by key:
  *
  *   keys   sealed key records            (store/records.h)
  *   creds  API credentials               (store/creds.h)
@@ -11,6 +10,13 @@
  *   meta   schema version, master-key check values, audit head
  *
  * The store only ever sees ciphertext (envelopes) and clear metadata.
+ * store.c is a thin dispatch over a backend chosen by name at store_open
+ * (store_options.backend; store/backend.h is the table). Today's only
+ * backend, "lmdb" (store/backend_lmdb.c, the one file that calls LMDB),
+ * keeps one environment per state directory (files data.mdb and lock.mdb,
+ * mode 0600, directory 0700). The store's modules (records, creds, cache,
+ * audit, master keys) use only the functions below, so a backend added
+ * next (etcd) changes nothing above store/.
  *
  * Transactions. Every access runs inside store_write() or store_read(), which
  * call the caller's function with a transaction:
@@ -18,26 +24,71 @@
  *   static int add(struct store_txn *txn, void *arg) { ... return 0; }
  *   r = store_write(store, add, &args);
  *
- * A write function may run more than once: when the map is full (MDB_MAP_FULL
- * from a put or from the commit) store_write aborts, doubles the map and runs
- * the function again from the start. It must therefore have no effect outside
- * the transaction (no logging of success, no freeing of its inputs, no
- * counters that are not reset at its start). A function returns 0 to commit
- * or a negative P8V_ERR_* to abort; the error is returned by store_write.
- * Transactions do not nest: calling store_read/store_write from inside a
- * function fails with P8V_ERR_INTERNAL (it would deadlock with map growth).
+ * A write function may run more than once: when the backend asks for it
+ * (LMDB: the map is full, so the map is doubled; a networked backend: a
+ * compare failed because another node committed first) store_write drops
+ * the transaction and runs the function again from the start. It must
+ * therefore have no effect outside the transaction (no logging of success,
+ * no freeing of its inputs, no counters that are not reset at its start).
+ * A function returns 0 to commit or a negative P8V_ERR_* to abort; the
+ * error is returned by store_write. Transactions do not nest: calling
+ * store_read/store_write from inside a function fails with
+ * P8V_ERR_INTERNAL (with LMDB it would deadlock with map growth).
  *
- * Durability. LMDB's default synchronous commits (no NOSYNC, NOMETASYNC,
- * WRITEMAP or NOMEMINIT flag): when store_write returns 0,
+ * What a backend promises (store/backend.h says how it plugs in):
+ *
+ * - Atomicity and isolation: a write transaction's changes become visible
+ *   all together at its commit, or not at all; a read transaction sees one
+ *   consistent snapshot (the state after some commit) from start to end,
+ *   whatever other threads, processes or nodes commit meanwhile. Writes are
+ *   serialisable: a backend that runs writers optimistically (etcd: a
+ *   transaction that compares the revisions of what it read) retries the
+ *   whole function on a conflict, never commits on a stale read.
+ * - Values: a pointer that store_get, store_last or store_scan hands out
+ *   is read-only, owned by the store and valid until the transaction ends;
+ *   in a write transaction only until that transaction's next store_put,
+ *   store_del or store_clear (LMDB may reuse a dirty page; an in-memory
+ *   mirror may replace the value it points to). Copy what must outlive
+ *   that. scan's pointers are valid during the callback only.
+ * - The generation (store_generation): a number that changes with every
+ *   commit, by any thread, process or node, and never goes back while the
+ *   store is open. Caches (api/auth.c, vault/) compare it on every use to
+ *   see a change made elsewhere; a backend that cannot tell (a mirror
+ *   that lost its watch) must make it change rather than stay.
+ * - Durability: when store_write returns 0 the transaction survives a
+ *   crash of the process and of the machine (LMDB: fdatasync before the
+ *   commit returns; a replicated backend: a quorum has it on disk).
+ * - Errors: P8V_ERR_NO_SPACE when the backend is full (nothing written),
+ *   P8V_ERR_STORE for a failure, and for a networked backend the retryable
+ *   P8V_ERR_STORE_UNAVAILABLE (HTTP 503: nothing written, or a read that
+ *   could not run; the caller may try again later). A write whose outcome
+ *   the backend cannot learn (the connection dropped during the commit)
+ *   must never be applied twice: the backend finds out whether it landed
+ *   (e.g. from a transaction id it wrote along) before it runs the function
+ *   again, or returns P8V_ERR_STORE_UNAVAILABLE, documented as "may have
+ *   been applied"; it never re-runs a function blindly.
+ * - Limits: a backend may cap one transaction (etcd's defaults: 128
+ *   operations and a 1.5 MiB request; store_limits says, LMDB has none)
+ *   and refuses a transaction above its cap with P8V_ERR_TOO_LARGE,
+ *   nothing written. Most transactions write a handful of small entries
+ *   (an upload: the record, an audit event and the audit head). Those that
+ *   write many split their work into transactions within store_limits:
+ *   store_import does; master-key rotation (vault/rotate.c, 256 records per
+ *   transaction by default), the start-up drop of stale cached tokens
+ *   (vault/apns.c) and store_cache_purge (all in one) do not yet, and must
+ *   before a backend with a cap is used. Keys are 1..STORE_MAX_KEY_BYTES bytes.
+ *
+ * Durability (LMDB). LMDB's default synchronous commits (no NOSYNC,
+ * NOMETASYNC, WRITEMAP or NOMEMINIT flag): when store_write returns 0,
  * the transaction is on disk (fdatasync) and survives kill -9 and a power
  * cut, as far as the disk honours the flush.
  *
  * Threads and processes. A store may be used from many threads at once
- * (MDB_NOTLS: read transactions are not tied to a thread; LMDB serialises
- * writers). Several processes may open the same directory (the daemon and
- * the CLI), but one process opens a directory only once (LMDB's locks are
- * per process: closing a second handle would drop the first one's). A
- * store must NOT be used across fork(): every call made from a
+ * (LMDB: MDB_NOTLS, read transactions are not tied to a thread; LMDB
+ * serialises writers). Several processes may open the same directory (the
+ * daemon and the CLI), but one process opens a directory only once (LMDB's
+ * locks are per process: closing a second handle would drop the first
+ * one's). A store must NOT be used across fork(): every call made from a
  * process other than the one that opened it fails with P8V_ERR_STORE, and
  * store_close() in such a child only frees the handle's memory, leaving the
  * parent's environment (and its reader slots) alone. A child opens its own
@@ -60,8 +111,14 @@
 #define STORE_MAP_HARD_MAX ((uint64_t)1 << 40)
 /* The on-disk schema this code reads and writes (meta "schema"). */
 #define STORE_SCHEMA_VERSION 1
+/* Longest key any backend must take: LMDB's default maximum. */
+#define STORE_MAX_KEY_BYTES 511
+/* The backend store_open uses when store_options.backend is NULL. */
+#define STORE_DEFAULT_BACKEND "lmdb"
 
 struct store_options {
+	const char *backend;        /* NULL: STORE_DEFAULT_BACKEND */
+	/* LMDB only (other backends ignore them): */
 	uint64_t initial_map_bytes; /* 0: STORE_DEFAULT_MAP_BYTES */
 	uint64_t max_map_bytes;     /* 0: grow until STORE_MAP_HARD_MAX or
 	                               the disk is full */
@@ -72,17 +129,19 @@ struct store;
 struct store_txn;
 
 /*
- * Open (creating if needed) the environment in dir. The directory is created
- * with mode 0700 if missing; an existing one must be a directory owned by
- * this user and not writable by group or others, and existing data files
- * must not be accessible by group or others. Creates the named databases and
- * the schema version in one transaction, and clears stale reader slots left
+ * Open (creating if needed) the store in dir with the backend named by
+ * opts->backend (P8V_ERR_UNSUPPORTED: no such backend), and write or check
+ * the schema version. LMDB: opens (creating if needed) the environment in
+ * dir. The directory is created with mode 0700 if missing; an existing one
+ * must be a directory owned by this user and not writable by group or
+ * others, and existing data files must not be accessible by group or
+ * others. Creates the named databases, and clears stale reader slots left
  * by dead processes. opts may be NULL (defaults).
  * *out owns the environment; close it with store_close.
  * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC, P8V_ERR_IO (directory
  * missing and not creatable, or unsafe ownership or mode: logged),
  * P8V_ERR_STORE_VERSION (schema written by another version), P8V_ERR_NO_SPACE,
- * P8V_ERR_STORE (LMDB failed: logged).
+ * P8V_ERR_UNSUPPORTED, P8V_ERR_STORE (LMDB failed: logged).
  */
 int store_open(const char *dir, const struct store_options *opts,
     struct store **out);
@@ -90,13 +149,25 @@ int store_open(const char *dir, const struct store_options *opts,
 /* Close the environment. No transaction may be running. NULL-safe. */
 void store_close(struct store *store);
 
+/* The name of the store's backend ("lmdb"); NULL for NULL. */
+const char *store_backend_name(const struct store *store);
+
+/* 1 if store_open knows a backend of this name, else 0. */
+int store_backend_known(const char *name);
+
+/* The backend's cap on one write transaction: operations (puts and
+ * deletes) and bytes of keys and values; 0 means no cap. */
+void store_limits(const struct store *store, size_t *max_ops,
+    size_t *max_bytes);
+
 /*
  * Run fn in a write transaction and commit it (see above: fn may run several
  * times). Returns 0 once committed and durable, fn's error (nothing
  * written), P8V_ERR_NO_SPACE (the map reached its maximum or the disk is
  * full; nothing written), P8V_ERR_INTERNAL (nested call, or fn returned a
- * positive value), P8V_ERR_STORE (LMDB failed, or called from a forked
- * child).
+ * positive value), P8V_ERR_STORE (the backend failed, or called from a
+ * forked child); a networked backend also P8V_ERR_STORE_UNAVAILABLE
+ * (retryable, nothing written).
  */
 int store_write(struct store *store,
     int (*fn)(struct store_txn *txn, void *arg), void *arg);
@@ -104,14 +175,16 @@ int store_write(struct store *store,
 /*
  * Run fn in a read-only transaction (a consistent snapshot). Calls that
  * write inside it fail with P8V_ERR_INVALID_ARGUMENT. Returns 0 or fn's
- * error, P8V_ERR_INTERNAL, P8V_ERR_STORE.
+ * error, P8V_ERR_INTERNAL, P8V_ERR_STORE (a networked backend also
+ * P8V_ERR_STORE_UNAVAILABLE).
  */
 int store_read(struct store *store,
     int (*fn)(struct store_txn *txn, void *arg), void *arg);
 
 /*
- * Housekeeping the daemon calls from time to time (e.g. every minute):
- * clears reader slots of dead processes (a crashed CLI or worker would
+ * Housekeeping the daemon calls from time to time (e.g. every minute).
+ * A backend with nothing to do returns 0 (*cleared 0). LMDB: clears reader
+ * slots of dead processes (a crashed CLI or worker would
  * otherwise pin old pages and make the file grow). store_open does it too,
  * and store_write at most once a minute, so a process that never calls
  * this is still covered. *cleared (may be NULL) gets the number of slots
@@ -119,7 +192,8 @@ int store_read(struct store *store,
  */
 int store_maintain(struct store *store, int *cleared);
 
-/* Current map size and the bytes the data actually uses (last page). */
+/* Current map size and the bytes the data actually uses (last page).
+ * LMDB's figures; another backend leaves what it lacks 0. */
 struct store_stats {
 	uint64_t map_bytes;
 	uint64_t used_bytes;
@@ -129,22 +203,24 @@ struct store_stats {
 int store_stats(struct store *store, struct store_stats *st);
 
 /*
+ * LMDB only (another backend returns P8V_ERR_UNSUPPORTED, logged: its way
+ * out is store_export, store/export.h).
  * Write a compacted copy of the environment to fd (a regular file, empty,
  * at offset 0): one consistent snapshot taken in a read transaction, so
  * other threads and processes (the daemon) go on reading and writing
  * meanwhile. The copy is a complete LMDB data file (free pages left out)
  * holding exactly what the data file holds: ciphertext and metadata. The
  * caller creates, syncs and names the file (store/backup.h does).
- * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_INTERNAL (inside a
- * transaction), P8V_ERR_NO_SPACE (the disk is full), P8V_ERR_STORE (LMDB
- * or a write failed: logged).
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_UNSUPPORTED, P8V_ERR_INTERNAL
+ * (inside a transaction), P8V_ERR_NO_SPACE (the disk is full),
+ * P8V_ERR_STORE (LMDB or a write failed: logged).
  */
 int store_copy_fd(struct store *store, int fd);
 
 /*
- * The id of the last write transaction committed to the environment, by any
- * process (LMDB's me_last_txnid, read from the meta pages without opening a
- * transaction: tens of nanoseconds). Every commit changes it, so whatever a
+ * The generation: for LMDB the id of the last write transaction committed
+ * to the environment, by any process (me_last_txnid, read from the meta
+ * pages without opening a transaction: tens of nanoseconds). Every commit changes it, so whatever a
  * read transaction saw is still what the store holds while this equals
  * that transaction's store_txn_generation: a cache checks it on every use
  * and so sees a change made by the CLI in another process from its next
@@ -184,15 +260,16 @@ enum store_db {
 	STORE_DB_COUNT
 };
 
-/* Insert only: an existing key is left as it is and P8V_ERR_EXISTS returned. */
+/* Insert only: an existing key is left as it is and P8V_ERR_EXISTS returned.
+ * The only flag (there is no append flag: LMDB's MDB_APPEND made the audit
+ * db 5 % smaller, not worth a flag every backend must understand). */
 #define STORE_PUT_NO_OVERWRITE 0x1
-/* The key sorts after every key in the database (audit sequence numbers):
- * a cheaper insert; P8V_ERR_INVALID_ARGUMENT if it does not. */
-#define STORE_PUT_APPEND 0x2
 
 /*
- * Look up key (klen bytes, 1..511). On success *val points into the map:
- * read-only, valid until the transaction ends. Returns 0, P8V_ERR_NOT_FOUND,
+ * Look up key (klen bytes, 1..STORE_MAX_KEY_BYTES). On success *val points
+ * to the stored value: read-only, valid until the transaction ends or (in a
+ * write transaction) its next put, delete or clear, whichever comes first
+ * (see "Values" above). Returns 0, P8V_ERR_NOT_FOUND,
  * P8V_ERR_INVALID_ARGUMENT, P8V_ERR_STORE.
  */
 int store_get(struct store_txn *txn, enum store_db db, const void *key,
@@ -200,9 +277,10 @@ int store_get(struct store_txn *txn, enum store_db db, const void *key,
 
 /*
  * Store val under key (write transactions only; the bytes are copied).
- * flags: 0 or STORE_PUT_*. Returns 0, P8V_ERR_EXISTS, P8V_ERR_INVALID_ARGUMENT
- * (read transaction, bad size), P8V_ERR_NO_SPACE (map full: store_write
- * grows the map and runs the function again), P8V_ERR_STORE.
+ * flags: 0 or STORE_PUT_NO_OVERWRITE. Returns 0, P8V_ERR_EXISTS,
+ * P8V_ERR_INVALID_ARGUMENT (read transaction, bad size, unknown flag),
+ * P8V_ERR_NO_SPACE (LMDB's map full: store_write grows the map and runs
+ * the function again), P8V_ERR_STORE.
  */
 int store_put(struct store_txn *txn, enum store_db db, const void *key,
     size_t klen, const void *val, size_t vlen, unsigned int flags);
@@ -214,25 +292,21 @@ int store_del(struct store_txn *txn, enum store_db db, const void *key,
 
 /*
  * Call cb for every entry whose key starts with prefix (plen bytes; 0: all
- * entries), in key order. key and val point into the map, valid during the
- * call. cb returns 0 to go on, STORE_SCAN_STOP to stop (store_scan then
+ * entries), in key order. key and val point to the stored bytes, valid
+ * during the call. cb returns 0 to go on, STORE_SCAN_STOP to stop (store_scan then
  * returns 0), or a negative P8V_ERR_* to stop with that error. cb must not
  * write to db. Returns 0, cb's error, P8V_ERR_STORE.
  */
 #define STORE_SCAN_STOP 1
+typedef int (*store_scan_cb)(const uint8_t *key, size_t klen,
+    const uint8_t *val, size_t vlen, void *arg);
 int store_scan(struct store_txn *txn, enum store_db db, const void *prefix,
-    size_t plen,
-    int (*cb)(const uint8_t *key, size_t klen, const uint8_t *val,
-        size_t vlen, void *arg),
-    void *arg);
+    size_t plen, store_scan_cb cb, void *arg);
 
 /* Like store_scan over every entry whose key is >= start (slen bytes), to
  * the end of db. */
 int store_scan_from(struct store_txn *txn, enum store_db db,
-    const void *start, size_t slen,
-    int (*cb)(const uint8_t *key, size_t klen, const uint8_t *val,
-        size_t vlen, void *arg),
-    void *arg);
+    const void *start, size_t slen, store_scan_cb cb, void *arg);
 
 /* The entry with the greatest key. 0, P8V_ERR_NOT_FOUND (empty),
  * P8V_ERR_STORE. Pointers as store_get. */

@@ -325,13 +325,19 @@ raw_writes(struct store_txn *txn, void *arg)
 	    STORE_PUT_NO_OVERWRITE), P8V_ERR_EXISTS);
 	CHECK_ERR(store_put(txn, STORE_DB_CACHE, "a", 1, "x", 1, 0x80),
 	    P8V_ERR_INVALID_ARGUMENT);
-	/* Appends must go in order. */
+	/* The append flag is gone from the API (0x2 is an unknown flag):
+	 * audit keys out of order go in, an existing one is refused. */
 	store_put_u64(seq, 2);
 	CHECK_OK(store_put(txn, STORE_DB_AUDIT, seq, 8, "2", 1,
-	    STORE_PUT_APPEND));
+	    STORE_PUT_NO_OVERWRITE));
 	store_put_u64(seq, 1);
-	CHECK_ERR(store_put(txn, STORE_DB_AUDIT, seq, 8, "1", 1,
-	    STORE_PUT_APPEND), P8V_ERR_INVALID_ARGUMENT);
+	CHECK_ERR(store_put(txn, STORE_DB_AUDIT, seq, 8, "1", 1, 0x2),
+	    P8V_ERR_INVALID_ARGUMENT);
+	CHECK_OK(store_put(txn, STORE_DB_AUDIT, seq, 8, "1", 1,
+	    STORE_PUT_NO_OVERWRITE));
+	store_put_u64(seq, 2);
+	CHECK_ERR(store_put(txn, STORE_DB_AUDIT, seq, 8, "x", 1,
+	    STORE_PUT_NO_OVERWRITE), P8V_ERR_EXISTS);
 	CHECK_OK(store_clear(txn, STORE_DB_AUDIT));
 	CHECK_ERR(store_del(txn, STORE_DB_CACHE, "nope", 4), P8V_ERR_NOT_FOUND);
 	/* An empty value is a value. */
