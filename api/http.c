@@ -70,7 +70,6 @@
 
 #include <microhttpd.h>
 
-#include "api/auth.h"
 #include "api/connlimit.h"
 #include "api/errors.h"
 #include "api/metrics.h"
@@ -574,7 +573,7 @@ begin_request(struct api_request *req, const char *method,
 	    api_request_backend(req) == NULL)
 		return P8V_ERR_NOT_READY;
 	if (req->route->role != API_ROLE_NONE &&
-	    (r = api_authenticate(req, req->route->role)) != 0)
+	    (r = srv->opts.authenticate(req, req->route->role)) != 0)
 		return r;
 	/* A body announced larger than the cap is refused before it is read;
 	 * libmicrohttpd then closes the connection instead of reading it. */
@@ -786,6 +785,7 @@ api_server_create(const struct api_route *routes, size_t n_routes,
     const struct api_options *opts, struct api_server **out)
 {
 	struct api_server *srv = NULL;
+	size_t i;
 	int r = P8V_ERR_INTERNAL;
 
 	if (out == NULL || (routes == NULL && n_routes != 0)) {
@@ -793,6 +793,15 @@ api_server_create(const struct api_route *routes, size_t n_routes,
 		goto out;
 	}
 	*out = NULL;
+	/* A route with a role and nobody to check it would be served to
+	 * anyone: refused here rather than on the first request. */
+	for (i = 0; i < n_routes; i++) {
+		if (routes[i].role != API_ROLE_NONE &&
+		    (opts == NULL || opts->authenticate == NULL)) {
+			r = P8V_ERR_INVALID_ARGUMENT;
+			goto out;
+		}
+	}
 	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
 		r = P8V_ERR_ALLOC;
 		goto out;
