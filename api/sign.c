@@ -4,7 +4,6 @@
  *
  *   POST /v1/apps/{app}/apns-token   the shared APNs provider token
  *   POST /v1/apps/{app}/jwt          another Apple JWT, by profile
- *   GET  /metrics                    Prometheus text (api/metrics.h)
  *
  * The handlers parse and check the request's shape, hand validated fields
  * to the vault (vault_apns_token, vault_profile_token) and turn the result
@@ -23,7 +22,6 @@
 #include <jansson.h>
 
 #include "api/http.h"
-#include "api/metrics.h"
 #include "common/charclass.h"
 #include "common/err.h"
 #include "crypto/jwt.h"
@@ -346,28 +344,5 @@ api_sign_handle_jwt(struct api_request *req)
  out:
 	vault_token_finish(&tok);
 	json_decref(body);
-	return r;
-}
-
-int
-api_sign_handle_metrics(struct api_request *req)
-{
-	struct vault_stats vs;
-	struct vault *v;
-	char *text = NULL;
-	size_t len = 0;
-	int r = P8V_ERR_INTERNAL;
-
-	memset(&vs, 0, sizeof(vs));
-	/* Served before the vault is open too (without its series), so a
-	 * scrape shows a starting daemon rather than failing. */
-	if ((v = backend_vault(req)) != NULL)
-		vault_stats(v, &vs);
-	if ((r = metrics_render(v != NULL ? &vs : NULL, &text, &len)) != 0)
-		goto out;
-	r = api_respond_text(req, 200, METRICS_CONTENT_TYPE, text, len);
-	text = NULL;                    /* taken, also on failure */
- out:
-	free(text);
 	return r;
 }
