@@ -246,13 +246,24 @@ int
 api_respond_error(struct api_request *req, int err, const char *detail)
 {
 	json_t *body;
+	char seconds[16];
+	unsigned int retry;
+	int r;
 
 	if (req == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
 	if ((body = api_error_body(err, detail)) == NULL)
 		return P8V_ERR_ALLOC;
 	req->err = err;
-	return api_respond(req, api_error_status(err), body);
+	if ((r = api_respond(req, api_error_status(err), body)) != 0)
+		return r;
+	/* The error table's Retry-After (api/errors.h); without it the
+	 * answer is still right, so a failure to add it is not one. */
+	if ((retry = api_error_retry_after(err)) != 0) {
+		snprintf(seconds, sizeof(seconds), "%u", retry);
+		(void)api_respond_header(req, "Retry-After", seconds);
+	}
+	return 0;
 }
 
 int

@@ -20,7 +20,8 @@
  * - exactly one response, JSON (Content-Type: application/json,
  *   Cache-Control: no-store) unless a handler answers with
  *   api_respond_text (metrics); errors always as JSON
- *   {"error":{"code","message"}} with the status from api/errors.h;
+ *   {"error":{"code","message"}} with the status (and, for a
+ *   retryable error, the Retry-After header) from api/errors.h;
  * - one debug log line: method, route pattern (never the raw path, which
  *   may hold ids a client mistyped), status, duration in microseconds.
  *
@@ -249,7 +250,8 @@ int api_respond_text(struct api_request *req, unsigned int status,
     const char *content_type, char *text, size_t len);
 
 /* Set an error response for err with a more precise message (detail may be
- * NULL; see api_error_body). Same returns as api_respond. */
+ * NULL; see api_error_body): the table's status, and its Retry-After header
+ * when it has one (api_error_retry_after). Same returns as api_respond. */
 int api_respond_error(struct api_request *req, int err, const char *detail);
 
 /* Add a response header (name and value are copied; CR and LF refused).

@@ -250,6 +250,11 @@ static const struct http_case http_cases[] = {
 	    "error\"}}", NULL },
 	{ "GET /fail/-73 HTTP/1.1\r\n" H "\r\n", 401, NULL,
 	    "WWW-Authenticate: Bearer" },
+	/* A store that cannot be reached: retryable, and says when. */
+	{ "GET /fail/-57 HTTP/1.1\r\n" H "\r\n", 503,
+	    "{\"error\":{\"code\":\"store_unavailable\",\"message\":\"the "
+	    "key store cannot be reached; retry later\"}}",
+	    "\r\nRetry-After: 1\r\n" },
 	{ "GET /silent HTTP/1.1\r\n" H "\r\n", 500, NULL, NULL },
 	{ "GET /both HTTP/1.1\r\n" H "\r\n", 410, NULL, NULL },
 	{ "GET /detail HTTP/1.1\r\n" H "\r\n", 422,
