@@ -38,7 +38,7 @@ codec_hex_decode(const char *hex, uint8_t *out, size_t n)
 	for (i = 0; i < n; i++) {
 		if ((hi = nibble(hex[2 * i])) < 0 ||
 		    (lo = nibble(hex[2 * i + 1])) < 0)
-			return -1;
+			return P8V_ERR_INVALID_ARGUMENT;
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return hex[2 * n] == '\0' ? 0 : -1;
@@ -90,7 +90,7 @@ codec_json_str(const json_t *obj, const char *name, char *buf, size_t size)
 
 	if (!json_is_string(j) || (n = json_string_length(j)) >= size ||
 	    strlen(json_string_value(j)) != n)
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	memcpy(buf, json_string_value(j), n + 1);
 	return 0;
 }
@@ -103,10 +103,10 @@ codec_json_int(const json_t *obj, const char *name, int64_t min, int64_t max,
 	json_int_t x;
 
 	if (!json_is_integer(j))
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	x = json_integer_value(j);
 	if (x < min || x > max)
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	*v = (int64_t)x;
 	return 0;
 }

@@ -20,7 +20,7 @@
 void codec_hex_encode(const uint8_t *in, size_t n, char *out);
 
 /* Exactly 2n lowercase hex characters (then a NUL) into n bytes.
- * 0 or -1. */
+ * 0 or P8V_ERR_INVALID_ARGUMENT (anything else). */
 int codec_hex_decode(const char *hex, uint8_t *out, size_t n);
 
 /* Canonical JSON of obj; *out malloc'd, *len its length (no NUL counted).
@@ -32,11 +32,12 @@ int codec_json_dump(const json_t *obj, size_t max, char **out, size_t *len);
 json_t *codec_json_load(const uint8_t *buf, size_t len);
 
 /* Copy string member name (at most size - 1 bytes, no NUL inside) into
- * buf; 0 or -1. */
+ * buf; 0 or P8V_ERR_BAD_FIELD (absent, not a string, too long). */
 int codec_json_str(const json_t *obj, const char *name, char *buf,
     size_t size);
 
-/* Integer member name within [min, max]; 0 or -1. */
+/* Integer member name within [min, max]; 0 or P8V_ERR_BAD_FIELD (absent,
+ * not an integer, out of range). */
 int codec_json_int(const json_t *obj, const char *name, int64_t min,
     int64_t max, int64_t *v);
 
