@@ -136,7 +136,8 @@ struct api_request {
 	size_t body_len;
 	size_t body_cap;
 	size_t discarded;
-	int body_error;                 /* P8V_ERR_TOO_LARGE past the cap */
+	int body_error;                 /* P8V_ERR_TOO_LARGE past the cap,
+	                                   P8V_ERR_SECMEM */
 	int early_error;                /* decided from the headers */
 	/* From one pass over the headers (scan_header); NULL if absent. */
 	const char *content_length;     /* the first Content-Length */
@@ -632,7 +633,7 @@ append_body(struct api_request *req, const char *data, size_t len)
 		 * uploads') from the locked heap, without an mmap and mlock
 		 * per request; larger from guarded pages. */
 		if ((grown = secmem_alloc_short(want)) == NULL) {
-			req->body_error = P8V_ERR_ALLOC;
+			req->body_error = P8V_ERR_SECMEM;
 			secmem_free(req->body);
 			req->body = NULL;
 			req->body_len = 0;

@@ -48,7 +48,8 @@
  * only ciphertext) and *out_len is ENVELOPE_OVERHEAD + pt_len; both are
  * NULL/0 on failure. aad may be NULL when aad_len is 0.
  * Returns 0, P8V_ERR_TOO_LARGE (pt_len > ENVELOPE_MAX_PAYLOAD or
- * aad_len > ENVELOPE_MAX_AAD), P8V_ERR_RANDOM, P8V_ERR_CRYPTO, P8V_ERR_ALLOC,
+ * aad_len > ENVELOPE_MAX_AAD), P8V_ERR_RANDOM, P8V_ERR_CRYPTO,
+ * P8V_ERR_SECMEM (the data key's guarded memory), P8V_ERR_ALLOC,
  * P8V_ERR_INVALID_ARGUMENT (a NULL pointer).
  */
 int envelope_seal(const struct master_key *mk,
@@ -74,7 +75,8 @@ int envelope_master_key_id(const uint8_t *env, size_t env_len,
  * non-NULL *pt.
  * Returns 0, P8V_ERR_MASTER_KEY_MISSING (named key not in ring),
  * P8V_ERR_INTEGRITY (altered, truncated, extended, unknown version, wrong
- * aad), P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_TOO_LARGE (aad_len >
+ * aad), P8V_ERR_SECMEM (guarded memory for the data key or *pt),
+ * P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_TOO_LARGE (aad_len >
  * ENVELOPE_MAX_AAD), P8V_ERR_INVALID_ARGUMENT.
  */
 int envelope_open(const struct master_keyring *ring,
