@@ -62,24 +62,53 @@ codec_json_dump(const json_t *obj, size_t max, char **out, size_t *len)
 	return 0;
 }
 
+int
+codec_json_decode(const uint8_t *buf, size_t len, json_t **out)
+{
+	json_error_t jerr;
+	json_t *obj = NULL;
+	char *canon = NULL;
+	size_t clen;
+	int r = P8V_ERR_INTEGRITY;
+
+	*out = NULL;
+	if ((obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
+	    &jerr)) == NULL) {
+		/* Memory pressure is not tampering. jansson says so with
+		 * json_error_out_of_memory, or, when its lexer cannot even
+		 * start, with no message at all (every syntax error has
+		 * one). */
+		if (json_error_code(&jerr) == json_error_out_of_memory ||
+		    jerr.text[0] == '\0')
+			r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	if (!json_is_object(obj))
+		goto out;
+	/* Capped at len: a longer canonical form is not these bytes. */
+	if ((r = codec_json_dump(obj, len, &canon, &clen)) != 0) {
+		if (r != P8V_ERR_ALLOC)
+			r = P8V_ERR_INTEGRITY;
+		goto out;
+	}
+	r = P8V_ERR_INTEGRITY;
+	if (clen != len || memcmp(canon, buf, len) != 0)
+		goto out;
+	*out = obj;
+	obj = NULL;
+	r = 0;
+ out:
+	json_decref(obj);
+	free(canon);
+	return r;
+}
+
 json_t *
 codec_json_load(const uint8_t *buf, size_t len)
 {
 	json_t *obj;
-	char *canon = NULL;
-	size_t clen;
 
-	if ((obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
-	    NULL)) == NULL)
-		return NULL;
-	if (!json_is_object(obj) ||
-	    codec_json_dump(obj, len, &canon, &clen) != 0 || clen != len ||
-	    memcmp(canon, buf, len) != 0) {
-		json_decref(obj);
-		obj = NULL;
-	}
-	free(canon);
-	return obj;
+	return codec_json_decode(buf, len, &obj) == 0 ? obj : NULL;
 }
 
 int

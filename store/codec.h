@@ -28,7 +28,19 @@ int codec_hex_decode(const char *hex, uint8_t *out, size_t n);
 int codec_json_dump(const json_t *obj, size_t max, char **out, size_t *len);
 
 /* Parse len bytes that must be one canonical JSON object (duplicates,
- * trailing bytes and non-canonical spellings refused). NULL if not. */
+ * trailing bytes and non-canonical spellings refused) into *out (a new
+ * reference; NULL on failure). Returns 0, P8V_ERR_INTEGRITY (not such an
+ * object), P8V_ERR_ALLOC (memory ran out: the bytes may be fine).
+ * Limit: jansson reports some allocation failures in the middle of its
+ * lexer as syntax errors ("invalid token"), which no caller can tell from
+ * bad bytes; those remain P8V_ERR_INTEGRITY. Those it reports as such, and
+ * the failures of jansson's start and of the canonical check, are
+ * P8V_ERR_ALLOC. */
+int codec_json_decode(const uint8_t *buf, size_t len, json_t **out);
+
+/* codec_json_decode's object, or NULL on any failure. It cannot tell
+ * memory pressure from bad bytes: a decoder that reports
+ * P8V_ERR_INTEGRITY uses codec_json_decode instead. */
 json_t *codec_json_load(const uint8_t *buf, size_t len);
 
 /* Copy string member name (at most size - 1 bytes, no NUL inside) into
