@@ -65,7 +65,7 @@
  * makes an oversized header section a cheap 431. Bodies pass through it
  * in pieces and live outside it. Not larger: libmicrohttpd zeroes this
  * memory after every request of a connection, so its size is paid on the
- * hot path (docs/benchmarks.md, "Costs behind the limits"). */
+ * hot path (docs/benchmarks.md, "Costs behind limits and fast paths"). */
 #define API_HEADER_MEMORY_BYTES (8 * 1024)
 /* A connection idle this long is closed (MHD_OPTION_CONNECTION_TIMEOUT):
  * long enough for a keep-alive client between two requests, short enough

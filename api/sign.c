@@ -212,10 +212,9 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 	size_t n_token, n_kid, n_team, n_profile;
 
 	/* On the path of every push: written directly instead of building a
-	 * jansson object to serialise (json_pack alone was 5.5% of
-	 * p8vaultd's CPU time per cached apns-token request, then asprintf
-	 * 3%). The same bytes json_dumps(JSON_COMPACT) gives for the object
-	 * below. */
+	 * jansson object to serialise, or printf (docs/benchmarks.md, "Costs
+	 * behind limits and fast paths"). The same bytes
+	 * json_dumps(JSON_COMPACT) gives for the object below. */
 	/* The token is a compact JWS, base64url and dots only (vault/vault.h;
 	 * the vault checks it where it takes one in): measured, not scanned. */
 	n_token = strlen(tok->token);

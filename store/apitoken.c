@@ -119,7 +119,7 @@ apitoken_parse(const char *token, size_t len, char id[APITOKEN_ID_LEN + 1],
 		return P8V_ERR_UNAUTHORIZED;
 	/* Every character's class (common/charclass.h) ANDed together, then
 	 * one test: no branch per character, on every request
-	 * (docs/benchmarks.md). */
+	 * (docs/benchmarks.md, "Costs behind limits and fast paths"). */
 	p = (const unsigned char *)token + APITOKEN_PREFIX_LEN;
 	for (i = 0; i < APITOKEN_ID_LEN; i++)
 		hex &= charclass_table[p[i]];
