@@ -1,9 +1,9 @@
 /*
  * fuzz_bearer.c: the Authorization header (api/auth.h), without the
- * store: api_auth_bearer (scheme and token), api_auth_token_parse (the
- * strict p8v_<id>_<secret> form) and api_auth_decide against one fixed
- * credential, as api_auth_verify chains them. The raw input also goes to
- * api_auth_token_parse directly, as a token that is not NUL-terminated.
+ * store: api_auth_bearer (scheme and token), apitoken_parse (the strict
+ * p8v_<id>_<secret> form, store/apitoken.h) and api_auth_decide against
+ * one fixed credential, as api_auth_verify chains them. The raw input also
+ * goes to apitoken_parse directly, as a token that is not NUL-terminated.
  *
  * Input: the header value; a C string (cut at a NUL byte) as
  * libmicrohttpd passes it.
