@@ -345,7 +345,10 @@ verify(struct store *store, const char *authorization,
 		    json_pack("{s:s, s:s}", "token_id", id, "error",
 		    p8v_errname(r)),
 		    "reading the credential failed");
-		r = P8V_ERR_STORE;
+		/* A store out of reach is worth a retry (503); anything
+		 * else is the store's failure (500). */
+		if (r != P8V_ERR_STORE_UNAVAILABLE)
+			r = P8V_ERR_STORE;
 		goto out;
 	}
 	r = api_auth_decide(l.found ? &l.cred : NULL, hash, required, app,

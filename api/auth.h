@@ -108,7 +108,8 @@ int api_auth_decide(const struct store_cred *cred,
  * On 0 fills who (role and actor = token id).
  * Returns 0, P8V_ERR_UNAUTHORIZED, P8V_ERR_FORBIDDEN, P8V_ERR_STORE (the
  * store failed, or the credential fails to decode: logged with its id),
- * P8V_ERR_INVALID_ARGUMENT.
+ * P8V_ERR_STORE_UNAVAILABLE (a networked store cannot be reached: logged,
+ * answered 503 with Retry-After), P8V_ERR_INVALID_ARGUMENT.
  */
 int api_auth_verify(struct store *store, const char *authorization,
     enum api_role required, const char *app, struct api_principal *who);
@@ -121,7 +122,8 @@ int api_auth_verify(struct store *store, const char *authorization,
  * the route has one. On success fills api_request_principal(req). The
  * framework answers P8V_ERR_UNAUTHORIZED with WWW-Authenticate: Bearer.
  * Returns 0, P8V_ERR_UNAUTHORIZED, P8V_ERR_FORBIDDEN, P8V_ERR_NOT_READY
- * (no backend yet), P8V_ERR_STORE, P8V_ERR_INTERNAL (API_ROLE_NONE).
+ * (no backend yet), P8V_ERR_STORE, P8V_ERR_STORE_UNAVAILABLE,
+ * P8V_ERR_INTERNAL (API_ROLE_NONE).
  */
 int api_authenticate(struct api_request *req, enum api_role required);
 
@@ -131,7 +133,7 @@ int api_authenticate(struct api_request *req, enum api_role required);
  * Checks the token again (cache or store, as api_auth_verify): a token
  * revoked in between is refused with P8V_ERR_UNAUTHORIZED.
  * Returns 0, P8V_ERR_FORBIDDEN, P8V_ERR_UNAUTHORIZED, P8V_ERR_NOT_READY,
- * P8V_ERR_STORE.
+ * P8V_ERR_STORE, P8V_ERR_STORE_UNAVAILABLE.
  */
 int api_auth_allows_app(struct api_request *req, const char *app);
 
