@@ -9,139 +9,34 @@
 #include <sodium.h>
 
 #include "api/http.h"
-#include "common/charclass.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 
-static const struct {
-	enum api_role role;
-	const char *name;
-} roles[] = {
-	{ API_ROLE_PORTAL, "portal" },
-	{ API_ROLE_SIGNER, "signer" },
-	{ API_ROLE_ADMIN, "admin" },
-};
+/* The two enums are one vocabulary: the route's role is the stored one. */
+_Static_assert((int)API_ROLE_NONE == (int)APITOKEN_ROLE_NONE &&
+    (int)API_ROLE_PORTAL == (int)APITOKEN_ROLE_PORTAL &&
+    (int)API_ROLE_SIGNER == (int)APITOKEN_ROLE_SIGNER &&
+    (int)API_ROLE_ADMIN == (int)APITOKEN_ROLE_ADMIN,
+    "enum api_role and enum apitoken_role differ");
 
 const char *
 api_auth_role_name(enum api_role role)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
-		if (roles[i].role == role)
-			return roles[i].name;
-	return NULL;
+	return apitoken_role_name((enum apitoken_role)role);
 }
 
 int
 api_auth_role_parse(const char *name, enum api_role *out)
 {
-	size_t i;
+	enum apitoken_role role;
+	int r;
 
-	if (name == NULL || out == NULL)
+	if (out == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
-	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
-		if (strcmp(roles[i].name, name) == 0) {
-			*out = roles[i].role;
-			return 0;
-		}
-	}
-	return P8V_ERR_INVALID_ARGUMENT;
-}
-
-int
-api_auth_token_new(char *token, size_t token_size,
-    char id[API_AUTH_ID_LEN + 1], uint8_t secret_hash[CRED_SECRET_HASH_BYTES])
-{
-	uint8_t idb[API_AUTH_ID_BYTES], *secret = NULL;
-	char *s;
-	int r = P8V_ERR_INTERNAL;
-
-	if (token == NULL || token_size < API_AUTH_TOKEN_LEN + 1 ||
-	    id == NULL || secret_hash == NULL)
-		return P8V_ERR_INVALID_ARGUMENT;
-	if ((secret = secmem_alloc(API_AUTH_SECRET_BYTES)) == NULL) {
-		r = P8V_ERR_SECMEM;
-		goto out;
-	}
-	if ((r = secmem_random(idb, sizeof(idb))) != 0 ||
-	    (r = secmem_random(secret, API_AUTH_SECRET_BYTES)) != 0)
-		goto out;
-	sodium_bin2hex(id, API_AUTH_ID_LEN + 1, idb, sizeof(idb));
-	memcpy(token, API_AUTH_TOKEN_PREFIX, API_AUTH_TOKEN_PREFIX_LEN);
-	s = token + API_AUTH_TOKEN_PREFIX_LEN;
-	memcpy(s, id, API_AUTH_ID_LEN);
-	s += API_AUTH_ID_LEN;
-	*s++ = '_';
-	/* Writes API_AUTH_SECRET_LEN characters and the NUL. */
-	sodium_bin2base64(s, API_AUTH_SECRET_LEN + 1, secret,
-	    API_AUTH_SECRET_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	if (strlen(token) != API_AUTH_TOKEN_LEN) {
-		r = P8V_ERR_INTERNAL;
-		goto out;
-	}
-	if ((r = store_cred_hash_secret(s, API_AUTH_SECRET_LEN,
-	    secret_hash)) != 0)
-		goto out;
-	r = 0;
- out:
-	if (r != 0)
-		secmem_wipe(token, token_size);
-	secmem_free(secret);
-	return r;
-}
-
-/* The value of a base64url character, or -1. */
-static int
-b64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-int
-api_auth_token_parse(const char *token, size_t len,
-    char id[API_AUTH_ID_LEN + 1], const char **secret)
-{
-	const unsigned char *p;
-	unsigned int hex = CC_HEX_LOWER, b64 = CC_B64URL;
-	size_t i;
-
-	if (token == NULL || id == NULL || secret == NULL ||
-	    len != API_AUTH_TOKEN_LEN ||
-	    !secmem_equal(token, API_AUTH_TOKEN_PREFIX,
-	    API_AUTH_TOKEN_PREFIX_LEN))
-		return P8V_ERR_UNAUTHORIZED;
-	/* Every character's class (common/charclass.h) ANDed together, then
-	 * one test: no branch per character (on every request: the branchy
-	 * loops were 0.7% of p8vaultd's CPU). */
-	p = (const unsigned char *)token + API_AUTH_TOKEN_PREFIX_LEN;
-	for (i = 0; i < API_AUTH_ID_LEN; i++)
-		hex &= charclass_table[p[i]];
-	if (hex == 0 || p[API_AUTH_ID_LEN] != '_')
-		return P8V_ERR_UNAUTHORIZED;
-	p += API_AUTH_ID_LEN + 1;
-	for (i = 0; i < API_AUTH_SECRET_LEN; i++)
-		b64 &= charclass_table[p[i]];
-	if (b64 == 0)
-		return P8V_ERR_UNAUTHORIZED;
-	/* 43 characters hold 258 bits for 256: the last character's two low
-	 * bits are zero in the one canonical encoding. */
-	if ((b64url_value((char)p[API_AUTH_SECRET_LEN - 1]) & 3) != 0)
-		return P8V_ERR_UNAUTHORIZED;
-	memcpy(id, token + API_AUTH_TOKEN_PREFIX_LEN, API_AUTH_ID_LEN);
-	id[API_AUTH_ID_LEN] = '\0';
-	*secret = (const char *)p;
+	if ((r = apitoken_role_parse(name, &role)) != 0)
+		return r;
+	*out = (enum api_role)role;
 	return 0;
 }
 
@@ -184,13 +79,14 @@ static int
 decide_matched(const struct store_cred *cred, int match,
     enum api_role required, const char *app, enum api_role *granted)
 {
+	enum apitoken_role stored;
 	enum api_role have = API_ROLE_NONE;
 
 	if (!match || cred->revoked_at != 0)
 		return P8V_ERR_UNAUTHORIZED;
 	/* A role this version does not know grants nothing. */
-	if (api_auth_role_parse(cred->role, &have) != 0)
-		have = API_ROLE_NONE;
+	if (apitoken_role_parse(cred->role, &stored) == 0)
+		have = (enum api_role)stored;
 	if (!role_covers(have, required))
 		return P8V_ERR_FORBIDDEN;
 	if (app != NULL && !store_cred_allows_app(cred, app))
@@ -227,22 +123,20 @@ struct lookup {
  * Credentials read recently, by token id, each as of one store generation
  * (store_generation: it changes with every commit, by this process or the
  * CLI's), so that a request with a known token needs neither a store
- * transaction nor decoding the credential's JSON, which cost about 40% of
- * the daemon's CPU time on cached apns-token requests. A new token, a
- * revocation, any commit at all, and the next request reads the store
- * again: the promise that a revoked token is refused from the very next
- * request holds.
+ * transaction nor decoding the credential's JSON (the largest share of a
+ * cached apns-token request's CPU before this cache: docs/benchmarks.md).
+ * A new token, a revocation, any commit at all, and the next request reads
+ * the store again: the promise that a revoked token is refused from the
+ * very next request holds. auth.h, "Credential cache", is the contract.
  *
  * A slot also remembers the last secret that matched its credential, as a
  * keyed hash: SipHash-2-4 with 128-bit output (crypto_shorthash_siphashx24)
  * under a key drawn at random once per process. A request whose secret has
  * that tag is the same secret, already checked against the stored SHA-256
  * (a forgery needs the key, which never leaves the process); any other
- * secret is hashed with SHA-256 and compared as before. SipHash of a
- * 43-byte secret takes 24 ns, SHA-256 (libsodium) 147 ns: with its
- * compare, 2.5% of the daemon's CPU per cached apns-token request. Neither
- * the tag nor the key reveals a secret: the cache holds hashes, never
- * secrets.
+ * secret is hashed with SHA-256 and compared as before. SipHash is several
+ * times cheaper than SHA-256 on a 43-byte secret. Neither the tag nor the
+ * key reveals a secret: the cache holds hashes, never secrets.
  */
 /* Direct-mapped by a hash of the token id; a few fleets' tokens. */
 #define AUTH_CACHE_SLOTS 64
@@ -253,7 +147,7 @@ struct auth_slot {
 	int used;
 	uint64_t store;                 /* store_instance */
 	uint64_t store_gen;
-	char id[API_AUTH_ID_LEN + 1];
+	char id[APITOKEN_ID_LEN + 1];
 	int found;
 	struct store_cred cred;
 	int tagged;                     /* tag set: a secret matched cred */
@@ -292,12 +186,12 @@ auth_slot_of(const char *id)
 	return &auth_cache[h & (AUTH_CACHE_SLOTS - 1)];
 }
 
-/* The tag of a secret (API_AUTH_SECRET_LEN characters). */
+/* The tag of a secret (APITOKEN_SECRET_LEN characters). */
 static void
 auth_tag(const char *secret, uint8_t tag[AUTH_TAG_BYTES])
 {
 	crypto_shorthash_siphashx24(tag, (const unsigned char *)secret,
-	    API_AUTH_SECRET_LEN, auth_tag_key);
+	    APITOKEN_SECRET_LEN, auth_tag_key);
 }
 
 /*
@@ -317,7 +211,7 @@ slot_decide(struct auth_slot *c, const char *secret,
 		return P8V_ERR_UNAUTHORIZED;
 	if (c->tagged && secmem_equal(tag, c->tag, AUTH_TAG_BYTES))
 		return decide_matched(&c->cred, 1, required, app, granted);
-	if (store_cred_hash_secret(secret, API_AUTH_SECRET_LEN, hash) != 0)
+	if (store_cred_hash_secret(secret, APITOKEN_SECRET_LEN, hash) != 0)
 		return P8V_ERR_INTERNAL;
 	match = secmem_equal(hash, c->cred.secret_hash,
 	    CRED_SECRET_HASH_BYTES);
@@ -405,7 +299,7 @@ verify(struct store *store, const char *authorization,
 	struct lookup l;
 	struct auth_slot *slot = NULL;
 	uint8_t hash[CRED_SECRET_HASH_BYTES], tag[AUTH_TAG_BYTES];
-	char id[API_AUTH_ID_LEN + 1];
+	char id[APITOKEN_ID_LEN + 1];
 	const char *token, *secret;
 	enum api_role granted = API_ROLE_NONE;
 	size_t len;
@@ -422,7 +316,7 @@ verify(struct store *store, const char *authorization,
 		goto out;
 	}
 	if ((r = api_auth_bearer(authorization, &token, &len)) != 0 ||
-	    (r = api_auth_token_parse(token, len, id, &secret)) != 0)
+	    (r = apitoken_parse(token, len, id, &secret)) != 0)
 		goto out;
 	if (cred == NULL) {
 		if ((slot = auth_slot_of(id)) == NULL) {
@@ -437,7 +331,7 @@ verify(struct store *store, const char *authorization,
 			goto granted;
 		}
 	}
-	if ((r = store_cred_hash_secret(secret, API_AUTH_SECRET_LEN,
+	if ((r = store_cred_hash_secret(secret, APITOKEN_SECRET_LEN,
 	    hash)) != 0) {
 		r = P8V_ERR_INTERNAL;
 		goto out;
@@ -451,7 +345,10 @@ verify(struct store *store, const char *authorization,
 		    json_pack("{s:s, s:s}", "token_id", id, "error",
 		    p8v_errname(r)),
 		    "reading the credential failed");
-		r = P8V_ERR_STORE;
+		/* A store out of reach is worth a retry (503); anything
+		 * else is the store's failure (500). */
+		if (r != P8V_ERR_STORE_UNAVAILABLE)
+			r = P8V_ERR_STORE;
 		goto out;
 	}
 	r = api_auth_decide(l.found ? &l.cred : NULL, hash, required, app,

@@ -1,23 +1,41 @@
 /*
- * auth.h: bearer tokens: their format, how they are issued, and the
- * authentication hook every route with a role passes through.
+ * auth.h: bearer-token authentication: the hook the HTTP layer calls for
+ * every route with a role (api_authenticate; server/ installs it as
+ * api_options.authenticate, api/http.h), the decision, and GET /v1/whoami.
  *
- * A token is 64 characters:
+ * The token format (p8v_<id>_<secret>) and the role names are
+ * store/apitoken.h's, shared with the CLI that issues tokens. A request is
+ * checked against the credential its token's id names (store/creds.h):
+ * the token is parsed, the credential read by id, SHA-256 of the secret
+ * compared in constant time with the stored hash, then role and apps
+ * decided.
  *
- *   p8v_<id>_<secret>
- *   id      16 lowercase hex characters (8 random bytes): the credential's
- *           id in the store (store/creds.h), not secret; it is the "actor"
- *           recorded in audit events and logs;
- *   secret  43 characters of base64url without padding (32 random bytes).
+ * Credential cache. Reading and decoding a credential on every request
+ * would dominate a cached signing request, so api_auth_verify keeps what
+ * it read in a process-wide table of 64 slots (AUTH_CACHE_SLOTS, auth.c),
+ * direct-mapped by a hash of the token id (two ids on one slot evict each
+ * other). A slot holds, for one token id:
+ *   - the store it was read from (store_instance) and the store generation
+ *     of the snapshot it was read in (store_txn_generation);
+ *   - whether the credential exists and, if so, the decoded credential:
+ *     id, role, apps, name, times and the stored SHA-256 of the secret;
+ *   - a keyed hash of the last secret that matched that SHA-256:
+ *     SipHash-2-4 with 128-bit output (crypto_shorthash_siphashx24) under
+ *     a key drawn at random once per process, which never leaves it.
+ *     A request whose secret has this tag is that same secret, already
+ *     checked, and skips SHA-256; any other secret is hashed and compared
+ *     as without the cache. The cache holds hashes, never a secret.
+ * A slot answers only while its store and generation are the store's
+ * current ones (store_generation, checked on every request). Every commit
+ * changes the generation, in this process or another: a token created or
+ * revoked by `p8vault token` (the CLI writes to the same store, LMDB is
+ * multi-process), or any other write, and the next request reads the
+ * credential from the store again. So a revocation takes effect from the
+ * very next request, as without a cache. An unknown id is remembered as
+ * absent under the same rule. api_auth_whoami does not use the cache.
  *
- * The store keeps only SHA-256 of the secret's 43 characters (no stretching
- * is needed: the secret has 256 random bits). A request is checked with one
- * read transaction and one SHA-256: the id is parsed out of the token, the
- * credential read by id, the hashes compared in constant time. Nothing is
- * cached, so a token created or revoked by the CLI in another process takes
- * effect on the next request (LMDB is multi-process).
- *
- * Roles (stored by name in the credential):
+ * Roles: portal, signer and admin (store/apitoken.h); a route requires one
+ * (api/router.h, enum api_role, the same values as enum apitoken_role):
  *   portal  routes that require API_ROLE_PORTAL (the upload API);
  *   signer  routes that require API_ROLE_SIGNER (the signing API);
  *   admin   both, and routes that require API_ROLE_ADMIN.
@@ -41,22 +59,9 @@
 #include <stdint.h>
 
 #include "api/router.h"
+#include "store/apitoken.h"
 #include "store/creds.h"
 #include "store/store.h"
-
-#define API_AUTH_TOKEN_PREFIX "p8v_"
-#define API_AUTH_TOKEN_PREFIX_LEN 4
-/* 8 random bytes: ids only need to be unique (collisions are retried), and
- * 16 characters stay readable in logs and `p8vault token list`. */
-#define API_AUTH_ID_BYTES 8
-#define API_AUTH_ID_LEN (2 * API_AUTH_ID_BYTES)
-/* 32 random bytes: 256 bits, beyond any guessing, so a plain hash stores
- * it safely. */
-#define API_AUTH_SECRET_BYTES 32
-/* base64url without padding of API_AUTH_SECRET_BYTES. */
-#define API_AUTH_SECRET_LEN 43
-#define API_AUTH_TOKEN_LEN (API_AUTH_TOKEN_PREFIX_LEN + API_AUTH_ID_LEN + 1 + \
-    API_AUTH_SECRET_LEN)
 
 /* Required role meaning "any valid token", for api_auth_verify only (e.g.
  * GET /v1/whoami); api_authenticate never takes it. */
@@ -65,35 +70,12 @@
 struct api_request;
 struct api_principal;
 
-/* The stored name of a role ("portal", "signer", "admin"), or NULL for
- * API_ROLE_NONE and unknown values. */
+/* apitoken_role_name and apitoken_role_parse (store/apitoken.h) for the
+ * route's enum api_role: the stored name of a role ("portal", "signer",
+ * "admin"), or NULL for API_ROLE_NONE and unknown values; the role named
+ * name, 0 or P8V_ERR_INVALID_ARGUMENT (NULL, unknown). */
 const char *api_auth_role_name(enum api_role role);
-
-/* The role named name. 0 or P8V_ERR_INVALID_ARGUMENT (NULL, unknown). */
 int api_auth_role_parse(const char *name, enum api_role *out);
-
-/*
- * Issue a new token: fills token (API_AUTH_TOKEN_LEN characters and a NUL;
- * token_size must be at least API_AUTH_TOKEN_LEN + 1; the caller should
- * pass guarded memory, secmem_alloc, and wipe it after showing it once),
- * id (its id) and secret_hash (what the store keeps). The random secret
- * passes only through guarded memory.
- * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_SECMEM, P8V_ERR_RANDOM.
- * On failure token is wiped.
- */
-int api_auth_token_new(char *token, size_t token_size,
-    char id[API_AUTH_ID_LEN + 1],
-    uint8_t secret_hash[CRED_SECRET_HASH_BYTES]);
-
-/*
- * Split token (len bytes, not necessarily NUL-terminated) strictly: the
- * prefix, 16 lowercase hex, '_', 43 base64url characters whose last one
- * carries no stray bits (the canonical encoding of 32 bytes). id gets the
- * id, *secret points at the secret inside token (API_AUTH_SECRET_LEN bytes).
- * Returns 0 or P8V_ERR_UNAUTHORIZED (anything else).
- */
-int api_auth_token_parse(const char *token, size_t len,
-    char id[API_AUTH_ID_LEN + 1], const char **secret);
 
 /*
  * The token of an Authorization header value: scheme "Bearer" (any case),
@@ -121,33 +103,37 @@ int api_auth_decide(const struct store_cred *cred,
 
 /*
  * The whole check without HTTP: parse authorization (the header value, may
- * be NULL), read the credential in one read transaction of store, decide.
+ * be NULL), take the credential from the cache or read it in one read
+ * transaction of store (see "Credential cache" above), decide.
  * On 0 fills who (role and actor = token id).
  * Returns 0, P8V_ERR_UNAUTHORIZED, P8V_ERR_FORBIDDEN, P8V_ERR_STORE (the
  * store failed, or the credential fails to decode: logged with its id),
- * P8V_ERR_INVALID_ARGUMENT.
+ * P8V_ERR_STORE_UNAVAILABLE (a networked store cannot be reached: logged,
+ * answered 503 with Retry-After), P8V_ERR_INVALID_ARGUMENT.
  */
 int api_auth_verify(struct store *store, const char *authorization,
     enum api_role required, const char *app, struct api_principal *who);
 
 /*
- * The hook the framework calls for a route that requires role `required`
+ * The authentication hook (api_auth_hook_fn, api/http.h) the daemon gives
+ * the framework, called for a route that requires role `required`
  * (never API_ROLE_NONE: those routes are not authenticated): api_auth_verify
  * on the request's Authorization header, with the {app} path parameter if
  * the route has one. On success fills api_request_principal(req). The
  * framework answers P8V_ERR_UNAUTHORIZED with WWW-Authenticate: Bearer.
  * Returns 0, P8V_ERR_UNAUTHORIZED, P8V_ERR_FORBIDDEN, P8V_ERR_NOT_READY
- * (no backend yet), P8V_ERR_STORE, P8V_ERR_INTERNAL (API_ROLE_NONE).
+ * (no backend yet), P8V_ERR_STORE, P8V_ERR_STORE_UNAVAILABLE,
+ * P8V_ERR_INTERNAL (API_ROLE_NONE).
  */
 int api_authenticate(struct api_request *req, enum api_role required);
 
 /*
  * For handlers that take an app from the body or a query: 0 if the request's
  * (already authenticated) token may act on app, else P8V_ERR_FORBIDDEN.
- * Reads the credential again (one read transaction): a token revoked in
- * between is refused with P8V_ERR_UNAUTHORIZED.
+ * Checks the token again (cache or store, as api_auth_verify): a token
+ * revoked in between is refused with P8V_ERR_UNAUTHORIZED.
  * Returns 0, P8V_ERR_FORBIDDEN, P8V_ERR_UNAUTHORIZED, P8V_ERR_NOT_READY,
- * P8V_ERR_STORE.
+ * P8V_ERR_STORE, P8V_ERR_STORE_UNAVAILABLE.
  */
 int api_auth_allows_app(struct api_request *req, const char *app);
 

@@ -9,6 +9,11 @@
 #define HTTP_UNPROCESSABLE 422      /* RFC 9110: well-formed, but invalid */
 #define HTTP_INSUFFICIENT_STORAGE 507 /* RFC 4918 */
 
+/* Seconds a client is told to wait (Retry-After) before it tries again
+ * when a networked store cannot be reached: about one leader election of
+ * a store cluster (etcd's election timeout is one second by default). */
+#define STORE_RETRY_AFTER_S 1
+
 struct status_entry {
 	int err;
 	unsigned int status;
@@ -52,6 +57,9 @@ static const struct status_entry status_table[] = {
 	{ P8V_ERR_MISSING_FIELD, HTTP_UNPROCESSABLE },
 	{ P8V_ERR_UNKNOWN_FIELD, HTTP_UNPROCESSABLE },
 	{ P8V_ERR_NO_SPACE, HTTP_INSUFFICIENT_STORAGE },
+	/* The store cannot be reached (a networked backend): the request
+	 * changed nothing and may be sent again. */
+	{ P8V_ERR_STORE_UNAVAILABLE, 503 },
 	/* Keys and signing. */
 	{ P8V_ERR_KEY_EXISTS, 409 },
 	{ P8V_ERR_KEY_REVOKED, 410 },
@@ -71,6 +79,15 @@ static const struct status_entry status_table[] = {
 	{ P8V_ERR_KEY_ID_MISMATCH, 400 },
 };
 
+/* The errors whose answer tells the client when to try again: each also
+ * in status_table, as a 503. */
+static const struct {
+	int err;
+	unsigned int seconds;
+} retry_table[] = {
+	{ P8V_ERR_STORE_UNAVAILABLE, STORE_RETRY_AFTER_S },
+};
+
 unsigned int
 api_error_status(int err)
 {
@@ -82,6 +99,17 @@ api_error_status(int err)
 		if (status_table[i].err == err)
 			return status_table[i].status;
 	return 500;
+}
+
+unsigned int
+api_error_retry_after(int err)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(retry_table) / sizeof(retry_table[0]); i++)
+		if (retry_table[i].err == err)
+			return retry_table[i].seconds;
+	return 0;
 }
 
 const char *

@@ -21,14 +21,21 @@
 unsigned int api_error_status(int err);
 
 /*
+ * The seconds of the Retry-After header an answer of err carries, or 0 for
+ * none: set for a retryable error whose cause is expected to pass
+ * (P8V_ERR_STORE_UNAVAILABLE). api_respond_error adds the header.
+ */
+unsigned int api_error_retry_after(int err);
+
+/*
  * The error.code string a response carries for err: p8v_errname(err), or
  * "internal_error" when err maps to 500. Never NULL; static storage.
  */
 const char *api_error_code(int err);
 
 /*
- * A new error body for err. message is `detail` when given and the status is below 500 (a handler's
- * more precise text, e.g. which field; it must never hold input bytes that
+ * A new error body for err. message is `detail` when given and the status
+ * is below 500 (a handler's more precise text, e.g. which field; it must never hold input bytes that
  * could be secret), else p8v_strerror(err); for 500s always
  * "internal error". Returns a new reference, or NULL if allocation failed.
  */

@@ -12,44 +12,19 @@
  * and per connection, notify_connection: count it against the listener's
  * limits (api/connlimit.h) or refuse it.
  *
- * Threading. Measured with wrk -t2 -c32 -d5s on /healthz, on a 2-CPU
- * machine shared with wrk (and with other builds: throughput varies by
- * +-30% between runs), CPU time per thread from /proc/PID/task/TID/stat
- * (utime+stime, ticks of 10 ms). Two load shapes:
- *
- * A. a new connection per request (a prototype that answered in the first
- *    callback, which makes libmicrohttpd 0.9.75 close the connection):
- *
- *   threads  model                                  req/s  ticks per thread
- *   4        thread pool, epoll, one shared fd      23600  154 109  99  60
- *   4        thread pool, poll, one shared fd       22900   96  99 104  99
- *   4        4 daemons, SO_REUSEPORT, epoll each    27400  105 100 103 101
- *
- * B. 32 keep-alive connections (what pooled clients do), two runs each:
- *
- *   4        thread pool, epoll      152k 117k   126 239 136   0 / 0 202   0 229
- *   4        thread pool, poll        93k 113k     0 124   0 198 / 115 129 134 142
- *   4        SO_REUSEPORT daemons    133k 114k   100 102 127 161 / 154 85 141 128
- *   2        all three               63k-152k  even in every run; req/s
- *                                                follows the machine's load
- *   p8vaultd, SO_REUSEPORT, 2 threads: 144k 124k  236 238 / 246 242
- *   p8vaultd, SO_REUSEPORT, 4 threads: 123k 101k  135 164 173 38 / 179 104 93 135
- *
- * Throughput is within the noise; the spread is not. A pool worker using
- * epoll that wakes on the shared listening socket accepts up to ten
- * connections in a row (libmicrohttpd's accept series), so a burst of new
- * connections lands on one thread and stays there: with keep-alive, two of
- * four workers did nothing at all. Poll spreads better but did the same
- * once. Independent daemons, each with its own SO_REUSEPORT socket, never
- * left a thread idle: the kernel spreads connections by a hash of the
- * addresses (unevenly for few connections, 38 to 173 above, but never all
- * on one). So TCP listeners get one daemon (one thread, epoll) per socket,
- * N sockets bound with SO_REUSEPORT by server/listen.c. Unix sockets have
- * no SO_REUSEPORT: the signing socket is one fd shared by a pool of N
- * threads using poll (8 keep-alive clients over 4 threads: 96 75 71 73,
- * 66 67 43 77, 89 71 43 73). An acceptor thread handing connections to the
- * least-loaded daemon (MHD_add_connection) would balance both exactly; not
- * needed so far.
+ * Threading. TCP listeners get one daemon (one thread, epoll) per socket,
+ * N sockets bound with SO_REUSEPORT by server/listen.c. A libmicrohttpd
+ * thread pool on one shared listening socket lets the worker that wakes
+ * accept a burst of connections in a row (libmicrohttpd's accept series)
+ * and keep them: with keep-alive clients, some workers sat idle. The
+ * kernel spreads connections over SO_REUSEPORT sockets by a hash of the
+ * addresses: unevenly for few connections, but never all on one. Unix
+ * sockets have no SO_REUSEPORT: the signing socket is one fd shared by a
+ * pool of N threads using poll, which spread best of the pool's modes.
+ * Throughput was the same in every model; only the spread differed
+ * (docs/benchmarks.md, "Listener threading"). An acceptor thread handing
+ * connections to the least-loaded daemon (MHD_add_connection) would
+ * balance both exactly; not needed so far.
  * The price of independent daemons: libmicrohttpd's connection limits are
  * per daemon, so the total and per-address limits are counted here across
  * the daemons of a listener (api/connlimit.c), which also keeps the portal
@@ -70,7 +45,6 @@
 
 #include <microhttpd.h>
 
-#include "api/auth.h"
 #include "api/connlimit.h"
 #include "api/errors.h"
 #include "api/metrics.h"
@@ -137,7 +111,8 @@ struct api_request {
 	size_t body_len;
 	size_t body_cap;
 	size_t discarded;
-	int body_error;                 /* P8V_ERR_TOO_LARGE past the cap */
+	int body_error;                 /* P8V_ERR_TOO_LARGE past the cap,
+	                                   P8V_ERR_SECMEM */
 	int early_error;                /* decided from the headers */
 	/* From one pass over the headers (scan_header); NULL if absent. */
 	const char *content_length;     /* the first Content-Length */
@@ -247,13 +222,24 @@ int
 api_respond_error(struct api_request *req, int err, const char *detail)
 {
 	json_t *body;
+	char seconds[16];
+	unsigned int retry;
+	int r;
 
 	if (req == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
 	if ((body = api_error_body(err, detail)) == NULL)
 		return P8V_ERR_ALLOC;
 	req->err = err;
-	return api_respond(req, api_error_status(err), body);
+	if ((r = api_respond(req, api_error_status(err), body)) != 0)
+		return r;
+	/* The error table's Retry-After (api/errors.h); without it the
+	 * answer is still right, so a failure to add it is not one. */
+	if ((retry = api_error_retry_after(err)) != 0) {
+		snprintf(seconds, sizeof(seconds), "%u", retry);
+		(void)api_respond_header(req, "Retry-After", seconds);
+	}
+	return 0;
 }
 
 int
@@ -574,7 +560,7 @@ begin_request(struct api_request *req, const char *method,
 	    api_request_backend(req) == NULL)
 		return P8V_ERR_NOT_READY;
 	if (req->route->role != API_ROLE_NONE &&
-	    (r = api_authenticate(req, req->route->role)) != 0)
+	    (r = srv->opts.authenticate(req, req->route->role)) != 0)
 		return r;
 	/* A body announced larger than the cap is refused before it is read;
 	 * libmicrohttpd then closes the connection instead of reading it. */
@@ -622,7 +608,7 @@ append_body(struct api_request *req, const char *data, size_t len)
 		 * uploads') from the locked heap, without an mmap and mlock
 		 * per request; larger from guarded pages. */
 		if ((grown = secmem_alloc_short(want)) == NULL) {
-			req->body_error = P8V_ERR_ALLOC;
+			req->body_error = P8V_ERR_SECMEM;
 			secmem_free(req->body);
 			req->body = NULL;
 			req->body_len = 0;
@@ -786,6 +772,7 @@ api_server_create(const struct api_route *routes, size_t n_routes,
     const struct api_options *opts, struct api_server **out)
 {
 	struct api_server *srv = NULL;
+	size_t i;
 	int r = P8V_ERR_INTERNAL;
 
 	if (out == NULL || (routes == NULL && n_routes != 0)) {
@@ -793,6 +780,15 @@ api_server_create(const struct api_route *routes, size_t n_routes,
 		goto out;
 	}
 	*out = NULL;
+	/* A route with a role and nobody to check it would be served to
+	 * anyone: refused here rather than on the first request. */
+	for (i = 0; i < n_routes; i++) {
+		if (routes[i].role != API_ROLE_NONE &&
+		    (opts == NULL || opts->authenticate == NULL)) {
+			r = P8V_ERR_INVALID_ARGUMENT;
+			goto out;
+		}
+	}
 	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
 		r = P8V_ERR_ALLOC;
 		goto out;

@@ -8,7 +8,9 @@
  *   bad_request, 404 not_found, 405 method_not_allowed with Allow;
  * - routes flagged API_ROUTE_NEEDS_READY are answered 503 not_ready until
  *   the server has a backend (api_server_set_backend);
- * - routes with a role pass api_authenticate() (api/auth.h): 401, 403;
+ * - routes with a role pass the server's authentication hook
+ *   (api_options.authenticate; the daemon installs api_authenticate of
+ *   api/auth.h, which this layer does not know): 401, 403;
  * - the body is accumulated, in guarded memory (secmem_alloc), up to the
  *   route's body_max: a Content-Length above it is answered 413 at once,
  *   a chunked body that grows past it is read and discarded up to
@@ -18,7 +20,8 @@
  * - exactly one response, JSON (Content-Type: application/json,
  *   Cache-Control: no-store) unless a handler answers with
  *   api_respond_text (metrics); errors always as JSON
- *   {"error":{"code","message"}} with the status from api/errors.h;
+ *   {"error":{"code","message"}} with the status (and, for a
+ *   retryable error, the Retry-After header) from api/errors.h;
  * - one debug log line: method, route pattern (never the raw path, which
  *   may hold ids a client mistyped), status, duration in microseconds.
  *
@@ -60,10 +63,9 @@
  * a few short headers, well under 2 KiB (a path is at most API_PATH_MAX);
  * 8 KiB leaves room, is what nginx and Apache allow a header line, and
  * makes an oversized header section a cheap 431. Bodies pass through it
- * in pieces and live outside it. libmicrohttpd zeroes this memory after
- * every request: at 16 KiB that was 2% of p8vaultd's CPU per cached
- * apns-token request, and it is touched by every request of a connection
- * (user CPU per request 1.71 -> 1.55 us at 8 KiB). */
+ * in pieces and live outside it. Not larger: libmicrohttpd zeroes this
+ * memory after every request of a connection, so its size is paid on the
+ * hot path (docs/benchmarks.md, "Costs behind limits and fast paths"). */
 #define API_HEADER_MEMORY_BYTES (8 * 1024)
 /* A connection idle this long is closed (MHD_OPTION_CONNECTION_TIMEOUT):
  * long enough for a keep-alive client between two requests, short enough
@@ -86,6 +88,21 @@ struct api_principal {
 	char actor[64];            /* token id for the audit log, or "" */
 };
 
+struct api_request;
+
+/*
+ * The authentication hook (api_options.authenticate): called for every
+ * request whose route requires a role (never API_ROLE_NONE), after routing
+ * and the readiness check, before the body is read, with the route's role
+ * as `required`. It returns 0 after filling api_request_principal(req),
+ * or the P8V_ERR_* to answer with instead of running the handler (the
+ * framework adds WWW-Authenticate: Bearer to P8V_ERR_UNAUTHORIZED).
+ * Called on the listeners' threads, many at once: it must be thread-safe.
+ * The daemon's is api_authenticate (api/auth.h).
+ */
+typedef int (*api_auth_hook_fn)(struct api_request *req,
+    enum api_role required);
+
 /*
  * What handlers work on, set by server/ once the store is open and the
  * master keys checked. Pointers stay valid until api_server_destroy.
@@ -102,6 +119,8 @@ struct api_options {
 	unsigned int max_connections;             /* per listener; 0: default */
 	unsigned int max_connections_per_address; /* 0: default */
 	int log_requests;          /* 1: a debug line per request */
+	/* Required when a route has a role; NULL: the route table has none. */
+	api_auth_hook_fn authenticate;
 };
 
 /* A TLS certificate chain and key, PEM, NUL-terminated. key_pem should be
@@ -116,10 +135,11 @@ struct api_server;
 
 /*
  * Create a server for the route table routes[0..n_routes) (kept by
- * reference: a static table). opts may be NULL (defaults). No listener
- * yet; add them with api_server_listen. /readyz says "starting" until
- * api_server_set_backend.
- * Returns 0, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC, P8V_ERR_RANDOM.
+ * reference: a static table). opts may be NULL (defaults, no
+ * authentication hook). No listener yet; add them with api_server_listen.
+ * /readyz says "starting" until api_server_set_backend.
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT (also: a route requires a role and
+ * there is no authentication hook), P8V_ERR_ALLOC, P8V_ERR_RANDOM.
  */
 int api_server_create(const struct api_route *routes, size_t n_routes,
     const struct api_options *opts, struct api_server **out);
@@ -193,7 +213,8 @@ const struct api_backend *api_request_backend(const struct api_request *req);
  * reason given to api_server_set_not_ready. For /readyz. */
 int api_request_server_ready(const struct api_request *req,
     const char **reason);
-/* The caller as established by api_authenticate. Mutable for auth.c. */
+/* The caller as established by the authentication hook, which fills it
+ * (mutable for the hook). */
 struct api_principal *api_request_principal(struct api_request *req);
 
 /*
@@ -229,7 +250,8 @@ int api_respond_text(struct api_request *req, unsigned int status,
     const char *content_type, char *text, size_t len);
 
 /* Set an error response for err with a more precise message (detail may be
- * NULL; see api_error_body). Same returns as api_respond. */
+ * NULL; see api_error_body): the table's status, and its Retry-After header
+ * when it has one (api_error_retry_after). Same returns as api_respond. */
 int api_respond_error(struct api_request *req, int err, const char *detail);
 
 /* Add a response header (name and value are copied; CR and LF refused).

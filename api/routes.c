@@ -5,6 +5,7 @@
 #include "api/health.h"
 #include "api/http.h"
 #include "api/keys.h"
+#include "api/metrics_route.h"
 #include "api/sign.h"
 #include "api/upload.h"
 
@@ -39,8 +40,9 @@ const struct api_route api_routes[] = {
 	{ API_METHOD_POST, "/v1/apps/{app}/jwt", api_sign_handle_jwt,
 	    API_LISTENER_SIGN, API_ROLE_SIGNER, API_BODY_MAX_SIGN,
 	    API_ROUTE_NEEDS_READY },
-	{ API_METHOD_GET, "/metrics", api_sign_handle_metrics,
-	    API_LISTENER_SIGN, API_ROLE_SIGNER, 0, 0 },
+	/* Prometheus scrape (api/metrics_route.h), beside the signing API. */
+	{ API_METHOD_GET, "/metrics", api_metrics_handle, API_LISTENER_SIGN,
+	    API_ROLE_SIGNER, 0, 0 },
 };
 
 const size_t api_routes_count = sizeof(api_routes) / sizeof(api_routes[0]);

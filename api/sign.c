@@ -4,7 +4,6 @@
  *
  *   POST /v1/apps/{app}/apns-token   the shared APNs provider token
  *   POST /v1/apps/{app}/jwt          another Apple JWT, by profile
- *   GET  /metrics                    Prometheus text (api/metrics.h)
  *
  * The handlers parse and check the request's shape, hand validated fields
  * to the vault (vault_apns_token, vault_profile_token) and turn the result
@@ -23,7 +22,6 @@
 #include <jansson.h>
 
 #include "api/http.h"
-#include "api/metrics.h"
 #include "common/charclass.h"
 #include "common/err.h"
 #include "crypto/jwt.h"
@@ -214,10 +212,9 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 	size_t n_token, n_kid, n_team, n_profile;
 
 	/* On the path of every push: written directly instead of building a
-	 * jansson object to serialise (json_pack alone was 5.5% of
-	 * p8vaultd's CPU time per cached apns-token request, then asprintf
-	 * 3%). The same bytes json_dumps(JSON_COMPACT) gives for the object
-	 * below. */
+	 * jansson object to serialise, or printf (docs/benchmarks.md, "Costs
+	 * behind limits and fast paths"). The same bytes
+	 * json_dumps(JSON_COMPACT) gives for the object below. */
 	/* The token is a compact JWS, base64url and dots only (vault/vault.h;
 	 * the vault checks it where it takes one in): measured, not scanned. */
 	n_token = strlen(tok->token);
@@ -346,28 +343,5 @@ api_sign_handle_jwt(struct api_request *req)
  out:
 	vault_token_finish(&tok);
 	json_decref(body);
-	return r;
-}
-
-int
-api_sign_handle_metrics(struct api_request *req)
-{
-	struct vault_stats vs;
-	struct vault *v;
-	char *text = NULL;
-	size_t len = 0;
-	int r = P8V_ERR_INTERNAL;
-
-	memset(&vs, 0, sizeof(vs));
-	/* Served before the vault is open too (without its series), so a
-	 * scrape shows a starting daemon rather than failing. */
-	if ((v = backend_vault(req)) != NULL)
-		vault_stats(v, &vs);
-	if ((r = metrics_render(v != NULL ? &vs : NULL, &text, &len)) != 0)
-		goto out;
-	r = api_respond_text(req, 200, METRICS_CONTENT_TYPE, text, len);
-	text = NULL;                    /* taken, also on failure */
- out:
-	free(text);
 	return r;
 }

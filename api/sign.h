@@ -23,8 +23,6 @@
  *     422: the profile's fields (vault/profiles.h); then the vault's errors
  *     as above.
  *
- *   GET /metrics   200 text/plain; version=0.0.4 (api/metrics.h).
- *
  * Each returns 0 after responding, or a P8V_ERR_* for the framework to
  * answer.
  */
@@ -40,7 +38,6 @@ struct api_request;
 
 int api_sign_handle_apns_token(struct api_request *req);
 int api_sign_handle_jwt(struct api_request *req);
-int api_sign_handle_metrics(struct api_request *req);
 
 /*
  * The apns-token body check, without HTTP (the handler calls it; public so

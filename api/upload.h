@@ -55,39 +55,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/records.h"
+#include "api/upload_fields.h"
 
 struct api_request;
 
-/* Longest header line inside a multipart part: Content-Disposition with a
- * name and a file name; browsers send well under 300 bytes. */
-#define UPLOAD_PART_HEADER_MAX 1024
-/* Most header lines in one multipart part (browsers send two). */
-#define UPLOAD_PART_HEADERS_MAX 8
-/* Longest multipart boundary (RFC 2046 section 5.1.1). */
-#define UPLOAD_BOUNDARY_MAX 70
-/* Room for a detail message (no input bytes ever go into it). */
-#define UPLOAD_DETAIL_MAX 160
-
 /* Looks up a decoded query parameter by name, or NULL when absent. */
 typedef const char *(*upload_query_fn)(void *arg, const char *name);
-
-/* An upload as parsed from a request. */
-struct upload_fields {
-	char *key_id;               /* malloc'd, NUL-terminated, or NULL */
-	char *team_id;              /* malloc'd, or NULL */
-	uint8_t *p8;                /* guarded (secmem_alloc), or NULL */
-	size_t p8_len;              /* may be 0 with p8 != NULL (JSON "") */
-	enum key_env environment;   /* default KEY_ENV_BOTH */
-	uint32_t services;          /* KEY_SERVICE_* bits; default APNs */
-	char **topics;              /* n_topics malloc'd strings */
-	size_t n_topics;
-	int activate;               /* default 1 */
-	/* The Key ID a file name AuthKey_<ID>.p8 carries, "" if none. */
-	char filename_key_id[IDS_APPLE_ID_LEN + 1];
-	/* Why parsing failed, for the error message; "" if it did not. */
-	char detail[UPLOAD_DETAIL_MAX];
-};
 
 /*
  * Parse an upload request: content_type is the Content-Type header (may be
@@ -96,7 +69,8 @@ struct upload_fields {
  * Content-Disposition header (may be NULL; only read for raw bodies).
  * On success *out holds every field, the required ones present, and the
  * file-name check done; free it with upload_fields_finish. On failure
- * *out holds nothing but out->detail (still call upload_fields_finish).
+ * *out holds nothing but out->detail (still call upload_fields_finish,
+ * api/upload_fields.h).
  * Returns 0, P8V_ERR_UNSUPPORTED_MEDIA_TYPE, P8V_ERR_BAD_REQUEST,
  * P8V_ERR_MISSING_FIELD, P8V_ERR_UNKNOWN_FIELD, P8V_ERR_BAD_FIELD,
  * P8V_ERR_KEY_ID_MISMATCH, P8V_ERR_SECMEM, P8V_ERR_ALLOC.
@@ -104,9 +78,6 @@ struct upload_fields {
 int upload_parse(const char *content_type, const char *content_disposition,
     const uint8_t *body, size_t len, upload_query_fn query, void *query_arg,
     struct upload_fields *out);
-
-/* Free everything *f holds (the .p8 wiped) and zero it. NULL-safe. */
-void upload_fields_finish(struct upload_fields *f);
 
 /*
  * The handler of POST /v1/apps/{app}/keys (api/routes.c): parse, hand the

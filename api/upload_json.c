@@ -13,8 +13,7 @@
 
 #include <jansson.h>
 
-#include "api/upload.h"
-#include "api/upload_internal.h"
+#include "api/upload_json.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
@@ -448,7 +447,8 @@ upload_parse_json(struct upload_fields *f, const uint8_t *body, size_t len)
 		goto out;
 	}
 	json_object_foreach(obj, name, v) {
-		if ((which = upload_field_lookup(name, strlen(name))) < 0) {
+		if ((which = upload_field_lookup(name, strlen(name))) ==
+		    FIELD_COUNT) {
 			r = upload_fail(f, P8V_ERR_UNKNOWN_FIELD, "%s",
 			    "unknown member; known: key_id, team_id, p8, "
 			    "environment, services, topics, activate");

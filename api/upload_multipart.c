@@ -15,8 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api/upload.h"
-#include "api/upload_internal.h"
+#include "api/upload_multipart.h"
 #include "common/err.h"
 
 /* One part's headers, as far as this API looks at them. */
@@ -170,7 +169,8 @@ upload_parse_multipart(struct upload_fields *f, const char *boundary,
 			return upload_fail(f, P8V_ERR_BAD_REQUEST, "%s", "the "
 			    "multipart body is truncated");
 		dsz = (size_t)(q - (body + p));
-		if ((which = upload_field_lookup(h.name, strlen(h.name))) < 0)
+		if ((which = upload_field_lookup(h.name, strlen(h.name))) ==
+		    FIELD_COUNT)
 			return upload_fail(f, P8V_ERR_UNKNOWN_FIELD, "%s",
 			    "unknown part; known: key_id, team_id, p8, "
 			    "environment, services, topics, activate");

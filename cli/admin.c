@@ -146,26 +146,26 @@ admin_parse_time(const char *s, int64_t *t)
 	time_t tt;
 
 	if (s == NULL || *s == '\0')
-		return -1;
+		return P8V_ERR_INVALID_ARGUMENT;
 	if (strspn(s, "0123456789") == strlen(s)) {
 		errno = 0;
 		v = strtoll(s, &e, 10);
 		if (errno != 0 || *e != '\0' || v < 0)
-			return -1;
+			return P8V_ERR_INVALID_ARGUMENT;
 		*t = (int64_t)v;
 		return 0;
 	}
 	memset(&tm, 0, sizeof(tm));
 	end = strptime(s, "%Y-%m-%d", &tm);
 	if (end == NULL)
-		return -1;
+		return P8V_ERR_INVALID_ARGUMENT;
 	if (*end != '\0') {
 		if ((end = strptime(end, "T%H:%M:%S", &tm)) == NULL ||
 		    strcmp(end, "Z") != 0)
-			return -1;
+			return P8V_ERR_INVALID_ARGUMENT;
 	}
 	if ((tt = timegm(&tm)) == (time_t)-1)
-		return -1;
+		return P8V_ERR_INVALID_ARGUMENT;
 	*t = (int64_t)tt;
 	return 0;
 }

@@ -65,7 +65,8 @@ void admin_progress_end(void);
 /*
  * A time from the command line: RFC 3339 UTC ("2026-11-23T22:50:01Z", or
  * a date alone "2026-11-23" for its midnight) or seconds since the epoch.
- * Returns 0 with *t, or -1.
+ * Returns 0 with *t, or P8V_ERR_INVALID_ARGUMENT (NULL, empty, or not such
+ * a time).
  */
 int admin_parse_time(const char *s, int64_t *t);
 

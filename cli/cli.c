@@ -148,7 +148,7 @@ cli_write_all(int fd, const void *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return -1;
+			return P8V_ERR_IO;
 		p += n;
 		len -= (size_t)n;
 	}

@@ -89,8 +89,9 @@ int cli_store_fail(const char *dir, const char *what, int err);
  * represented. Returns out. */
 char *cli_time(int64_t t, char out[CLI_TIME_BYTES]);
 
-/* Write all of buf to fd (retrying short writes and EINTR): 0 or -1. Used
- * for secrets, which must not pass through stdio's heap buffers. */
+/* Write all of buf to fd (retrying short writes and EINTR): 0 or
+ * P8V_ERR_IO. Used for secrets, which must not pass through stdio's heap
+ * buffers. */
 int cli_write_all(int fd, const void *buf, size_t len);
 
 #endif /* P8V_CLI_CLI_H */

@@ -3,11 +3,12 @@
  *
  * Tokens are credentials, not key material: these commands need only the
  * state directory, never the master key. They write to the store while the
- * daemon runs (LMDB is multi-process), and the daemon reads the credential
- * on every request, so a new or revoked token takes effect at once.
+ * daemon runs (LMDB is multi-process), and the daemon checks the store's
+ * generation on every request (its credential cache, api/auth.h), so a new
+ * or revoked token takes effect at once.
  *
  * The token is shown once, by `create`, and exists in this process only in
- * guarded memory; the store keeps SHA-256 of its secret (api/auth.h).
+ * guarded memory; the store keeps SHA-256 of its secret (store/apitoken.h).
  * Creating and revoking append an audit event ("who": "cli").
  */
 #include <getopt.h>
@@ -18,10 +19,10 @@
 
 #include <jansson.h>
 
-#include "api/auth.h"
 #include "cli/cli.h"
 #include "common/err.h"
 #include "crypto/secmem.h"
+#include "store/apitoken.h"
 #include "store/audit.h"
 #include "store/creds.h"
 #include "store/store.h"
@@ -268,7 +269,7 @@ token_create(int argc, char **argv)
 	struct store_cred cred;
 	struct store *store = NULL;
 	struct create_ctx ctx;
-	enum api_role role;
+	enum apitoken_role role;
 	char *token = NULL;
 	size_t i;
 	int r, tries, ret;
@@ -286,7 +287,7 @@ token_create(int argc, char **argv)
 		    "'%s'", argv[optind]);
 		goto out;
 	}
-	if (a.role == NULL || api_auth_role_parse(a.role, &role) != 0) {
+	if (a.role == NULL || apitoken_role_parse(a.role, &role) != 0) {
 		cli_usage_error("token", "token create: --role must be portal, "
 		    "signer or admin");
 		goto out;
@@ -326,7 +327,7 @@ token_create(int argc, char **argv)
 		cli_fail("token create: %s", p8v_strerror(r));
 		goto out;
 	}
-	snprintf(cred.role, sizeof(cred.role), "%s", api_auth_role_name(role));
+	snprintf(cred.role, sizeof(cred.role), "%s", apitoken_role_name(role));
 	snprintf(cred.name, sizeof(cred.name), "%s",
 	    a.name != NULL ? a.name : cred.role);
 
@@ -334,7 +335,7 @@ token_create(int argc, char **argv)
 	    (ret = cli_store_open_existing(a.dir, &store)) != CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
-	if ((token = secmem_alloc(API_AUTH_TOKEN_LEN + 1)) == NULL) {
+	if ((token = secmem_alloc(APITOKEN_LEN + 1)) == NULL) {
 		cli_fail("token create: guarded memory: %s",
 		    p8v_strerror(P8V_ERR_SECMEM));
 		goto out;
@@ -346,7 +347,7 @@ token_create(int argc, char **argv)
 	r = P8V_ERR_EXISTS;
 	for (tries = 0; tries < TOKEN_ID_TRIES && r == P8V_ERR_EXISTS;
 	    tries++) {
-		if ((r = api_auth_token_new(token, API_AUTH_TOKEN_LEN + 1,
+		if ((r = apitoken_new(token, APITOKEN_LEN + 1,
 		    cred.id, cred.secret_hash)) != 0) {
 			cli_fail("token create: %s", p8v_strerror(r));
 			goto out;
@@ -522,7 +523,7 @@ token_revoke(int argc, char **argv)
 	struct token_args a = { .cmd = "token revoke" };
 	struct revoke_ctx c;
 	struct store *store = NULL;
-	char id[API_AUTH_ID_LEN + 1], when[CLI_TIME_BYTES];
+	char id[APITOKEN_ID_LEN + 1], when[CLI_TIME_BYTES];
 	const char *arg, *secret;
 	json_t *o = NULL;
 	size_t i;
@@ -543,15 +544,15 @@ token_revoke(int argc, char **argv)
 	arg = argv[optind];
 	/* The whole token names its id too (a leaked token found in a log).
 	 * Never echo the argument: it may be that token. */
-	if (api_auth_token_parse(arg, strlen(arg), id, &secret) != 0) {
+	if (apitoken_parse(arg, strlen(arg), id, &secret) != 0) {
 		for (i = 0; arg[i] != '\0'; i++)
 			if (!((arg[i] >= '0' && arg[i] <= '9') ||
 			    (arg[i] >= 'a' && arg[i] <= 'f')))
 				break;
-		if (i != API_AUTH_ID_LEN || arg[i] != '\0') {
+		if (i != APITOKEN_ID_LEN || arg[i] != '\0') {
 			ret = cli_usage_error("token", "token revoke: a token id "
 			    "is %d lowercase hex characters, as 'p8vault token "
-			    "list' shows", API_AUTH_ID_LEN);
+			    "list' shows", APITOKEN_ID_LEN);
 			goto out;
 		}
 		memcpy(id, arg, sizeof(id));

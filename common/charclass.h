@@ -3,9 +3,9 @@
  *
  * Identifiers, bearer tokens and JWS are checked character by character on
  * every request; chains of range comparisons per character cost more than
- * the rest of the check (0.7% of p8vaultd's CPU per cached apns-token
- * request for a bearer token alone). Each class is a bit of
- * charclass_table[c]; a byte may be in several.
+ * the rest of the check (docs/benchmarks.md, "Costs behind limits and fast
+ * paths"). Each class is a bit of charclass_table[c]; a byte may be in
+ * several.
  */
 #ifndef P8V_COMMON_CHARCLASS_H
 #define P8V_COMMON_CHARCLASS_H

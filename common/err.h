@@ -59,6 +59,8 @@
 	X(MASTER_KEY_MISMATCH,-54, "master_key_mismatch",   "no loaded master key matches this state directory") \
 	X(MASTER_KEY_MISSING, -55, "master_key_missing",    "the master key that sealed this record is not loaded") \
 	X(NO_MASTER_KEY,      -56, "no_master_key",         "no master key is loaded") \
+	/* retryable: a networked store backend cannot be reached now */ \
+	X(STORE_UNAVAILABLE,  -57, "store_unavailable",     "the key store cannot be reached; retry later") \
 	/* keys and signing (vault/) */ \
 	X(KEY_EXISTS,         -60, "key_exists",            "a different key is already stored under this app and Key ID") \
 	X(KEY_REVOKED,        -61, "key_revoked",           "the key has been revoked") \

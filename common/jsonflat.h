@@ -2,11 +2,12 @@
  * jsonflat.h: the compact JSON text of a flat object, fast.
  *
  * jansson's json_dumps checks UTF-8 and escapes character by character and
- * grows its string by realloc: 1.2 us for an apns-token answer, 12% of
- * p8vaultd's CPU time on cached apns-token requests. The objects on the
- * signing path (answers, JOSE headers, most claims) are flat: integers
- * and strings that need no escaping. jsonflat_dump writes those directly
- * (0.27 us) and declines anything else, for the caller to use json_dumps.
+ * grows its string by realloc: on the signing path, a large share of a
+ * request's CPU (docs/benchmarks.md, "Costs behind limits and fast
+ * paths"). The objects there (answers, JOSE headers, most claims) are
+ * flat: integers and strings that need no escaping. jsonflat_dump writes
+ * those directly, several times faster, and declines anything else, for
+ * the caller to use json_dumps.
  */
 #ifndef P8V_COMMON_JSONFLAT_H
 #define P8V_COMMON_JSONFLAT_H

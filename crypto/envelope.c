@@ -157,7 +157,7 @@ open_payload(const uint8_t *dk, const uint8_t *aad, size_t aad_len,
 	    &payload_aad, &payload_aad_len)) != 0)
 		goto out;
 	if ((p = secmem_alloc_short(n > 0 ? n : 1)) == NULL) {
-		r = P8V_ERR_ALLOC;
+		r = P8V_ERR_SECMEM;
 		goto out;
 	}
 	if ((r = aead_open(dk, DATA_KEY_BYTES, env + OFF_NONCE,
@@ -198,8 +198,11 @@ envelope_seal(const struct master_key *mk,
 		r = P8V_ERR_TOO_LARGE;
 		goto out;
 	}
-	if ((dk = secmem_alloc_short(DATA_KEY_BYTES)) == NULL ||
-	    (env = malloc(ENVELOPE_OVERHEAD + pt_len)) == NULL) {
+	if ((dk = secmem_alloc_short(DATA_KEY_BYTES)) == NULL) {
+		r = P8V_ERR_SECMEM;
+		goto out;
+	}
+	if ((env = malloc(ENVELOPE_OVERHEAD + pt_len)) == NULL) {
 		r = P8V_ERR_ALLOC;
 		goto out;
 	}
@@ -263,7 +266,7 @@ envelope_open(const struct master_keyring *ring,
 	if ((r = check_envelope(env, env_len, &n)) != 0)
 		goto out;
 	if ((dk = secmem_alloc_short(DATA_KEY_BYTES)) == NULL) {
-		r = P8V_ERR_ALLOC;
+		r = P8V_ERR_SECMEM;
 		goto out;
 	}
 	if ((r = unwrap_data_key(ring, aad, aad_len, env, dk)) != 0)
@@ -305,7 +308,7 @@ envelope_rewrap(const struct master_keyring *ring,
 	if ((r = check_envelope(env, env_len, &n)) != 0)
 		goto out;
 	if ((dk = secmem_alloc_short(DATA_KEY_BYTES)) == NULL) {
-		r = P8V_ERR_ALLOC;
+		r = P8V_ERR_SECMEM;
 		goto out;
 	}
 	if ((r = unwrap_data_key(ring, aad, aad_len, env, dk)) != 0)

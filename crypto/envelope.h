@@ -26,6 +26,20 @@
  * The payload's AAD leaves out the master key id, so a master-key rotation
  * re-wraps only the 32-byte data key (envelope_rewrap) and never touches the
  * payload.
+ *
+ * WARNING, the master key's wrap budget. Every envelope_seal and every
+ * envelope_rewrap onto a master key is one AES-256-GCM encryption under
+ * that key with a random 96-bit nonce. Random nonces collide by the
+ * birthday bound: after n wraps the chance is about n^2 / 2^97 (2^-37 at
+ * 2^30 wraps, 2^-33 at 2^32), and one collision under the master key
+ * gives away the XOR of two wrapped data keys and GCM's authentication
+ * key, so tags can be forged. NIST SP 800-38D (section 8.3) caps random-
+ * nonce GCM at 2^32 encryptions per key. A master key must stay far below
+ * ENVELOPE_WRAPS_MAX wraps: whoever calls these counts the wraps per
+ * master key durably (the vault does, in the store) and warns from
+ * ENVELOPE_WRAPS_WARN on, when a new master key should become primary.
+ * Nothing here counts: this module keeps no state. A data key seals one
+ * payload once, so payloads have no such budget.
  */
 #ifndef P8V_CRYPTO_ENVELOPE_H
 #define P8V_CRYPTO_ENVELOPE_H
@@ -37,6 +51,13 @@
 
 #define ENVELOPE_VERSION 1
 #define ENVELOPE_OVERHEAD 97
+/* Wraps (seals and re-wraps) under one master key: never ENVELOPE_WRAPS_MAX
+ * (NIST SP 800-38D's limit for random 96-bit nonces), a warning from
+ * ENVELOPE_WRAPS_WARN on (see the warning above). A vault seals one
+ * envelope per uploaded key and re-wraps each once per rotation: 2^30 is
+ * far beyond any real vault, and still four times below the limit. */
+#define ENVELOPE_WRAPS_MAX ((uint64_t)1 << 32)
+#define ENVELOPE_WRAPS_WARN ((uint64_t)1 << 30)
 /* Largest payload an envelope holds; a sealed .p8 scalar is 32 bytes. */
 #define ENVELOPE_MAX_PAYLOAD (64 * 1024)
 /* Largest caller aad: an identity with its metadata is a few hundred bytes;
@@ -48,7 +69,8 @@
  * only ciphertext) and *out_len is ENVELOPE_OVERHEAD + pt_len; both are
  * NULL/0 on failure. aad may be NULL when aad_len is 0.
  * Returns 0, P8V_ERR_TOO_LARGE (pt_len > ENVELOPE_MAX_PAYLOAD or
- * aad_len > ENVELOPE_MAX_AAD), P8V_ERR_RANDOM, P8V_ERR_CRYPTO, P8V_ERR_ALLOC,
+ * aad_len > ENVELOPE_MAX_AAD), P8V_ERR_RANDOM, P8V_ERR_CRYPTO,
+ * P8V_ERR_SECMEM (the data key's guarded memory), P8V_ERR_ALLOC,
  * P8V_ERR_INVALID_ARGUMENT (a NULL pointer).
  */
 int envelope_seal(const struct master_key *mk,
@@ -74,7 +96,8 @@ int envelope_master_key_id(const uint8_t *env, size_t env_len,
  * non-NULL *pt.
  * Returns 0, P8V_ERR_MASTER_KEY_MISSING (named key not in ring),
  * P8V_ERR_INTEGRITY (altered, truncated, extended, unknown version, wrong
- * aad), P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_TOO_LARGE (aad_len >
+ * aad), P8V_ERR_SECMEM (guarded memory for the data key or *pt),
+ * P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_TOO_LARGE (aad_len >
  * ENVELOPE_MAX_AAD), P8V_ERR_INVALID_ARGUMENT.
  */
 int envelope_open(const struct master_keyring *ring,

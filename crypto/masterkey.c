@@ -98,7 +98,7 @@ master_key_create(const uint8_t *raw, size_t raw_len, struct master_key **out)
 		goto out;
 	}
 	if ((mk = secmem_alloc(sizeof(*mk))) == NULL) {
-		r = P8V_ERR_ALLOC;
+		r = P8V_ERR_SECMEM;
 		goto out;
 	}
 	memset(mk, 0, sizeof(*mk));
@@ -242,7 +242,7 @@ master_key_load_file(const char *path, struct master_key **out)
 	/* One byte more than allowed, to notice a file that is too long. */
 	if ((buf = secmem_alloc(MASTER_KEY_FILE_MAX_BYTES + 1)) == NULL ||
 	    (key = secmem_alloc(MASTER_KEY_BYTES)) == NULL) {
-		r = P8V_ERR_ALLOC;
+		r = P8V_ERR_SECMEM;
 		goto out;
 	}
 	while (len < MASTER_KEY_FILE_MAX_BYTES + 1) {
@@ -360,7 +360,7 @@ master_key_generate_file(const char *path)
 		return P8V_ERR_INVALID_ARGUMENT;
 	if ((key = secmem_alloc(MASTER_KEY_BYTES)) == NULL ||
 	    (text = secmem_alloc(text_len + 1)) == NULL) {
-		r = P8V_ERR_ALLOC;
+		r = P8V_ERR_SECMEM;
 		goto out;
 	}
 	if ((r = secmem_random(key, MASTER_KEY_BYTES)) != 0)

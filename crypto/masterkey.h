@@ -30,7 +30,7 @@ struct master_key;
 
 /* Build a master key from 32 raw bytes (copied into guarded memory).
  * *out is set to NULL on failure. Returns 0, P8V_ERR_INVALID_ARGUMENT
- * (raw_len is not MASTER_KEY_BYTES, a NULL pointer), P8V_ERR_ALLOC,
+ * (raw_len is not MASTER_KEY_BYTES, a NULL pointer), P8V_ERR_SECMEM,
  * P8V_ERR_CRYPTO. */
 int master_key_create(const uint8_t *raw, size_t raw_len, struct master_key **out);
 
@@ -42,7 +42,7 @@ int master_key_create(const uint8_t *raw, size_t raw_len, struct master_key **ou
  * file and directory. On failure after the file was created it is removed.
  * The key passes only through guarded memory.
  * Returns 0, P8V_ERR_EXISTS (path exists, also as a dangling symlink),
- * P8V_ERR_IO, P8V_ERR_RANDOM, P8V_ERR_ALLOC, P8V_ERR_INVALID_ARGUMENT.
+ * P8V_ERR_IO, P8V_ERR_RANDOM, P8V_ERR_SECMEM, P8V_ERR_INVALID_ARGUMENT.
  */
 int master_key_generate_file(const char *path);
 
@@ -57,7 +57,7 @@ int master_key_generate_file(const char *path);
  * the contents; a missing file is not logged (the caller may look
  * elsewhere). *out is set to NULL on failure.
  * Returns 0, P8V_ERR_NOT_FOUND (no such file), P8V_ERR_MASTER_KEY_FILE,
- * P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_INVALID_ARGUMENT.
+ * P8V_ERR_SECMEM, P8V_ERR_CRYPTO, P8V_ERR_INVALID_ARGUMENT.
  */
 int master_key_load_file(const char *path, struct master_key **out);
 

@@ -36,6 +36,13 @@
  */
 int secmem_init(void);
 
+/*
+ * A caller reports a NULL from secmem_alloc or secmem_alloc_short as
+ * P8V_ERR_SECMEM, whatever the cause (no locked memory left, a size of 0,
+ * guarded memory unavailable): one code for a failed guarded allocation,
+ * never P8V_ERR_ALLOC (ordinary heap) nor P8V_ERR_INTEGRITY (tampering).
+ */
+
 /* Guarded allocation of n bytes (n > 0). NULL on failure (also for n == 0,
  * or when secmem_init, called here if it was not yet, fails). Contents are
  * not zeroed. The block ends at a guard page: a write past its end faults.

@@ -1,16 +1,16 @@
 /*
  * fuzz_bearer.c: the Authorization header (api/auth.h), without the
- * store: api_auth_bearer (scheme and token), api_auth_token_parse (the
- * strict p8v_<id>_<secret> form) and api_auth_decide against one fixed
- * credential, as api_auth_verify chains them. The raw input also goes to
- * api_auth_token_parse directly, as a token that is not NUL-terminated.
+ * store: api_auth_bearer (scheme and token), apitoken_parse (the strict
+ * p8v_<id>_<secret> form, store/apitoken.h) and api_auth_decide against
+ * one fixed credential, as api_auth_verify chains them. The raw input also
+ * goes to apitoken_parse directly, as a token that is not NUL-terminated.
  *
  * Input: the header value; a C string (cut at a NUL byte) as
  * libmicrohttpd passes it.
  *
  * Properties beyond "no memory error, no leak":
  *   - every refusal is P8V_ERR_UNAUTHORIZED;
- *   - a parsed token is exactly API_AUTH_TOKEN_LEN bytes, its id 16
+ *   - a parsed token is exactly APITOKEN_LEN bytes, its id 16
  *     lowercase hex characters, its secret the 43 characters after it;
  *   - the decision admits exactly the one token whose secret hashes to the
  *     credential's (a portal token scoped to app "app1"), and refuses it
@@ -27,7 +27,7 @@
 static const char good_token[] = "p8v_0123456789abcdef_"
     "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 /* Where the secret starts in a token. */
-#define SECRET_AT (API_AUTH_TOKEN_LEN - API_AUTH_SECRET_LEN)
+#define SECRET_AT (APITOKEN_LEN - APITOKEN_SECRET_LEN)
 
 static struct store_cred cred;
 
@@ -37,13 +37,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	static const char *const apps[] = { "app1" };
 
 	fuzz_init();
-	memcpy(cred.id, "0123456789abcdef", API_AUTH_ID_LEN);
+	memcpy(cred.id, "0123456789abcdef", APITOKEN_ID_LEN);
 	strcpy(cred.role, "portal");
 	strcpy(cred.name, "fuzz");
 	cred.created_at = 1700000000;
 	if (store_cred_set_apps(&cred, apps, 1) != 0 ||
 	    store_cred_hash_secret(&good_token[SECRET_AT],
-	    API_AUTH_SECRET_LEN, cred.secret_hash) != 0)
+	    APITOKEN_SECRET_LEN, cred.secret_hash) != 0)
 		abort();
 	return 0;
 }
@@ -53,31 +53,31 @@ static void
 check_token(const char *token, size_t len)
 {
 	uint8_t hash[CRED_SECRET_HASH_BYTES];
-	char id[API_AUTH_ID_LEN + 1];
+	char id[APITOKEN_ID_LEN + 1];
 	const char *secret = NULL;
 	enum api_role granted = API_ROLE_NONE;
 	size_t i;
 	int r, good;
 
-	r = api_auth_token_parse(token, len, id, &secret);
+	r = apitoken_parse(token, len, id, &secret);
 	if (r != 0) {
 		FUZZ_CHECK(r == P8V_ERR_UNAUTHORIZED);
 		return;
 	}
-	FUZZ_CHECK(len == API_AUTH_TOKEN_LEN);
-	FUZZ_CHECK(memcmp(token, API_AUTH_TOKEN_PREFIX,
-	    API_AUTH_TOKEN_PREFIX_LEN) == 0);
-	FUZZ_CHECK(strlen(id) == API_AUTH_ID_LEN);
-	for (i = 0; i < API_AUTH_ID_LEN; i++)
+	FUZZ_CHECK(len == APITOKEN_LEN);
+	FUZZ_CHECK(memcmp(token, APITOKEN_PREFIX,
+	    APITOKEN_PREFIX_LEN) == 0);
+	FUZZ_CHECK(strlen(id) == APITOKEN_ID_LEN);
+	for (i = 0; i < APITOKEN_ID_LEN; i++)
 		FUZZ_CHECK((id[i] >= '0' && id[i] <= '9') ||
 		    (id[i] >= 'a' && id[i] <= 'f'));
 	FUZZ_CHECK(secret == token + SECRET_AT);
 
-	FUZZ_CHECK(store_cred_hash_secret(secret, API_AUTH_SECRET_LEN,
+	FUZZ_CHECK(store_cred_hash_secret(secret, APITOKEN_SECRET_LEN,
 	    hash) == 0);
 	/* The id is the store's lookup key, not part of the decision. */
 	good = memcmp(secret, &good_token[SECRET_AT],
-	    API_AUTH_SECRET_LEN) == 0;
+	    APITOKEN_SECRET_LEN) == 0;
 	r = api_auth_decide(&cred, hash, API_ROLE_PORTAL, "app1", &granted);
 	FUZZ_CHECK(good ? r == 0 && granted == API_ROLE_PORTAL :
 	    r == P8V_ERR_UNAUTHORIZED);

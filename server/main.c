@@ -319,6 +319,8 @@ main(int argc, char **argv)
 	opts.max_connections = d.cfg.max_connections;
 	opts.max_connections_per_address = d.cfg.max_connections_per_address;
 	opts.log_requests = d.cfg.log_level == LOG_LEVEL_DEBUG;
+	/* The HTTP layer knows only the hook; bearer tokens are api/auth.c's. */
+	opts.authenticate = api_authenticate;
 	/* Each listener has its own budget of connections. */
 	fds = (rlim_t)d.cfg.max_connections * ((d.cfg.listen != NULL) +
 	    (d.cfg.sign_socket != NULL) + (d.cfg.sign_listen != NULL)) +

@@ -52,7 +52,7 @@ read_pem(const char *path, int secret, char **out, size_t *out_len)
 	size = (size_t)st.st_size;
 	buf = secret ? secmem_alloc(size + 1) : malloc(size + 1);
 	if (buf == NULL) {
-		r = P8V_ERR_ALLOC;
+		r = secret ? P8V_ERR_SECMEM : P8V_ERR_ALLOC;
 		goto out;
 	}
 	while (got < size) {

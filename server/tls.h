@@ -25,7 +25,8 @@ struct tls_files {
  * Returns 0, P8V_ERR_IO (unreadable: logged with the path and reason,
  * never the contents), P8V_ERR_INVALID_ARGUMENT (not a regular file, key
  * accessible by others, empty, holds a NUL byte), P8V_ERR_TOO_LARGE (over
- * TLS_FILE_MAX_BYTES), P8V_ERR_ALLOC.
+ * TLS_FILE_MAX_BYTES), P8V_ERR_ALLOC (the certificate), P8V_ERR_SECMEM
+ * (the key).
  */
 int tls_files_load(const char *cert_path, const char *key_path,
     struct tls_files *out);

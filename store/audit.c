@@ -156,8 +156,10 @@ verify_one(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
 	}
 	seq = store_get_u64(key);
 	codec_hex_encode(v->prev, AUDIT_HASH_BYTES, prev_hex);
-	ok = seq == v->expect && vlen <= AUDIT_EVENT_MAX &&
-	    (obj = codec_json_load(val, vlen)) != NULL &&
+	if (seq == v->expect && vlen <= AUDIT_EVENT_MAX &&
+	    codec_json_decode(val, vlen, &obj) == P8V_ERR_ALLOC)
+		return P8V_ERR_ALLOC;   /* memory pressure, not a broken chain */
+	ok = seq == v->expect && vlen <= AUDIT_EVENT_MAX && obj != NULL &&
 	    codec_json_int(obj, "seq", 1, CODEC_JSON_INT_MAX, &n) == 0 &&
 	    (uint64_t)n == seq &&
 	    codec_json_str(obj, "prev", got, sizeof(got)) == 0 &&

@@ -38,7 +38,7 @@ codec_hex_decode(const char *hex, uint8_t *out, size_t n)
 	for (i = 0; i < n; i++) {
 		if ((hi = nibble(hex[2 * i])) < 0 ||
 		    (lo = nibble(hex[2 * i + 1])) < 0)
-			return -1;
+			return P8V_ERR_INVALID_ARGUMENT;
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return hex[2 * n] == '\0' ? 0 : -1;
@@ -62,24 +62,53 @@ codec_json_dump(const json_t *obj, size_t max, char **out, size_t *len)
 	return 0;
 }
 
+int
+codec_json_decode(const uint8_t *buf, size_t len, json_t **out)
+{
+	json_error_t jerr;
+	json_t *obj = NULL;
+	char *canon = NULL;
+	size_t clen;
+	int r = P8V_ERR_INTEGRITY;
+
+	*out = NULL;
+	if ((obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
+	    &jerr)) == NULL) {
+		/* Memory pressure is not tampering. jansson says so with
+		 * json_error_out_of_memory, or, when its lexer cannot even
+		 * start, with no message at all (every syntax error has
+		 * one). */
+		if (json_error_code(&jerr) == json_error_out_of_memory ||
+		    jerr.text[0] == '\0')
+			r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	if (!json_is_object(obj))
+		goto out;
+	/* Capped at len: a longer canonical form is not these bytes. */
+	if ((r = codec_json_dump(obj, len, &canon, &clen)) != 0) {
+		if (r != P8V_ERR_ALLOC)
+			r = P8V_ERR_INTEGRITY;
+		goto out;
+	}
+	r = P8V_ERR_INTEGRITY;
+	if (clen != len || memcmp(canon, buf, len) != 0)
+		goto out;
+	*out = obj;
+	obj = NULL;
+	r = 0;
+ out:
+	json_decref(obj);
+	free(canon);
+	return r;
+}
+
 json_t *
 codec_json_load(const uint8_t *buf, size_t len)
 {
 	json_t *obj;
-	char *canon = NULL;
-	size_t clen;
 
-	if ((obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
-	    NULL)) == NULL)
-		return NULL;
-	if (!json_is_object(obj) ||
-	    codec_json_dump(obj, len, &canon, &clen) != 0 || clen != len ||
-	    memcmp(canon, buf, len) != 0) {
-		json_decref(obj);
-		obj = NULL;
-	}
-	free(canon);
-	return obj;
+	return codec_json_decode(buf, len, &obj) == 0 ? obj : NULL;
 }
 
 int
@@ -90,7 +119,7 @@ codec_json_str(const json_t *obj, const char *name, char *buf, size_t size)
 
 	if (!json_is_string(j) || (n = json_string_length(j)) >= size ||
 	    strlen(json_string_value(j)) != n)
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	memcpy(buf, json_string_value(j), n + 1);
 	return 0;
 }
@@ -103,10 +132,10 @@ codec_json_int(const json_t *obj, const char *name, int64_t min, int64_t max,
 	json_int_t x;
 
 	if (!json_is_integer(j))
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	x = json_integer_value(j);
 	if (x < min || x > max)
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	*v = (int64_t)x;
 	return 0;
 }

@@ -220,9 +220,12 @@ decode(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
 	int r = P8V_ERR_INTEGRITY;
 
 	memset(cred, 0, sizeof(*cred));
-	if (vlen < 1 || val[0] != CRED_FORMAT || vlen - 1 > CRED_JSON_MAX ||
-	    (obj = codec_json_load(val + 1, vlen - 1)) == NULL ||
-	    json_object_size(obj) != CRED_MEMBERS)
+	if (vlen < 1 || val[0] != CRED_FORMAT || vlen - 1 > CRED_JSON_MAX)
+		goto out;
+	if ((r = codec_json_decode(val + 1, vlen - 1, &obj)) != 0)
+		goto out;               /* P8V_ERR_INTEGRITY or P8V_ERR_ALLOC */
+	r = P8V_ERR_INTEGRITY;
+	if (json_object_size(obj) != CRED_MEMBERS)
 		goto out;
 	if (codec_json_str(obj, "id", tmp.id, sizeof(tmp.id)) != 0 ||
 	    codec_json_str(obj, "role", tmp.role, sizeof(tmp.role)) != 0 ||
@@ -237,20 +240,32 @@ decode(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
 	apps = json_object_get(obj, "apps");
 	if (!json_is_array(apps) || json_array_size(apps) > CRED_MAX_APPS)
 		goto out;
+	/* Memory that runs out is P8V_ERR_ALLOC, never tampering. */
 	if (json_array_size(apps) > 0 &&
-	    (tmp.apps = calloc(json_array_size(apps), sizeof(char *))) == NULL)
+	    (tmp.apps = calloc(json_array_size(apps), sizeof(char *))) == NULL) {
+		r = P8V_ERR_ALLOC;
 		goto out;
+	}
 	json_array_foreach(apps, i, a) {
-		if (!json_is_string(a) ||
-		    (tmp.apps[i] = strdup(json_string_value(a))) == NULL)
+		if (!json_is_string(a))
 			goto out;
+		if ((tmp.apps[i] = strdup(json_string_value(a))) == NULL) {
+			r = P8V_ERR_ALLOC;
+			goto out;
+		}
 		tmp.n_apps = i + 1;
 	}
 	/* Valid fields, the identity of the LMDB key, one encoding. */
 	if (store_cred_check(&tmp) != 0 || strlen(tmp.id) != klen ||
-	    memcmp(tmp.id, key, klen) != 0 ||
-	    encode(&tmp, &again, &alen) != 0 || alen != vlen ||
-	    memcmp(again, val, vlen) != 0)
+	    memcmp(tmp.id, key, klen) != 0)
+		goto out;
+	if ((r = encode(&tmp, &again, &alen)) != 0) {
+		if (r != P8V_ERR_ALLOC)
+			r = P8V_ERR_INTEGRITY;
+		goto out;
+	}
+	r = P8V_ERR_INTEGRITY;
+	if (alen != vlen || memcmp(again, val, vlen) != 0)
 		goto out;
 	*cred = tmp;
 	memset(&tmp, 0, sizeof(tmp));

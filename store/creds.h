@@ -11,7 +11,8 @@
  * Value: 0x01 (format) || canonical JSON {"apps":[..],"created_at":n,"id":s,
  * "name":s,"revoked_at":n,"role":s,"secret_sha256":hex}. Decoding is strict
  * (P8V_ERR_INTEGRITY on anything else, including an id that differs from
- * the LMDB key).
+ * the LMDB key; P8V_ERR_ALLOC when memory runs out, never
+ * P8V_ERR_INTEGRITY).
  */
 #ifndef P8V_STORE_CREDS_H
 #define P8V_STORE_CREDS_H

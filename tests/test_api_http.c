@@ -1,7 +1,8 @@
 /* test_api_http.c: the HTTP framework (api/http.h) with a route table of
  * its own, over a real loopback socket: body caps at their exact edges,
  * chunked bodies, handler errors and the status table, one JSON answer on
- * every path, readiness; and the connection budgets (api/connlimit.h). */
+ * every path, readiness, the authentication hook; and the connection
+ * budgets (api/connlimit.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -127,6 +128,31 @@ handle_text(struct api_request *req)
 	return 0;
 }
 
+/* The authentication hook of the test's server: lets in a request with
+ * "X-Let-In: yes" as the route's role, refuses any other. */
+static int
+let_in_hook(struct api_request *req, enum api_role required)
+{
+	const char *v = api_request_header(req, "X-Let-In");
+	struct api_principal *who = api_request_principal(req);
+
+	if (v == NULL || strcmp(v, "yes") != 0)
+		return P8V_ERR_UNAUTHORIZED;
+	who->role = required;
+	snprintf(who->actor, sizeof(who->actor), "%s", "tester");
+	return 0;
+}
+
+/* {"role": n, "actor": s}: what the hook established. */
+static int
+handle_guarded(struct api_request *req)
+{
+	const struct api_principal *who = api_request_principal(req);
+
+	return api_respond(req, 200, json_pack("{s:i, s:s}", "role",
+	    (int)who->role, "actor", who->actor));
+}
+
 static const struct api_route routes[] = {
 	{ API_METHOD_POST, "/echo", handle_echo, API_LISTENER_BOTH,
 	    API_ROLE_NONE, ECHO_MAX, 0 },
@@ -146,6 +172,8 @@ static const struct api_route routes[] = {
 	    API_ROLE_NONE, 0, 0 },
 	{ API_METHOD_GET, "/text", handle_text, API_LISTENER_BOTH,
 	    API_ROLE_NONE, 0, 0 },
+	{ API_METHOD_GET, "/guarded", handle_guarded, API_LISTENER_BOTH,
+	    API_ROLE_SIGNER, 0, 0 },
 };
 
 /* -- a raw client ------------------------------------------------------ */
@@ -250,6 +278,11 @@ static const struct http_case http_cases[] = {
 	    "error\"}}", NULL },
 	{ "GET /fail/-73 HTTP/1.1\r\n" H "\r\n", 401, NULL,
 	    "WWW-Authenticate: Bearer" },
+	/* A store that cannot be reached: retryable, and says when. */
+	{ "GET /fail/-57 HTTP/1.1\r\n" H "\r\n", 503,
+	    "{\"error\":{\"code\":\"store_unavailable\",\"message\":\"the "
+	    "key store cannot be reached; retry later\"}}",
+	    "\r\nRetry-After: 1\r\n" },
 	{ "GET /silent HTTP/1.1\r\n" H "\r\n", 500, NULL, NULL },
 	{ "GET /both HTTP/1.1\r\n" H "\r\n", 410, NULL, NULL },
 	{ "GET /detail HTTP/1.1\r\n" H "\r\n", 422,
@@ -286,6 +319,12 @@ static const struct http_case http_cases[] = {
 	    NULL },
 	{ "DELETE /echo HTTP/1.1\r\n" H "\r\n", 405, NULL, "Allow: POST" },
 	{ "GET /fail/-1/x HTTP/1.1\r\n" H "\r\n", 404, NULL, NULL },
+	/* A route with a role passes the server's authentication hook. */
+	{ "GET /guarded HTTP/1.1\r\n" H "\r\n", 401,
+	    "{\"error\":{\"code\":\"unauthorized\",\"message\":\"a valid "
+	    "bearer token is required\"}}", "WWW-Authenticate: Bearer" },
+	{ "GET /guarded HTTP/1.1\r\n" H "X-Let-In: yes\r\n\r\n", 200,
+	    "{\"role\":2,\"actor\":\"tester\"}", NULL },
 	{ "GET /needs-ready HTTP/1.1\r\n" H "\r\n", 503,
 	    "{\"error\":{\"code\":\"not_ready\",\"message\":\"the vault is not "
 	    "ready: the store is not open or no master key has been "
@@ -419,12 +458,21 @@ test_server(void)
 	struct api_server *srv = NULL;
 	struct api_backend backend;
 	char resp[RESPONSE_MAX];
+	struct api_options opts;
 	json_t *body;
 	static const char ready_req[] = "GET /needs-ready HTTP/1.1\r\n" H
 	    "\r\n";
 
+	/* A route with a role and no hook to check it: refused up front. */
+	CHECK_ERR(api_server_create(routes, sizeof(routes) / sizeof(routes[0]),
+	    NULL, &srv), P8V_ERR_INVALID_ARGUMENT);
+	CHECK(srv == NULL);
+	memset(&opts, 0, sizeof(opts));
+	CHECK_ERR(api_server_create(routes, sizeof(routes) / sizeof(routes[0]),
+	    &opts, &srv), P8V_ERR_INVALID_ARGUMENT);
+	opts.authenticate = let_in_hook;
 	REQUIRE(api_server_create(routes, sizeof(routes) / sizeof(routes[0]),
-	    NULL, &srv) == 0);
+	    &opts, &srv) == 0);
 	CHECK_ERR(api_server_listen(srv, API_LISTENER_PORTAL, -1, 1, NULL),
 	    P8V_ERR_INVALID_ARGUMENT);
 	CHECK_ERR(api_server_listen(srv, API_LISTENER_PORTAL,

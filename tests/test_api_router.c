@@ -398,6 +398,7 @@ static const struct status_case status_cases[] = {
 	{ P8V_ERR_BAD_REQUEST, 400 },
 	{ P8V_ERR_METHOD_NOT_ALLOWED, 405 },
 	{ P8V_ERR_NOT_READY, 503 },
+	{ P8V_ERR_STORE_UNAVAILABLE, 503 },
 	{ P8V_ERR_UNAUTHORIZED, 401 },
 	{ P8V_ERR_FORBIDDEN, 403 },
 	{ P8V_ERR_INTERNAL, 500 },
@@ -430,6 +431,17 @@ test_error_statuses(void)
 		    p8v_errname(status_cases[i].err),
 		    api_error_status(status_cases[i].err),
 		    status_cases[i].status);
+	/* Retry-After: the store that cannot be reached, and no other code
+	 * (a 500 is not worth retrying blindly; not_ready has none). */
+	CHECK_INT(api_error_retry_after(P8V_ERR_STORE_UNAVAILABLE), 1);
+	CHECK_STR(api_error_code(P8V_ERR_STORE_UNAVAILABLE),
+	    "store_unavailable");
+	for (i = 0; i < sizeof(all_codes) / sizeof(all_codes[0]); i++)
+		if (all_codes[i] != P8V_ERR_STORE_UNAVAILABLE)
+			CHECKF(api_error_retry_after(all_codes[i]) == 0, "%s",
+			    p8v_errname(all_codes[i]));
+	CHECK_INT(api_error_retry_after(0), 0);
+	CHECK_INT(api_error_retry_after(-9999), 0);
 	/* Every code: an error status, a body with its name (or
 	 * internal_error and no detail for 500s). */
 	for (i = 0; i < sizeof(all_codes) / sizeof(all_codes[0]); i++) {

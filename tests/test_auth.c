@@ -64,16 +64,16 @@ static const struct parse_case parse_cases[] = {
 static void
 test_parse(void)
 {
-	char id[API_AUTH_ID_LEN + 1];
+	char id[APITOKEN_ID_LEN + 1];
 	const char *secret;
 	size_t i;
 
-	CHECK_INT(strlen(GOOD), API_AUTH_TOKEN_LEN);
+	CHECK_INT(strlen(GOOD), APITOKEN_LEN);
 	for (i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]); i++) {
 		const struct parse_case *c = &parse_cases[i];
 
 		secret = NULL;
-		CHECKF(api_auth_token_parse(c->token, strlen(c->token), id,
+		CHECKF(apitoken_parse(c->token, strlen(c->token), id,
 		    &secret) == c->want, "%s", c->what);
 		if (c->want == 0) {
 			CHECK_STR(id, "0123456789abcdef");
@@ -85,12 +85,12 @@ test_parse(void)
 	{
 		const char *longer = GOOD "x";
 
-		CHECK_ERR(api_auth_token_parse(longer, strlen(longer), id,
+		CHECK_ERR(apitoken_parse(longer, strlen(longer), id,
 		    &secret), P8V_ERR_UNAUTHORIZED);
-		CHECK_OK(api_auth_token_parse(longer, API_AUTH_TOKEN_LEN, id,
+		CHECK_OK(apitoken_parse(longer, APITOKEN_LEN, id,
 		    &secret));
 	}
-	CHECK_ERR(api_auth_token_parse(NULL, 64, id, &secret),
+	CHECK_ERR(apitoken_parse(NULL, 64, id, &secret),
 	    P8V_ERR_UNAUTHORIZED);
 }
 
@@ -165,26 +165,26 @@ static void
 test_token_new(void)
 {
 	uint8_t hash[CRED_SECRET_HASH_BYTES], again[CRED_SECRET_HASH_BYTES];
-	char id[API_AUTH_ID_LEN + 1], id2[API_AUTH_ID_LEN + 1];
+	char id[APITOKEN_ID_LEN + 1], id2[APITOKEN_ID_LEN + 1];
 	char *token, *token2;
 	const char *secret;
 
-	token = secmem_alloc(API_AUTH_TOKEN_LEN + 1);
-	token2 = secmem_alloc(API_AUTH_TOKEN_LEN + 1);
+	token = secmem_alloc(APITOKEN_LEN + 1);
+	token2 = secmem_alloc(APITOKEN_LEN + 1);
 	REQUIRE(token != NULL && token2 != NULL);
-	CHECK_OK(api_auth_token_new(token, API_AUTH_TOKEN_LEN + 1, id, hash));
-	CHECK_INT(strlen(token), API_AUTH_TOKEN_LEN);
+	CHECK_OK(apitoken_new(token, APITOKEN_LEN + 1, id, hash));
+	CHECK_INT(strlen(token), APITOKEN_LEN);
 	CHECK(strncmp(token, "p8v_", 4) == 0);
-	CHECK_OK(api_auth_token_parse(token, strlen(token), id2, &secret));
+	CHECK_OK(apitoken_parse(token, strlen(token), id2, &secret));
 	CHECK_STR(id2, id);
-	CHECK_OK(store_cred_hash_secret(secret, API_AUTH_SECRET_LEN, again));
+	CHECK_OK(store_cred_hash_secret(secret, APITOKEN_SECRET_LEN, again));
 	CHECK_MEM(again, hash, sizeof(hash));
 	/* Two tokens share neither id nor secret. */
-	CHECK_OK(api_auth_token_new(token2, API_AUTH_TOKEN_LEN + 1, id2,
+	CHECK_OK(apitoken_new(token2, APITOKEN_LEN + 1, id2,
 	    again));
 	CHECK(strcmp(id, id2) != 0);
 	CHECK(memcmp(hash, again, sizeof(hash)) != 0);
-	CHECK_ERR(api_auth_token_new(token, API_AUTH_TOKEN_LEN, id, hash),
+	CHECK_ERR(apitoken_new(token, APITOKEN_LEN, id, hash),
 	    P8V_ERR_INVALID_ARGUMENT);
 	secmem_free(token);
 	secmem_free(token2);
@@ -323,7 +323,7 @@ revoke_txn(struct store_txn *txn, void *arg)
 /* A stored credential whose token is in header (as "Bearer <token>"). */
 static void
 issue(struct store *store, const char *role, const char *app, char *header,
-    size_t header_size, char id[API_AUTH_ID_LEN + 1])
+    size_t header_size, char id[APITOKEN_ID_LEN + 1])
 {
 	struct store_cred cred;
 	struct put_ctx ctx = { &cred };
@@ -331,8 +331,8 @@ issue(struct store *store, const char *role, const char *app, char *header,
 	const char *apps = app != NULL ? app : CRED_ALL_APPS;
 
 	memset(&cred, 0, sizeof(cred));
-	REQUIRE((token = secmem_alloc(API_AUTH_TOKEN_LEN + 1)) != NULL);
-	REQUIRE(api_auth_token_new(token, API_AUTH_TOKEN_LEN + 1, cred.id,
+	REQUIRE((token = secmem_alloc(APITOKEN_LEN + 1)) != NULL);
+	REQUIRE(apitoken_new(token, APITOKEN_LEN + 1, cred.id,
 	    cred.secret_hash) == 0);
 	snprintf(cred.role, sizeof(cred.role), "%s", role);
 	snprintf(cred.name, sizeof(cred.name), "%s", role);
@@ -340,7 +340,7 @@ issue(struct store *store, const char *role, const char *app, char *header,
 	cred.created_at = 1700000000;
 	REQUIRE(store_write(store, put_txn, &ctx) == 0);
 	snprintf(header, header_size, "Bearer %s", token);
-	memcpy(id, cred.id, API_AUTH_ID_LEN + 1);
+	memcpy(id, cred.id, APITOKEN_ID_LEN + 1);
 	secmem_free(token);
 	store_cred_free(&cred);
 }
@@ -351,8 +351,8 @@ test_verify(void)
 	struct api_principal who;
 	struct store *store = NULL;
 	char portal[128], signer[128], scoped[128], garbled[128];
-	char pid[API_AUTH_ID_LEN + 1], sid[API_AUTH_ID_LEN + 1];
-	char cid[API_AUTH_ID_LEN + 1];
+	char pid[APITOKEN_ID_LEN + 1], sid[APITOKEN_ID_LEN + 1];
+	char cid[APITOKEN_ID_LEN + 1];
 	char *dir;
 	size_t n;
 
@@ -425,7 +425,7 @@ test_verify_cached(void)
 	struct api_principal who;
 	struct store *store = NULL;
 	char good[128], other[128], wrong[128], wrong2[128];
-	char gid[API_AUTH_ID_LEN + 1], oid[API_AUTH_ID_LEN + 1];
+	char gid[APITOKEN_ID_LEN + 1], oid[APITOKEN_ID_LEN + 1];
 	const char *seq[] = { good, good, wrong, good, wrong2, wrong, good,
 	    other, wrong, good };
 	int want[] = { 0, 0, P8V_ERR_UNAUTHORIZED, 0, P8V_ERR_UNAUTHORIZED,
@@ -443,7 +443,7 @@ test_verify_cached(void)
 	snprintf(wrong, sizeof(wrong), "%s", good);
 	wrong[n - 2] = wrong[n - 2] == 'A' ? 'B' : 'A';
 	snprintf(wrong2, sizeof(wrong2), "%s", good);
-	i = strlen("Bearer p8v_") + API_AUTH_ID_LEN + 1;
+	i = strlen("Bearer p8v_") + APITOKEN_ID_LEN + 1;
 	wrong2[i] = wrong2[i] == 'A' ? 'B' : 'A';
 
 	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {

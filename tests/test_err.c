@@ -15,6 +15,7 @@ static const struct err_case cases[] = {
 	{ P8V_ERR_P8_PUBKEY_MISMATCH, "p8_public_key_mismatch" },
 	{ P8V_ERR_KEY_EXISTS, "key_exists" },
 	{ P8V_ERR_NO_SPACE, "insufficient_storage" },
+	{ P8V_ERR_STORE_UNAVAILABLE, "store_unavailable" },
 	{ 0, "ok" },
 	{ -9999, "internal_error" },
 };

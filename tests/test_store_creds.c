@@ -12,6 +12,7 @@
 
 #include "crypto/secmem.h"
 #include "store/cache.h"
+#include "store/codec.h"
 #include "tests/check.h"
 #include "tests/test_store_util.h"
 #include "tests/testutil.h"
@@ -513,6 +514,50 @@ test_cache(void)
 	free(c.got);
 }
 
+/* jansson's allocator while memory has run out. */
+static void *
+no_memory(size_t n)
+{
+	(void)n;
+	return NULL;
+}
+
+/* Memory pressure while decoding is P8V_ERR_ALLOC, never
+ * P8V_ERR_INTEGRITY (which an operator reads as tampering). */
+static void
+test_creds_alloc_failure(void)
+{
+	static const uint8_t canonical[] = "{\"a\":1}";
+	static const uint8_t spaced[] = "{\"a\": 1}";
+	struct store_cred c, got;
+	struct op o = { 0 };
+	json_t *obj = NULL;
+
+	CHECK_OK(codec_json_decode(canonical, sizeof(canonical) - 1, &obj));
+	CHECK(json_is_object(obj));
+	json_decref(obj);
+	CHECK_ERR(codec_json_decode(spaced, sizeof(spaced) - 1, &obj),
+	    P8V_ERR_INTEGRITY);
+	CHECK(obj == NULL);
+
+	make_cred(&c, "nomem-1");
+	o.cred = &c;
+	REQUIRE(store_write(store, create_txn, &o) == 0);
+	memset(&got, 0, sizeof(got));
+	o.cred = &got;
+	o.id = "nomem-1";
+	json_set_alloc_funcs(no_memory, free);
+	CHECK_ERR(codec_json_decode(canonical, sizeof(canonical) - 1, &obj),
+	    P8V_ERR_ALLOC);
+	CHECK(obj == NULL);
+	CHECK_ERR(store_read(store, get_txn, &o), P8V_ERR_ALLOC);
+	json_set_alloc_funcs(malloc, free);
+	CHECK_OK(store_read(store, get_txn, &o));
+	CHECK_STR(got.id, "nomem-1");
+	store_cred_free(&got);
+	store_cred_free(&c);
+}
+
 int
 main(void)
 {
@@ -525,6 +570,7 @@ main(void)
 	test_creds_no_secret();
 	test_creds_refused();
 	test_creds_tamper();
+	test_creds_alloc_failure();
 	test_cache();
 	store_close(store);
 	tu_rmtree(dir);

@@ -1,19 +1,44 @@
 /*
- * upload_internal.h: what the three body forms of an upload share
- * (api/upload.c, upload_json.c, upload_multipart.c). Not for other modules:
- * they use api/upload.h.
+ * upload_fields.h: an upload as parsed from a request (struct
+ * upload_fields), and what every body form shares: the field rules and
+ * the syntax of header parameters. The parsers (upload.c for the raw form,
+ * upload_json.c, upload_multipart.c) call these; nothing here calls a
+ * parser. Not for modules outside the upload: they use api/upload.h.
  *
  * Every function that fails sets f->detail (through upload_fail) unless it
  * returns P8V_ERR_ALLOC or P8V_ERR_SECMEM, and never puts input bytes in
  * it: only our own field names and fixed text.
  */
-#ifndef P8V_API_UPLOAD_INTERNAL_H
-#define P8V_API_UPLOAD_INTERNAL_H
+#ifndef P8V_API_UPLOAD_FIELDS_H
+#define P8V_API_UPLOAD_FIELDS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "api/upload.h"
+#include "store/records.h"
+
+/* Room for a detail message (no input bytes ever go into it). */
+#define UPLOAD_DETAIL_MAX 160
+
+/* An upload as parsed from a request. */
+struct upload_fields {
+	char *key_id;               /* malloc'd, NUL-terminated, or NULL */
+	char *team_id;              /* malloc'd, or NULL */
+	uint8_t *p8;                /* guarded (secmem_alloc), or NULL */
+	size_t p8_len;              /* may be 0 with p8 != NULL (JSON "") */
+	enum key_env environment;   /* default KEY_ENV_BOTH */
+	uint32_t services;          /* KEY_SERVICE_* bits; default APNs */
+	char **topics;              /* n_topics malloc'd strings */
+	size_t n_topics;
+	int activate;               /* default 1 */
+	/* The Key ID a file name AuthKey_<ID>.p8 carries, "" if none. */
+	char filename_key_id[IDS_APPLE_ID_LEN + 1];
+	/* Why parsing failed, for the error message; "" if it did not. */
+	char detail[UPLOAD_DETAIL_MAX];
+};
+
+/* Free everything *f holds (the .p8 wiped) and zero it. NULL-safe. */
+void upload_fields_finish(struct upload_fields *f);
 
 /* The fields of an upload, in every form. */
 enum field {
@@ -35,8 +60,8 @@ extern const char *const upload_field_names[FIELD_COUNT];
 int upload_fail(struct upload_fields *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The field named name[0..len), or -1. */
-int upload_field_lookup(const char *name, size_t len);
+/* The field named name[0..len), or FIELD_COUNT if none is. */
+enum field upload_field_lookup(const char *name, size_t len);
 
 /* Store a malloc'd NUL-terminated copy of text[0..len) in *out.
  * 0, P8V_ERR_BAD_REQUEST (text holds a NUL byte), P8V_ERR_ALLOC. */
@@ -89,12 +114,4 @@ size_t upload_skip_ows(const char *s, size_t len, size_t i);
 int upload_param_find(const char *p, size_t len, const char *want,
     int escapes, char *out, size_t outsz);
 
-/* The JSON and multipart forms: fill f from body[0..len). Return 0 or the
- * errors listed for upload_parse (api/upload.h), except
- * P8V_ERR_UNSUPPORTED_MEDIA_TYPE. */
-int upload_parse_json(struct upload_fields *f, const uint8_t *body,
-    size_t len);
-int upload_parse_multipart(struct upload_fields *f, const char *boundary,
-    const uint8_t *body, size_t len);
-
-#endif /* P8V_API_UPLOAD_INTERNAL_H */
+#endif /* P8V_API_UPLOAD_FIELDS_H */
