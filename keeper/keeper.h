@@ -83,9 +83,10 @@ void keeper_destroy(struct keeper *k);
  * (master_key_load_file's rules: mode, owner, size), or from the systemd
  * credential MASTER_KEY_CREDENTIAL in $CREDENTIALS_DIRECTORY. The key
  * loaded last is the primary unless keeper_set_primary chose one. *info
- * (may be NULL) describes it. Returns 0, P8V_ERR_NOT_FOUND (no such file;
- * no credential), P8V_ERR_INVALID_ARGUMENT (already KEEPER_KEYS_MAX keys,
- * the same key twice), the errors of master_key_load_file, P8V_ERR_ALLOC.
+ * (may be NULL) describes it; a key already held is held once (0).
+ * Returns 0, P8V_ERR_NOT_FOUND (no such file; no credential),
+ * P8V_ERR_TOO_LARGE (already KEEPER_KEYS_MAX keys), the errors of
+ * master_key_load_file, P8V_ERR_ALLOC, P8V_ERR_INVALID_ARGUMENT.
  */
 int keeper_load_file(struct keeper *k, const char *path,
     struct keeper_key_info *info);

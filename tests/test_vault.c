@@ -23,12 +23,14 @@
  * - vault_sign_app: builder, service bit, kid guard, counters.
  * - no guarded block outlives the vaults (VmLck balance).
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -46,6 +48,7 @@
 #include "keeper/keeper_test.h"
 #include "store/audit.h"
 #include "store/cache.h"
+#include "store/masterkeys.h"
 #include "store/records.h"
 #include "store/store.h"
 #include "tests/check.h"
@@ -1526,6 +1529,147 @@ test_sign_app(void)
 	tv_close(&t);
 }
 
+/* --- the wrap budget --- */
+
+struct wraps {
+	const uint8_t *id;
+	uint64_t set, got;
+};
+
+static int
+wraps_get_txn(struct store_txn *txn, void *arg)
+{
+	struct wraps *w = arg;
+
+	return store_master_key_wraps(txn, w->id, &w->got);
+}
+
+static int
+wraps_set_txn(struct store_txn *txn, void *arg)
+{
+	struct wraps *w = arg;
+	uint64_t now = 0;
+	int r;
+
+	if ((r = store_master_key_wraps(txn, w->id, &now)) != 0)
+		return r;
+	return store_master_key_wraps_add(txn, w->id, w->set - now, NULL);
+}
+
+static uint64_t
+wraps_of(struct tv *t, const uint8_t *id)
+{
+	struct wraps w = { id, 0, 0 };
+
+	REQUIRE(store_read(t->store, wraps_get_txn, &w) == 0);
+	return w.got;
+}
+
+/* Run fn with stderr (the log) in a file; the file's text (malloc'd). */
+static char *
+logged(void (*fn)(struct tv *, void *), struct tv *t, void *arg)
+{
+	char path[4096];
+	uint8_t *text = NULL;
+	size_t len = 0;
+	int fd, saved;
+
+	snprintf(path, sizeof(path), "%s/log", t->dir);
+	fflush(stderr);
+	REQUIRE((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+	REQUIRE((saved = dup(2)) >= 0);
+	REQUIRE(dup2(fd, 2) == 2);
+	close(fd);
+	log_set_level(LOG_LEVEL_WARN);
+	fn(t, arg);
+	log_set_level(LOG_LEVEL_ERROR);
+	fflush(stderr);
+	REQUIRE(dup2(saved, 2) == 2);
+	close(saved);
+	REQUIRE(tu_read_file(path, &text, &len) == 0);
+	text = realloc(text, len + 1);
+	REQUIRE(text != NULL);
+	text[len] = '\0';
+	return (char *)text;
+}
+
+static void
+upload_c(struct tv *t, void *arg)
+{
+	upload_ok(t, "app", "KEYCCCCCCC", team_a, arg, KEY_ENV_PRODUCTION, 0);
+}
+
+static void
+activate_c(struct tv *t, void *arg)
+{
+	json_t *meta = NULL;
+
+	(void)arg;
+	CHECK_OK(vault_key_activate(t->v, "app", "KEYCCCCCCC", "cli", &meta));
+	json_decref(meta);
+}
+
+/*
+ * Every new envelope counts against its master key, in the transaction
+ * that stores it: an upload, the re-seals of a change (the key and the
+ * one it demotes), an APNs token's copy. Past 2^30 a warning names the
+ * key.
+ */
+static void
+test_wrap_budget(void)
+{
+	struct keeper_status st;
+	struct vault_token tok;
+	struct tkey a, b, c;
+	struct wraps w;
+	struct tv t;
+	json_t *meta = NULL;
+	char *log;
+	const uint8_t *id;
+
+	tv_open(&t);
+	REQUIRE(keeper_status(t.v->keeper, &st) == 0);
+	id = st.keys[st.primary].id;
+	CHECK_INT(wraps_of(&t, id), 0);
+	gen_ec(&a);
+	gen_ec(&b);
+	gen_ec(&c);
+	upload_ok(&t, "app", "KEYAAAAAAA", team_a, &a, KEY_ENV_PRODUCTION, 1);
+	CHECK_INT(wraps_of(&t, id), 1);
+	/* B active: A demoted, re-sealed; B's own seal. */
+	upload_ok(&t, "app", "KEYBBBBBBB", team_a, &b, KEY_ENV_PRODUCTION, 1);
+	CHECK_INT(wraps_of(&t, id), 3);
+	/* An APNs token's sealed copy. */
+	CHECK_OK(apns(&t, "app", KEY_ENV_PRODUCTION, &tok));
+	vault_token_finish(&tok);
+	CHECK_INT(wraps_of(&t, id), 4);
+	/* A revocation seals nothing. */
+	CHECK_OK(vault_key_revoke(t.v, "app", "KEYAAAAAAA", "cli", &meta));
+	json_decref(meta);
+	CHECK_INT(wraps_of(&t, id), 4);
+
+	/* Just below the mark: the upload that passes it warns. */
+	w.id = id;
+	w.set = STORE_MASTER_KEY_WRAPS_WARN - 1;
+	REQUIRE(store_write(t.store, wraps_set_txn, &w) == 0);
+	log = logged(upload_c, &t, &c);
+	CHECK_INT(wraps_of(&t, id), STORE_MASTER_KEY_WRAPS_WARN);
+	CHECKF(strstr(log, "master_key_wrap_budget") != NULL &&
+	    strstr(log, st.keys[st.primary].id_hex) != NULL,
+	    "no wrap budget warning: %s", log);
+	free(log);
+	/* Past it, the next wraps do not warn again (until 2^20 more). */
+	log = logged(activate_c, &t, NULL);
+	CHECK_INT(wraps_of(&t, id), STORE_MASTER_KEY_WRAPS_WARN + 2);
+	CHECKF(strstr(log, "master_key_wrap_budget") == NULL,
+	    "warned twice: %s", log);
+	free(log);
+	tkey_free(&a);
+	tkey_free(&b);
+	tkey_free(&c);
+	tv_close(&t);
+}
+
 /* With the real clocks: iat is now. */
 static void
 test_real_clocks(void)
@@ -1609,6 +1753,7 @@ main(void)
 	test_apns_persisted_sealed();
 	test_master_keys();
 	test_sign_app();
+	test_wrap_budget();
 	test_real_clocks();
 
 	if (LOCKED_KB_WORKS)
