@@ -55,6 +55,12 @@ struct vault {
 	_Atomic uint64_t app_sign_failures;
 };
 
+/* The caches of vault.c (find_active's answers, the vouched memo): set up
+ * in vault_create, freed in vault_destroy (life.c). 0, P8V_ERR_ALLOC,
+ * P8V_ERR_INTERNAL; destroy is safe on what a failed create left. */
+int vault_caches_create(struct vault *v);
+void vault_caches_destroy(struct vault *v);
+
 /* Add one to a counter of struct vault. */
 #define VAULT_COUNT(counter) \
 	atomic_fetch_add_explicit(&(counter), 1, memory_order_relaxed)
