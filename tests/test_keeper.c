@@ -651,7 +651,9 @@ test_profiles(void)
 	    for (i = 0; i < p.n_list; i++) {
 		memset(p.list[i], 'a', 200);
 		memcpy(p.list[i], "https://", 8);
-		snprintf(p.list[i] + 200, 20, ".x%zu", i);
+		p.list[i][200] = '.';
+		p.list[i][201] = (char)('a' + i);
+		p.list[i][202] = '\0';
 	    });
 	REFUSED(KEEPER_PROFILE_DEVICECHECK, p.n_list = 1;
 	    snprintf(p.list[0], sizeof(p.list[0]), "%s", "https://a.example"));
