@@ -101,6 +101,24 @@ put_batch(struct store_txn *txn, void *arg)
 	return 0;
 }
 
+static const struct master_key *
+mk_of(const struct master_keyring *ring)
+{
+	return master_keyring_get(ring, 0);
+}
+
+/* store_master_keys_check for the one key (as the vault passes it). */
+static int
+keys_check(struct store *store, const struct master_key *key)
+{
+	struct store_master_key_check c;
+
+	memset(&c, 0, sizeof(c));
+	memcpy(c.id_hex, master_key_id_hex(key), MASTER_KEY_ID_HEX);
+	memcpy(c.check, master_key_check(key), MASTER_KEY_CHECK_BYTES);
+	return store_master_keys_check(store, &c, 1);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -150,7 +168,7 @@ main(int argc, char **argv)
 	}
 	mk = NULL;
 	if ((r = store_open(state, NULL, &store)) != 0 ||
-	    (r = store_master_keys_check(store, ring)) != 0) {
+	    (r = keys_check(store, mk_of(ring))) != 0) {
 		fprintf(stderr, "populate: %s: %s\n", state, p8v_strerror(r));
 		goto out;
 	}

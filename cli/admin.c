@@ -35,26 +35,22 @@ admin_keys_add(struct admin_keys *k, const char *cmd, const char *file)
 int
 admin_keys_load(struct admin_keys *k)
 {
-	struct master_key *mk = NULL;
+	struct keeper_key_info info;
 	size_t i;
 	int r;
 
-	if (k->ring == NULL && (r = master_keyring_create(&k->ring)) != 0)
+	if (k->keeper == NULL && (r = keeper_create(&k->keeper)) != 0)
 		return cli_fail("creating a keyring: %s", p8v_strerror(r));
 	for (i = 0; i < k->n; i++) {
-		if ((r = master_key_load_file(k->files[i], &mk)) != 0) {
+		if ((r = keeper_load_file(k->keeper, k->files[i],
+		    &info)) != 0) {
 			if (r == P8V_ERR_NOT_FOUND)
 				return cli_fail("master key file %s: no such "
 				    "file", k->files[i]);
 			return cli_fail("master key file %s: %s", k->files[i],
 			    p8v_strerror(r));
 		}
-		snprintf(k->ids[i], sizeof(k->ids[i]), "%s",
-		    master_key_id_hex(mk));
-		/* The ring owns mk from here, also on failure. */
-		if ((r = master_keyring_add(k->ring, mk)) != 0)
-			return cli_fail("master key file %s: %s", k->files[i],
-			    p8v_strerror(r));
+		snprintf(k->ids[i], sizeof(k->ids[i]), "%s", info.id_hex);
 	}
 	return CLI_EXIT_OK;
 }
@@ -73,7 +69,7 @@ admin_keys_file_of(const struct admin_keys *k, const char *id_hex)
 void
 admin_keys_finish(struct admin_keys *k)
 {
-	master_keyring_destroy(k->ring);
+	keeper_destroy(k->keeper);
 	memset(k, 0, sizeof(*k));
 }
 

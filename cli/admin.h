@@ -1,6 +1,6 @@
 /*
  * admin.h: what the admin commands (master, keys, backup, restore, verify,
- * audit) share beyond cli/cli.h: master-key files into a keyring, naming a
+ * audit) share beyond cli/cli.h: master-key files into a keeper, naming a
  * key by the file it came from, JSON on stdout, a progress line on a
  * terminal, and times given on the command line.
  *
@@ -15,7 +15,7 @@
 
 #include <jansson.h>
 
-#include "crypto/masterkey.h"
+#include "keeper/keeper.h"
 
 /* At most this many --master-key-file options (the keyring's size). */
 #define ADMIN_KEY_FILES_MAX MASTER_KEYRING_MAX
@@ -27,7 +27,7 @@ struct admin_keys {
 	const char *files[ADMIN_KEY_FILES_MAX];
 	char ids[ADMIN_KEY_FILES_MAX][MASTER_KEY_ID_HEX + 1];
 	size_t n;
-	struct master_keyring *ring;   /* owned; NULL until loaded */
+	struct keeper *keeper;         /* owned; NULL until loaded */
 };
 
 /* Note one more --master-key-file for command cmd. CLI_EXIT_OK or
@@ -35,7 +35,7 @@ struct admin_keys {
 int admin_keys_add(struct admin_keys *k, const char *cmd, const char *file);
 
 /*
- * Load every file into a new keyring (the last one loaded is the primary,
+ * Load every file into a new keeper (the last one loaded is the primary,
  * as in p8vaultd). A file that cannot be loaded is named on one line with
  * the reason. Returns CLI_EXIT_OK or CLI_EXIT_FAILURE (printed).
  */
@@ -44,7 +44,7 @@ int admin_keys_load(struct admin_keys *k);
 /* The file a key id came from, or NULL. */
 const char *admin_keys_file_of(const struct admin_keys *k, const char *id_hex);
 
-/* Wipe the keys (destroy the ring). */
+/* Wipe the keys (destroy the keeper, if not handed over). */
 void admin_keys_finish(struct admin_keys *k);
 
 /* Print o as one line of compact JSON on stdout and flush. Steals o.

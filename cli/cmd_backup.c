@@ -35,6 +35,7 @@
 #include "store/masterkeys.h"
 #include "store/store.h"
 #include "vault/rotate.h"
+#include "vault/vault.h"
 #include "vault/verify.h"
 
 /* Read buffer of the backup's checksum. */
@@ -379,7 +380,7 @@ cmd_restore(int argc, char **argv)
 		    "recorded)", a.operand);
 		goto out;
 	}
-	if ((r = store_master_keys_check(store, a.keys.ring)) != 0) {
+	if ((r = vault_keys_check(store, a.keys.keeper)) != 0) {
 		if (r == P8V_ERR_MASTER_KEY_MISMATCH)
 			cli_fail("restore: master key file %s%s does not match "
 			    "backup %s (its records are sealed under another "
@@ -391,7 +392,7 @@ cmd_restore(int argc, char **argv)
 			    "%s", a.operand, p8v_strerror(r));
 		goto out;
 	}
-	if ((r = vault_verify(store, a.keys.ring, restore_bad, &ui,
+	if ((r = vault_verify(store, a.keys.keeper, restore_bad, &ui,
 	    &vr)) != 0) {
 		cli_fail("restore: checking the records of %s: %s", a.operand,
 		    p8v_strerror(r));

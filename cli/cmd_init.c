@@ -19,8 +19,10 @@
 #include "cli/cli.h"
 #include "common/err.h"
 #include "crypto/masterkey.h"
+#include "keeper/keeper.h"
 #include "store/masterkeys.h"
 #include "store/store.h"
+#include "vault/vault.h"
 
 static void
 usage(FILE *f)
@@ -96,8 +98,8 @@ cmd_init(int argc, char **argv)
 	};
 	const char *dir = NULL, *key_file = NULL;
 	struct store *store = NULL;
-	struct master_key *mk = NULL;
-	struct master_keyring *ring = NULL;
+	struct keeper *keeper = NULL;
+	struct keeper_key_info info;
 	struct recorded rec = { NULL, 0 };
 	struct stat st;
 	char id_hex[MASTER_KEY_ID_HEX + 1];
@@ -156,28 +158,22 @@ cmd_init(int argc, char **argv)
 		    p8v_strerror(r));
 		goto out;
 	}
-	if ((r = master_key_load_file(key_file, &mk)) != 0) {
+	if ((r = keeper_create(&keeper)) != 0) {
+		cli_fail("creating a keyring: %s", p8v_strerror(r));
+		goto out;
+	}
+	if ((r = keeper_load_file(keeper, key_file, &info)) != 0) {
 		cli_fail("master key file %s: %s", key_file, p8v_strerror(r));
 		goto out;
 	}
-	snprintf(id_hex, sizeof(id_hex), "%s", master_key_id_hex(mk));
-	rec.id = master_key_id(mk);
+	snprintf(id_hex, sizeof(id_hex), "%s", info.id_hex);
+	rec.id = info.id;
 	if ((r = store_read(store, find_recorded, &rec)) != 0) {
 		cli_store_fail(dir, "reading the recorded master keys", r);
 		goto out;
 	}
-	if ((r = master_keyring_create(&ring)) != 0) {
-		cli_fail("creating a keyring: %s", p8v_strerror(r));
-		goto out;
-	}
-	r = master_keyring_add(ring, mk);
-	mk = NULL; /* the ring owns it, also on failure */
 	rec.id = NULL;
-	if (r != 0) {
-		cli_fail("loading master key %s: %s", id_hex, p8v_strerror(r));
-		goto out;
-	}
-	if ((r = store_master_keys_check(store, ring)) != 0) {
+	if ((r = vault_keys_check(store, keeper)) != 0) {
 		if (r == P8V_ERR_MASTER_KEY_MISMATCH)
 			cli_fail("master key file %s (key %s) does not match "
 			    "the master keys recorded in state directory %s",
@@ -224,8 +220,7 @@ cmd_init(int argc, char **argv)
 	ret = CLI_EXIT_OK;
  out:
 	json_decref(out);
-	master_key_destroy(mk);
-	master_keyring_destroy(ring);
+	keeper_destroy(keeper);
 	store_close(store);
 	return ret;
 }

@@ -29,7 +29,7 @@
 #include "common/err.h"
 #include "crypto/p8.h"
 #include "crypto/secmem.h"
-#include "store/ids.h"
+#include "common/ids.h"
 #include "store/records.h"
 #include "store/store.h"
 #include "vault/vault.h"
@@ -378,8 +378,8 @@ open_vault(struct keys_args *a, struct store **store, struct vault **v)
 		return ret;
 	if ((ret = cli_store_open_existing(a->dir, store)) != CLI_EXIT_OK)
 		return ret;
-	r = vault_create(*store, a->keys.ring, NULL, v);
-	a->keys.ring = NULL; /* the vault's, also on failure */
+	r = vault_create(*store, a->keys.keeper, NULL, v);
+	a->keys.keeper = NULL; /* the vault's, also on failure */
 	if (r == P8V_ERR_MASTER_KEY_MISMATCH)
 		return cli_fail("%s: the master key file(s) given (%s%s) do not "
 		    "match state directory %s", a->cmd, a->keys.files[0],

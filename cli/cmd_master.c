@@ -158,7 +158,8 @@ static int
 master_generate(int argc, char **argv)
 {
 	struct master_args a;
-	struct master_key *mk = NULL;
+	struct keeper *keeper = NULL;
+	struct keeper_key_info info;
 	char id[MASTER_KEY_ID_HEX + 1];
 	struct stat st;
 	const char *file;
@@ -190,11 +191,12 @@ master_generate(int argc, char **argv)
 		    p8v_strerror(r));
 		goto out;
 	}
-	if ((r = master_key_load_file(file, &mk)) != 0) {
+	if ((r = keeper_create(&keeper)) != 0 ||
+	    (r = keeper_load_file(keeper, file, &info)) != 0) {
 		cli_fail("master key file %s: %s", file, p8v_strerror(r));
 		goto out;
 	}
-	snprintf(id, sizeof(id), "%s", master_key_id_hex(mk));
+	snprintf(id, sizeof(id), "%s", info.id_hex);
 	if (a.json)
 		ret = admin_print_json(json_pack("{s:s, s:s}",
 		    "master_key_file", file, "master_key_id", id));
@@ -204,7 +206,7 @@ master_generate(int argc, char **argv)
 		ret = admin_flush();
 	}
  out:
-	master_key_destroy(mk);
+	keeper_destroy(keeper);
 	return ret;
 }
 
@@ -244,8 +246,7 @@ master_rotate(int argc, char **argv)
 	struct vault_rotate_result res;
 	struct rotate_ui ui = { NULL, NULL };
 	struct store *store = NULL;
-	struct master_key *mk = NULL;
-	const struct master_key *new_mk;
+	struct keeper_key_info info;
 	uint8_t new_id[MASTER_KEY_ID_BYTES];
 	const char *file;
 	int r, ret;
@@ -278,19 +279,16 @@ master_rotate(int argc, char **argv)
 	if ((ret = admin_keys_load(&a.keys)) != CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
-	if ((r = master_key_load_file(a.new_file, &mk)) != 0) {
+	if ((r = keeper_load_file(a.keys.keeper, a.new_file, &info)) != 0) {
 		cli_fail("new master key file %s: %s", a.new_file,
 		    r == P8V_ERR_NOT_FOUND ? "no such file (create it with "
 		    "'p8vault master generate')" : p8v_strerror(r));
 		goto out;
 	}
-	memcpy(new_id, master_key_id(mk), sizeof(new_id));
-	r = master_keyring_add(a.keys.ring, mk);
-	mk = NULL; /* the ring's, also on failure */
-	if (r != 0 || master_keyring_set_primary(a.keys.ring, new_id) != 0 ||
-	    (new_mk = master_keyring_find(a.keys.ring, new_id)) == NULL) {
+	memcpy(new_id, info.id, sizeof(new_id));
+	if ((r = keeper_set_primary(a.keys.keeper, new_id)) != 0) {
 		cli_fail("new master key file %s: %s", a.new_file,
-		    p8v_strerror(r != 0 ? r : P8V_ERR_INTERNAL));
+		    p8v_strerror(r));
 		goto out;
 	}
 	if ((ret = cli_store_open_existing(a.dir, &store)) != CLI_EXIT_OK)
@@ -308,7 +306,7 @@ master_rotate(int argc, char **argv)
 	opts.progress = rotate_progress;
 	opts.failure = rotate_failure;
 	opts.arg = &ui;
-	r = vault_master_rotate(store, a.keys.ring, new_mk, &opts, &res);
+	r = vault_master_rotate(store, a.keys.keeper, new_id, &opts, &res);
 	admin_progress_end();
 	if (r == P8V_ERR_MASTER_KEY_MISMATCH && res.unknown_key_id[0] != '\0') {
 		file = admin_keys_file_of(&a.keys, res.unknown_key_id);
@@ -381,7 +379,6 @@ master_rotate(int argc, char **argv)
 		    "under another key: run again" : "");
  out:
 	json_decref(ui.failed);
-	master_key_destroy(mk);
 	admin_keys_finish(&a.keys);
 	store_close(store);
 	return ret;

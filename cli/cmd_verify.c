@@ -118,7 +118,7 @@ cmd_verify(int argc, char **argv)
 		cli_fail("out of memory");
 		goto out;
 	}
-	if ((r = vault_verify(store, keys.ring, on_bad, &ui, &vr)) != 0) {
+	if ((r = vault_verify(store, keys.keeper, on_bad, &ui, &vr)) != 0) {
 		cli_store_fail(dir, "verify: reading the key records", r);
 		goto out;
 	}

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "api/sign.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "crypto/jwt.h"
 #include "fuzz/fuzz.h"
@@ -44,8 +45,8 @@ mint(void *arg, enum vault_mint_reason why, struct tokcache_minted *m)
 	*(enum vault_mint_reason *)arg = why;
 	if ((m->token = strdup(MINTED_TOKEN)) == NULL)
 		return P8V_ERR_ALLOC;
-	m->issued_at = tokcache_wall_now();
-	m->boot_ns = tokcache_boot_now_ns();
+	m->issued_at = clock_wall_now();
+	m->boot_ns = clock_boot_now_ns();
 	return 0;
 }
 
@@ -64,8 +65,8 @@ check_cache(const char *rejected, enum vault_reject_reason reason)
 	memcpy(id.key_id, "KEY1234567", IDS_APPLE_ID_LEN);
 	memset(id.fingerprint, 'a', KEY_RECORD_FINGERPRINT_HEX);
 	FUZZ_CHECK(tokcache_create(REUSE_S, &tc) == 0);
-	FUZZ_CHECK(tokcache_seed(tc, &id, CACHED_TOKEN, tokcache_wall_now() -
-	    AGE_S, tokcache_boot_now_ns() - AGE_S * TOKCACHE_NS_PER_S) == 0);
+	FUZZ_CHECK(tokcache_seed(tc, &id, CACHED_TOKEN, clock_wall_now() -
+	    AGE_S, clock_boot_now_ns() - AGE_S * TOKCACHE_NS_PER_S) == 0);
 	FUZZ_CHECK(tokcache_get(tc, &id, rejected, reason, mint, &minted_for,
 	    &tok, &why) == 0);
 	current = rejected != NULL && strcmp(rejected, CACHED_TOKEN) == 0;

@@ -65,11 +65,11 @@ check_token(const struct profile_request *req, const json_t *header,
 	    "KEY1234567") == 0);
 	FUZZ_CHECK(json_integer_value(json_object_get(claims, "iat")) == NOW);
 	exp = json_object_get(claims, "exp");
-	FUZZ_CHECK(req->expires_in == 0 ? exp == NULL :
-	    json_integer_value(exp) == NOW + req->expires_in);
-	FUZZ_CHECK(req->issuer_id[0] != '\0' ?
+	FUZZ_CHECK(req->f.expires_in == 0 ? exp == NULL :
+	    json_integer_value(exp) == NOW + req->f.expires_in);
+	FUZZ_CHECK(req->f.issuer_id[0] != '\0' ?
 	    strcmp(json_string_value(json_object_get(claims, "iss")),
-	    req->issuer_id) == 0 :
+	    req->f.issuer_id) == 0 :
 	    strcmp(json_string_value(json_object_get(claims, "iss")),
 	    "TEAM123456") == 0);
 }
@@ -95,7 +95,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(FUZZ_ERR_IN(r, P8V_ERR_MISSING_FIELD,
 		    P8V_ERR_UNKNOWN_FIELD, P8V_ERR_BAD_FIELD, P8V_ERR_ALLOC));
 		FUZZ_CHECK(detail != NULL || r == P8V_ERR_ALLOC);
-		FUZZ_CHECK(req.profile == NULL && req.list == NULL);
+		FUZZ_CHECK(req.profile == NULL && req.f.n_list == 0);
 		json_decref(body);
 		return 0;
 	}

@@ -6,51 +6,37 @@
 #include "common/err.h"
 #include "common/log.h"
 
-static int
-add_key(struct state *st, struct master_key *mk, const char *from)
+static void
+log_loaded(const struct keeper_key_info *info, const char *from)
 {
-	char id[MASTER_KEY_ID_HEX + 1];
-	int r;
-
-	/* Copy the id first: the ring owns (and may drop) the key. */
-	memcpy(id, master_key_id_hex(mk), MASTER_KEY_ID_HEX);
-	id[MASTER_KEY_ID_HEX] = '\0';
-	if ((r = master_keyring_add(st->ring, mk)) != 0) {
-		log_errorf("master_key", "cannot add master key %s from %s: %s",
-		    id, from, p8v_strerror(r));
-		return r;
-	}
-	st->n_master_keys = master_keyring_count(st->ring);
 	log_fields(LOG_LEVEL_INFO, "master_key",
-	    json_pack("{s:s, s:s}", "master_key_id", id, "source", from),
-	    "loaded master key %s from %s", id, from);
-	return 0;
+	    json_pack("{s:s, s:s}", "master_key_id", info->id_hex,
+	    "source", from),
+	    "loaded master key %s from %s", info->id_hex, from);
 }
 
 int
 state_load_keys(struct state *st, const struct config *cfg)
 {
-	struct master_key *mk = NULL;
+	struct keeper_key_info info;
+	struct keeper_status ks;
 	size_t i;
 	int r = P8V_ERR_INTERNAL;
 
-	if (st->ring == NULL && (r = master_keyring_create(&st->ring)) != 0)
+	if (st->keeper == NULL && (r = keeper_create(&st->keeper)) != 0)
 		goto out;
 	for (i = 0; i < cfg->n_master_key_files; i++) {
-		if ((r = master_key_load_file(cfg->master_key_files[i],
-		    &mk)) != 0) {
+		if ((r = keeper_load_file(st->keeper, cfg->master_key_files[i],
+		    &info)) != 0) {
 			log_errorf("master_key", "cannot load the master key "
 			    "file %s: %s", cfg->master_key_files[i],
 			    p8v_strerror(r));
 			goto out;
 		}
-		r = add_key(st, mk, cfg->master_key_files[i]);
-		mk = NULL;
-		if (r != 0)
-			goto out;
+		log_loaded(&info, cfg->master_key_files[i]);
 	}
 	if (cfg->n_master_key_files == 0) {
-		r = master_key_load_credential(&mk);
+		r = keeper_load_credential(st->keeper, &info);
 		if (r == P8V_ERR_NOT_FOUND) {
 			log_errorf("master_key", "no master key: give "
 			    "--master-key-file FILE (or P8VAULT_MASTER_KEY_FILE),"
@@ -65,14 +51,12 @@ state_load_keys(struct state *st, const struct config *cfg)
 			    p8v_strerror(r));
 			goto out;
 		}
-		r = add_key(st, mk, "systemd credential " MASTER_KEY_CREDENTIAL);
-		mk = NULL;
-		if (r != 0)
-			goto out;
+		log_loaded(&info, "systemd credential " MASTER_KEY_CREDENTIAL);
 	}
 	r = 0;
  out:
-	master_key_destroy(mk);
+	if (st->keeper != NULL && keeper_status(st->keeper, &ks) == 0)
+		st->n_master_keys = ks.n;
 	return r;
 }
 
@@ -87,8 +71,8 @@ state_open(struct state *st, const char *dir, unsigned int apns_token_reuse_s)
 		    dir, p8v_strerror(r));
 		goto out;
 	}
-	r = vault_create(st->store, st->ring, &vopts, &st->vault);
-	st->ring = NULL;        /* the vault's now, also on failure */
+	r = vault_create(st->store, st->keeper, &vopts, &st->vault);
+	st->keeper = NULL;      /* the vault's now, also on failure */
 	if (r != 0) {
 		log_errorf("store", "cannot open the vault over %s: %s", dir,
 		    p8v_strerror(r));
@@ -114,14 +98,14 @@ state_reload_keys(struct state *st, const struct config *cfg)
 		goto out;
 	if ((r = state_load_keys(&next, cfg)) != 0)
 		goto out;
-	r = vault_set_keyring(st->vault, next.ring);
-	next.ring = NULL;       /* the vault's now, also on failure */
+	r = vault_set_keyring(st->vault, next.keeper);
+	next.keeper = NULL;     /* the vault's now, also on failure */
 	if (r != 0)
 		goto out;
 	st->n_master_keys = next.n_master_keys;
 	r = 0;
  out:
-	master_keyring_destroy(next.ring);
+	keeper_destroy(next.keeper);
 	return r;
 }
 
@@ -145,6 +129,6 @@ state_finish(struct state *st)
 		return;
 	vault_destroy(st->vault);
 	store_close(st->store);
-	master_keyring_destroy(st->ring);
+	keeper_destroy(st->keeper);
 	memset(st, 0, sizeof(*st));
 }

@@ -1,18 +1,20 @@
 /*
- * state.h: what the daemon holds behind its APIs: the master keyring, the
+ * state.h: what the daemon holds behind its APIs: the keeper (the master
+ * keys), the
  * store, and the vault over them (vault/vault.h: the only holder of the
  * keyring once it is open).
  */
 #ifndef P8V_SERVER_STATE_H
 #define P8V_SERVER_STATE_H
 
-#include "crypto/masterkey.h"
+#include "keeper/keeper.h"
 #include "server/config.h"
 #include "store/store.h"
 #include "vault/vault.h"
 
 struct state {
-	struct master_keyring *ring;   /* until state_open hands it over */
+	struct keeper *keeper;         /* the master keys, until state_open
+	                                  hands them to the vault */
 	size_t n_master_keys;          /* keys loaded, for the logs */
 	struct store *store;
 	struct vault *vault;
@@ -31,8 +33,8 @@ struct state {
 int state_load_keys(struct state *st, const struct config *cfg);
 
 /*
- * Open the store in dir and the vault over it, handing it the keyring
- * (st->ring is NULL afterwards, also on failure). vault_create checks the
+ * Open the store in dir and the vault over it, handing it the keeper
+ * (st->keeper is NULL afterwards, also on failure). vault_create checks the
  * keys against the store (a first start records them) and loads the token
  * cache, with APNs tokens reused for apns_token_reuse_s seconds
  * (VAULT_APNS_REUSE_MIN_S..MAX_S). On failure the store is closed again.

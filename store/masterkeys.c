@@ -25,7 +25,8 @@
 enum mk_status { MK_NEW = 0, MK_MATCH, MK_DIFFERS };
 
 struct check {
-	const struct master_keyring *ring;
+	const struct store_master_key_check *keys;
+	size_t n;
 	int64_t now;
 	/* Results of the last run (reset at its start: fn may run twice). */
 	enum mk_status status[MASTER_KEYRING_MAX];
@@ -82,11 +83,11 @@ static int
 check_txn(struct store_txn *txn, void *arg)
 {
 	struct check *c = arg;
-	const struct master_key *mk;
+	const struct store_master_key_check *mk;
 	uint8_t val[MK_VALUE_LEN];
 	const uint8_t *v;
 	char key[MK_KEY_LEN + 1];
-	size_t i, n = master_keyring_count(c->ring), vlen;
+	size_t i, n = c->n, vlen;
 	int r, any_match = 0;
 
 	c->n_recorded = 0;
@@ -95,10 +96,9 @@ check_txn(struct store_txn *txn, void *arg)
 	    note_recorded, c)) != 0)
 		return r;
 	for (i = 0; i < n; i++) {
-		mk = master_keyring_get(c->ring, i);
+		mk = &c->keys[i];
 		memcpy(key, MK_PREFIX, MK_PREFIX_LEN);
-		memcpy(key + MK_PREFIX_LEN, master_key_id_hex(mk),
-		    MASTER_KEY_ID_HEX);
+		memcpy(key + MK_PREFIX_LEN, mk->id_hex, MASTER_KEY_ID_HEX);
 		r = store_get(txn, STORE_DB_META, key, MK_KEY_LEN, &v, &vlen);
 		if (r == P8V_ERR_NOT_FOUND) {
 			c->status[i] = MK_NEW;
@@ -108,7 +108,7 @@ check_txn(struct store_txn *txn, void *arg)
 			return r;
 		if (vlen != MK_VALUE_LEN)
 			return P8V_ERR_INTEGRITY;
-		if (secmem_equal(v, master_key_check(mk),
+		if (secmem_equal(v, mk->check,
 		    MASTER_KEY_CHECK_BYTES)) {
 			c->status[i] = MK_MATCH;
 			any_match = 1;
@@ -123,11 +123,10 @@ check_txn(struct store_txn *txn, void *arg)
 	for (i = 0; i < n; i++) {
 		if (c->status[i] != MK_NEW)
 			continue;
-		mk = master_keyring_get(c->ring, i);
+		mk = &c->keys[i];
 		memcpy(key, MK_PREFIX, MK_PREFIX_LEN);
-		memcpy(key + MK_PREFIX_LEN, master_key_id_hex(mk),
-		    MASTER_KEY_ID_HEX);
-		memcpy(val, master_key_check(mk), MASTER_KEY_CHECK_BYTES);
+		memcpy(key + MK_PREFIX_LEN, mk->id_hex, MASTER_KEY_ID_HEX);
+		memcpy(val, mk->check, MASTER_KEY_CHECK_BYTES);
 		store_put_u64(val + MASTER_KEY_CHECK_BYTES, (uint64_t)c->now);
 		if ((r = store_put(txn, STORE_DB_META, key, MK_KEY_LEN, val,
 		    sizeof(val), STORE_PUT_NO_OVERWRITE)) != 0)
@@ -137,34 +136,41 @@ check_txn(struct store_txn *txn, void *arg)
 }
 
 int
-store_master_keys_check(struct store *store, const struct master_keyring *ring)
+store_master_keys_check(struct store *store,
+    const struct store_master_key_check *keys, size_t n)
 {
 	struct check c = { 0 };
 	char loaded[MK_LOG_BUF] = "";
-	size_t i, n, len;
+	size_t i, len;
 	int r;
 
-	if (store == NULL || ring == NULL)
+	if (store == NULL || keys == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
-	if ((n = master_keyring_count(ring)) == 0)
+	if (n == 0)
 		return P8V_ERR_NO_MASTER_KEY;
 	if (n > MASTER_KEYRING_MAX)
 		return P8V_ERR_INVALID_ARGUMENT;
-	c.ring = ring;
+	for (i = 0; i < n; i++)
+		if (strnlen(keys[i].id_hex, sizeof(keys[i].id_hex)) !=
+		    MASTER_KEY_ID_HEX ||
+		    !hex_ok((const uint8_t *)keys[i].id_hex, MASTER_KEY_ID_HEX))
+			return P8V_ERR_INVALID_ARGUMENT;
+	c.keys = keys;
+	c.n = n;
 	c.now = (int64_t)time(NULL);
 	r = store_write(store, check_txn, &c);
 	for (i = 0; i < n; i++) {
 		len = strlen(loaded);
 		snprintf(loaded + len, sizeof(loaded) - len, "%s%s",
 		    len > 0 ? ", " : "",
-		    master_key_id_hex(master_keyring_get(ring, i)));
+		    keys[i].id_hex);
 	}
 	for (i = 0; r == P8V_ERR_MASTER_KEY_MISMATCH && i < n; i++) {
 		if (c.status[i] == MK_DIFFERS) {
 			log_errorf("master_key_mismatch", "master key %s does not "
 			    "match the check value this state directory "
 			    "recorded under its id (a corrupt or forged entry)",
-			    master_key_id_hex(master_keyring_get(ring, i)));
+			    keys[i].id_hex);
 			return r;
 		}
 	}
@@ -183,11 +189,11 @@ store_master_keys_check(struct store *store, const struct master_keyring *ring)
 		if (c.n_recorded == 0)
 			log_infof("master_key_recorded", "master key %s recorded "
 			    "for a new state directory",
-			    master_key_id_hex(master_keyring_get(ring, i)));
+			    keys[i].id_hex);
 		else
 			log_infof("master_key_new", "new master key %s accepted "
 			    "(rotation)",
-			    master_key_id_hex(master_keyring_get(ring, i)));
+			    keys[i].id_hex);
 	}
 	return 0;
 }
@@ -309,5 +315,69 @@ store_master_key_usage(struct store_txn *txn,
 		qsort(u.keys, u.n, sizeof(*u.keys), by_id);
 	*out = u.keys;
 	*n = u.n;
+	return 0;
+}
+
+/* --- the wrap budget --- */
+
+#define MKW_PREFIX "mkw/"
+#define MKW_PREFIX_LEN (sizeof(MKW_PREFIX) - 1)
+#define MKW_KEY_LEN (MKW_PREFIX_LEN + MASTER_KEY_ID_HEX)
+
+static void
+wraps_key(const uint8_t id[MASTER_KEY_ID_BYTES], char key[MKW_KEY_LEN + 1])
+{
+	memcpy(key, MKW_PREFIX, MKW_PREFIX_LEN);
+	codec_hex_encode(id, MASTER_KEY_ID_BYTES, key + MKW_PREFIX_LEN);
+}
+
+int
+store_master_key_wraps(struct store_txn *txn,
+    const uint8_t id[MASTER_KEY_ID_BYTES], uint64_t *total)
+{
+	char key[MKW_KEY_LEN + 1];
+	const uint8_t *v;
+	size_t vlen;
+	int r;
+
+	if (total != NULL)
+		*total = 0;
+	if (txn == NULL || id == NULL || total == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	wraps_key(id, key);
+	r = store_get(txn, STORE_DB_META, key, MKW_KEY_LEN, &v, &vlen);
+	if (r == P8V_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	if (vlen != 8)
+		return P8V_ERR_INTEGRITY;
+	*total = codec_get_u64(v);
+	return 0;
+}
+
+int
+store_master_key_wraps_add(struct store_txn *txn,
+    const uint8_t id[MASTER_KEY_ID_BYTES], uint64_t n, uint64_t *total)
+{
+	char key[MKW_KEY_LEN + 1];
+	uint8_t val[8];
+	uint64_t count = 0;
+	int r;
+
+	if (total != NULL)
+		*total = 0;
+	if (txn == NULL || id == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if ((r = store_master_key_wraps(txn, id, &count)) != 0)
+		return r;
+	count = count > UINT64_MAX - n ? UINT64_MAX : count + n;
+	wraps_key(id, key);
+	codec_put_u64(val, count);
+	if ((r = store_put(txn, STORE_DB_META, key, MKW_KEY_LEN, val,
+	    sizeof(val), 0)) != 0)
+		return r;
+	if (total != NULL)
+		*total = count;
 	return 0;
 }

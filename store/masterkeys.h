@@ -17,10 +17,18 @@
 #include "crypto/masterkey.h"
 #include "store/store.h"
 
+/* A loaded master key as the store sees it: its id and check value, never
+ * the key (the keeper's struct keeper_key_info holds the same). */
+struct store_master_key_check {
+	char id_hex[MASTER_KEY_ID_HEX + 1];
+	uint8_t check[MASTER_KEY_CHECK_BYTES];
+};
+
 /*
- * Check the loaded keys against the store, in one write transaction:
- * - a store that has recorded no master key yet records every key of ring;
- * - otherwise at least one key of ring must be recorded with a matching
+ * Check the loaded keys (n of them) against the store, in one write
+ * transaction:
+ * - a store that has recorded no master key yet records every key;
+ * - otherwise at least one key must be recorded with a matching
  *   check value (constant-time compare), else P8V_ERR_MASTER_KEY_MISMATCH
  *   with a log line naming the loaded and the recorded key ids (ids only);
  * - a loaded key whose id is recorded with a different check value is
@@ -28,11 +36,32 @@
  * - a loaded key the store has not seen is recorded and logged as
  *   "new master key <id> accepted (rotation)".
  * The time of the check is recorded as first_seen.
- * Returns 0, P8V_ERR_NO_MASTER_KEY (empty ring), P8V_ERR_MASTER_KEY_MISMATCH,
- * P8V_ERR_INTEGRITY (a malformed meta entry), P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ * Returns 0, P8V_ERR_NO_MASTER_KEY (n is 0), P8V_ERR_MASTER_KEY_MISMATCH,
+ * P8V_ERR_INTEGRITY (a malformed meta entry), P8V_ERR_INVALID_ARGUMENT
+ * (more than MASTER_KEYRING_MAX keys, an id that is not 16 lowercase hex),
+ * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  */
 int store_master_keys_check(struct store *store,
-    const struct master_keyring *ring);
+    const struct store_master_key_check *keys, size_t n);
+
+/*
+ * The wrap budget (crypto/envelope.h): every envelope sealed under a master
+ * key draws a random 96-bit nonce for its data key's wrap, so a key must
+ * stay far below 2^32 wraps. The meta database counts them per key,
+ * "mkw/<key id hex>" -> u64 big-endian; whoever stores a new envelope adds
+ * to its key's count in the same write transaction.
+ * store_master_key_wraps_add: add n to the count of key id; *total (may be
+ * NULL) gets the new count (saturating at UINT64_MAX). 0,
+ * P8V_ERR_INTEGRITY (a malformed entry), P8V_ERR_NO_SPACE, P8V_ERR_STORE,
+ * P8V_ERR_INVALID_ARGUMENT.
+ * store_master_key_wraps: the count of key id (0 if none). 0,
+ * P8V_ERR_INTEGRITY, P8V_ERR_STORE, P8V_ERR_INVALID_ARGUMENT.
+ */
+#define STORE_MASTER_KEY_WRAPS_WARN ((uint64_t)1 << 30)
+int store_master_key_wraps_add(struct store_txn *txn,
+    const uint8_t id[MASTER_KEY_ID_BYTES], uint64_t n, uint64_t *total);
+int store_master_key_wraps(struct store_txn *txn,
+    const uint8_t id[MASTER_KEY_ID_BYTES], uint64_t *total);
 
 /* One master key the store knows of, and how many records it seals. */
 struct store_master_key_usage {

@@ -49,6 +49,8 @@
 #include "crypto/masterkey.h"
 #include "crypto/p8.h"
 #include "crypto/secmem.h"
+#include "keeper/keeper.h"
+#include "keeper/keeper_test.h"
 #include "store/audit.h"
 #include "store/backup.h"
 #include "store/cache.h"
@@ -92,22 +94,21 @@ static uint8_t scalars_seen[ROT_RECORDS][P8_SCALAR_BYTES];
 
 /* --- helpers --- */
 
-static struct master_keyring *
+/* A keeper holding the master keys of raws, the last one primary. */
+static struct keeper *
 ring_of(const uint8_t *const *raws, size_t n)
 {
-	struct master_keyring *ring = NULL;
-	struct master_key *mk = NULL;
+	struct keeper *k = NULL;
 	size_t i;
 
-	REQUIRE(master_keyring_create(&ring) == 0);
-	for (i = 0; i < n; i++) {
-		REQUIRE(master_key_create(raws[i], MASTER_KEY_BYTES, &mk) == 0);
-		REQUIRE(master_keyring_add(ring, mk) == 0);
-	}
-	return ring;
+	REQUIRE(keeper_create(&k) == 0);
+	for (i = 0; i < n; i++)
+		REQUIRE(keeper_test_add_raw(k, raws[i], MASTER_KEY_BYTES,
+		    NULL) == 0);
+	return k;
 }
 
-static struct master_keyring *
+static struct keeper *
 ring_old(void)
 {
 	const uint8_t *r[] = { old_raw };
@@ -115,7 +116,7 @@ ring_old(void)
 	return ring_of(r, 1);
 }
 
-static struct master_keyring *
+static struct keeper *
 ring_new(void)
 {
 	const uint8_t *r[] = { new_raw };
@@ -124,7 +125,7 @@ ring_new(void)
 }
 
 /* Old and new, the new one primary (added last). */
-static struct master_keyring *
+static struct keeper *
 ring_both(void)
 {
 	const uint8_t *r[] = { old_raw, new_raw };
@@ -132,17 +133,17 @@ ring_both(void)
 	return ring_of(r, 2);
 }
 
-static const struct master_key *
-new_in(const struct master_keyring *ring)
+/* The id of the new master key. */
+static const uint8_t *
+new_id(void)
 {
+	static uint8_t id[MASTER_KEY_ID_BYTES];
 	struct master_key *mk = NULL;
-	const struct master_key *found;
 
 	REQUIRE(master_key_create(new_raw, MASTER_KEY_BYTES, &mk) == 0);
-	found = master_keyring_find(ring, master_key_id(mk));
+	memcpy(id, master_key_id(mk), sizeof(id));
 	master_key_destroy(mk);
-	REQUIRE(found != NULL);
-	return found;
+	return id;
 }
 
 static void
@@ -234,6 +235,9 @@ build_base(void)
 		up.p8 = p8;
 		up.p8_len = len;
 		up.environment = KEY_ENV_BOTH;
+		/* DeviceCheck too: its tokens are signed on every call (the
+		 * signers below), APNs tokens are cached. */
+		up.services = KEY_SERVICE_APNS | KEY_SERVICE_DEVICECHECK;
 		up.activate = 1;
 		up.actor = "test";
 		REQUIRE(vault_key_upload(v, &up, &meta, &created) == 0);
@@ -262,12 +266,12 @@ build_base(void)
 /* Every non-revoked record opens with ring (destroyed after); audit
  * chain intact. */
 static void
-check_opens(struct store *s, struct master_keyring *ring, const char *when)
+check_opens(struct store *s, struct keeper *ring, const char *when)
 {
 	struct vault_verify_result vr;
 
 	CHECK_OK(vault_verify(s, ring, NULL, NULL, &vr));
-	master_keyring_destroy(ring);
+	keeper_destroy(ring);
 	CHECKF(vr.records == ROT_RECORDS && vr.tombstones == 1 &&
 	    vr.opened == ROT_RECORDS - 1 && vr.bad == 0,
 	    "%s: %llu records, %llu tombstones, %llu opened, %llu bad", when,
@@ -372,7 +376,7 @@ static int
 rotate(struct store *s, size_t batch, struct vault_rotate_result *res,
     struct fail_log *fails)
 {
-	struct master_keyring *ring = ring_both();
+	struct keeper *ring = ring_both();
 	struct vault_rotate_options o;
 	int r;
 
@@ -381,8 +385,8 @@ rotate(struct store *s, size_t batch, struct vault_rotate_result *res,
 	o.actor = "test";
 	o.failure = on_failure;
 	o.arg = fails;
-	r = vault_master_rotate(s, ring, new_in(ring), &o, res);
-	master_keyring_destroy(ring);
+	r = vault_master_rotate(s, ring, new_id(), &o, res);
+	keeper_destroy(ring);
 	return r;
 }
 
@@ -461,7 +465,7 @@ static void
 test_unknown_old_key(void)
 {
 	const uint8_t *raws[] = { stray_raw, new_raw };
-	struct master_keyring *ring = ring_of(raws, 2);
+	struct keeper *ring = ring_of(raws, 2);
 	struct vault_master_key_use *u = NULL;
 	struct vault_rotate_result res;
 	struct store *s = NULL;
@@ -470,7 +474,7 @@ test_unknown_old_key(void)
 	size_t i, n = 0;
 
 	REQUIRE(store_open(dir, NULL, &s) == 0);
-	CHECK_ERR(vault_master_rotate(s, ring, new_in(ring), NULL, &res),
+	CHECK_ERR(vault_master_rotate(s, ring, new_id(), NULL, &res),
 	    P8V_ERR_MASTER_KEY_MISMATCH);
 	REQUIRE(master_key_create(stray_raw, MASTER_KEY_BYTES, &stray) == 0);
 	CHECK_STR(res.unknown_key_id, master_key_id_hex(stray));
@@ -480,17 +484,17 @@ test_unknown_old_key(void)
 		    MASTER_KEY_ID_BYTES) != 0, "the stray key was recorded");
 	free(u);
 	master_key_destroy(stray);
-	master_keyring_destroy(ring);
+	keeper_destroy(ring);
 	/* new_mk must be in the ring; batch bounded. */
 	ring = ring_old();
 	{
-		struct master_keyring *nr = ring_new();
+		struct keeper *nr = ring_new();
 
-		CHECK_ERR(vault_master_rotate(s, ring, new_in(nr), NULL, &res),
+		CHECK_ERR(vault_master_rotate(s, ring, new_id(), NULL, &res),
 		    P8V_ERR_INVALID_ARGUMENT);
-		master_keyring_destroy(nr);
+		keeper_destroy(nr);
 	}
-	master_keyring_destroy(ring);
+	keeper_destroy(ring);
 	store_close(s);
 	tu_rmtree(dir);
 	free(dir);
@@ -530,7 +534,7 @@ test_damaged_record(void)
 	struct fail_log fails = { 0 };
 	struct tamper t = { 0 };
 	struct store *s = NULL;
-	struct master_keyring *ring;
+	struct keeper *ring;
 	char *dir = copy_of_base();
 
 	REQUIRE(store_open(dir, NULL, &s) == 0);
@@ -547,7 +551,7 @@ test_damaged_record(void)
 	CHECK_OK(vault_verify(s, ring, NULL, NULL, &vr));
 	CHECK_INT(vr.bad, 1);
 	CHECK_INT(vr.opened, ROT_RECORDS - 2);
-	master_keyring_destroy(ring);
+	keeper_destroy(ring);
 	store_close(s);
 	tu_rmtree(dir);
 	free(dir);
@@ -586,7 +590,7 @@ kill_progress(uint64_t done, uint64_t total, void *arg)
 static void
 rotating_child(const char *dir, int self_kill)
 {
-	struct master_keyring *ring = ring_both();
+	struct keeper *ring = ring_both();
 	struct vault_rotate_options o;
 	struct vault_rotate_result res;
 	struct store *s = NULL;
@@ -598,7 +602,7 @@ rotating_child(const char *dir, int self_kill)
 		o.progress = kill_progress;
 	if (store_open(dir, NULL, &s) != 0)
 		_exit(2);
-	if (vault_master_rotate(s, ring, new_in(ring), &o, &res) != 0)
+	if (vault_master_rotate(s, ring, new_id(), &o, &res) != 0)
 		_exit(3);
 	_exit(0);
 }
@@ -736,7 +740,7 @@ test_backup_restore(void)
 {
 	struct writer w;
 	struct store *s = NULL, *r2 = NULL;
-	struct master_keyring *ring;
+	struct keeper *ring;
 	pthread_t th;
 	char *dir = copy_of_base(), *out, *target, *junk;
 	int created = 0, i, found = 0;
@@ -766,8 +770,8 @@ test_backup_restore(void)
 	CHECK_INT(created, 1);
 	REQUIRE(store_open(target, NULL, &r2) == 0);
 	ring = ring_old();
-	CHECK_OK(store_master_keys_check(r2, ring));
-	master_keyring_destroy(ring);
+	CHECK_OK(vault_keys_check(r2, ring));
+	keeper_destroy(ring);
 	check_opens(r2, ring_old(), "restored backup");
 	store_close(r2);
 	/* Not into a directory that holds something; not from a non-LMDB
@@ -798,15 +802,15 @@ struct signer {
 	atomic_int calls;
 };
 
+/* A DeviceCheck token: opened, signed and wiped on every call. */
 static int
-build_claims(const struct key_record *rec, int64_t now, json_t **header,
-    json_t **claims, void *arg)
+sign_one(struct vault *v, const char *app, struct vault_token *tok)
 {
-	(void)arg;
-	*header = json_pack("{s:s, s:s}", "alg", "ES256", "kid", rec->key_id);
-	*claims = json_pack("{s:s, s:I}", "iss", rec->team_id, "iat",
-	    (json_int_t)now);
-	return *header != NULL && *claims != NULL ? 0 : P8V_ERR_ALLOC;
+	struct keeper_profile f;
+
+	memset(&f, 0, sizeof(f));
+	f.kind = KEEPER_PROFILE_DEVICECHECK;
+	return vault_sign_app(v, app, KEY_ENV_BOTH, &f, "test", tok);
 }
 
 static void *
@@ -822,8 +826,7 @@ signer_main(void *arg)
 		if (i % ROT_RECORDS == ROT_REVOKED)
 			i++;
 		app_name(app, sizeof(app), i++ % ROT_RECORDS);
-		if (vault_sign_app(sg->v, app, KEY_ENV_BOTH, KEY_SERVICE_APNS,
-		    build_claims, NULL, "test", &tok) != 0)
+		if (sign_one(sg->v, app, &tok) != 0)
 			atomic_fetch_add(&sg->failures, 1);
 		vault_token_finish(&tok);
 		atomic_fetch_add(&sg->calls, 1);
@@ -851,8 +854,7 @@ test_set_keyring(void)
 	/* New alone: records are under the old key: refused. */
 	CHECK_ERR(vault_set_keyring(v, ring_new()),
 	    P8V_ERR_MASTER_KEY_MISSING);
-	CHECK_OK(vault_sign_app(v, "app-001", KEY_ENV_BOTH, KEY_SERVICE_APNS,
-	    build_claims, NULL, "test", &tok));
+	CHECK_OK(sign_one(v, "app-001", &tok));
 	vault_token_finish(&tok);
 	CHECK_ERR(vault_set_keyring(v, NULL), P8V_ERR_INVALID_ARGUMENT);
 
@@ -903,8 +905,7 @@ test_set_keyring(void)
 	/* Now the old key alone is refused: records need the new one. */
 	CHECK_ERR(vault_set_keyring(v, ring_old()),
 	    P8V_ERR_MASTER_KEY_MISSING);
-	CHECK_OK(vault_sign_app(v, "app-002", KEY_ENV_BOTH, KEY_SERVICE_APNS,
-	    build_claims, NULL, "test", &tok));
+	CHECK_OK(sign_one(v, "app-002", &tok));
 	vault_token_finish(&tok);
 	vault_destroy(v);
 	store_close(s);

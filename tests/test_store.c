@@ -844,7 +844,7 @@ check_keys(struct store *s, const struct master_keyring *ring, char **log)
 	REQUIRE((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
 	REQUIRE((saved = dup(2)) >= 0);
 	REQUIRE(dup2(fd, 2) == 2);
-	r = store_master_keys_check(s, ring);
+	r = tsu_keys_check(s, ring);
 	fflush(stderr);
 	REQUIRE(dup2(saved, 2) == 2);
 	close(saved);
@@ -905,13 +905,13 @@ test_master_keys(void)
 
 	REQUIRE(d != NULL);
 	s = tsu_store(d, 0);
-	CHECK_ERR(store_master_keys_check(s, empty), P8V_ERR_NO_MASTER_KEY);
-	CHECK_ERR(store_master_keys_check(s, NULL), P8V_ERR_INVALID_ARGUMENT);
+	CHECK_ERR(tsu_keys_check(s, empty), P8V_ERR_NO_MASTER_KEY);
+	CHECK_ERR(tsu_keys_check(s, NULL), P8V_ERR_INVALID_ARGUMENT);
 	/* A fresh store records the key. */
 	CHECK_OK(check_keys(s, r1, &log));
 	CHECK(strstr(log, id1) != NULL);
 	free(log);
-	CHECK_OK(store_master_keys_check(s, r1));
+	CHECK_OK(tsu_keys_check(s, r1));
 	store_close(s);
 
 	/* Reopened with a wrong key: refused at once, with both ids named
@@ -927,8 +927,8 @@ test_master_keys(void)
 	CHECK(strstr(log, rawhex) == NULL);
 	free(log);
 	/* ... and it was not recorded by the refusal. */
-	CHECK_ERR(store_master_keys_check(s, r3), P8V_ERR_MASTER_KEY_MISMATCH);
-	CHECK_ERR(store_master_keys_check(s, r34), P8V_ERR_MASTER_KEY_MISMATCH);
+	CHECK_ERR(tsu_keys_check(s, r3), P8V_ERR_MASTER_KEY_MISMATCH);
+	CHECK_ERR(tsu_keys_check(s, r34), P8V_ERR_MASTER_KEY_MISMATCH);
 
 	/* The right key with a new one: the new one is accepted. */
 	CHECK_OK(check_keys(s, r12, &log));
@@ -937,20 +937,20 @@ test_master_keys(void)
 	CHECK(strstr(log, "rotation") != NULL);
 	free(log);
 	/* Now key 2 alone is enough, key 1 alone too. */
-	CHECK_OK(store_master_keys_check(s, r2));
-	CHECK_OK(store_master_keys_check(s, r1));
-	CHECK_ERR(store_master_keys_check(s, r3), P8V_ERR_MASTER_KEY_MISMATCH);
+	CHECK_OK(tsu_keys_check(s, r2));
+	CHECK_OK(tsu_keys_check(s, r1));
+	CHECK_ERR(tsu_keys_check(s, r3), P8V_ERR_MASTER_KEY_MISMATCH);
 
 	/* A recorded id whose check value differs: refused even next to a
 	 * matching key. */
 	CHECK_OK(store_write(s, forge_mk,
 	    (void *)master_keyring_get(r14, 1)));
-	CHECK_ERR(store_master_keys_check(s, r14), P8V_ERR_MASTER_KEY_MISMATCH);
+	CHECK_ERR(tsu_keys_check(s, r14), P8V_ERR_MASTER_KEY_MISMATCH);
 	/* A malformed entry. */
 	CHECK_OK(store_write(s, short_mk, NULL));
-	CHECK_ERR(store_master_keys_check(s, r1), P8V_ERR_INTEGRITY);
+	CHECK_ERR(tsu_keys_check(s, r1), P8V_ERR_INTEGRITY);
 	CHECK_OK(store_write(s, del_short_mk, NULL));
-	CHECK_OK(store_master_keys_check(s, r1));
+	CHECK_OK(tsu_keys_check(s, r1));
 	store_close(s);
 
 	tu_rmtree(d);

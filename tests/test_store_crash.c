@@ -73,7 +73,7 @@ writer(const char *dir, unsigned first, int fd)
 	uint8_t payload[TSU_PAYLOAD_BYTES];
 	unsigned n;
 
-	if (store_open(dir, &o, &s) != 0 || store_master_keys_check(s, ring) != 0)
+	if (store_open(dir, &o, &s) != 0 || tsu_keys_check(s, ring) != 0)
 		_exit(2);
 	for (n = first; n < first + CRASH_STRIDE; n++) {
 		tsu_record(&rec, CRASH_APP, n);
@@ -220,7 +220,7 @@ main(void)
 	ring = tsu_ring(mk_seed, 1);
 	s = tsu_store(dir, 0);
 	CHECK_OK(store_maintain(s, &cleared));
-	CHECK_OK(store_master_keys_check(s, ring));
+	CHECK_OK(tsu_keys_check(s, ring));
 	c.ring = ring;
 	c.acked = &acked;
 	CHECK_OK(store_read(s, check_txn, &c));

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "crypto/envelope.h"
 #include "crypto/secmem.h"
+#include "store/masterkeys.h"
 
 void
 tsu_raw_key(uint8_t raw[MASTER_KEY_BYTES], unsigned seed)
@@ -157,4 +158,21 @@ tsu_store(const char *dir, uint64_t initial_map)
 		exit(1);
 	}
 	return s;
+}
+
+int
+tsu_keys_check(struct store *s, const struct master_keyring *ring)
+{
+	struct store_master_key_check keys[MASTER_KEYRING_MAX];
+	size_t i, n = ring != NULL ? master_keyring_count(ring) : 0;
+
+	memset(keys, 0, sizeof(keys));
+	for (i = 0; i < n && i < MASTER_KEYRING_MAX; i++) {
+		const struct master_key *mk = master_keyring_get(ring, i);
+
+		memcpy(keys[i].id_hex, master_key_id_hex(mk), MASTER_KEY_ID_HEX);
+		memcpy(keys[i].check, master_key_check(mk),
+		    MASTER_KEY_CHECK_BYTES);
+	}
+	return store_master_keys_check(s, ring != NULL ? keys : NULL, n);
 }

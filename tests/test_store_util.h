@@ -46,4 +46,8 @@ int tsu_open(const struct key_record *rec, const struct master_keyring *ring,
  * exits on failure. */
 struct store *tsu_store(const char *dir, uint64_t initial_map);
 
+/* store_master_keys_check with the ids and check values of ring's keys
+ * (what the vault passes from its keeper's status). */
+int tsu_keys_check(struct store *s, const struct master_keyring *ring);
+
 #endif /* P8V_TESTS_TEST_STORE_UTIL_H */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "crypto/secmem.h"
 #include "tests/check.h"
@@ -41,7 +42,7 @@ mint(void *arg, enum vault_mint_reason why, struct tokcache_minted *m)
 	if ((m->token = strdup(mint_with)) == NULL)
 		return P8V_ERR_ALLOC;
 	m->issued_at = 1700000000;
-	m->boot_ns = tokcache_boot_now_ns();
+	m->boot_ns = clock_boot_now_ns();
 	return 0;
 }
 
@@ -82,7 +83,7 @@ test_token_chars(void)
 		 * entry has no token, so a request mints. */
 		set_id(&id, 2 * i + 1);
 		r = tokcache_seed(tc, &id, cases[i].token, 1700000000,
-		    tokcache_boot_now_ns());
+		    clock_boot_now_ns());
 		CHECKF(r == cases[i].want, "seed %zu: %s", i, p8v_errname(r));
 		mint_with = "new.token.x";
 		memset(&out, 0, sizeof(out));

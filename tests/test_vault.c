@@ -23,12 +23,14 @@
  * - vault_sign_app: builder, service bit, kid guard, counters.
  * - no guarded block outlives the vaults (VmLck balance).
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -42,8 +44,11 @@
 #include "crypto/masterkey.h"
 #include "crypto/p8.h"
 #include "crypto/secmem.h"
+#include "keeper/keeper.h"
+#include "keeper/keeper_test.h"
 #include "store/audit.h"
 #include "store/cache.h"
+#include "store/masterkeys.h"
 #include "store/records.h"
 #include "store/store.h"
 #include "tests/check.h"
@@ -155,16 +160,25 @@ struct tv {
 	uint8_t mk[MASTER_KEY_BYTES];
 };
 
-static struct master_keyring *
-ring_of(const uint8_t raw[MASTER_KEY_BYTES])
+/* A keeper holding the master key of raw. */
+static struct keeper *
+keeper_of(const uint8_t raw[MASTER_KEY_BYTES])
 {
-	struct master_keyring *ring = NULL;
-	struct master_key *mk = NULL;
+	struct keeper *k = NULL;
 
-	REQUIRE(master_key_create(raw, MASTER_KEY_BYTES, &mk) == 0);
-	REQUIRE(master_keyring_create(&ring) == 0);
-	REQUIRE(master_keyring_add(ring, mk) == 0);
-	return ring;
+	REQUIRE(keeper_create(&k) == 0);
+	REQUIRE(keeper_test_add_raw(k, raw, MASTER_KEY_BYTES, NULL) == 0);
+	return k;
+}
+
+/* The id of k's primary master key (static buffer). */
+static const char *
+primary_hex(struct keeper *k)
+{
+	static struct keeper_status st;
+
+	REQUIRE(keeper_status(k, &st) == 0 && st.n > 0);
+	return st.keys[st.primary].id_hex;
 }
 
 static int
@@ -172,7 +186,7 @@ tv_reopen(struct tv *t, const struct vault_options *opts)
 {
 	vault_destroy(t->v);
 	t->v = NULL;
-	return vault_create(t->store, ring_of(t->mk), opts, &t->v);
+	return vault_create(t->store, keeper_of(t->mk), opts, &t->v);
 }
 
 static void
@@ -473,7 +487,7 @@ test_options(void)
 		CHECK_ERR(tv_reopen(&t, &opts), cases[i].want);
 		CHECKF((t.v != NULL) == (cases[i].want == 0), "case %zu", i);
 	}
-	CHECK_ERR(vault_create(NULL, ring_of(t.mk), NULL, &t.v),
+	CHECK_ERR(vault_create(NULL, keeper_of(t.mk), NULL, &t.v),
 	    P8V_ERR_INVALID_ARGUMENT);
 	/* A ring whose key the store has never seen. */
 	{
@@ -481,7 +495,7 @@ test_options(void)
 		struct vault *v = NULL;
 
 		REQUIRE(secmem_random(other, sizeof(other)) == 0);
-		CHECK_ERR(vault_create(t.store, ring_of(other), NULL, &v),
+		CHECK_ERR(vault_create(t.store, keeper_of(other), NULL, &v),
 		    P8V_ERR_MASTER_KEY_MISMATCH);
 		CHECK(v == NULL);
 	}
@@ -536,7 +550,7 @@ test_upload_meta(void)
 	CHECK_STR(json_string_value(json_object_get(jwk, "kid")), "KEY0000001");
 	CHECK_STR(json_string_value(json_object_get(jwk, "crv")), "P-256");
 	CHECK_STR(meta_str(meta, "master_key_id"),
-	    master_key_id_hex(master_keyring_primary(t.v->ring->keys)));
+	    primary_hex(t.v->keeper));
 	REQUIRE(vault_time_rfc3339(WALL_START, want_time) == 0);
 	CHECK_STR(want_time, "2027-01-15T08:00:00Z");
 	CHECK_STR(meta_str(meta, "created_at"), want_time);
@@ -1374,8 +1388,7 @@ test_apns_persisted_sealed(void)
 static void
 test_master_keys(void)
 {
-	struct master_keyring *ring;
-	struct master_key *mk;
+	struct keeper *ring;
 	struct vault_token tok;
 	struct tkey a, b;
 	struct tv t;
@@ -1391,15 +1404,14 @@ test_master_keys(void)
 	CHECK_OK(apns(&t, "app", KEY_ENV_PRODUCTION, &tok));
 	vault_token_finish(&tok);
 	snprintf(first_id, sizeof(first_id), "%s",
-	    master_key_id_hex(master_keyring_primary(t.v->ring->keys)));
+	    primary_hex(t.v->keeper));
 
 	/* Rotation: old and new key loaded, the new one primary. */
 	REQUIRE(secmem_random(second, sizeof(second)) == 0);
-	ring = ring_of(t.mk);
-	REQUIRE(master_key_create(second, sizeof(second), &mk) == 0);
-	REQUIRE(master_keyring_add(ring, mk) == 0);
+	ring = keeper_of(t.mk);
+	REQUIRE(keeper_test_add_raw(ring, second, sizeof(second), NULL) == 0);
 	snprintf(second_id, sizeof(second_id), "%s",
-	    master_key_id_hex(master_keyring_primary(ring)));
+	    primary_hex(ring));
 	CHECK(strcmp(first_id, second_id) != 0);
 	vault_destroy(t.v);
 	CHECK_OK(vault_create(t.store, ring, NULL, &t.v));
@@ -1424,9 +1436,9 @@ test_master_keys(void)
 		gen_ec(&c);
 		/* A third key added as primary: C is sealed under it. */
 		REQUIRE(secmem_random(first, sizeof(first)) == 0);
-		ring = ring_of(second);
-		REQUIRE(master_key_create(first, sizeof(first), &mk) == 0);
-		REQUIRE(master_keyring_add(ring, mk) == 0);
+		ring = keeper_of(second);
+		REQUIRE(keeper_test_add_raw(ring, first, sizeof(first),
+		    NULL) == 0);
 		vault_destroy(t.v);
 		CHECK_OK(vault_create(t.store, ring, NULL, &t.v));
 		upload_ok(&t, "app2", "KEYCCCCCCC", team_b, &c,
@@ -1446,33 +1458,18 @@ test_master_keys(void)
 
 /* --- vault_sign_app --- */
 
-static int
-build_devicecheck(const struct key_record *rec, int64_t now, json_t **header,
-    json_t **claims, void *arg)
+/* The fields of a devicecheck token (no fields: iss and iat only). */
+static void
+devicecheck(struct keeper_profile *f)
 {
-	const char *kid = arg != NULL ? arg : rec->key_id;
-
-	*header = json_pack("{s:s, s:s}", "alg", "ES256", "kid", kid);
-	*claims = json_pack("{s:s, s:I, s:I}", "iss", rec->team_id,
-	    "iat", (json_int_t)now, "exp", (json_int_t)(now + 600));
-	return *header != NULL && *claims != NULL ? 0 : P8V_ERR_ALLOC;
-}
-
-static int
-build_refuse(const struct key_record *rec, int64_t now, json_t **header,
-    json_t **claims, void *arg)
-{
-	(void)rec;
-	(void)now;
-	(void)header;
-	(void)claims;
-	(void)arg;
-	return P8V_ERR_BAD_FIELD;
+	memset(f, 0, sizeof(*f));
+	f->kind = KEEPER_PROFILE_DEVICECHECK;
 }
 
 static void
 test_sign_app(void)
 {
+	struct keeper_profile f;
 	struct vault_token tok;
 	struct vault_stats st;
 	struct tkey a, b;
@@ -1484,34 +1481,41 @@ test_sign_app(void)
 	gen_ec(&b);
 	CHECK_OK(upload(&t, "app", "KEYAAAAAAA", team_a, &a, KEY_ENV_BOTH,
 	    KEY_SERVICE_APNS | KEY_SERVICE_DEVICECHECK, 1, NULL, NULL));
-	CHECK_OK(vault_sign_app(t.v, "app", KEY_ENV_BOTH,
-	    KEY_SERVICE_DEVICECHECK, build_devicecheck, NULL, "svc", &tok));
+	devicecheck(&f);
+	CHECK_OK(vault_sign_app(t.v, "app", KEY_ENV_BOTH, &f, "svc", &tok));
 	REQUIRE(tok.token != NULL);
 	CHECK_OK(jwt_verify_es256(a.pub, tok.token, strlen(tok.token)));
 	REQUIRE(jwt_parts(tok.token, &header, &claims) == 0);
 	CHECK_STR(header, "{\"alg\":\"ES256\",\"kid\":\"KEYAAAAAAA\"}");
 	CHECK_INT(tok.issued_at, fake_wall_s);
-	CHECK_INT(tok.expires_at, fake_wall_s + 600);
+	/* No exp: Apple takes it for an hour. */
+	CHECK_INT(tok.expires_at, fake_wall_s + VAULT_APNS_LIFETIME_S);
 	CHECK_INT(tok.minted, 1);
 	free(header);
 	free(claims);
 	vault_token_finish(&tok);
 
-	/* Not uploaded for the service; a builder's refusal; a kid that is
-	 * not the record's. */
-	CHECK_ERR(vault_sign_app(t.v, "app", KEY_ENV_BOTH, KEY_SERVICE_MUSICKIT,
-	    build_devicecheck, NULL, "svc", &tok), P8V_ERR_SERVICE_NOT_ALLOWED);
-	CHECK_ERR(vault_sign_app(t.v, "app", KEY_ENV_BOTH,
-	    KEY_SERVICE_DEVICECHECK, build_refuse, NULL, "svc", &tok),
-	    P8V_ERR_BAD_FIELD);
-	CHECK_ERR(vault_sign_app(t.v, "app", KEY_ENV_BOTH,
-	    KEY_SERVICE_DEVICECHECK, build_devicecheck, "KEYBBBBBBB", "svc",
-	    &tok), P8V_ERR_INVALID_ARGUMENT);
-	CHECK_ERR(vault_sign_app(t.v, "app", KEY_ENV_BOTH,
-	    KEY_SERVICE_DEVICECHECK | KEY_SERVICE_APNS, build_devicecheck,
-	    NULL, "svc", &tok), P8V_ERR_INVALID_ARGUMENT);
-	CHECK_ERR(vault_sign_app(t.v, "none", KEY_ENV_BOTH,
-	    KEY_SERVICE_DEVICECHECK, build_devicecheck, NULL, "svc", &tok),
+	/* Not uploaded for the service; fields the keeper refuses (a
+	 * lifetime devicecheck does not take, a subject it does not take);
+	 * an unknown profile; an unknown app. */
+	f.kind = KEEPER_PROFILE_MUSICKIT;
+	f.expires_in = 3600;
+	CHECK_ERR(vault_sign_app(t.v, "app", KEY_ENV_BOTH, &f, "svc", &tok),
+	    P8V_ERR_SERVICE_NOT_ALLOWED);
+	devicecheck(&f);
+	f.expires_in = 600;
+	CHECK_ERR(vault_sign_app(t.v, "app", KEY_ENV_BOTH, &f, "svc", &tok),
+	    P8V_ERR_INVALID_ARGUMENT);
+	devicecheck(&f);
+	snprintf(f.subject, sizeof(f.subject), "%s", "com.example");
+	CHECK_ERR(vault_sign_app(t.v, "app", KEY_ENV_BOTH, &f, "svc", &tok),
+	    P8V_ERR_INVALID_ARGUMENT);
+	devicecheck(&f);
+	f.kind = KEEPER_PROFILES;
+	CHECK_ERR(vault_sign_app(t.v, "app", KEY_ENV_BOTH, &f, "svc", &tok),
+	    P8V_ERR_INVALID_ARGUMENT);
+	devicecheck(&f);
+	CHECK_ERR(vault_sign_app(t.v, "none", KEY_ENV_BOTH, &f, "svc", &tok),
 	    P8V_ERR_APP_NOT_FOUND);
 	CHECK(tok.token == NULL);
 	vault_stats(t.v, &st);
@@ -1522,6 +1526,147 @@ test_sign_app(void)
 	check_audit(&t, "key.upload");
 	tkey_free(&a);
 	tkey_free(&b);
+	tv_close(&t);
+}
+
+/* --- the wrap budget --- */
+
+struct wraps {
+	const uint8_t *id;
+	uint64_t set, got;
+};
+
+static int
+wraps_get_txn(struct store_txn *txn, void *arg)
+{
+	struct wraps *w = arg;
+
+	return store_master_key_wraps(txn, w->id, &w->got);
+}
+
+static int
+wraps_set_txn(struct store_txn *txn, void *arg)
+{
+	struct wraps *w = arg;
+	uint64_t now = 0;
+	int r;
+
+	if ((r = store_master_key_wraps(txn, w->id, &now)) != 0)
+		return r;
+	return store_master_key_wraps_add(txn, w->id, w->set - now, NULL);
+}
+
+static uint64_t
+wraps_of(struct tv *t, const uint8_t *id)
+{
+	struct wraps w = { id, 0, 0 };
+
+	REQUIRE(store_read(t->store, wraps_get_txn, &w) == 0);
+	return w.got;
+}
+
+/* Run fn with stderr (the log) in a file; the file's text (malloc'd). */
+static char *
+logged(void (*fn)(struct tv *, void *), struct tv *t, void *arg)
+{
+	char path[4096];
+	uint8_t *text = NULL;
+	size_t len = 0;
+	int fd, saved;
+
+	snprintf(path, sizeof(path), "%s/log", t->dir);
+	fflush(stderr);
+	REQUIRE((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+	REQUIRE((saved = dup(2)) >= 0);
+	REQUIRE(dup2(fd, 2) == 2);
+	close(fd);
+	log_set_level(LOG_LEVEL_WARN);
+	fn(t, arg);
+	log_set_level(LOG_LEVEL_ERROR);
+	fflush(stderr);
+	REQUIRE(dup2(saved, 2) == 2);
+	close(saved);
+	REQUIRE(tu_read_file(path, &text, &len) == 0);
+	text = realloc(text, len + 1);
+	REQUIRE(text != NULL);
+	text[len] = '\0';
+	return (char *)text;
+}
+
+static void
+upload_c(struct tv *t, void *arg)
+{
+	upload_ok(t, "app", "KEYCCCCCCC", team_a, arg, KEY_ENV_PRODUCTION, 0);
+}
+
+static void
+activate_c(struct tv *t, void *arg)
+{
+	json_t *meta = NULL;
+
+	(void)arg;
+	CHECK_OK(vault_key_activate(t->v, "app", "KEYCCCCCCC", "cli", &meta));
+	json_decref(meta);
+}
+
+/*
+ * Every new envelope counts against its master key, in the transaction
+ * that stores it: an upload, the re-seals of a change (the key and the
+ * one it demotes), an APNs token's copy. Past 2^30 a warning names the
+ * key.
+ */
+static void
+test_wrap_budget(void)
+{
+	struct keeper_status st;
+	struct vault_token tok;
+	struct tkey a, b, c;
+	struct wraps w;
+	struct tv t;
+	json_t *meta = NULL;
+	char *log;
+	const uint8_t *id;
+
+	tv_open(&t);
+	REQUIRE(keeper_status(t.v->keeper, &st) == 0);
+	id = st.keys[st.primary].id;
+	CHECK_INT(wraps_of(&t, id), 0);
+	gen_ec(&a);
+	gen_ec(&b);
+	gen_ec(&c);
+	upload_ok(&t, "app", "KEYAAAAAAA", team_a, &a, KEY_ENV_PRODUCTION, 1);
+	CHECK_INT(wraps_of(&t, id), 1);
+	/* B active: A demoted, re-sealed; B's own seal. */
+	upload_ok(&t, "app", "KEYBBBBBBB", team_a, &b, KEY_ENV_PRODUCTION, 1);
+	CHECK_INT(wraps_of(&t, id), 3);
+	/* An APNs token's sealed copy. */
+	CHECK_OK(apns(&t, "app", KEY_ENV_PRODUCTION, &tok));
+	vault_token_finish(&tok);
+	CHECK_INT(wraps_of(&t, id), 4);
+	/* A revocation seals nothing. */
+	CHECK_OK(vault_key_revoke(t.v, "app", "KEYAAAAAAA", "cli", &meta));
+	json_decref(meta);
+	CHECK_INT(wraps_of(&t, id), 4);
+
+	/* Just below the mark: the upload that passes it warns. */
+	w.id = id;
+	w.set = STORE_MASTER_KEY_WRAPS_WARN - 1;
+	REQUIRE(store_write(t.store, wraps_set_txn, &w) == 0);
+	log = logged(upload_c, &t, &c);
+	CHECK_INT(wraps_of(&t, id), STORE_MASTER_KEY_WRAPS_WARN);
+	CHECKF(strstr(log, "master_key_wrap_budget") != NULL &&
+	    strstr(log, st.keys[st.primary].id_hex) != NULL,
+	    "no wrap budget warning: %s", log);
+	free(log);
+	/* Past it, the next wraps do not warn again (until 2^20 more). */
+	log = logged(activate_c, &t, NULL);
+	CHECK_INT(wraps_of(&t, id), STORE_MASTER_KEY_WRAPS_WARN + 2);
+	CHECKF(strstr(log, "master_key_wrap_budget") == NULL,
+	    "warned twice: %s", log);
+	free(log);
+	tkey_free(&a);
+	tkey_free(&b);
+	tkey_free(&c);
 	tv_close(&t);
 }
 
@@ -1608,6 +1753,7 @@ main(void)
 	test_apns_persisted_sealed();
 	test_master_keys();
 	test_sign_app();
+	test_wrap_budget();
 	test_real_clocks();
 
 	if (LOCKED_KB_WORKS)

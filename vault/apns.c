@@ -1,65 +1,33 @@
 /*
- * apns.c: APNs provider tokens: choosing the key, minting (unseal, sign,
- * wipe), and the sealed copy of each token in the store's cache database
- * that lets a restarted daemon serve the same token instead of minting a
- * new one (which APNs would count as a token update).
- *
- * Persisted blob, under "apns/<team>/<key id>/<fingerprint>":
- *
- *   off  len  field
- *   0    1    format = 0x01
- *   1    8    iat (u64 big-endian, seconds since the epoch)
- *   9    16   boot id of the mint (/proc/sys/kernel/random/boot_id)
- *   25   8    CLOCK_BOOTTIME of the mint (u64 big-endian, nanoseconds)
- *   33   n    envelope (crypto/envelope.h) of the token's bytes
- *
- *   AAD = "p8vault apns token v1" || 0x00 || store key || 0x00 || bytes 0..33
- *
- * so a blob copied under another key, or with its iat or boot fields
- * changed, fails to open and is dropped.
+ * apns.c: APNs provider tokens: choosing the key, having the keeper mint
+ * one (it signs and seals the token's persisted copy: the blob format is
+ * in keeper/keeper_apns.c), storing that copy in the store's cache
+ * database, and loading the copies at start-up, so that a restarted daemon
+ * serves the same token instead of minting a new one (which APNs would
+ * count as a token update).
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "crypto/envelope.h"
-#include "crypto/jwt.h"
 #include "crypto/secmem.h"
+#include "keeper/keeper.h"
 #include "store/audit.h"
 #include "store/cache.h"
 #include "vault/tokcache.h"
 #include "vault/vault.h"
 #include "vault/vault_internal.h"
 
-#define APNS_BLOB_FORMAT 1
-#define APNS_BLOB_HEADER_BYTES (1 + 8 + VAULT_BOOT_ID_BYTES + 8)
-#define APNS_BLOB_AAD_LABEL "p8vault apns token v1"
-/* Label, NUL, store key, NUL, blob header. */
-#define APNS_BLOB_AAD_BYTES (sizeof(APNS_BLOB_AAD_LABEL) + \
-    TOKCACHE_KEY_BYTES + APNS_BLOB_HEADER_BYTES)
+_Static_assert(TOKCACHE_KEY_BYTES == KEEPER_APNS_KEY_BYTES,
+    "the keeper files a token's copy where the cache looks for it");
 
 static const char *const reject_names[] = {
 	[VAULT_REJECT_NONE] = "none",
 	[VAULT_REJECT_EXPIRED] = "ExpiredProviderToken",
 	[VAULT_REJECT_INVALID] = "InvalidProviderToken",
 };
-
-/* The AAD of a blob stored under key with header hdr; returns its length. */
-static size_t
-blob_aad(const char *key, const uint8_t hdr[APNS_BLOB_HEADER_BYTES],
-    uint8_t aad[APNS_BLOB_AAD_BYTES])
-{
-	size_t o = 0, n;
-
-	memcpy(aad, APNS_BLOB_AAD_LABEL, sizeof(APNS_BLOB_AAD_LABEL));
-	o += sizeof(APNS_BLOB_AAD_LABEL); /* with its NUL */
-	n = strlen(key) + 1;
-	memcpy(aad + o, key, n);
-	o += n;
-	memcpy(aad + o, hdr, APNS_BLOB_HEADER_BYTES);
-	return o + APNS_BLOB_HEADER_BYTES;
-}
 
 /* --- minting --- */
 
@@ -76,10 +44,7 @@ struct mint {
 	const struct key_record *rec;   /* loaded once read */
 	const char *actor;
 	/* for the persisting transaction */
-	const char *key;
-	const uint8_t *blob;
-	size_t blob_len;
-	int64_t issued_at;
+	const struct keeper_apns_token *minted;
 	enum vault_mint_reason why;
 };
 
@@ -108,16 +73,18 @@ persist_txn(struct store_txn *txn, void *arg)
 	if (strcmp(cur.fingerprint, m->rec->fingerprint) != 0 ||
 	    strcmp(cur.team_id, m->rec->team_id) != 0)
 		goto out;
-	if ((r = store_cache_put(txn, m->key,
-	    m->issued_at + VAULT_APNS_LIFETIME_S, m->blob, m->blob_len)) != 0)
+	if ((r = store_cache_put(txn, m->minted->cache_key,
+	    m->minted->t.issued_at + VAULT_APNS_LIFETIME_S, m->minted->blob,
+	    m->minted->blob_len)) != 0 ||
+	    (r = vault_count_wraps(txn, m->minted->mk_id, 1)) != 0)
 		goto out;
 	r = P8V_ERR_ALLOC;
-	if ((ev = vault_audit_event(m->issued_at, m->actor, "apns.mint",
-	    m->rec, "ok")) == NULL ||
+	if ((ev = vault_audit_event(m->minted->t.issued_at, m->actor,
+	    "apns.mint", m->rec, "ok")) == NULL ||
 	    json_object_set_new(ev, "reason",
 	    json_string(vault_mint_reason_name(m->why))) != 0 ||
 	    json_object_set_new(ev, "issued_at",
-	    json_integer((json_int_t)m->issued_at)) != 0)
+	    json_integer((json_int_t)m->minted->t.issued_at)) != 0)
 		goto out;
 	r = store_audit_append(txn, ev, NULL);
  out:
@@ -126,25 +93,24 @@ persist_txn(struct store_txn *txn, void *arg)
 	return r;
 }
 
-/* tokcache_mint_fn: sign a new token for m->rec, persist it, audit it. */
+/* tokcache_mint_fn: have the keeper sign a new token for m->rec and seal
+ * its copy; persist it, audit it. */
 static int
 mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 {
 	struct mint *m = arg;
-	struct vault_ring *ring = NULL;
-	const struct master_key *mk;
+	struct keeper_apns_token kt;
+	struct keeper_record kr;
+	enum keeper_step step = KEEPER_STEP_NONE;
 	struct tokcache_id id;
 	char key[TOKCACHE_KEY_BYTES];
+	uint8_t *aad = NULL;
+	size_t aad_len = 0;
 	int found = 0;
-	uint8_t aad[APNS_BLOB_AAD_BYTES];
-	uint8_t *env = NULL, *blob = NULL;
-	size_t env_len = 0, aad_len;
-	json_t *header = NULL, *claims = NULL;
-	char *token = NULL;
-	int64_t now, boot_ns;
 	int r = P8V_ERR_ALLOC;
 
 	memset(out, 0, sizeof(*out));
+	memset(&kt, 0, sizeof(kt));
 	/* The record, vouched for: still the key the token is filed under
 	 * (else a commit moved the app to another key in between: refused as
 	 * persist_txn refuses a key replaced during the mint). */
@@ -162,71 +128,39 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	    strcmp(id.key_id, m->id->key_id) != 0 ||
 	    strcmp(id.team_id, m->id->team_id) != 0)
 		goto out;
-	r = P8V_ERR_ALLOC;
-	/* Both clocks at the same moment: iat for Apple, boottime for age. */
-	now = tokcache_wall_now();
-	boot_ns = tokcache_boot_now_ns();
-	/* Exactly Apple's header and claims, from the record's validated
-	 * fields; nothing from the caller. */
-	if ((header = json_pack("{s:s, s:s}", "alg", "ES256",
-	    "kid", m->rec->key_id)) == NULL ||
-	    (claims = json_pack("{s:s, s:I}", "iss", m->rec->team_id,
-	    "iat", (json_int_t)now)) == NULL)
+	if ((r = key_record_aad(m->rec, &aad, &aad_len)) != 0) {
+		vault_log_unusable(m->rec, "aad", r);
 		goto out;
-	if ((r = vault_sign_record(m->v, m->rec, header, claims, &token)) != 0)
-		goto out;
-
-	r = P8V_ERR_NO_MASTER_KEY;
-	ring = vault_ring_get(m->v);
-	if ((mk = master_keyring_primary(ring->keys)) == NULL)
-		goto out;
-	r = P8V_ERR_ALLOC;
-	if ((blob = malloc(APNS_BLOB_HEADER_BYTES)) == NULL)
-		goto out;
-	blob[0] = APNS_BLOB_FORMAT;
-	store_put_u64(blob + 1, (uint64_t)now);
-	memcpy(blob + 9, m->v->boot_id, VAULT_BOOT_ID_BYTES);
-	store_put_u64(blob + 9 + VAULT_BOOT_ID_BYTES, (uint64_t)boot_ns);
-	tokcache_key(&id, key);
-	aad_len = blob_aad(key, blob, aad);
-	if ((r = envelope_seal(mk, aad, aad_len, (const uint8_t *)token,
-	    strlen(token), &env, &env_len)) != 0)
-		goto out;
-	r = P8V_ERR_ALLOC;
-	{
-		uint8_t *grown = realloc(blob, APNS_BLOB_HEADER_BYTES + env_len);
-
-		if (grown == NULL)
-			goto out;
-		blob = grown;
 	}
-	memcpy(blob + APNS_BLOB_HEADER_BYTES, env, env_len);
-
-	m->key = key;
-	m->blob = blob;
-	m->blob_len = APNS_BLOB_HEADER_BYTES + env_len;
-	m->issued_at = now;
+	/* The keeper builds exactly Apple's header and claims from the
+	 * record's authenticated fields and its own clock; nothing from the
+	 * caller. */
+	vault_keeper_record(m->rec, aad, aad_len, &kr);
+	if ((r = keeper_sign_apns(m->v->keeper, &kr, m->v->boot_id, &kt,
+	    &step)) != 0) {
+		if (step != KEEPER_STEP_NONE)
+			vault_log_unusable(m->rec, keeper_step_name(step), r);
+		goto out;
+	}
+	/* Filed where the cache files it: the same record, the same key. */
+	tokcache_key(&id, key);
+	r = P8V_ERR_INTEGRITY;
+	if (strcmp(key, kt.cache_key) != 0)
+		goto out;
+	m->minted = &kt;
 	m->why = why;
 	/* No token leaves the vault unless its mint is on record. */
 	if ((r = store_write(m->v->store, persist_txn, m)) != 0)
 		goto out;
-	out->token = token;
-	token = NULL;
-	out->issued_at = now;
-	out->boot_ns = boot_ns;
+	out->token = kt.t.token;
+	kt.t.token = NULL;
+	out->issued_at = kt.t.issued_at;
+	out->boot_ns = kt.boot_ns;
 	r = 0;
  out:
-	m->key = NULL;
-	m->blob = NULL;
-	vault_ring_put(m->v, ring);
-	if (token != NULL) {
-		secmem_wipe(token, strlen(token));
-		free(token);
-	}
-	json_decref(header);
-	json_decref(claims);
-	free(env);
-	free(blob);
+	m->minted = NULL;
+	keeper_apns_token_finish(&kt);
+	free(aad);
 	return r;
 }
 
@@ -321,65 +255,6 @@ vault_apns_forget_memory(struct vault *v, const struct key_record *rec)
 	tokcache_invalidate(v->tokens, &id);
 }
 
-/* --- master-key rotation (vault/rotate.c) --- */
-
-int
-vault_apns_blob_master_key_id(const uint8_t *blob, size_t len,
-    uint8_t id[MASTER_KEY_ID_BYTES])
-{
-	if (blob == NULL || id == NULL || len < APNS_BLOB_HEADER_BYTES ||
-	    blob[0] != APNS_BLOB_FORMAT)
-		return P8V_ERR_INTEGRITY;
-	return envelope_master_key_id(blob + APNS_BLOB_HEADER_BYTES,
-	    len - APNS_BLOB_HEADER_BYTES, id);
-}
-
-int
-vault_apns_blob_rewrap(const struct master_keyring *ring,
-    const struct master_key *new_mk, const char *key, const uint8_t *blob,
-    size_t len, uint8_t **out, size_t *out_len)
-{
-	struct tokcache_id id;
-	uint8_t aad[APNS_BLOB_AAD_BYTES];
-	uint8_t *env = NULL, *res = NULL;
-	size_t env_len = 0, aad_len;
-	int r = P8V_ERR_INVALID_ARGUMENT;
-
-	if (out != NULL)
-		*out = NULL;
-	if (out_len != NULL)
-		*out_len = 0;
-	if (ring == NULL || new_mk == NULL || key == NULL || blob == NULL ||
-	    out == NULL || out_len == NULL)
-		goto out;
-	/* The key is part of the AAD: only a well-formed one fits the
-	 * buffer (and only a well-formed one was ever sealed). */
-	r = P8V_ERR_INTEGRITY;
-	if (tokcache_parse_key(key, &id) != 0 ||
-	    len < APNS_BLOB_HEADER_BYTES || blob[0] != APNS_BLOB_FORMAT)
-		goto out;
-	aad_len = blob_aad(key, blob, aad);
-	if ((r = envelope_rewrap(ring, new_mk, aad, aad_len,
-	    blob + APNS_BLOB_HEADER_BYTES, len - APNS_BLOB_HEADER_BYTES,
-	    &env, &env_len)) != 0)
-		goto out;
-	r = P8V_ERR_ALLOC;
-	if ((res = malloc(APNS_BLOB_HEADER_BYTES + env_len)) == NULL)
-		goto out;
-	/* The header (iat, boot id, boot time) is bound by the AAD and
-	 * stays as it is. */
-	memcpy(res, blob, APNS_BLOB_HEADER_BYTES);
-	memcpy(res + APNS_BLOB_HEADER_BYTES, env, env_len);
-	*out = res;
-	*out_len = APNS_BLOB_HEADER_BYTES + env_len;
-	res = NULL;
-	r = 0;
- out:
-	free(res);
-	free(env);
-	return r;
-}
-
 /* --- loading at start-up --- */
 
 struct loaded {
@@ -472,42 +347,27 @@ static int
 load_token(struct vault *v, const struct loaded *it)
 {
 	static const uint8_t unknown[VAULT_BOOT_ID_BYTES];
-	struct vault_ring *ring;
+	struct keeper_apns_blob b;
 	struct tokcache_id id;
-	uint8_t aad[APNS_BLOB_AAD_BYTES];
-	uint8_t *pt = NULL;
-	char *token = NULL;
-	size_t pt_len = 0, aad_len, i;
-	int64_t iat, boot_ns, now_boot, age_ns;
+	int64_t boot_ns, now_boot, age_ns;
 	const char *why = "malformed";
 	int r, drop = 1;
 
-	if (tokcache_parse_key(it->key, &id) != 0 ||
-	    it->len < APNS_BLOB_HEADER_BYTES || it->blob[0] != APNS_BLOB_FORMAT)
+	memset(&b, 0, sizeof(b));
+	if (tokcache_parse_key(it->key, &id) != 0)
 		goto out;
-	aad_len = blob_aad(it->key, it->blob, aad);
-	ring = vault_ring_get(v);
-	r = envelope_open(ring->keys, aad, aad_len,
-	    it->blob + APNS_BLOB_HEADER_BYTES,
-	    it->len - APNS_BLOB_HEADER_BYTES, &pt, &pt_len);
-	vault_ring_put(v, ring);
-	if (r != 0) {
+	if ((r = keeper_apns_blob_open(v->keeper, it->key, it->blob, it->len,
+	    &b)) != 0) {
 		why = p8v_errname(r);
 		goto out;
 	}
-	if (pt_len == 0 || pt_len >= JWT_MAX_TOKEN_BYTES)
-		goto out;
-	for (i = 0; i < pt_len; i++)
-		if (pt[i] < 0x21 || pt[i] > 0x7e)
-			goto out;
-	iat = (int64_t)store_get_u64(it->blob + 1);
-	boot_ns = (int64_t)store_get_u64(it->blob + 9 + VAULT_BOOT_ID_BYTES);
-	now_boot = tokcache_boot_now_ns();
+	boot_ns = b.boot_ns;
+	now_boot = clock_boot_now_ns();
 	if (memcmp(v->boot_id, unknown, VAULT_BOOT_ID_BYTES) != 0 &&
-	    memcmp(it->blob + 9, v->boot_id, VAULT_BOOT_ID_BYTES) == 0) {
+	    memcmp(b.boot_id, v->boot_id, VAULT_BOOT_ID_BYTES) == 0) {
 		age_ns = now_boot - boot_ns;
 	} else {
-		int64_t age_s = tokcache_wall_now() - iat;
+		int64_t age_s = clock_wall_now() - b.issued_at;
 
 		if (age_s < 0 || age_s > v->apns_reuse_s) {
 			why = "stale";
@@ -521,11 +381,7 @@ load_token(struct vault *v, const struct loaded *it)
 		goto out;
 	}
 	why = "no memory";
-	if ((token = secmem_alloc(pt_len + 1)) == NULL)
-		goto out;
-	memcpy(token, pt, pt_len);
-	token[pt_len] = '\0';
-	if (tokcache_seed(v->tokens, &id, token, iat, boot_ns) != 0)
+	if (tokcache_seed(v->tokens, &id, b.token, b.issued_at, boot_ns) != 0)
 		goto out;
 	drop = 0;
  out:
@@ -533,8 +389,7 @@ load_token(struct vault *v, const struct loaded *it)
 		log_fields(LOG_LEVEL_WARN, "apns_cache_dropped",
 		    json_pack("{s:s, s:s}", "entry", it->key, "reason", why),
 		    "persisted APNs token %s dropped: %s", it->key, why);
-	secmem_free(token);
-	secmem_free(pt);
+	keeper_apns_blob_finish(&b);
 	return drop;
 }
 

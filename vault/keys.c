@@ -6,13 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/envelope.h"
 #include "crypto/p8.h"
 #include "crypto/secmem.h"
 #include "store/audit.h"
-#include "store/ids.h"
+#include "common/ids.h"
 #include "vault/tokcache.h"
 #include "vault/vault.h"
 #include "vault/vault_internal.h"
@@ -231,17 +232,29 @@ set_revoked(struct key_record *rec, void *arg)
 	return 0;
 }
 
-/* Demote every key in l to STANDBY (each re-sealed by key_record_update). */
+/* Change a record in txn (key_record_update), re-sealed by the keeper. */
 static int
-demote_all(struct store_txn *txn, const struct master_keyring *ring,
-    const char *app, const struct keylist *l, int64_t now)
+update(struct store_txn *txn, struct keeper *keeper, const char *app,
+    const char *key_id, int64_t now, int (*mutate)(struct key_record *,
+    void *), struct key_record *out)
+{
+	struct vault_reseal rs = { keeper, txn };
+
+	return key_record_update(txn, vault_reseal, &rs, app, key_id, now,
+	    mutate, NULL, out);
+}
+
+/* Demote every key in l to STANDBY (each re-sealed by the keeper). */
+static int
+demote_all(struct store_txn *txn, struct keeper *keeper, const char *app,
+    const struct keylist *l, int64_t now)
 {
 	size_t i;
 	int r;
 
 	for (i = 0; i < l->n; i++)
-		if ((r = key_record_update(txn, ring, app, l->ids[i], now,
-		    set_standby, NULL, NULL)) != 0)
+		if ((r = update(txn, keeper, app, l->ids[i], now, set_standby,
+		    NULL)) != 0)
 			return r;
 	return 0;
 }
@@ -274,8 +287,8 @@ audit_change(struct store_txn *txn, int64_t now, const char *actor,
 
 struct upload {
 	struct vault *v;
-	const struct master_keyring *ring; /* the one that sealed rec */
 	const struct key_record *rec;   /* sealed, ready to store */
+	uint8_t mk_id[MASTER_KEY_ID_BYTES]; /* sealed rec's envelope */
 	const char *actor;
 	int64_t now;
 	/* Results; reset at the start of every run (store_write may re-run). */
@@ -319,10 +332,11 @@ upload_txn(struct store_txn *txn, void *arg)
 		goto out;
 	if (rec->state != KEY_STATE_ACTIVE)
 		keylist_free(&u->scan.demote);
-	if ((r = demote_all(txn, u->ring, rec->app, &u->scan.demote,
+	if ((r = demote_all(txn, u->v->keeper, rec->app, &u->scan.demote,
 	    u->now)) != 0)
 		goto out;
-	if ((r = key_record_put(txn, rec)) != 0)
+	if ((r = key_record_put(txn, rec)) != 0 ||
+	    (r = vault_count_wraps(txn, u->mk_id, 1)) != 0)
 		goto out;
 	if ((r = audit_change(txn, u->now, u->actor, "key.upload", rec,
 	    "created", &u->scan.demote)) != 0)
@@ -349,11 +363,6 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 {
 	struct key_record rec = { 0 };
 	struct upload u;
-	struct vault_ring *ring = NULL;
-	const struct master_key *mk;
-	struct p8_key *key = NULL;
-	uint8_t *scalar = NULL, *aad = NULL;
-	size_t aad_len = 0;
 	uint32_t services;
 	int r = P8V_ERR_INVALID_ARGUMENT;
 
@@ -382,20 +391,6 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	if ((r = vault_actor_valid(up->actor)) != 0)
 		goto out;
 
-	/* The key itself: every P8V_ERR_P8_* goes back unchanged. */
-	if ((r = p8_parse(up->p8, up->p8_len, &key)) != 0)
-		goto out;
-	if ((r = p8_key_public_point(key, rec.public_point)) != 0 ||
-	    (r = p8_public_fingerprint(rec.public_point, rec.fingerprint)) != 0)
-		goto out;
-	r = P8V_ERR_SECMEM;
-	if ((scalar = secmem_alloc_short(P8_SCALAR_BYTES)) == NULL)
-		goto out;
-	if ((r = p8_key_export_scalar(key, scalar)) != 0)
-		goto out;
-	p8_key_destroy(key);
-	key = NULL;
-
 	copy_id(rec.app, sizeof(rec.app), up->app);
 	copy_id(rec.key_id, sizeof(rec.key_id), up->key_id);
 	copy_id(rec.team_id, sizeof(rec.team_id), up->team_id);
@@ -403,25 +398,19 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	rec.environment = up->environment;
 	rec.services = services;
 	rec.state = up->activate ? KEY_STATE_ACTIVE : KEY_STATE_STANDBY;
-	rec.created_at = rec.updated_at = tokcache_wall_now();
+	rec.created_at = rec.updated_at = clock_wall_now();
 	rec.version = 1;
 
-	/* Seal before the transaction: store_write may run its function more
-	 * than once, and a seal draws fresh randomness each time. */
-	r = P8V_ERR_NO_MASTER_KEY;
-	ring = vault_ring_get(v);
-	if ((mk = master_keyring_primary(ring->keys)) == NULL)
+	/* The key itself, parsed, validated and sealed by the keeper (every
+	 * P8V_ERR_P8_* goes back unchanged), which fills in its public point
+	 * and fingerprint. Sealed before the transaction: store_write may run
+	 * its function more than once, and a seal draws fresh randomness
+	 * each time. */
+	if ((r = keeper_seal(v->keeper, up->p8, up->p8_len, &rec,
+	    u.mk_id)) != 0)
 		goto out;
-	if ((r = key_record_aad(&rec, &aad, &aad_len)) != 0)
-		goto out;
-	if ((r = envelope_seal(mk, aad, aad_len, scalar, P8_SCALAR_BYTES,
-	    &rec.envelope, &rec.envelope_len)) != 0)
-		goto out;
-	secmem_free(scalar);
-	scalar = NULL;
 
 	u.v = v;
-	u.ring = ring->keys;
 	u.rec = &rec;
 	u.actor = up->actor;
 	u.now = rec.created_at;
@@ -440,11 +429,6 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 		    key_state_name(rec.state));
 	r = 0;
  out:
-	if (v != NULL)
-		vault_ring_put(v, ring);
-	p8_key_destroy(key);
-	secmem_free(scalar);
-	free(aad);
 	key_record_free(&rec);
 	key_record_free(&u.stored);
 	keylist_free(&u.scan.demote);
@@ -550,7 +534,6 @@ vault_key_list(struct vault *v, const char *app, json_t **array)
 
 struct change {
 	struct vault *v;
-	const struct master_keyring *ring; /* one ring for the whole change */
 	const char *app, *key_id, *actor;
 	int64_t now;
 	/* Results; reset at the start of every run. */
@@ -600,10 +583,10 @@ activate_txn(struct store_txn *txn, void *arg)
 	c->scan.subject = &cur;
 	c->scan.check_material = 0;
 	if ((r = key_record_list(txn, c->app, scan_one, &c->scan)) != 0 ||
-	    (r = demote_all(txn, c->ring, c->app, &c->scan.demote,
+	    (r = demote_all(txn, c->v->keeper, c->app, &c->scan.demote,
 	    c->now)) != 0 ||
-	    (r = key_record_update(txn, c->ring, c->app, c->key_id, c->now,
-	    set_active, NULL, &c->result)) != 0)
+	    (r = update(txn, c->v->keeper, c->app, c->key_id, c->now,
+	    set_active, &c->result)) != 0)
 		goto out;
 	r = audit_change(txn, c->now, c->actor, "key.activate", &c->result,
 	    "ok", &c->scan.demote);
@@ -626,8 +609,8 @@ revoke_txn(struct store_txn *txn, void *arg)
 	/* The tombstone keeps the metadata; the sealed scalar is gone. No
 	 * re-seal is needed (nothing sealed is left), so a record whose
 	 * envelope no longer opens can be revoked too. */
-	if ((r = key_record_update(txn, c->ring, c->app, c->key_id, c->now,
-	    set_revoked, NULL, &c->result)) != 0)
+	if ((r = update(txn, c->v->keeper, c->app, c->key_id, c->now,
+	    set_revoked, &c->result)) != 0)
 		goto out;
 	if ((r = vault_apns_forget_txn(txn, &c->result)) != 0)
 		goto out;
@@ -644,7 +627,6 @@ run_change(struct vault *v, const char *app, const char *key_id,
     int (*fn)(struct store_txn *, void *), const char *event)
 {
 	struct change c;
-	struct vault_ring *ring = NULL;
 	int r = P8V_ERR_INVALID_ARGUMENT;
 
 	memset(&c, 0, sizeof(c));
@@ -660,9 +642,7 @@ run_change(struct vault *v, const char *app, const char *key_id,
 	c.app = app;
 	c.key_id = key_id;
 	c.actor = actor;
-	c.now = tokcache_wall_now();
-	ring = vault_ring_get(v);
-	c.ring = ring->keys;
+	c.now = clock_wall_now();
 	if ((r = store_write(v->store, fn, &c)) != 0)
 		goto out;
 	/* After the commit, outside any transaction (lock order). */
@@ -677,8 +657,6 @@ run_change(struct vault *v, const char *app, const char *key_id,
 		    key_state_name(c.result.state));
 	r = vault_key_meta_json(&c.result, meta);
  out:
-	if (v != NULL)
-		vault_ring_put(v, ring);
 	change_reset(&c);
 	return r;
 }

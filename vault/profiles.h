@@ -3,12 +3,15 @@
  *
  * One kind of .p8 key can be enabled at Apple for several services, each
  * with its own token shape (../shared/APPLE-TOKENS.md). A profile is one
- * such shape: a name, the KEY_SERVICE_* bit the key must carry, a validator
- * for the caller's fields and a builder that makes the JOSE header and the
- * claims from the validated fields, the key record (Key ID, Team ID) and
- * the vault's clock. Nothing a caller sends is copied into a token as
- * given: every member is checked against its own rule first, and the caller
- * never supplies iat (the vault's wall clock does) nor any header member.
+ * such shape: a name, the KEY_SERVICE_* bit the key must carry, rules for
+ * the caller's fields, and how the JOSE header and the claims are made
+ * from the validated fields, the key record's authenticated Key ID and
+ * Team ID, and the keeper's clock (keeper/profile.h holds the rules, the
+ * keeper builds and signs). This file parses the client's JSON into the
+ * keeper's fixed struct keeper_profile; the keeper checks it all again.
+ * Nothing a caller sends is copied into a token as given: every member is
+ * checked against its own rule first, and the caller never supplies iat
+ * nor any header member.
  *
  * A request is a JSON object: {"profile": NAME, ...fields}. The members a
  * profile takes (all others are refused with P8V_ERR_UNKNOWN_FIELD, so a
@@ -63,61 +66,23 @@
 
 #include <jansson.h>
 
+#include "keeper/keeper.h"
 #include "store/records.h"
 #include "vault/vault.h"
 
-/* App Store Connect refuses a token whose exp is more than 20 minutes
- * ahead; the default is that limit (each token is signed per request). */
-#define PROFILE_ASC_EXPIRES_MAX_S (20 * 60)
-/* Sign in with Apple and MusicKit: Apple's limit, 15777000 s (six months). */
-#define PROFILE_APPLE_EXPIRES_MAX_S 15777000
-/* Sign in with Apple: a client secret for a day; servers cache it. */
-#define PROFILE_SIWA_EXPIRES_DEFAULT_S 86400
-/* MusicKit and Maps developer tokens are shipped to browsers and apps, so a
- * leaked one should die soon: one hour unless the caller asks for more. */
-#define PROFILE_PUBLIC_EXPIRES_DEFAULT_S 3600
-/* WeatherKit: Apple documents no limit. Its tokens are bearer credentials
- * for a paid request quota used server to server, so a leak should not
- * outlive a day; a server re-signs once a day at worst. */
-#define PROFILE_WEATHERKIT_EXPIRES_MAX_S 86400
-#define PROFILE_WEATHERKIT_EXPIRES_DEFAULT_S 3600
-/* Maps (MapKit JS, Maps Server API): no documented limit either; the same
- * kind of token as MusicKit's, so the same six months. */
-#define PROFILE_MAPS_EXPIRES_MAX_S PROFILE_APPLE_EXPIRES_MAX_S
+/* The limits (PROFILE_*) are in keeper/keeper.h, the reasons for them in
+ * keeper/profile.h. */
 
-/* A UUID in its 8-4-4-4-12 text form. */
-#define PROFILE_UUID_LEN 36
-/* Client ids and service ids: reverse-DNS names; Apple's bundle ids are at
- * most 155 characters, 255 leaves room and bounds a token. */
-#define PROFILE_ID_MAX 255
-/* App Store Connect scope: a token for a handful of operations, each
- * "METHOD /path" of at most 256 characters... */
-#define PROFILE_SCOPE_MAX 32
-#define PROFILE_SCOPE_ITEM_MAX 256
-/* ...and origins: "https://", a DNS name (253) and a port. */
-#define PROFILE_ORIGIN_MAX 16
-#define PROFILE_ORIGIN_ITEM_MAX (8 + 253 + 6)
-/* A scope or origin list as the token carries it (compact JSON, escapes
- * included) is at most this many bytes, so that the token stays under
- * JWT_MAX_TOKEN_BYTES: with the largest header (45 bytes) and other claims
- * (128), 60 + 1 + 4/3 * 2176 + 1 + 86 = 3050 characters. The counts and
- * lengths above do not bound it alone: 32 scopes of 256 characters are
- * 8 KB, twice that with JSON escapes, and would fail at signing, after
- * the key was unsealed. */
-#define PROFILE_LIST_BYTES_MAX 2048
 /* Longest profile name, with its NUL. */
 #define PROFILE_NAME_MAX 32
 
-/* A validated request, ready for profile_build. Holds no secret. */
+/* A validated request, ready for the keeper. Holds no secret and no
+ * reference to the request's JSON. */
 struct profile_request {
 	const char *profile;             /* static name ("musickit") */
 	uint32_t service;                /* KEY_SERVICE_* bit it needs */
 	enum key_env environment;        /* KEY_ENV_BOTH: any active key */
-	int64_t expires_in;              /* 0 for devicecheck (no exp) */
-	char issuer_id[PROFILE_UUID_LEN + 1];
-	char subject[PROFILE_ID_MAX + 1];  /* client_id, service_id */
-	json_t *list;                    /* scope or origin: a fresh array of
-	                                    validated copies, or NULL */
+	struct keeper_profile f;         /* the token's fields */
 };
 
 /*
@@ -135,27 +100,29 @@ struct profile_request {
 int profile_parse(const json_t *request, struct profile_request *out,
     const char **detail);
 
-/* Free what profile_parse allocated and zero req. NULL-safe. */
+/* Zero req (nothing is allocated; kept for callers). NULL-safe. */
 void profile_request_finish(struct profile_request *req);
 
 /*
- * Build the header and claims of req's profile for rec (its key_id and
- * team_id) at now (seconds since the epoch). *header and *claims are new
- * references (caller's), NULL on failure. Checks nothing about rec's
- * services or state (vault_sign_app does).
+ * The header and claims the keeper signs for req's profile with rec (its
+ * key_id and team_id) at now (seconds since the epoch): what
+ * keeper_profile_build makes, for tests and the fuzzer. *header and
+ * *claims are new references (caller's), NULL on failure. Checks nothing
+ * about rec's services or state (the vault and the keeper do).
  * Returns 0, P8V_ERR_INVALID_ARGUMENT (NULL arguments, req not from
- * profile_parse, now + expires_in beyond what a JSON integer holds),
- * P8V_ERR_ALLOC.
+ * profile_parse, a field the keeper refuses, now + expires_in beyond what
+ * a JSON integer holds), P8V_ERR_ALLOC.
  */
 int profile_build(const struct profile_request *req,
     const struct key_record *rec, int64_t now, json_t **header,
     json_t **claims);
 
 /*
- * The boundary call: validate request, then sign the profile's token with
- * the app's active key (for the request's environment) through
- * vault_sign_app, which checks the key's services, unseals, signs and
- * wipes. Signed afresh on every call (out->minted is 1); nothing is cached.
+ * The boundary call: validate request into the keeper's fixed struct,
+ * then sign the profile's token with the app's active key (for the
+ * request's environment) through vault_sign_app, which checks the key's
+ * services and has the keeper check the fields again, build and sign.
+ * Signed afresh on every call (out->minted is 1); nothing is cached.
  * out->expires_at is the exp claim, or issued_at + VAULT_APNS_LIFETIME_S
  * for devicecheck (which carries no exp; Apple takes its tokens for an
  * hour, as APNs does).

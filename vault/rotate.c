@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/envelope.h"
@@ -146,8 +147,7 @@ record_level(int err)
 
 struct rotation {
 	struct store *store;
-	const struct master_keyring *ring;
-	const struct master_key *new_mk;
+	struct keeper *keeper;
 	const uint8_t *new_id;
 	size_t batch;
 	const struct vault_rotate_options *opts;
@@ -239,7 +239,7 @@ list_token(const char *key, int64_t expires_at, const uint8_t *blob,
 	(void)expires_at;
 	if (strncmp(key, TOKCACHE_KEY_PREFIX, strlen(TOKCACHE_KEY_PREFIX)) != 0)
 		return 0; /* not a token this vault seals */
-	if (vault_apns_blob_master_key_id(blob, len, id) == 0 &&
+	if (keeper_apns_blob_master_key_id(blob, len, id) == 0 &&
 	    memcmp(id, l->rot->new_id, MASTER_KEY_ID_BYTES) == 0)
 		return 0;
 	return strlist_add(&l->toks, key);
@@ -287,13 +287,14 @@ batch_note_from(struct batch *b, const uint8_t id[MASTER_KEY_ID_BYTES])
  * error that stops the batch.
  * Works on the stored bytes (key_record_raw_parts, key_record_raw_aad,
  * key_record_put_envelope): the metadata is kept byte for byte, so the AAD
- * is the same, and envelope_rewrap opens the payload under it, which
+ * is the same, and the keeper's rewrap opens the payload under it, which
  * authenticates every byte a decoding would have checked. Decoding and
  * encoding the record again cost three quarters of a rotation's time. */
 static int
 rewrap_record(struct store_txn *txn, struct batch *b, const struct rid *id)
 {
 	struct rotation *rot = b->rot;
+	struct keeper_record kr;
 	uint8_t dbkey[KEY_RECORD_DB_KEY_MAX];
 	uint8_t *aad = NULL, *env = NULL;
 	uint8_t mk_id[MASTER_KEY_ID_BYTES];
@@ -328,8 +329,12 @@ rewrap_record(struct store_txn *txn, struct batch *b, const struct rid *id)
 	if ((r = key_record_raw_aad(dbkey, klen, val, vlen, &aad,
 	    &aad_len)) != 0)
 		goto out;
-	if ((r = envelope_rewrap(rot->ring, rot->new_mk, aad, aad_len,
-	    old, old_len, &env, &env_len)) != 0)
+	kr.aad = aad;
+	kr.aad_len = aad_len;
+	kr.env = old;
+	kr.env_len = old_len;
+	if ((r = keeper_rewrap(rot->keeper, &kr, rot->new_id, &env,
+	    &env_len)) != 0)
 		goto out;
 	/* val points into the map: put copies it before writing. */
 	if ((r = key_record_put_envelope(txn, dbkey, klen, val, vlen, env,
@@ -365,7 +370,8 @@ batch_txn(struct store_txn *txn, void *arg)
 		if (r != 0)
 			return r;
 	}
-	return 0;
+	/* Every new envelope counts against the new key's wrap budget. */
+	return vault_count_wraps(txn, b->rot->new_id, b->rewrapped);
 }
 
 static void
@@ -452,12 +458,12 @@ rewrap_token(struct store_txn *txn, struct tbatch *t, const char *key)
 		goto drop;
 	if (r != 0)
 		goto out;
-	if (vault_apns_blob_master_key_id(blob, len, mk_id) == 0 &&
+	if (keeper_apns_blob_master_key_id(blob, len, mk_id) == 0 &&
 	    memcmp(mk_id, rot->new_id, MASTER_KEY_ID_BYTES) == 0) {
 		r = 0;
 		goto out;
 	}
-	r = vault_apns_blob_rewrap(rot->ring, rot->new_mk, key, blob, len,
+	r = keeper_apns_blob_rewrap(rot->keeper, key, blob, len, rot->new_id,
 	    &nblob, &nlen);
 	if (r != 0 && record_level(r))
 		goto drop;
@@ -494,7 +500,7 @@ tbatch_txn(struct store_txn *txn, void *arg)
 	for (i = 0; i < t->n; i++)
 		if ((r = rewrap_token(txn, t, t->keys[i])) != 0)
 			return r;
-	return 0;
+	return vault_count_wraps(txn, t->rot->new_id, t->rewrapped);
 }
 
 static int
@@ -523,7 +529,7 @@ rotate_tokens(struct rotation *rot, const struct strlist *todo)
 /* --- checks before anything is written --- */
 
 struct precheck {
-	const struct master_keyring *ring;
+	const struct keeper_status *ring;
 	const uint8_t *new_id;
 	/* Results; reset at the start. */
 	char unknown[MASTER_KEY_ID_HEX + 1];
@@ -534,24 +540,23 @@ precheck_txn(struct store_txn *txn, void *arg)
 {
 	struct precheck *p = arg;
 	struct store_master_key_usage *u = NULL;
-	const struct master_key *mk;
+	const struct keeper_key_info *mk;
 	size_t i, j, n = 0;
 	int found, r;
 
 	p->unknown[0] = '\0';
 	if ((r = store_master_key_usage(txn, &u, &n)) != 0)
 		return r;
-	for (i = 0; i < master_keyring_count(p->ring); i++) {
-		mk = master_keyring_get(p->ring, i);
-		if (memcmp(master_key_id(mk), p->new_id,
-		    MASTER_KEY_ID_BYTES) == 0)
+	for (i = 0; i < p->ring->n; i++) {
+		mk = &p->ring->keys[i];
+		if (memcmp(mk->id, p->new_id, MASTER_KEY_ID_BYTES) == 0)
 			continue;
 		for (found = 0, j = 0; j < n && !found; j++)
 			found = u[j].recorded && memcmp(u[j].id,
-			    master_key_id(mk), MASTER_KEY_ID_BYTES) == 0;
+			    mk->id, MASTER_KEY_ID_BYTES) == 0;
 		if (!found) {
 			snprintf(p->unknown, sizeof(p->unknown), "%s",
-			    master_key_id_hex(mk));
+			    mk->id_hex);
 			r = P8V_ERR_MASTER_KEY_MISMATCH;
 			break;
 		}
@@ -584,7 +589,7 @@ audit_rotation(struct rotation *rot)
 	size_t i, k;
 	int r = P8V_ERR_ALLOC;
 
-	if ((r = vault_time_rfc3339(tokcache_wall_now(), when)) != 0)
+	if ((r = vault_time_rfc3339(clock_wall_now(), when)) != 0)
 		goto out;
 	r = P8V_ERR_ALLOC;
 	if ((from = json_array()) == NULL)
@@ -623,11 +628,12 @@ audit_rotation(struct rotation *rot)
 /* --- the rotation --- */
 
 int
-vault_master_rotate(struct store *store, const struct master_keyring *ring,
-    const struct master_key *new_mk, const struct vault_rotate_options *opts,
-    struct vault_rotate_result *out)
+vault_master_rotate(struct store *store, struct keeper *keeper,
+    const uint8_t new_id[MASTER_KEY_ID_BYTES],
+    const struct vault_rotate_options *opts, struct vault_rotate_result *out)
 {
 	static const struct vault_rotate_options defaults;
+	struct keeper_status st;
 	struct rotation rot;
 	struct listing l;
 	struct precheck pc;
@@ -640,23 +646,26 @@ vault_master_rotate(struct store *store, const struct master_keyring *ring,
 		memset(out, 0, sizeof(*out));
 	if (opts == NULL)
 		opts = &defaults;
-	if (store == NULL || ring == NULL || new_mk == NULL || out == NULL ||
+	if (store == NULL || keeper == NULL || new_id == NULL || out == NULL ||
 	    opts->batch > VAULT_ROTATE_BATCH_MAX ||
-	    master_keyring_find(ring, master_key_id(new_mk)) == NULL ||
+	    !keeper_has_key(keeper, new_id) ||
+	    keeper_status(keeper, &st) != 0 ||
 	    (opts->actor != NULL && vault_actor_valid(opts->actor) != 0))
 		goto out;
-	snprintf(out->new_key_id, sizeof(out->new_key_id), "%s",
-	    master_key_id_hex(new_mk));
+	for (i = 0; i < MASTER_KEY_ID_BYTES; i++) {
+		out->new_key_id[2 * i] = "0123456789abcdef"[new_id[i] >> 4];
+		out->new_key_id[2 * i + 1] = "0123456789abcdef"[new_id[i] & 15];
+	}
+	out->new_key_id[MASTER_KEY_ID_HEX] = '\0';
 	rot.store = store;
-	rot.ring = ring;
-	rot.new_mk = new_mk;
-	rot.new_id = master_key_id(new_mk);
+	rot.keeper = keeper;
+	rot.new_id = new_id;
 	rot.batch = opts->batch == 0 ? VAULT_ROTATE_BATCH_DEFAULT : opts->batch;
 	rot.opts = opts;
 	rot.out = out;
 	l.rot = &rot;
 
-	pc.ring = ring;
+	pc.ring = &st;
 	pc.new_id = rot.new_id;
 	if ((r = store_read(store, precheck_txn, &pc)) != 0) {
 		if (r == P8V_ERR_MASTER_KEY_MISMATCH)
@@ -665,7 +674,7 @@ vault_master_rotate(struct store *store, const struct master_keyring *ring,
 		goto out;
 	}
 	/* Records the new key's check value (and refuses a forged entry). */
-	if ((r = store_master_keys_check(store, ring)) != 0)
+	if ((r = vault_keys_check(store, keeper)) != 0)
 		goto out;
 
 	for (;;) {
@@ -746,7 +755,7 @@ usage_token(const char *key, int64_t expires_at, const uint8_t *blob,
 
 	(void)expires_at;
 	if (strncmp(key, TOKCACHE_KEY_PREFIX, strlen(TOKCACHE_KEY_PREFIX)) != 0 ||
-	    vault_apns_blob_master_key_id(blob, len, id) != 0)
+	    keeper_apns_blob_master_key_id(blob, len, id) != 0)
 		return 0; /* a malformed token names no key; it is dropped */
 	if ((e = usage_find(u, id)) == NULL) {
 		if ((grown = realloc(u->v, (u->n + 1) * sizeof(*grown))) == NULL)

@@ -3,7 +3,8 @@
  * master keys the stored data depends on.
  *
  * A rotation re-wraps the 32-byte data key of every sealed object under a
- * new master key (envelope_rewrap): every key record and every persisted
+ * new master key (the keeper's keeper_rewrap and keeper_apns_blob_rewrap):
+ * every key record and every persisted
  * APNs token. The payloads, their AAD and the records' metadata (version,
  * updated_at) stay exactly as they are, so nothing but the wrap changes and
  * nobody reading a record can tell a rotation happened except by its
@@ -27,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "crypto/masterkey.h"
+#include "keeper/keeper.h"
 #include "store/store.h"
 
 /* Records per transaction by default: a batch holds LMDB's single writer
@@ -80,26 +81,27 @@ struct vault_rotate_result {
 };
 
 /*
- * Re-wrap every sealed object in store under new_mk. ring holds the old
- * key(s) and new_mk itself (by id); every key of ring other than new_mk
- * must be one the store has recorded (a mistyped old key file is refused
- * instead of being recorded as a new key). The ring is checked and new_mk
- * recorded with store_master_keys_check before anything is re-wrapped.
- * Records that cannot be re-wrapped are left as they are and reported
- * (opts->failure); the rest goes on. The run ends with one audit event
- * ("master.rotate"). opts may be NULL; out is filled as far as it got,
- * also on failure.
+ * Re-wrap every sealed object in store under the master key new_id, which
+ * keeper must hold (loaded from its file, usually as the primary). Every
+ * other key of the keeper must be one the store has recorded (a mistyped
+ * old key file is refused instead of being recorded as a new key). The
+ * keys are checked and new_id recorded with vault_keys_check before
+ * anything is re-wrapped. Every new envelope counts against new_id's wrap
+ * budget (vault_count_wraps). Records that cannot be re-wrapped are left
+ * as they are and reported (opts->failure); the rest goes on. The run
+ * ends with one audit event ("master.rotate"). opts may be NULL; out is
+ * filled as far as it got, also on failure.
  * Returns 0 when the run completed (it may still have out->failed or
  * out->remaining > 0: the caller decides), P8V_ERR_INVALID_ARGUMENT (NULL
- * pointers, new_mk not in ring, batch above VAULT_ROTATE_BATCH_MAX),
- * P8V_ERR_MASTER_KEY_MISMATCH (see unknown_key_id; or the ring does not
+ * pointers, new_id not in the keeper, batch above VAULT_ROTATE_BATCH_MAX),
+ * P8V_ERR_MASTER_KEY_MISMATCH (see unknown_key_id; or the keys do not
  * match the store), P8V_ERR_NO_MASTER_KEY, P8V_ERR_ALLOC, P8V_ERR_RANDOM,
  * P8V_ERR_CRYPTO, P8V_ERR_NO_SPACE, P8V_ERR_STORE, P8V_ERR_INTEGRITY (a
  * malformed master-key entry). Whatever batches committed before an error
  * stay committed (that is the point); run again to finish.
  */
-int vault_master_rotate(struct store *store,
-    const struct master_keyring *ring, const struct master_key *new_mk,
+int vault_master_rotate(struct store *store, struct keeper *keeper,
+    const uint8_t new_id[MASTER_KEY_ID_BYTES],
     const struct vault_rotate_options *opts,
     struct vault_rotate_result *out);
 

@@ -48,15 +48,12 @@
 #include "common/log.h"
 #include "crypto/jwt.h"
 #include "crypto/secmem.h"
-#include "store/ids.h"
+#include "common/clock.h"
+#include "common/ids.h"
 
 /* A vault holds at most some thousands of keys; 256 chains keep a lookup
  * to a few compares and the table to 2 KiB. Power of two. */
 #define TOKCACHE_BUCKETS 256
-/* Where Linux publishes this boot's random UUID. */
-#define BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
-/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx\n" */
-#define BOOT_ID_TEXT_BYTES 37
 
 struct tok_entry {
 	struct tok_entry *next;         /* hash chain; set before the entry is
@@ -87,110 +84,6 @@ struct tokcache {
 	struct tok_entry *buckets[TOKCACHE_BUCKETS];
 	int64_t reuse_ns;
 };
-
-/* --- clocks --- */
-
-static int64_t
-real_wall_s(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-		return 0;
-	return (int64_t)ts.tv_sec;
-}
-
-static int64_t
-real_boot_ns(void)
-{
-	struct timespec ts;
-
-	/* CLOCK_BOOTTIME exists since Linux 2.6.39; it cannot fail here. */
-	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
-		abort();
-	return (int64_t)ts.tv_sec * TOKCACHE_NS_PER_S + ts.tv_nsec;
-}
-
-static int64_t (*wall_clock)(void) = real_wall_s;
-static int64_t (*boot_clock)(void) = real_boot_ns;
-static uint8_t test_boot_id[VAULT_BOOT_ID_BYTES];
-static int test_boot_id_set;
-
-void
-vault_test_set_clocks(int64_t (*wall_s)(void), int64_t (*boot_ns)(void))
-{
-	wall_clock = wall_s != NULL ? wall_s : real_wall_s;
-	boot_clock = boot_ns != NULL ? boot_ns : real_boot_ns;
-}
-
-void
-vault_test_set_boot_id(const uint8_t *boot_id)
-{
-	test_boot_id_set = boot_id != NULL;
-	if (boot_id != NULL)
-		memcpy(test_boot_id, boot_id, sizeof(test_boot_id));
-}
-
-int64_t
-tokcache_wall_now(void)
-{
-	return wall_clock();
-}
-
-int64_t
-tokcache_boot_now_ns(void)
-{
-	return boot_clock();
-}
-
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int
-tokcache_boot_id(uint8_t out[VAULT_BOOT_ID_BYTES])
-{
-	char text[BOOT_ID_TEXT_BYTES + 1];
-	ssize_t n;
-	size_t i, o = 0;
-	int fd, hi, lo;
-
-	memset(out, 0, VAULT_BOOT_ID_BYTES);
-	if (test_boot_id_set) {
-		memcpy(out, test_boot_id, VAULT_BOOT_ID_BYTES);
-		return 0;
-	}
-	if ((fd = open(BOOT_ID_PATH, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	do {
-		n = read(fd, text, BOOT_ID_TEXT_BYTES);
-	} while (n == -1 && errno == EINTR);
-	close(fd);
-	if (n < 36)
-		return -1;
-	for (i = 0; i < 36 && o < VAULT_BOOT_ID_BYTES; i++) {
-		if (text[i] == '-')
-			continue;
-		if (i + 1 >= 36 || (hi = hex_value(text[i])) < 0 ||
-		    (lo = hex_value(text[i + 1])) < 0)
-			goto bad;
-		out[o++] = (uint8_t)(hi << 4 | lo);
-		i++;
-	}
-	if (o == VAULT_BOOT_ID_BYTES)
-		return 0;
- bad:
-	memset(out, 0, VAULT_BOOT_ID_BYTES);
-	return -1;
-}
 
 /* --- ids and keys --- */
 
@@ -233,25 +126,25 @@ tokcache_parse_key(const char *key, struct tokcache_id *id)
 	memset(id, 0, sizeof(*id));
 	if (strlen(key) != TOKCACHE_KEY_BYTES - 1 ||
 	    strncmp(key, TOKCACHE_KEY_PREFIX, plen) != 0)
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	p = key + plen;
 	memcpy(id->team_id, p, IDS_APPLE_ID_LEN);
 	p += IDS_APPLE_ID_LEN;
 	if (*p++ != '/')
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	memcpy(id->key_id, p, IDS_APPLE_ID_LEN);
 	p += IDS_APPLE_ID_LEN;
 	if (*p++ != '/')
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	memcpy(id->fingerprint, p, KEY_RECORD_FINGERPRINT_HEX);
 	if (ids_team_id_valid(id->team_id) != 0 ||
 	    ids_key_id_valid(id->key_id) != 0)
-		return -1;
+		return P8V_ERR_BAD_FIELD;
 	for (i = 0; i < KEY_RECORD_FINGERPRINT_HEX; i++) {
 		char c = id->fingerprint[i];
 
 		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return -1;
+			return P8V_ERR_BAD_FIELD;
 	}
 	return 0;
 }
@@ -536,7 +429,7 @@ tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
 			}
 			continue;
 		}
-		if (decide(e, tokcache_boot_now_ns(), tc->reuse_ns, rejected,
+		if (decide(e, clock_boot_now_ns(), tc->reuse_ns, rejected,
 		    rejected_len, reject, &reason) == DECIDE_HIT) {
 			r = copy_out(e, 0, out);
 			goto unlock;

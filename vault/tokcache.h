@@ -1,6 +1,6 @@
 /*
- * tokcache.h: the in-memory APNs provider token cache, and the vault's
- * clocks. Internal to vault/.
+ * tokcache.h: the in-memory APNs provider token cache. Internal to vault/.
+ * (The clocks are in common/clock.h.)
  *
  * One entry per (Team ID, Key ID, key fingerprint) for the whole process,
  * whichever apps use that key. An entry holds at most one token (in guarded
@@ -20,8 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/ids.h"
-#include "store/records.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/keyrecord.h"
 #include "vault/vault_internal.h"
 
 /* "apns/<team>/<key id>/<fingerprint>": 5 + 10 + 1 + 10 + 1 + 64 and a NUL;
@@ -30,7 +31,7 @@
     KEY_RECORD_FINGERPRINT_HEX + 1)
 #define TOKCACHE_KEY_PREFIX "apns/"
 
-#define TOKCACHE_NS_PER_S INT64_C(1000000000)
+#define TOKCACHE_NS_PER_S CLOCK_NS_PER_S
 
 /* What a token is cached under. */
 struct tokcache_id {
@@ -45,8 +46,8 @@ void tokcache_id_of(const struct key_record *rec, struct tokcache_id *id);
 /* The store key of id ("apns/TEAM/KEY/fp") into key. */
 void tokcache_key(const struct tokcache_id *id, char key[TOKCACHE_KEY_BYTES]);
 
-/* Parse a store key back; 0, or -1 if it is not exactly of that form
- * (valid ids, 64 lowercase hex). */
+/* Parse a store key back; 0, or P8V_ERR_BAD_FIELD if it is not exactly of
+ * that form (valid ids, 64 lowercase hex). */
 int tokcache_parse_key(const char *key, struct tokcache_id *id);
 
 /* What a mint callback returns. */
@@ -101,13 +102,5 @@ int tokcache_seed(struct tokcache *tc, const struct tokcache_id *id,
 
 /* Wipe the token cached for id (key revoked); the next call mints. */
 void tokcache_invalidate(struct tokcache *tc, const struct tokcache_id *id);
-
-/* The vault's clocks (replaceable by vault_test_set_clocks only). */
-int64_t tokcache_wall_now(void);     /* CLOCK_REALTIME, seconds */
-int64_t tokcache_boot_now_ns(void);  /* CLOCK_BOOTTIME, nanoseconds */
-
-/* This boot's id (16 bytes from /proc/sys/kernel/random/boot_id, or the
- * one set by vault_test_set_boot_id). 0, or -1 (out zeroed: unknown). */
-int tokcache_boot_id(uint8_t out[VAULT_BOOT_ID_BYTES]);
 
 #endif /* P8V_VAULT_TOKCACHE_H */

@@ -1,7 +1,8 @@
 /*
- * vault.c: the vault's life cycle, finding an app's active key, and the one
- * place where a sealed key is opened to sign (vault_sign_record). Key
- * management is in keys.c, APNs tokens in apns.c and tokcache.c.
+ * vault.c: finding an app's active key, and asking the keeper to vouch for
+ * a record or to sign with it. The life cycle is in life.c, key management
+ * in keys.c, APNs tokens in apns.c and tokcache.c. Nothing here calls into
+ * apns.c or life.c: they build on this file, not the other way round.
  */
 #include "vault/vault.h"
 
@@ -10,14 +11,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/envelope.h"
-#include "crypto/jwt.h"
 #include "crypto/p8.h"
 #include "crypto/secmem.h"
 #include "store/audit.h"
-#include "store/ids.h"
+#include "common/ids.h"
+#include "keeper/profile.h"
 #include "store/masterkeys.h"
 #include "vault/tokcache.h"
 #include "vault/vault_internal.h"
@@ -26,8 +28,7 @@
  * holds the answer for one (app, env) as of one store generation; 4096
  * slots of about 1 KiB cover the apps that send at any one time. */
 #define VAULT_ACTIVE_SLOTS 4096
-/* Envelopes known to hold the scalar of their record's point, direct-mapped
- * by a hash of the envelope. */
+/* Records the keeper vouched for, direct-mapped by a hash of the envelope. */
 #define VAULT_CHECKED_SLOTS 1024
 /* The largest envelope the memo holds: a 32-byte scalar's. */
 #define VAULT_CHECKED_ENV_MAX (ENVELOPE_OVERHEAD + P8_SCALAR_BYTES)
@@ -70,8 +71,8 @@ vault_mint_reason_name(enum vault_mint_reason why)
 	return mint_reason_names[why];
 }
 
-static int
-caches_create(struct vault *v)
+int
+vault_caches_create(struct vault *v)
 {
 	size_t i;
 
@@ -88,8 +89,8 @@ caches_create(struct vault *v)
 	return 0;
 }
 
-static void
-caches_destroy(struct vault *v)
+void
+vault_caches_destroy(struct vault *v)
 {
 	size_t i;
 
@@ -109,232 +110,6 @@ caches_destroy(struct vault *v)
 		v->checked = NULL;
 		pthread_mutex_destroy(&v->checked_lock);
 	}
-}
-
-int
-vault_create(struct store *store, struct master_keyring *ring,
-    const struct vault_options *opts, struct vault **out)
-{
-	struct vault *v = NULL;
-	int64_t reuse = VAULT_APNS_REUSE_DEFAULT_S;
-	size_t i;
-	int r = P8V_ERR_INVALID_ARGUMENT;
-
-	if (out != NULL)
-		*out = NULL;
-	if (store == NULL || ring == NULL || out == NULL)
-		goto out;
-	if (opts != NULL && opts->apns_reuse_seconds != 0)
-		reuse = opts->apns_reuse_seconds;
-	if (reuse < VAULT_APNS_REUSE_MIN_S || reuse > VAULT_APNS_REUSE_MAX_S) {
-		log_errorf("vault_options", "APNs token reuse period %lld s "
-		    "is outside %d..%d s", (long long)reuse,
-		    VAULT_APNS_REUSE_MIN_S, VAULT_APNS_REUSE_MAX_S);
-		goto out;
-	}
-	if ((r = secmem_init()) != 0)
-		goto out;
-	r = P8V_ERR_ALLOC;
-	if ((v = calloc(1, sizeof(*v))) == NULL)
-		goto out;
-	for (i = 0; i < VAULT_MINT_REASONS; i++)
-		atomic_init(&v->apns_mints[i], 0);
-	atomic_init(&v->apns_cache_hits, 0);
-	atomic_init(&v->apns_rejections, 0);
-	atomic_init(&v->apns_failures, 0);
-	atomic_init(&v->app_signs, 0);
-	atomic_init(&v->app_sign_failures, 0);
-	v->store = store;
-	r = P8V_ERR_INTERNAL;
-	if (pthread_mutex_init(&v->ring_lock, NULL) != 0)
-		goto out;
-	if ((r = caches_create(v)) != 0)
-		goto out;
-	r = P8V_ERR_INTERNAL;
-	r = P8V_ERR_ALLOC;
-	if ((v->ring = calloc(1, sizeof(*v->ring))) == NULL)
-		goto out;
-	v->ring->keys = ring;
-	v->ring->refs = 1;
-	ring = NULL;
-	v->apns_reuse_s = reuse;
-	if ((r = store_master_keys_check(store, v->ring->keys)) != 0)
-		goto out;
-	if ((r = tokcache_create(reuse, &v->tokens)) != 0)
-		goto out;
-	if (tokcache_boot_id(v->boot_id) != 0)
-		log_warnf("vault_boot_id", "cannot read the boot id; persisted "
-		    "APNs tokens will be aged on the wall clock");
-	if ((r = vault_apns_load(v)) != 0)
-		goto out;
-	*out = v;
-	v = NULL;
-	r = 0;
- out:
-	master_keyring_destroy(ring);
-	vault_destroy(v);
-	return r;
-}
-
-void
-vault_destroy(struct vault *v)
-{
-	if (v == NULL)
-		return;
-	caches_destroy(v);
-	tokcache_destroy(v->tokens);
-	if (v->ring != NULL) {
-		/* No call may be running: this is the last reference. */
-		master_keyring_destroy(v->ring->keys);
-		free(v->ring);
-		pthread_mutex_destroy(&v->ring_lock);
-	}
-	free(v);
-}
-
-/* --- the keyring and its replacement --- */
-
-struct vault_ring *
-vault_ring_get(struct vault *v)
-{
-	struct vault_ring *ring;
-
-	pthread_mutex_lock(&v->ring_lock);
-	ring = v->ring;
-	ring->refs++;
-	pthread_mutex_unlock(&v->ring_lock);
-	return ring;
-}
-
-void
-vault_ring_put(struct vault *v, struct vault_ring *ring)
-{
-	unsigned long left;
-
-	if (ring == NULL)
-		return;
-	pthread_mutex_lock(&v->ring_lock);
-	left = --ring->refs;
-	pthread_mutex_unlock(&v->ring_lock);
-	if (left == 0) {
-		/* Replaced, and its last user is done: wipe it, outside the
-		 * lock (sodium_free is slow-ish). */
-		master_keyring_destroy(ring->keys);
-		free(ring);
-	}
-}
-
-struct keyring_usage {
-	const struct master_keyring *ring;
-	/* Results; reset at the start (store_read does not re-run, but a
-	 * function must not depend on that). */
-	char missing_id[MASTER_KEY_ID_HEX + 1];
-	uint64_t missing_records;
-	size_t missing_keys;
-};
-
-static int
-keyring_usage_txn(struct store_txn *txn, void *arg)
-{
-	struct keyring_usage *k = arg;
-	struct store_master_key_usage *u = NULL;
-	size_t i, n = 0;
-	int r;
-
-	k->missing_id[0] = '\0';
-	k->missing_records = 0;
-	k->missing_keys = 0;
-	if ((r = store_master_key_usage(txn, &u, &n)) != 0)
-		return r;
-	for (i = 0; i < n; i++) {
-		if (u[i].records == 0 ||
-		    master_keyring_find(k->ring, u[i].id) != NULL)
-			continue;
-		if (k->missing_keys++ == 0)
-			memcpy(k->missing_id, u[i].id_hex,
-			    sizeof(k->missing_id));
-		k->missing_records += u[i].records;
-	}
-	free(u);
-	return 0;
-}
-
-int
-vault_set_keyring(struct vault *v, struct master_keyring *ring)
-{
-	struct vault_ring *next = NULL, *prev = NULL;
-	struct keyring_usage k;
-	const struct master_key *primary;
-	int r = P8V_ERR_INVALID_ARGUMENT;
-
-	memset(&k, 0, sizeof(k));
-	if (v == NULL || ring == NULL)
-		goto out;
-	r = P8V_ERR_NO_MASTER_KEY;
-	if ((primary = master_keyring_primary(ring)) == NULL)
-		goto out;
-	/* First the records: a ring that cannot open all of them would turn
-	 * a reload into failed requests. */
-	k.ring = ring;
-	if ((r = store_read(v->store, keyring_usage_txn, &k)) != 0)
-		goto out;
-	if (k.missing_keys > 0) {
-		r = P8V_ERR_MASTER_KEY_MISSING;
-		log_fields(LOG_LEVEL_ERROR, "master_key_reload",
-		    json_pack("{s:s, s:I, s:I}", "missing_master_key_id",
-		    k.missing_id, "missing_keys", (json_int_t)k.missing_keys,
-		    "records", (json_int_t)k.missing_records),
-		    "new keyring refused: %llu key record(s) are sealed under "
-		    "%zu master key(s) it lacks (first: %s); finish the "
-		    "rotation (p8vault master rotate) before dropping a key",
-		    (unsigned long long)k.missing_records, k.missing_keys,
-		    k.missing_id);
-		goto out;
-	}
-	if ((r = store_master_keys_check(v->store, ring)) != 0)
-		goto out;
-	r = P8V_ERR_ALLOC;
-	if ((next = calloc(1, sizeof(*next))) == NULL)
-		goto out;
-	next->keys = ring;
-	next->refs = 1;
-	ring = NULL;
-	pthread_mutex_lock(&v->ring_lock);
-	prev = v->ring;
-	v->ring = next;
-	pthread_mutex_unlock(&v->ring_lock);
-	log_fields(LOG_LEVEL_INFO, "master_key_reload",
-	    json_pack("{s:s, s:i}", "primary_master_key_id",
-	    master_key_id_hex(primary), "master_keys",
-	    (int)master_keyring_count(next->keys)),
-	    "keyring replaced: %zu master key(s), new seals under %s",
-	    master_keyring_count(next->keys), master_key_id_hex(primary));
-	/* Operations still using prev keep it until they end. */
-	vault_ring_put(v, prev);
-	r = 0;
- out:
-	master_keyring_destroy(ring);
-	return r;
-}
-
-void
-vault_stats(struct vault *v, struct vault_stats *st)
-{
-	size_t i;
-
-	if (v == NULL || st == NULL)
-		return;
-	memset(st, 0, sizeof(*st));
-	for (i = 0; i < VAULT_MINT_REASONS; i++)
-		st->apns_mints[i] = atomic_load_explicit(&v->apns_mints[i],
-		    memory_order_relaxed);
-#define VAULT_LOAD(f) st->f = atomic_load_explicit(&v->f, memory_order_relaxed)
-	VAULT_LOAD(apns_cache_hits);
-	VAULT_LOAD(apns_rejections);
-	VAULT_LOAD(apns_failures);
-	VAULT_LOAD(app_signs);
-	VAULT_LOAD(app_sign_failures);
-#undef VAULT_LOAD
 }
 
 void
@@ -644,10 +419,10 @@ vault_find_active(struct vault *v, const char *app, enum key_env env,
 	    NULL);
 }
 
-/* --- signing --- */
+/* --- vouching and signing through the keeper --- */
 
-static void
-log_unopenable(const struct key_record *rec, const char *step, int err)
+void
+vault_log_unusable(const struct key_record *rec, const char *step, int err)
 {
 	log_fields(LOG_LEVEL_ERROR, "vault_record_unusable",
 	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "app", rec->app,
@@ -655,6 +430,26 @@ log_unopenable(const struct key_record *rec, const char *step, int err)
 	    "error", p8v_errname(err)),
 	    "key record %s/%s cannot be used to sign (%s: %s); not signing",
 	    rec->app, rec->key_id, step, p8v_strerror(err));
+}
+
+/* Log a keeper refusal of rec unless it is not about the record. */
+static void
+log_refusal(const struct key_record *rec, enum keeper_step step, int err)
+{
+	if (step != KEEPER_STEP_NONE)
+		vault_log_unusable(rec, keeper_step_name(step), err);
+	else if (err == P8V_ERR_MASTER_KEY_MISSING || err == P8V_ERR_INTEGRITY)
+		vault_log_unusable(rec, "open", err);
+}
+
+void
+vault_keeper_record(const struct key_record *rec, const uint8_t *aad,
+    size_t aad_len, struct keeper_record *out)
+{
+	out->aad = aad;
+	out->aad_len = aad_len;
+	out->env = rec->envelope;
+	out->env_len = rec->envelope_len;
 }
 
 /* The memo slot of an envelope (FNV-1a of its bytes). */
@@ -670,13 +465,13 @@ checked_slot_of(struct vault *v, const uint8_t *env, size_t len)
 }
 
 /*
- * 1 if this exact envelope was opened before in this process under exactly
- * this AAD and its scalar checked against the record's point (which the
- * AAD holds, in the record's metadata). AES-GCM makes an envelope that
- * opens under an AAD always yield the same scalar, so neither the open (to
- * vouch for a record) nor the comparison of scalar*G with the point (to
- * sign) need be made again for the same bytes: a changed, moved or
- * relabelled record, a re-seal or another master key are other bytes.
+ * 1 if the keeper vouched for this exact envelope under exactly this AAD
+ * before in this process (it opened, and its scalar is the key of the
+ * point the AAD's metadata names). AES-GCM makes an envelope that opens
+ * under an AAD always open the same way, so a cached token (which signs
+ * nothing) need not ask the keeper again for the same bytes: a changed,
+ * moved or relabelled record, a re-seal or another master key are other
+ * bytes.
  */
 static int
 checked_has(struct vault *v, const struct key_record *rec,
@@ -717,101 +512,12 @@ checked_add(struct vault *v, const struct key_record *rec,
 	pthread_mutex_unlock(&v->checked_lock);
 }
 
-/*
- * Open rec's envelope under aad into *scalar (locked memory, the caller
- * frees it) and check it against rec's point unless checked_has already
- * knows these bytes; remember them once checked. Logs a record that does
- * not open or whose scalar is not its point's.
- */
-static int
-open_checked(struct vault *v, const struct key_record *rec,
-    const uint8_t *aad, size_t aad_len, uint8_t **scalar)
-{
-	struct vault_ring *ring;
-	size_t scalar_len = 0;
-	int r;
-
-	*scalar = NULL;
-	ring = vault_ring_get(v);
-	r = envelope_open(ring->keys, aad, aad_len, rec->envelope,
-	    rec->envelope_len, scalar, &scalar_len);
-	vault_ring_put(v, ring);
-	if (r != 0) {
-		log_unopenable(rec, "open", r);
-		return r;
-	}
-	if (scalar_len != P8_SCALAR_BYTES) {
-		r = P8V_ERR_INTEGRITY;
-		log_unopenable(rec, "scalar_length", r);
-		goto fail;
-	}
-	if (checked_has(v, rec, aad, aad_len))
-		return 0;
-	r = p8_scalar_check(*scalar, rec->public_point);
-	if (r == P8V_ERR_P8_BAD_SCALAR || r == P8V_ERR_P8_PUBKEY_MISMATCH) {
-		r = P8V_ERR_INTEGRITY;
-		log_unopenable(rec, "public_point", r);
-		goto fail;
-	}
-	if (r != 0)
-		goto fail;
-	checked_add(v, rec, aad, aad_len);
-	return 0;
- fail:
-	secmem_free(*scalar); /* wipes */
-	*scalar = NULL;
-	return r;
-}
-
-int
-vault_sign_record_aad(struct vault *v, const struct key_record *rec,
-    const uint8_t *aad, size_t aad_len, const json_t *header,
-    const json_t *claims, char **token)
-{
-	uint8_t *scalar = NULL;
-	int r = P8V_ERR_INVALID_ARGUMENT;
-
-	if (token != NULL)
-		*token = NULL;
-	if (v == NULL || rec == NULL || token == NULL || aad == NULL ||
-	    rec->envelope == NULL)
-		goto out;
-	if ((r = open_checked(v, rec, aad, aad_len, &scalar)) != 0)
-		goto out;
-	r = jwt_sign_es256_scalar(scalar, header, claims, token);
- out:
-	secmem_free(scalar); /* wipes */
-	return r;
-}
-
-int
-vault_sign_record(struct vault *v, const struct key_record *rec,
-    const json_t *header, const json_t *claims, char **token)
-{
-	uint8_t *aad = NULL;
-	size_t aad_len = 0;
-	int r = P8V_ERR_INVALID_ARGUMENT;
-
-	if (token != NULL)
-		*token = NULL;
-	if (v == NULL || rec == NULL || token == NULL ||
-	    rec->envelope == NULL)
-		goto out;
-	if ((r = key_record_aad(rec, &aad, &aad_len)) != 0) {
-		log_unopenable(rec, "aad", r);
-		goto out;
-	}
-	r = vault_sign_record_aad(v, rec, aad, aad_len, header, claims, token);
- out:
-	free(aad);
-	return r;
-}
-
 int
 vault_record_vouch_aad(struct vault *v, const struct key_record *rec,
     const uint8_t *aad, size_t aad_len)
 {
-	uint8_t *scalar = NULL;
+	struct keeper_record kr;
+	enum keeper_step step = KEEPER_STEP_NONE;
 	int r;
 
 	if (v == NULL || rec == NULL || aad == NULL || rec->envelope == NULL)
@@ -819,9 +525,13 @@ vault_record_vouch_aad(struct vault *v, const struct key_record *rec,
 	/* Known bytes: they opened before, and open the same way now. */
 	if (checked_has(v, rec, aad, aad_len))
 		return 0;
-	r = open_checked(v, rec, aad, aad_len, &scalar);
-	secmem_free(scalar); /* wipes */
-	return r;
+	vault_keeper_record(rec, aad, aad_len, &kr);
+	if ((r = keeper_vouch(v->keeper, &kr, &step)) != 0) {
+		log_refusal(rec, step, r);
+		return r;
+	}
+	checked_add(v, rec, aad, aad_len);
+	return 0;
 }
 
 int
@@ -834,7 +544,7 @@ vault_record_vouch(struct vault *v, const struct key_record *rec)
 	if (v == NULL || rec == NULL || rec->envelope == NULL)
 		goto out;
 	if ((r = key_record_aad(rec, &aad, &aad_len)) != 0) {
-		log_unopenable(rec, "aad", r);
+		vault_log_unusable(rec, "aad", r);
 		goto out;
 	}
 	r = vault_record_vouch_aad(v, rec, aad, aad_len);
@@ -845,52 +555,40 @@ vault_record_vouch(struct vault *v, const struct key_record *rec)
 
 int
 vault_sign_app(struct vault *v, const char *app, enum key_env env,
-    uint32_t service_bit,
-    int (*build)(const struct key_record *, int64_t, json_t **, json_t **,
-        void *),
-    void *arg, const char *actor, struct vault_token *out)
+    const struct keeper_profile *fields, const char *actor,
+    struct vault_token *out)
 {
 	struct key_record rec = { 0 };
-	json_t *header = NULL, *claims = NULL, *kid, *exp;
+	struct keeper_record kr;
+	struct keeper_token kt = { 0 };
+	enum keeper_step step = KEEPER_STEP_NONE;
 	uint8_t *aad = NULL;
 	size_t aad_len = 0;
-	char *token = NULL;
-	int64_t now;
+	const struct profile_rule *rule;
 	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (v == NULL || build == NULL || out == NULL ||
-	    key_service_name(service_bit) == NULL ||
+	if (v == NULL || fields == NULL || out == NULL ||
+	    (rule = profile_rule_of(fields->kind)) == NULL ||
 	    vault_actor_valid(actor) != 0)
 		goto out;
-	if ((r = vault_find_active_aad(v, app, env, service_bit, &rec, &aad,
+	if ((r = vault_find_active_aad(v, app, env, rule->service, &rec, &aad,
 	    &aad_len)) != 0)
 		goto out;
 	found = 1;
-	now = tokcache_wall_now();
-	if ((r = build(&rec, now, &header, &claims, arg)) != 0)
+	vault_keeper_record(&rec, aad, aad_len, &kr);
+	if ((r = keeper_sign_profile(v->keeper, &kr, fields, &kt,
+	    &step)) != 0) {
+		log_refusal(&rec, step, r);
 		goto out;
-	r = P8V_ERR_INVALID_ARGUMENT;
-	if (!json_is_object(header) || !json_is_object(claims))
-		goto out;
-	/* The builder makes the header from rec; a kid naming another key
-	 * would be a token APNs-style verifiers check against the wrong key. */
-	kid = json_object_get(header, "kid");
-	if (kid != NULL && (!json_is_string(kid) ||
-	    strcmp(json_string_value(kid), rec.key_id) != 0))
-		goto out;
-	if ((r = vault_sign_record_aad(v, &rec, aad, aad_len, header, claims,
-	    &token)) != 0)
-		goto out;
-	exp = json_object_get(claims, "exp");
-	out->token = token;
-	token = NULL;
-	memcpy(out->key_id, rec.key_id, sizeof(out->key_id));
-	memcpy(out->team_id, rec.team_id, sizeof(out->team_id));
-	out->issued_at = now;
-	out->expires_at = json_is_integer(exp) ?
-	    (int64_t)json_integer_value(exp) : now + VAULT_APNS_LIFETIME_S;
+	}
+	out->token = kt.token;
+	kt.token = NULL;
+	memcpy(out->key_id, kt.key_id, sizeof(out->key_id));
+	memcpy(out->team_id, kt.team_id, sizeof(out->team_id));
+	out->issued_at = kt.issued_at;
+	out->expires_at = kt.expires_at;
 	out->minted = 1;
 	r = 0;
  out:
@@ -898,10 +596,88 @@ vault_sign_app(struct vault *v, const char *app, enum key_env env,
 		VAULT_COUNT(v->app_signs);
 	else if (found)
 		VAULT_COUNT(v->app_sign_failures);
-	json_decref(header);
-	json_decref(claims);
+	keeper_token_finish(&kt);
 	key_record_free(&rec);
 	free(aad);
-	free(token);
 	return r;
+}
+
+/* --- the wrap budget and re-seals --- */
+
+int
+vault_count_wraps(struct store_txn *txn,
+    const uint8_t mk_id[MASTER_KEY_ID_BYTES], uint64_t n)
+{
+	char hex[MASTER_KEY_ID_HEX + 1];
+	uint64_t total = 0;
+	size_t i;
+	int r;
+
+	if (n == 0)
+		return 0;
+	if ((r = store_master_key_wraps_add(txn, mk_id, n, &total)) != 0)
+		return r;
+	/* Once, as the count passes the mark (and again whenever it passes
+	 * another 2^20 beyond it, so that a busy key is not forgotten). */
+	if (total >= STORE_MASTER_KEY_WRAPS_WARN &&
+	    (total - n < STORE_MASTER_KEY_WRAPS_WARN ||
+	    (total >> 20) != ((total - n) >> 20))) {
+		for (i = 0; i < MASTER_KEY_ID_BYTES; i++) {
+			hex[2 * i] = "0123456789abcdef"[mk_id[i] >> 4];
+			hex[2 * i + 1] = "0123456789abcdef"[mk_id[i] & 15];
+		}
+		hex[MASTER_KEY_ID_HEX] = '\0';
+		log_fields(LOG_LEVEL_WARN, "master_key_wrap_budget",
+		    json_pack("{s:s, s:I}", "master_key_id", hex,
+		    "wraps", (json_int_t)total),
+		    "master key %s has sealed %llu envelopes, past 2^30 of "
+		    "its budget (random 96-bit nonces: stay far below 2^32); "
+		    "rotate to a new master key (p8vault master rotate)", hex,
+		    (unsigned long long)total);
+	}
+	return 0;
+}
+
+int
+vault_reseal(const struct key_record *old, struct key_record *rec,
+    void *arg)
+{
+	struct vault_reseal *rs = arg;
+	struct keeper_record kr;
+	uint8_t mk_id[MASTER_KEY_ID_BYTES];
+	uint8_t *aad = NULL, *env = NULL;
+	size_t aad_len = 0, env_len = 0;
+	int r;
+
+	if ((r = key_record_aad(old, &aad, &aad_len)) != 0)
+		goto out;
+	vault_keeper_record(old, aad, aad_len, &kr);
+	if ((r = keeper_reseal(rs->keeper, &kr, rec, &env, &env_len,
+	    mk_id)) != 0)
+		goto out;
+	if ((r = vault_count_wraps(rs->txn, mk_id, 1)) != 0)
+		goto out;
+	/* rec->envelope is old's buffer (key_record_update): replaced, not
+	 * freed. */
+	rec->envelope = env;
+	rec->envelope_len = env_len;
+	env = NULL;
+ out:
+	free(aad);
+	free(env);
+	return r;
+}
+
+/* --- the clocks, for the unit tests --- */
+
+void
+vault_test_set_clocks(int64_t (*wall_s)(void), int64_t (*boot_ns)(void))
+{
+	clock_test_set(wall_s, boot_ns);
+}
+
+void
+vault_test_set_boot_id(const uint8_t *boot_id)
+{
+	clock_test_set_boot_id(boot_id);
 }

@@ -2,13 +2,13 @@
  * vault.h: the key-material boundary.
  *
  * Every operation on key material passes through this interface: sealing an
- * uploaded .p8, unsealing to sign, re-sealing on a metadata change. It takes
+ * uploaded .p8, signing, re-sealing on a metadata change. It takes
  * validated fields and returns results (metadata as JSON, signed tokens),
- * never raw keys. Only this module holds the master keyring. The interface is
- * shaped so that it can become a separate, locked-down process that alone
- * holds the master key (as ssh-agent and OpenSSH's privilege separation do)
- * without touching api/: every argument and result is plain data that
- * serialises to JSON.
+ * never raw keys. The vault holds no key itself: it owns a keeper
+ * (keeper/keeper.h), the one component that holds master keys and opens
+ * envelopes, and a store (store/), and runs every operation as calls to
+ * the two: it chooses records, keeps caches and the audit log, and asks
+ * the keeper to seal, sign, re-seal and vouch.
  *
  * All functions are thread-safe. Every function returns 0 or a P8V_ERR_*.
  * Returned json_t objects belong to the caller (json_decref); returned
@@ -30,7 +30,7 @@
 
 #include <jansson.h>
 
-#include "crypto/masterkey.h"
+#include "keeper/keeper.h"
 #include "store/records.h"
 #include "store/store.h"
 
@@ -47,11 +47,12 @@
 #define VAULT_APNS_REJECT_MIN_INTERVAL_S (20 * 60)
 
 /*
- * Clocks. Token ages are measured on CLOCK_BOOTTIME (monotonic, counts time
- * spent suspended); iat and record times come from CLOCK_REALTIME. Neither
- * is an option: no API, option or environment variable changes them. (The
- * unit tests swap them through a hook declared only in vault/
- * vault_internal.h; integration tests run the daemon under libfaketime.)
+ * Clocks (common/clock.h). Token ages are measured on CLOCK_BOOTTIME
+ * (monotonic, counts time spent suspended); iat and record times come from
+ * CLOCK_REALTIME. Neither is an option: no API, option or environment
+ * variable changes them. (The unit tests swap them through a hook declared
+ * only in vault/vault_internal.h; integration tests run the daemon under
+ * libfaketime.)
  */
 struct vault_options {
 	/* 0 = VAULT_APNS_REUSE_DEFAULT_S; otherwise VAULT_APNS_REUSE_MIN_S ..
@@ -63,31 +64,32 @@ struct vault_options {
 struct vault;
 
 /*
- * Create the vault over an open store, taking ownership of ring (also on
- * failure). The store stays the caller's: close it after vault_destroy.
- * opts may be NULL (defaults). Checks the ring against the store
- * (store_master_keys_check) and loads the persisted APNs token cache: a
- * token minted in this boot is aged on CLOCK_BOOTTIME, one from an earlier
+ * Create the vault over an open store, taking ownership of keeper (also on
+ * failure), whose master keys are loaded. The store stays the caller's:
+ * close it after vault_destroy. opts may be NULL (defaults). Checks the
+ * keeper's keys against the store (vault_keys_check) and loads the
+ * persisted APNs token cache: a token minted in this boot is aged on CLOCK_BOOTTIME, one from an earlier
  * boot by the wall clock (now - iat); tokens past the reuse period, from the
  * future, or that fail to open are dropped (and deleted from the store).
  * Returns 0, P8V_ERR_NO_MASTER_KEY, P8V_ERR_MASTER_KEY_MISMATCH,
- * P8V_ERR_INVALID_ARGUMENT (NULL store, ring or out; reuse period out of
+ * P8V_ERR_INVALID_ARGUMENT (NULL store, keeper or out; reuse period out of
  * range), P8V_ERR_ALLOC, P8V_ERR_INTEGRITY (malformed master-key entries),
  * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  */
-int vault_create(struct store *store, struct master_keyring *ring,
+int vault_create(struct store *store, struct keeper *keeper,
     const struct vault_options *opts, struct vault **out);
 
-/* Wipe the keyring and the in-memory token cache. No call may be running.
- * NULL-safe. */
+/* Destroy the keeper (wiping its keys) and the in-memory token cache. No
+ * call may be running. NULL-safe. */
 void vault_destroy(struct vault *v);
 
 /*
  * Replace the master keyring while the vault serves (the daemon does it on
- * SIGHUP, having read its master-key files again), taking ownership of ring
- * (also on failure). The ring must hold every master key a key record is
- * sealed under (store_master_key_usage), so that a reload never turns into
- * failed requests, and must pass store_master_keys_check (keys it has not
+ * SIGHUP, having read its master-key files again into a new keeper, fresh),
+ * taking ownership of fresh (also on failure): its keyring replaces the
+ * vault keeper's (keeper_replace). The new ring must hold every master key
+ * a key record is sealed under (store_master_key_usage), so that a reload
+ * never turns into failed requests, and must pass store_master_keys_check (keys it has not
  * seen are recorded). On any refusal nothing changes: the vault keeps its
  * ring, and the reason is logged (key ids only). New seals use the new
  * ring's primary key. Calls already running finish with the ring they
@@ -102,7 +104,16 @@ void vault_destroy(struct vault *v);
  * lacks), P8V_ERR_MASTER_KEY_MISMATCH, P8V_ERR_INTEGRITY, P8V_ERR_ALLOC,
  * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  */
-int vault_set_keyring(struct vault *v, struct master_keyring *ring);
+int vault_set_keyring(struct vault *v, struct keeper *fresh);
+
+/*
+ * The keeper's master keys checked against the store's record of them
+ * (store_master_keys_check with the keeper's ids and check values: keys
+ * the store has not seen are recorded). The CLI calls it before it works
+ * on a state directory; vault_create and vault_set_keyring call it too.
+ * Returns as store_master_keys_check; P8V_ERR_INVALID_ARGUMENT for NULL.
+ */
+int vault_keys_check(struct store *store, struct keeper *keeper);
 
 /* An upload, with fields the caller has parsed but not necessarily validated:
  * the vault validates every one of them again. */

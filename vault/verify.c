@@ -80,47 +80,44 @@ record_level(int err)
 }
 
 struct walk {
-	const struct master_keyring *ring;
+	struct keeper *keeper;
 	void (*bad)(const char *, const char *, enum vault_verify_step, int,
 	    void *);
 	void *arg;
 	struct vault_verify_result *out;
 };
 
-/* Open rec and rebuild its key against the stored point. 0, or the
- * error with *step set. */
+/* Have the keeper open rec and check its scalar against the stored
+ * point; check the fingerprint of the point. 0, or the error with *step
+ * set. */
 static int
 check_record(const struct walk *w, const struct key_record *rec,
     enum vault_verify_step *step)
 {
 	char fp[P8_FINGERPRINT_HEX + 1];
-	struct p8_key *key = NULL;
-	uint8_t *aad = NULL, *scalar = NULL;
-	size_t aad_len = 0, scalar_len = 0;
+	struct keeper_record kr;
+	enum keeper_step ks = KEEPER_STEP_NONE;
+	uint8_t *aad = NULL;
+	size_t aad_len = 0;
 	int r;
 
 	*step = VAULT_VERIFY_OPEN;
 	if ((r = key_record_aad(rec, &aad, &aad_len)) != 0)
 		goto out;
-	if ((r = envelope_open(w->ring, aad, aad_len, rec->envelope,
-	    rec->envelope_len, &scalar, &scalar_len)) != 0)
+	kr.aad = aad;
+	kr.aad_len = aad_len;
+	kr.env = rec->envelope;
+	kr.env_len = rec->envelope_len;
+	if ((r = keeper_vouch(w->keeper, &kr, &ks)) != 0) {
+		if (ks == KEEPER_STEP_LENGTH || ks == KEEPER_STEP_SCALAR)
+			*step = VAULT_VERIFY_PUBLIC_POINT;
 		goto out;
+	}
 	*step = VAULT_VERIFY_PUBLIC_POINT;
-	r = P8V_ERR_INTEGRITY;
-	if (scalar_len != P8_SCALAR_BYTES)
-		goto out;
-	/* Recomputes scalar*G and compares it with the stored point. */
-	r = p8_key_from_scalar(scalar, rec->public_point, &key);
-	secmem_free(scalar);
-	scalar = NULL;
-	if (r != 0)
-		goto out;
 	if ((r = p8_public_fingerprint(rec->public_point, fp)) != 0)
 		goto out;
 	r = strcmp(fp, rec->fingerprint) == 0 ? 0 : P8V_ERR_INTEGRITY;
  out:
-	p8_key_destroy(key);
-	secmem_free(scalar);
 	free(aad);
 	return r;
 }
@@ -184,7 +181,7 @@ verify_txn(struct store_txn *txn, void *arg)
 }
 
 int
-vault_verify(struct store *store, const struct master_keyring *ring,
+vault_verify(struct store *store, struct keeper *keeper,
     void (*bad)(const char *, const char *, enum vault_verify_step, int,
         void *),
     void *arg, struct vault_verify_result *out)
@@ -193,9 +190,9 @@ vault_verify(struct store *store, const struct master_keyring *ring,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (store == NULL || ring == NULL || out == NULL)
+	if (store == NULL || keeper == NULL || out == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
-	w.ring = ring;
+	w.keeper = keeper;
 	w.bad = bad;
 	w.arg = arg;
 	w.out = out;

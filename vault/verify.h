@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "crypto/masterkey.h"
-#include "store/ids.h"
+#include "common/ids.h"
+#include "keeper/keeper.h"
 #include "store/store.h"
 
 /* What was checked, and what failed. */
@@ -45,8 +45,8 @@ enum vault_verify_step {
 const char *vault_verify_step_name(enum vault_verify_step step);
 
 /*
- * Check every key record of store with the keys of ring, and the audit
- * chain (store_audit_verify). bad (may be NULL) is called for each record
+ * Check every key record of store with the keys keeper holds
+ * (keeper_vouch), and the audit chain (store_audit_verify). bad (may be NULL) is called for each record
  * that fails, with its app and Key ID ("?" where the stored key does not
  * hold a valid identifier), the step and the error (P8V_ERR_INTEGRITY,
  * P8V_ERR_MASTER_KEY_MISSING, ...); never with key bytes. out is filled
@@ -55,7 +55,7 @@ const char *vault_verify_step_name(enum vault_verify_step step);
  * audit_err), P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC, P8V_ERR_SECMEM,
  * P8V_ERR_STORE (the store could not be read at all).
  */
-int vault_verify(struct store *store, const struct master_keyring *ring,
+int vault_verify(struct store *store, struct keeper *keeper,
     void (*bad)(const char *app, const char *key_id,
         enum vault_verify_step step, int err, void *arg),
     void *arg, struct vault_verify_result *out);

@@ -1,5 +1,5 @@
 /* codec.c: shared encoding helpers; see codec.h. */
-#include "store/codec.h"
+#include "common/codec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +41,7 @@ codec_hex_decode(const char *hex, uint8_t *out, size_t n)
 			return P8V_ERR_INVALID_ARGUMENT;
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
-	return hex[2 * n] == '\0' ? 0 : -1;
+	return hex[2 * n] == '\0' ? 0 : P8V_ERR_INVALID_ARGUMENT;
 }
 
 int
@@ -138,4 +138,33 @@ codec_json_int(const json_t *obj, const char *name, int64_t min, int64_t max,
 		return P8V_ERR_BAD_FIELD;
 	*v = (int64_t)x;
 	return 0;
+}
+
+void
+codec_put_u32(uint8_t out[4], uint32_t v)
+{
+	out[0] = (uint8_t)(v >> 24);
+	out[1] = (uint8_t)(v >> 16);
+	out[2] = (uint8_t)(v >> 8);
+	out[3] = (uint8_t)v;
+}
+
+uint32_t
+codec_get_u32(const uint8_t in[4])
+{
+	return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 |
+	    (uint32_t)in[2] << 8 | (uint32_t)in[3];
+}
+
+void
+codec_put_u64(uint8_t out[8], uint64_t v)
+{
+	codec_put_u32(out, (uint32_t)(v >> 32));
+	codec_put_u32(out + 4, (uint32_t)v);
+}
+
+uint64_t
+codec_get_u64(const uint8_t in[8])
+{
+	return (uint64_t)codec_get_u32(in) << 32 | codec_get_u32(in + 4);
 }

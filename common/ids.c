@@ -1,5 +1,5 @@
 /* ids.c: identifier validation; see ids.h. */
-#include "store/ids.h"
+#include "common/ids.h"
 
 #include <string.h>
 
