@@ -2,6 +2,7 @@
  * keeper's fixed struct (the rules are keeper/profile.c's). */
 #include "vault/profiles.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,11 +59,21 @@ parse_list(const json_t *v, size_t max, size_t item_max,
 		goto out;
 	r = 0;
  out:
-	if (r != 0) {
-		memset(f->list, 0, sizeof(f->list));
+	if (r != 0)
 		f->n_list = 0;
-	}
 	return r;
+}
+
+/*
+ * Zero req up to its list: the list's items past n_list are never read,
+ * and the 8.6 KiB of them zeroed three times per request were 8% of a
+ * /jwt request's instructions (callgrind).
+ */
+static void
+request_clear(struct profile_request *req)
+{
+	memset(req, 0, offsetof(struct profile_request, f) +
+	    offsetof(struct keeper_profile, list));
 }
 
 void
@@ -70,7 +81,7 @@ profile_request_finish(struct profile_request *req)
 {
 	if (req == NULL)
 		return;
-	memset(req, 0, sizeof(*req));
+	request_clear(req);
 }
 
 int
@@ -88,7 +99,7 @@ profile_parse(const json_t *request, struct profile_request *out,
 	int e, r = P8V_ERR_BAD_FIELD;
 
 	if (out != NULL)
-		memset(out, 0, sizeof(*out));
+		request_clear(out);
 	if (request == NULL || !json_is_object(request) || out == NULL) {
 		r = P8V_ERR_INVALID_ARGUMENT;
 		goto out;
@@ -249,7 +260,7 @@ vault_profile_token(struct vault *v, const char *app, const json_t *request,
 	struct profile_request req;
 	int r = P8V_ERR_INTERNAL;
 
-	memset(&req, 0, sizeof(req));
+	request_clear(&req);
 	if (detail != NULL)
 		*detail = NULL;
 	if (v == NULL || app == NULL || out == NULL) {

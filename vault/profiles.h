@@ -100,7 +100,8 @@ struct profile_request {
 int profile_parse(const json_t *request, struct profile_request *out,
     const char **detail);
 
-/* Zero req (nothing is allocated; kept for callers). NULL-safe. */
+/* Clear req (nothing is allocated; kept for callers): its fields are zero,
+ * its list empty. NULL-safe. */
 void profile_request_finish(struct profile_request *req);
 
 /*
