@@ -12,6 +12,8 @@
 #include "cli/cli.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "store/audit.h"
+#include "store/store.h"
 
 /* Redraw the progress line at most this often (nanoseconds): a terminal
  * is slow next to a batch commit. */
@@ -183,4 +185,38 @@ admin_quiet_logs(void)
 {
 	/* Above LOG_LEVEL_ERROR: log_emit drops every line. */
 	log_set_level((enum log_level)(LOG_LEVEL_ERROR + 1));
+}
+/* --- audit events of admin commands --- */
+
+struct audit_append {
+	json_t *event;
+};
+
+static int
+audit_txn(struct store_txn *txn, void *arg)
+{
+	return store_audit_append(txn, ((struct audit_append *)arg)->event,
+	    NULL);
+}
+
+int
+admin_audit(struct store *store, const char *what, json_t *fields)
+{
+	char when[CLI_TIME_BYTES];
+	struct audit_append a;
+	int r = P8V_ERR_ALLOC;
+
+	if (fields == NULL)
+		return r;
+	if (json_object_set_new(fields, "time",
+	    json_string(cli_time((int64_t)time(NULL), when))) != 0 ||
+	    json_object_set_new(fields, "who", json_string(ADMIN_ACTOR)) != 0 ||
+	    json_object_set_new(fields, "what", json_string(what)) != 0 ||
+	    json_object_set_new(fields, "result", json_string("ok")) != 0)
+		goto out;
+	a.event = fields;
+	r = store_write(store, audit_txn, &a);
+ out:
+	json_decref(fields);
+	return r;
 }

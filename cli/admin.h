@@ -80,4 +80,13 @@ void admin_quiet_logs(void);
 /* Hex of n bytes into out (2n + 1 bytes). */
 void admin_hex(const uint8_t *in, size_t n, char *out);
 
+struct store;
+
+/*
+ * Append the audit event {"time", "who": "cli", "what", ...fields,
+ * "result": "ok"} to store in its own write transaction; steals fields
+ * (NULL: P8V_ERR_ALLOC). 0 or a P8V_ERR_* of store_write.
+ */
+int admin_audit(struct store *store, const char *what, json_t *fields);
+
 #endif /* P8V_CLI_ADMIN_H */

@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -30,7 +29,6 @@
 #include "cli/admin.h"
 #include "cli/cli.h"
 #include "common/err.h"
-#include "store/audit.h"
 #include "store/backup.h"
 #include "store/masterkeys.h"
 #include "store/store.h"
@@ -182,40 +180,6 @@ file_digest(const char *path, char hex[2 * BACKUP_SHA256_BYTES + 1],
 	return r;
 }
 
-struct audit_append {
-	json_t *event;
-};
-
-static int
-audit_txn(struct store_txn *txn, void *arg)
-{
-	return store_audit_append(txn, ((struct audit_append *)arg)->event,
-	    NULL);
-}
-
-/* Append {"time","who":"cli","what",...fields,"result":"ok"}; steals
- * fields. 0 or a P8V_ERR_*. */
-static int
-audit(struct store *store, const char *what, json_t *fields)
-{
-	char when[CLI_TIME_BYTES];
-	struct audit_append a;
-	int r = P8V_ERR_ALLOC;
-
-	if (fields == NULL)
-		return r;
-	if (json_object_set_new(fields, "time",
-	    json_string(cli_time((int64_t)time(NULL), when))) != 0 ||
-	    json_object_set_new(fields, "who", json_string(ADMIN_ACTOR)) != 0 ||
-	    json_object_set_new(fields, "what", json_string(what)) != 0 ||
-	    json_object_set_new(fields, "result", json_string("ok")) != 0)
-		goto out;
-	a.event = fields;
-	r = store_write(store, audit_txn, &a);
- out:
-	json_decref(fields);
-	return r;
-}
 
 /* --- backup --- */
 
@@ -263,7 +227,7 @@ cmd_backup(int argc, char **argv)
 		    strerror(errno));
 		goto out;
 	}
-	if ((r = audit(store, "store.backup", json_pack("{s:s, s:I, s:s}",
+	if ((r = admin_audit(store, "store.backup", json_pack("{s:s, s:I, s:s}",
 	    "file", a.operand, "bytes", (json_int_t)size, "sha256",
 	    hex))) != 0)
 		cli_warn("backup written, but its audit event was not: %s",
@@ -405,7 +369,7 @@ cmd_restore(int argc, char **argv)
 	problems = vr.bad > 0 || vr.audit_err != 0;
 	/* From here on the restore stays: it opened with the key. */
 	restored = 0;
-	if ((r = audit(store, "store.restore", json_pack("{s:s, s:I, s:I}",
+	if ((r = admin_audit(store, "store.restore", json_pack("{s:s, s:I, s:I}",
 	    "file", a.operand, "records", (json_int_t)vr.records,
 	    "bad_records", (json_int_t)vr.bad))) != 0)
 		cli_warn("restored, but the audit event was not written: %s",

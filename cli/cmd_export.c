@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -26,7 +25,6 @@
 #include "cli/admin.h"
 #include "cli/cli.h"
 #include "common/err.h"
-#include "store/audit.h"
 #include "store/backup.h"
 #include "store/export.h"
 #include "store/store.h"
@@ -117,40 +115,6 @@ parse(int argc, char **argv, struct export_args *a)
 }
 
 
-struct audit_append {
-	json_t *event;
-};
-
-static int
-audit_txn(struct store_txn *txn, void *arg)
-{
-	return store_audit_append(txn, ((struct audit_append *)arg)->event,
-	    NULL);
-}
-
-/* Append {"time","who":"cli","what",...fields,"result":"ok"}; steals
- * fields. 0 or a P8V_ERR_*. */
-static int
-audit(struct store *store, const char *what, json_t *fields)
-{
-	char when[CLI_TIME_BYTES];
-	struct audit_append a;
-	int r = P8V_ERR_ALLOC;
-
-	if (fields == NULL)
-		return r;
-	if (json_object_set_new(fields, "time",
-	    json_string(cli_time((int64_t)time(NULL), when))) != 0 ||
-	    json_object_set_new(fields, "who", json_string(ADMIN_ACTOR)) != 0 ||
-	    json_object_set_new(fields, "what", json_string(what)) != 0 ||
-	    json_object_set_new(fields, "result", json_string("ok")) != 0)
-		goto out;
-	a.event = fields;
-	r = store_write(store, audit_txn, &a);
- out:
-	json_decref(fields);
-	return r;
-}
 
 int
 cmd_export(int argc, char **argv)
@@ -191,7 +155,7 @@ cmd_export(int argc, char **argv)
 		goto out;
 	}
 	admin_hex(info.sha256, sizeof(info.sha256), hex);
-	if ((r = audit(store, "store.export", json_pack("{s:s, s:I, s:s}",
+	if ((r = admin_audit(store, "store.export", json_pack("{s:s, s:I, s:s}",
 	    "file", a.operand, "entries", (json_int_t)info.total,
 	    "sha256", hex))) != 0)
 		cli_warn("export written, but its audit event was not: %s",
@@ -287,7 +251,7 @@ cmd_import(int argc, char **argv)
 	}
 	done = 1;
 	admin_hex(info.sha256, sizeof(info.sha256), hex);
-	if ((r = audit(store, "store.import", json_pack("{s:s, s:I, s:s}",
+	if ((r = admin_audit(store, "store.import", json_pack("{s:s, s:I, s:s}",
 	    "file", a.operand, "entries", (json_int_t)info.total,
 	    "sha256", hex))) != 0)
 		cli_warn("imported, but the audit event was not written: %s",

@@ -648,7 +648,7 @@ decode_object(const char *s, size_t n, json_t **out)
 	*out = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES,
 	    &jerr);
 	/* Memory pressure, not a bad token: jansson says so, or gives no
-	 * message at all (store/codec.h, codec_json_decode, has the limit). */
+	 * message at all (common/codec.h, codec_json_decode, has the limit). */
 	if (*out == NULL &&
 	    (json_error_code(&jerr) == json_error_out_of_memory ||
 	    jerr.text[0] == '\0')) {

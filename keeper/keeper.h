@@ -178,8 +178,6 @@ const char *keeper_step_name(enum keeper_step step);
  * open. Returns 0, P8V_ERR_INTEGRITY, P8V_ERR_MASTER_KEY_MISSING,
  * P8V_ERR_INVALID_ARGUMENT, P8V_ERR_SECMEM, P8V_ERR_ALLOC.
  */
-const char *keeper_step_name(enum keeper_step step);
-
 int keeper_vouch(struct keeper *k, const struct keeper_record *rec,
     enum keeper_step *step);
 

@@ -6,8 +6,8 @@
 
 #include <sodium.h>
 
+#include "common/codec.h"
 #include "common/err.h"
-#include "store/codec.h"
 
 #define AUDIT_HEAD_KEY "audit/head"
 #define AUDIT_HEAD_LEN (sizeof(AUDIT_HEAD_KEY) - 1)

@@ -6,10 +6,10 @@
 
 #include <sodium.h>
 
+#include "common/codec.h"
 #include "common/err.h"
+#include "common/ids.h"
 #include "crypto/secmem.h"
-#include "store/codec.h"
-#include "store/ids.h"
 
 #define CRED_FORMAT 1
 /* 256 app ids of 64 characters and the other fields: ~17 KiB. */

@@ -6,11 +6,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/codec.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/envelope.h"
 #include "crypto/secmem.h"
-#include "store/codec.h"
 #include "store/records.h"
 
 #define MK_PREFIX "mk/"

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/codec.h"
 #include "crypto/secmem.h"
 #include "store/cache.h"
-#include "store/codec.h"
 #include "tests/check.h"
 #include "tests/test_store_util.h"
 #include "tests/testutil.h"
