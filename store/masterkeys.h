@@ -57,7 +57,6 @@ int store_master_keys_check(struct store *store,
  * store_master_key_wraps: the count of key id (0 if none). 0,
  * P8V_ERR_INTEGRITY, P8V_ERR_STORE, P8V_ERR_INVALID_ARGUMENT.
  */
-#define STORE_MASTER_KEY_WRAPS_WARN ((uint64_t)1 << 30)
 int store_master_key_wraps_add(struct store_txn *txn,
     const uint8_t id[MASTER_KEY_ID_BYTES], uint64_t n, uint64_t *total);
 int store_master_key_wraps(struct store_txn *txn,

@@ -1650,17 +1650,17 @@ test_wrap_budget(void)
 
 	/* Just below the mark: the upload that passes it warns. */
 	w.id = id;
-	w.set = STORE_MASTER_KEY_WRAPS_WARN - 1;
+	w.set = ENVELOPE_WRAPS_WARN - 1;
 	REQUIRE(store_write(t.store, wraps_set_txn, &w) == 0);
 	log = logged(upload_c, &t, &c);
-	CHECK_INT(wraps_of(&t, id), STORE_MASTER_KEY_WRAPS_WARN);
+	CHECK_INT(wraps_of(&t, id), ENVELOPE_WRAPS_WARN);
 	CHECKF(strstr(log, "master_key_wrap_budget") != NULL &&
 	    strstr(log, st.keys[st.primary].id_hex) != NULL,
 	    "no wrap budget warning: %s", log);
 	free(log);
 	/* Past it, the next wraps do not warn again (until 2^20 more). */
 	log = logged(activate_c, &t, NULL);
-	CHECK_INT(wraps_of(&t, id), STORE_MASTER_KEY_WRAPS_WARN + 2);
+	CHECK_INT(wraps_of(&t, id), ENVELOPE_WRAPS_WARN + 2);
 	CHECKF(strstr(log, "master_key_wrap_budget") == NULL,
 	    "warned twice: %s", log);
 	free(log);

@@ -619,8 +619,8 @@ vault_count_wraps(struct store_txn *txn,
 		return r;
 	/* Once, as the count passes the mark (and again whenever it passes
 	 * another 2^20 beyond it, so that a busy key is not forgotten). */
-	if (total >= STORE_MASTER_KEY_WRAPS_WARN &&
-	    (total - n < STORE_MASTER_KEY_WRAPS_WARN ||
+	if (total >= ENVELOPE_WRAPS_WARN &&
+	    (total - n < ENVELOPE_WRAPS_WARN ||
 	    (total >> 20) != ((total - n) >> 20))) {
 		for (i = 0; i < MASTER_KEY_ID_BYTES; i++) {
 			hex[2 * i] = "0123456789abcdef"[mk_id[i] >> 4];

@@ -205,7 +205,7 @@ void vault_apns_forget_memory(struct vault *v, const struct key_record *rec);
  * The wrap budget (crypto/envelope.h, store/masterkeys.h): add n new
  * envelopes sealed under master key mk_id to its count, inside the write
  * transaction that stores them, and log a warning when the count passes
- * STORE_MASTER_KEY_WRAPS_WARN (2^30). Returns store_master_key_wraps_add's
+ * ENVELOPE_WRAPS_WARN (2^30). Returns store_master_key_wraps_add's
  * errors.
  */
 int vault_count_wraps(struct store_txn *txn,
