@@ -13,6 +13,8 @@
  * when a networked store cannot be reached: about one leader election of
  * a store cluster (etcd's election timeout is one second by default). */
 #define STORE_RETRY_AFTER_S 1
+/* A restarted keeper is ready within 2 s (keeper/client.c). */
+#define KEEPER_RETRY_AFTER_S 1
 
 struct status_entry {
 	int err;
@@ -60,6 +62,9 @@ static const struct status_entry status_table[] = {
 	/* The store cannot be reached (a networked backend): the request
 	 * changed nothing and may be sent again. */
 	{ P8V_ERR_STORE_UNAVAILABLE, 503 },
+	/* The keeper process died and is being started again: nothing
+	 * changed, and it is back within a second or two. */
+	{ P8V_ERR_KEEPER_UNAVAILABLE, 503 },
 	/* Keys and signing. */
 	{ P8V_ERR_KEY_EXISTS, 409 },
 	{ P8V_ERR_KEY_REVOKED, 410 },
@@ -86,6 +91,7 @@ static const struct {
 	unsigned int seconds;
 } retry_table[] = {
 	{ P8V_ERR_STORE_UNAVAILABLE, STORE_RETRY_AFTER_S },
+	{ P8V_ERR_KEEPER_UNAVAILABLE, KEEPER_RETRY_AFTER_S },
 };
 
 unsigned int

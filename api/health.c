@@ -5,6 +5,7 @@
 
 #include "api/http.h"
 #include "common/err.h"
+#include "vault/vault.h"
 
 int
 api_health_live(struct api_request *req)
@@ -21,8 +22,15 @@ api_health_ready(struct api_request *req)
 {
 	const char *reason = NULL;
 	json_t *body;
+	int ready;
 
-	if (api_request_server_ready(req, &reason)) {
+	ready = api_request_server_ready(req, &reason);
+	/* A keeper process being started again: not ready until it runs. */
+	if (ready && !vault_keeper_ready(api_request_backend(req)->vault)) {
+		ready = 0;
+		reason = "keeper_unavailable";
+	}
+	if (ready) {
 		if ((body = json_pack("{s:s}", "status", "ready")) == NULL)
 			return P8V_ERR_ALLOC;
 		return api_respond(req, 200, body);

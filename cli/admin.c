@@ -35,26 +35,70 @@ admin_keys_add(struct admin_keys *k, const char *cmd, const char *file)
 }
 
 int
-admin_keys_load(struct admin_keys *k)
+admin_keys_start(struct admin_keys *k, const char *extra, const char *generate,
+    struct keeper_key_info *extra_info)
 {
-	struct keeper_key_info info;
-	size_t i;
+	struct keeper_process_options o;
+	struct keeper_status st;
+	const char *files[ADMIN_KEY_FILES_MAX + 1];
+	const char *file;
+	size_t i, n = 0, bad = SIZE_MAX;
 	int r;
 
-	if (k->keeper == NULL && (r = keeper_create(&k->keeper)) != 0)
-		return cli_fail("creating a keyring: %s", p8v_strerror(r));
-	for (i = 0; i < k->n; i++) {
-		if ((r = keeper_load_file(k->keeper, k->files[i],
-		    &info)) != 0) {
-			if (r == P8V_ERR_NOT_FOUND)
-				return cli_fail("master key file %s: no such "
-				    "file", k->files[i]);
-			return cli_fail("master key file %s: %s", k->files[i],
+	for (i = 0; i < k->n; i++)
+		files[n++] = k->files[i];
+	if (extra != NULL)
+		files[n++] = extra;
+	if (n == 0) {
+		/* No key to hold (master status without files): an empty
+		 * keeper here, which every key operation refuses. */
+		if ((r = keeper_create(&k->keeper)) != 0)
+			return cli_fail("creating a keyring: %s",
 			    p8v_strerror(r));
-		}
-		snprintf(k->ids[i], sizeof(k->ids[i]), "%s", info.id_hex);
+		return CLI_EXIT_OK;
 	}
+	memset(&o, 0, sizeof(o));
+	o.key_files = files;
+	o.n_key_files = n;
+	o.generate = generate;
+	o.channels = 2;
+	/* The keys stay in the keeper process: this one never reads them. */
+	if ((r = keeper_start(&o, &k->keeper, &bad)) != 0) {
+		file = bad < n ? files[bad] : generate != NULL &&
+		    bad == n ? generate : NULL;
+		if (file == NULL)
+			return cli_fail("cannot start the keeper (%s): %s",
+			    KEEPER_PROGRAM, p8v_strerror(r));
+		if (generate != NULL && bad == n)
+			return cli_fail("creating master key file %s: %s", file,
+			    p8v_strerror(r));
+		if (extra != NULL && bad == n - 1)
+			return cli_fail("new master key file %s: %s", file,
+			    r == P8V_ERR_NOT_FOUND ? "no such file (create it "
+			    "with 'p8vault master generate')" :
+			    p8v_strerror(r));
+		if (r == P8V_ERR_NOT_FOUND)
+			return cli_fail("master key file %s: no such file",
+			    file);
+		return cli_fail("master key file %s: %s", file,
+		    p8v_strerror(r));
+	}
+	if ((r = keeper_status(k->keeper, &st)) != 0)
+		return cli_fail("the keeper does not answer: %s",
+		    p8v_strerror(r));
+	/* The keeper holds each key once, in the order loaded. */
+	for (i = 0; i < k->n && i < st.n; i++)
+		snprintf(k->ids[i], sizeof(k->ids[i]), "%s",
+		    st.keys[i].id_hex);
+	if (extra_info != NULL && st.n > 0)
+		*extra_info = st.keys[st.n - 1];
 	return CLI_EXIT_OK;
+}
+
+int
+admin_keys_load(struct admin_keys *k)
+{
+	return admin_keys_start(k, NULL, NULL, NULL);
 }
 
 const char *

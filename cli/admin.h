@@ -35,11 +35,21 @@ struct admin_keys {
 int admin_keys_add(struct admin_keys *k, const char *cmd, const char *file);
 
 /*
- * Load every file into a new keeper (the last one loaded is the primary,
- * as in p8vaultd). A file that cannot be loaded is named on one line with
- * the reason. Returns CLI_EXIT_OK or CLI_EXIT_FAILURE (printed).
+ * Start a keeper process (keeper_start) that loads every file (the last
+ * one loaded is the primary, as in p8vaultd): this process never holds a
+ * master key. A file that cannot be loaded is named on one line with the
+ * reason. Returns CLI_EXIT_OK or CLI_EXIT_FAILURE (printed).
  */
 int admin_keys_load(struct admin_keys *k);
+
+/*
+ * admin_keys_load with one more file loaded last (extra, or NULL; its
+ * key's id and check value in *extra_info), and generate (or NULL) created
+ * by the keeper first (it must be extra too). Errors name the file as
+ * "new master key file" (extra) or "creating master key file" (generate).
+ */
+int admin_keys_start(struct admin_keys *k, const char *extra,
+    const char *generate, struct keeper_key_info *extra_info);
 
 /* The file a key id came from, or NULL. */
 const char *admin_keys_file_of(const struct admin_keys *k, const char *id_hex);

@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "common/err.h"
 #include "crypto/masterkey.h"
+#include "cli/admin.h"
 #include "keeper/keeper.h"
 #include "store/masterkeys.h"
 #include "store/store.h"
@@ -98,6 +99,8 @@ cmd_init(int argc, char **argv)
 	};
 	const char *dir = NULL, *key_file = NULL;
 	struct store *store = NULL;
+	struct admin_keys keys = { 0 };
+	struct keeper_status ks;
 	struct keeper *keeper = NULL;
 	struct keeper_key_info info;
 	struct recorded rec = { NULL, 0 };
@@ -147,25 +150,19 @@ cmd_init(int argc, char **argv)
 	/* lstat first: master_key_generate_file logs an existing file as an
 	 * error, and here it is the normal case. A file that appears in
 	 * between is still never overwritten (O_EXCL). */
-	if (lstat(key_file, &st) == 0)
-		r = P8V_ERR_EXISTS;
-	else
-		r = master_key_generate_file(key_file);
-	if (r == 0)
-		key_created = 1;
-	else if (r != P8V_ERR_EXISTS) {
-		cli_fail("creating master key file %s: %s", key_file,
-		    p8v_strerror(r));
+	/* The keeper process creates the key file if it is missing, and
+	 * loads it: this process never holds the key. */
+	key_created = lstat(key_file, &st) != 0;
+	keys.files[keys.n++] = key_file;
+	if (admin_keys_start(&keys, NULL, key_created ? key_file : NULL,
+	    NULL) != CLI_EXIT_OK)
+		goto out;
+	keeper = keys.keeper;
+	if ((r = keeper_status(keeper, &ks)) != 0 || ks.n == 0) {
+		cli_fail("the keeper does not answer: %s", p8v_strerror(r));
 		goto out;
 	}
-	if ((r = keeper_create(&keeper)) != 0) {
-		cli_fail("creating a keyring: %s", p8v_strerror(r));
-		goto out;
-	}
-	if ((r = keeper_load_file(keeper, key_file, &info)) != 0) {
-		cli_fail("master key file %s: %s", key_file, p8v_strerror(r));
-		goto out;
-	}
+	info = ks.keys[ks.primary];
 	snprintf(id_hex, sizeof(id_hex), "%s", info.id_hex);
 	rec.id = info.id;
 	if ((r = store_read(store, find_recorded, &rec)) != 0) {
@@ -220,7 +217,7 @@ cmd_init(int argc, char **argv)
 	ret = CLI_EXIT_OK;
  out:
 	json_decref(out);
-	keeper_destroy(keeper);
+	admin_keys_finish(&keys);
 	store_close(store);
 	return ret;
 }

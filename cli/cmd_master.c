@@ -158,14 +158,15 @@ static int
 master_generate(int argc, char **argv)
 {
 	struct master_args a;
-	struct keeper *keeper = NULL;
+	struct admin_keys keys;
 	struct keeper_key_info info;
 	char id[MASTER_KEY_ID_HEX + 1];
 	struct stat st;
 	const char *file;
-	int r, ret;
+	int ret;
 
 	memset(&a, 0, sizeof(a));
+	memset(&keys, 0, sizeof(keys));
 	a.cmd = "master generate";
 	if ((ret = parse(argc, argv, "jh", &a)) != CLI_EXIT_OK)
 		return ret;
@@ -186,16 +187,12 @@ master_generate(int argc, char **argv)
 		    "overwritten", file);
 		goto out;
 	}
-	if ((r = master_key_generate_file(file)) != 0) {
-		cli_fail("creating master key file %s: %s", file,
-		    p8v_strerror(r));
+	/* The keeper creates the file and loads it: this process never
+	 * holds the key. */
+	if ((ret = admin_keys_start(&keys, file, file, &info)) !=
+	    CLI_EXIT_OK)
 		goto out;
-	}
-	if ((r = keeper_create(&keeper)) != 0 ||
-	    (r = keeper_load_file(keeper, file, &info)) != 0) {
-		cli_fail("master key file %s: %s", file, p8v_strerror(r));
-		goto out;
-	}
+	ret = CLI_EXIT_FAILURE;
 	snprintf(id, sizeof(id), "%s", info.id_hex);
 	if (a.json)
 		ret = admin_print_json(json_pack("{s:s, s:s}",
@@ -206,7 +203,7 @@ master_generate(int argc, char **argv)
 		ret = admin_flush();
 	}
  out:
-	keeper_destroy(keeper);
+	admin_keys_finish(&keys);
 	return ret;
 }
 
@@ -276,15 +273,10 @@ master_rotate(int argc, char **argv)
 		return ret;
 	admin_quiet_logs();
 	ret = CLI_EXIT_FAILURE;
-	if ((ret = admin_keys_load(&a.keys)) != CLI_EXIT_OK)
+	if ((ret = admin_keys_start(&a.keys, a.new_file, NULL, &info)) !=
+	    CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
-	if ((r = keeper_load_file(a.keys.keeper, a.new_file, &info)) != 0) {
-		cli_fail("new master key file %s: %s", a.new_file,
-		    r == P8V_ERR_NOT_FOUND ? "no such file (create it with "
-		    "'p8vault master generate')" : p8v_strerror(r));
-		goto out;
-	}
 	memcpy(new_id, info.id, sizeof(new_id));
 	if ((r = keeper_set_primary(a.keys.keeper, new_id)) != 0) {
 		cli_fail("new master key file %s: %s", a.new_file,

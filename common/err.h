@@ -61,6 +61,8 @@
 	X(NO_MASTER_KEY,      -56, "no_master_key",         "no master key is loaded") \
 	/* retryable: a networked store backend cannot be reached now */ \
 	X(STORE_UNAVAILABLE,  -57, "store_unavailable",     "the key store cannot be reached; retry later") \
+	/* retryable: the keeper process is being restarted (keeper/) */ \
+	X(KEEPER_UNAVAILABLE, -58, "keeper_unavailable",    "the key keeper is not running; retry shortly") \
 	/* keys and signing (vault/) */ \
 	X(KEY_EXISTS,         -60, "key_exists",            "a different key is already stored under this app and Key ID") \
 	X(KEY_REVOKED,        -61, "key_revoked",           "the key has been revoked") \

@@ -18,6 +18,12 @@ log_set_level(enum log_level level)
 	min_level = level;
 }
 
+enum log_level
+log_get_level(void)
+{
+	return min_level;
+}
+
 void
 log_emit(enum log_level level, const char *file, int line, const char *func,
     const char *event, json_t *fields, const char *fmt, ...)

@@ -22,6 +22,8 @@ enum log_level {
 
 /* Lines below this level are dropped (default LOG_LEVEL_INFO). */
 void log_set_level(enum log_level level);
+/* The level set (a child process started with the same one). */
+enum log_level log_get_level(void);
 
 /*
  * Emit one line. `fields` (may be NULL) is a JSON object whose members are

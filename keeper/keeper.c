@@ -66,6 +66,21 @@ keeper_step_name(enum keeper_step step)
 /* --- life cycle and the keyring --- */
 
 int
+keeper_ready(struct keeper *k)
+{
+	if (k == NULL)
+		return 0;
+	return k->remote != NULL ? keeper_remote_ready(k->remote) : 1;
+}
+
+int
+keeper_pid(struct keeper *k)
+{
+	return k != NULL && k->remote != NULL ? keeper_remote_pid(k->remote) :
+	    0;
+}
+
+int
 keeper_create(struct keeper **out)
 {
 	struct keeper *k = NULL;
@@ -113,6 +128,11 @@ memo_clear(struct keeper *k)
 void
 keeper_destroy(struct keeper *k)
 {
+	if (k != NULL && k->remote != NULL) {
+		keeper_remote_destroy(k->remote);
+		free(k);
+		return;
+	}
 	if (k == NULL)
 		return;
 	if (k->memo != NULL) {
@@ -192,6 +212,9 @@ keeper_load_file(struct keeper *k, const char *path,
 {
 	struct master_key *mk = NULL;
 	int r;
+	/* A keeper process loads its own files (keeper_start). */
+	if (k != NULL && k->remote != NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
 
 	if (info != NULL)
 		memset(info, 0, sizeof(*info));
@@ -207,6 +230,8 @@ keeper_load_credential(struct keeper *k, struct keeper_key_info *info)
 {
 	struct master_key *mk = NULL;
 	int r;
+	if (k != NULL && k->remote != NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
 
 	if (info != NULL)
 		memset(info, 0, sizeof(*info));
@@ -235,6 +260,9 @@ int
 keeper_set_primary(struct keeper *k, const uint8_t id[MASTER_KEY_ID_BYTES])
 {
 	int r;
+	if (k != NULL && k->remote != NULL)
+		return id != NULL ? keeper_remote_set_primary(k->remote, id) :
+		    P8V_ERR_INVALID_ARGUMENT;
 
 	if (k == NULL || id == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
@@ -250,6 +278,9 @@ keeper_status(struct keeper *k, struct keeper_status *st)
 	struct keeper_ring *ring;
 	const struct master_key *primary;
 	size_t i;
+	if (k != NULL && k->remote != NULL)
+		return st != NULL ? keeper_remote_status(k->remote, st) :
+		    P8V_ERR_INVALID_ARGUMENT;
 
 	if (st != NULL)
 		memset(st, 0, sizeof(*st));
@@ -278,6 +309,17 @@ keeper_has_key(struct keeper *k, const uint8_t id[MASTER_KEY_ID_BYTES])
 
 	if (k == NULL || id == NULL)
 		return 0;
+	if (k->remote != NULL) {
+		struct keeper_status st;
+		size_t i;
+
+		if (keeper_remote_status(k->remote, &st) != 0)
+			return 0;
+		for (i = 0; i < st.n; i++)
+			if (memcmp(st.keys[i].id, id, MASTER_KEY_ID_BYTES) == 0)
+				return 1;
+		return 0;
+	}
 	ring = keeper_ring_get(k);
 	found = master_keyring_find(ring->keys, id) != NULL;
 	keeper_ring_put(k, ring);
@@ -289,6 +331,15 @@ keeper_replace(struct keeper *k, struct keeper *fresh)
 {
 	struct keeper_ring *next, *prev;
 	int r = P8V_ERR_INVALID_ARGUMENT;
+	if (k != NULL && fresh != NULL && (k->remote != NULL ||
+	    fresh->remote != NULL)) {
+		int rr = P8V_ERR_INVALID_ARGUMENT;
+
+		if (k->remote != NULL && fresh->remote != NULL)
+			rr = keeper_remote_replace(k->remote, fresh->remote);
+		keeper_destroy(fresh);
+		return rr;
+	}
 
 	if (k == NULL || fresh == NULL || k == fresh)
 		goto out;
@@ -447,6 +498,8 @@ keeper_vouch(struct keeper *k, const struct keeper_record *rec,
 	enum keeper_step s = KEEPER_STEP_NONE;
 	uint8_t *scalar = NULL;
 	int r;
+	if (k != NULL && k->remote != NULL && rec != NULL)
+		return keeper_remote_vouch(k->remote, rec, step);
 
 	if (k == NULL || !record_ok(rec)) {
 		r = P8V_ERR_INVALID_ARGUMENT;
@@ -472,6 +525,9 @@ keeper_seal(struct keeper *k, const uint8_t *p8, size_t p8_len,
 	uint8_t *scalar = NULL, *aad = NULL, *env = NULL;
 	size_t aad_len = 0, env_len = 0;
 	int r = P8V_ERR_INVALID_ARGUMENT;
+	if (k != NULL && k->remote != NULL && rec != NULL &&
+	    (p8 != NULL || p8_len == 0))
+		return keeper_remote_seal(k->remote, p8, p8_len, rec, mk_id);
 
 	if (k == NULL || p8 == NULL || rec == NULL)
 		goto out;
@@ -547,6 +603,13 @@ keeper_reseal(struct keeper *k, const struct keeper_record *old,
 	uint8_t *pt = NULL, *aad = NULL;
 	size_t pt_len = 0, aad_len = 0;
 	int r = P8V_ERR_INVALID_ARGUMENT;
+	if (k != NULL && k->remote != NULL && old != NULL && rec != NULL &&
+	    env != NULL && env_len != NULL) {
+		*env = NULL;
+		*env_len = 0;
+		return keeper_remote_reseal(k->remote, old, rec, env, env_len,
+		    mk_id);
+	}
 
 	if (env != NULL)
 		*env = NULL;
@@ -612,6 +675,10 @@ keeper_rewrap(struct keeper *k, const struct keeper_record *rec,
 	struct keeper_ring *ring = NULL;
 	const struct master_key *mk;
 	int r = P8V_ERR_INVALID_ARGUMENT;
+	if (k != NULL && k->remote != NULL && rec != NULL && env != NULL &&
+	    env_len != NULL)
+		return keeper_remote_rewrap(k->remote, rec, target, env,
+		    env_len);
 
 	if (env != NULL)
 		*env = NULL;
@@ -663,6 +730,9 @@ keeper_sign_profile(struct keeper *k, const struct keeper_record *rec,
 	uint8_t *scalar = NULL;
 	int64_t now;
 	int r = P8V_ERR_INVALID_ARGUMENT;
+	if (k != NULL && k->remote != NULL && rec != NULL && p != NULL &&
+	    out != NULL)
+		return keeper_remote_sign_profile(k->remote, rec, p, out, step);
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));

@@ -333,4 +333,56 @@ int keeper_sign_profile(struct keeper *k, const struct keeper_record *rec,
     const struct keeper_profile *p, struct keeper_token *out,
     enum keeper_step *step);
 
+/* --- the keeper as its own process (keeper/client.c) --- */
+
+/*
+ * p8vaultd and p8vault hold no master key, data key or plaintext key:
+ * they start the program p8vault-keeper (keeper/main.c), which loads the
+ * master keys, locks itself into a sandbox and answers the operations
+ * above over socketpairs (keeper/proto.h). A keeper made by keeper_start
+ * is used through every function of this header exactly as one made by
+ * keeper_create, except that keeper_load_file, keeper_load_credential and
+ * keeper_has_key's callers learn about keys only through keeper_status,
+ * and any call may fail with P8V_ERR_KEEPER_UNAVAILABLE (the process
+ * died or does not answer; nothing was done).
+ */
+#define KEEPER_PROGRAM "p8vault-keeper"
+#define KEEPER_CHANNELS_MAX 64
+
+struct keeper_process_options {
+	const char *program;            /* NULL: keeper_program_path() */
+	const char *const *key_files;   /* master-key files, loaded in order */
+	size_t n_key_files;             /* 0: the systemd credential */
+	const char *generate;           /* NULL, or a master-key file the
+	                                   keeper creates first (it must not
+	                                   exist; list it in key_files too) */
+	unsigned int channels;          /* calls at once; 0: 2 */
+	int restart;                    /* start a new keeper when it dies
+	                                   (the daemon) */
+};
+
+/*
+ * Start a keeper process and wait for it to load its keys. *bad_file (may
+ * be NULL) gets the index into key_files of the file that failed (or
+ * n_key_files for generate), SIZE_MAX when no file is to blame.
+ * Returns 0, the errors of keeper_load_file / keeper_load_credential /
+ * master_key_generate_file for that file, P8V_ERR_NOT_FOUND (no
+ * p8vault-keeper program), P8V_ERR_KEEPER_UNAVAILABLE (it did not start or
+ * answer), P8V_ERR_IO, P8V_ERR_ALLOC, P8V_ERR_INVALID_ARGUMENT.
+ */
+int keeper_start(const struct keeper_process_options *o, struct keeper **out,
+    size_t *bad_file);
+
+/* Where p8vault-keeper is: beside the running program, in the build
+ * tree's keeper/ directory beside its directory, or in the libexec
+ * directory it was built for. 0 or P8V_ERR_NOT_FOUND. */
+int keeper_program_path(char *buf, size_t size);
+
+/* 1 if k can serve keys now (a local keeper, or a keeper process that
+ * runs), else 0. */
+int keeper_ready(struct keeper *k);
+
+/* The keeper process's pid, 0 for a local keeper or while none runs. */
+int keeper_pid(struct keeper *k);
+
 #endif /* P8V_KEEPER_KEEPER_H */

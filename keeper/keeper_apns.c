@@ -119,6 +119,10 @@ keeper_sign_apns(struct keeper *k, const struct keeper_record *rec,
 	json_t *header = NULL, *claims = NULL;
 	int64_t now, boot_ns;
 	int r = P8V_ERR_INVALID_ARGUMENT;
+	if (k != NULL && k->remote != NULL && rec != NULL && boot_id != NULL &&
+	    out != NULL)
+		return keeper_remote_sign_apns(k->remote, rec, boot_id, out,
+		    step);
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
@@ -218,6 +222,10 @@ keeper_apns_blob_open(struct keeper *k, const char *cache_key,
 	uint8_t *pt = NULL;
 	size_t pt_len = 0, aad_len, i;
 	int r = P8V_ERR_INVALID_ARGUMENT;
+	if (k != NULL && k->remote != NULL && cache_key != NULL &&
+	    blob != NULL && out != NULL)
+		return keeper_remote_blob_open(k->remote, cache_key, blob, len,
+		    out);
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
@@ -279,6 +287,10 @@ keeper_apns_blob_rewrap(struct keeper *k, const char *cache_key,
 	uint8_t *env = NULL, *res = NULL;
 	size_t env_len = 0, aad_len;
 	int r = P8V_ERR_INVALID_ARGUMENT;
+	if (k != NULL && k->remote != NULL && cache_key != NULL &&
+	    blob != NULL && out != NULL && out_len != NULL)
+		return keeper_remote_blob_rewrap(k->remote, cache_key, blob,
+		    len, target, out, out_len);
 
 	if (out != NULL)
 		*out = NULL;

@@ -25,8 +25,11 @@ struct keeper_ring {
 };
 
 struct kmemo;
+struct kremote;
 
 struct keeper {
+	struct kremote *remote;         /* set: the keeper is a process
+	                                   (client.c); nothing else is used */
 	pthread_mutex_t lock;           /* guards ring and every refs */
 	struct keeper_ring *ring;       /* current (holds one reference) */
 	pthread_mutex_t memo_lock;
@@ -62,5 +65,36 @@ int keeper_open_record(struct keeper *k, struct keeper_ring *ring,
  * absent) or, for NULL, the primary (P8V_ERR_NO_MASTER_KEY). */
 const struct master_key *keeper_target(const struct master_keyring *ring,
     const uint8_t *target, int *err);
+
+/* The operations over a keeper process (client.c): keeper.h's, for a
+ * keeper made by keeper_start. */
+void keeper_remote_destroy(struct kremote *rm);
+int keeper_remote_ready(struct kremote *rm);
+int keeper_remote_pid(struct kremote *rm);
+int keeper_remote_replace(struct kremote *rm, struct kremote *fresh);
+int keeper_remote_status(struct kremote *rm, struct keeper_status *st);
+int keeper_remote_set_primary(struct kremote *rm,
+    const uint8_t id[MASTER_KEY_ID_BYTES]);
+int keeper_remote_seal(struct kremote *rm, const uint8_t *p8, size_t p8_len,
+    struct key_record *rec, uint8_t mk_id[MASTER_KEY_ID_BYTES]);
+int keeper_remote_reseal(struct kremote *rm, const struct keeper_record *old,
+    const struct key_record *rec, uint8_t **env, size_t *env_len,
+    uint8_t mk_id[MASTER_KEY_ID_BYTES]);
+int keeper_remote_vouch(struct kremote *rm, const struct keeper_record *rec,
+    enum keeper_step *step);
+int keeper_remote_rewrap(struct kremote *rm, const struct keeper_record *rec,
+    const uint8_t *target, uint8_t **env, size_t *env_len);
+int keeper_remote_sign_apns(struct kremote *rm,
+    const struct keeper_record *rec,
+    const uint8_t boot_id[CLOCK_BOOT_ID_BYTES],
+    struct keeper_apns_token *out, enum keeper_step *step);
+int keeper_remote_blob_open(struct kremote *rm, const char *cache_key,
+    const uint8_t *blob, size_t len, struct keeper_apns_blob *out);
+int keeper_remote_blob_rewrap(struct kremote *rm, const char *cache_key,
+    const uint8_t *blob, size_t len, const uint8_t *target, uint8_t **out,
+    size_t *out_len);
+int keeper_remote_sign_profile(struct kremote *rm,
+    const struct keeper_record *rec, const struct keeper_profile *p,
+    struct keeper_token *out, enum keeper_step *step);
 
 #endif /* P8V_KEEPER_KEEPER_INTERNAL_H */

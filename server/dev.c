@@ -8,13 +8,14 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "crypto/masterkey.h"
 
 int
-dev_prepare(const struct config *cfg)
+dev_prepare(const struct config *cfg, const char **generate)
 {
+	struct stat st;
 	int r = P8V_ERR_INTERNAL;
 
+	*generate = NULL;
 	if (cfg == NULL || !cfg->dev) {
 		r = 0;
 		goto out;
@@ -34,28 +35,29 @@ dev_prepare(const struct config *cfg)
 		r = P8V_ERR_IO;
 		goto out;
 	}
-	r = master_key_generate_file(CONFIG_DEV_MASTER_KEY);
-	if (r == P8V_ERR_EXISTS) {
-		log_warnf("dev_master_key", "using the DEVELOPMENT master key "
-		    "%s: it is stored next to the data it protects; never use "
-		    "it in production", CONFIG_DEV_MASTER_KEY);
+	/* The keeper creates it (no other process holds a master key):
+	 * state_load_keys passes it on. */
+	if (lstat(CONFIG_DEV_MASTER_KEY, &st) != 0 && errno == ENOENT) {
+		*generate = CONFIG_DEV_MASTER_KEY;
 		r = 0;
 		goto out;
 	}
-	if (r != 0) {
-		log_errorf("dev_master_key", "cannot create the development "
-		    "master key %s: %s", CONFIG_DEV_MASTER_KEY,
-		    p8v_strerror(r));
-		goto out;
-	}
-	log_warnf("dev_master_key", "CREATED A DEVELOPMENT MASTER KEY at %s. "
-	    "It is stored next to the data it protects and is NOT FOR "
-	    "PRODUCTION: anyone who can read %s can open every key sealed "
-	    "under it", CONFIG_DEV_MASTER_KEY, CONFIG_DEV_STATE);
-	fprintf(stderr, "p8vaultd: WARNING: created a DEVELOPMENT master key "
-	    "at %s, next to the data it protects. NOT FOR PRODUCTION.\n",
-	    CONFIG_DEV_MASTER_KEY);
+	log_warnf("dev_master_key", "using the DEVELOPMENT master key "
+	    "%s: it is stored next to the data it protects; never use "
+	    "it in production", CONFIG_DEV_MASTER_KEY);
 	r = 0;
  out:
 	return r;
+}
+
+void
+dev_report_created(const char *path)
+{
+	log_warnf("dev_master_key", "CREATED A DEVELOPMENT MASTER KEY at %s. "
+	    "It is stored next to the data it protects and is NOT FOR "
+	    "PRODUCTION: anyone who can read %s can open every key sealed "
+	    "under it", path, CONFIG_DEV_STATE);
+	fprintf(stderr, "p8vaultd: WARNING: created a DEVELOPMENT master key "
+	    "at %s, next to the data it protects. NOT FOR PRODUCTION.\n",
+	    path);
 }

@@ -270,6 +270,7 @@ main(int argc, char **argv)
 	struct api_options opts;
 	struct api_backend backend;
 	enum config_action action;
+	const char *generate = NULL;
 	sigset_t set;
 	rlim_t fds;
 	int r, status = EXIT_STARTUP;
@@ -303,13 +304,17 @@ main(int argc, char **argv)
 		log_errorf("start", "pthread_sigmask: %s", strerror(r));
 		goto out;
 	}
-	if (dev_prepare(&d.cfg) != 0)
+	if (dev_prepare(&d.cfg, &generate) != 0)
 		goto out;
-	if ((r = state_load_keys(&d.state, &d.cfg)) != 0) {
+	/* The keeper process starts before any listener: it alone reads
+	 * the master keys (keeper/keeper.h). */
+	if ((r = state_load_keys(&d.state, &d.cfg, generate)) != 0) {
 		if (r == P8V_ERR_NO_MASTER_KEY)
 			status = EXIT_USAGE;
 		goto out;
 	}
+	if (generate != NULL)
+		dev_report_created(generate);
 	if (api_auth_is_stub())
 		log_warnf("start", "authentication is a stub: every request "
 		    "is allowed (api/auth.c)");

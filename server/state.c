@@ -15,48 +15,69 @@ log_loaded(const struct keeper_key_info *info, const char *from)
 	    "loaded master key %s from %s", info->id_hex, from);
 }
 
-int
-state_load_keys(struct state *st, const struct config *cfg)
+/* Channels to the keeper: a call at a time each; the handler threads of
+ * every listener share them (a call waits while all are busy). */
+static unsigned int
+keeper_channels(const struct config *cfg)
 {
-	struct keeper_key_info info;
+	unsigned int n = 2 * cfg->threads + 2;
+
+	return n > KEEPER_CHANNELS_MAX ? KEEPER_CHANNELS_MAX : n;
+}
+
+int
+state_load_keys(struct state *st, const struct config *cfg,
+    const char *generate)
+{
+	struct keeper_process_options o;
 	struct keeper_status ks;
-	size_t i;
+	size_t i, bad = SIZE_MAX;
 	int r = P8V_ERR_INTERNAL;
 
-	if (st->keeper == NULL && (r = keeper_create(&st->keeper)) != 0)
-		goto out;
-	for (i = 0; i < cfg->n_master_key_files; i++) {
-		if ((r = keeper_load_file(st->keeper, cfg->master_key_files[i],
-		    &info)) != 0) {
+	memset(&o, 0, sizeof(o));
+	o.key_files = (const char *const *)cfg->master_key_files;
+	o.n_key_files = cfg->n_master_key_files;
+	o.generate = generate;
+	o.channels = keeper_channels(cfg);
+	o.restart = 1;
+	if ((r = keeper_start(&o, &st->keeper, &bad)) != 0) {
+		if (bad < cfg->n_master_key_files)
 			log_errorf("master_key", "cannot load the master key "
-			    "file %s: %s", cfg->master_key_files[i],
+			    "file %s: %s", cfg->master_key_files[bad],
 			    p8v_strerror(r));
-			goto out;
-		}
-		log_loaded(&info, cfg->master_key_files[i]);
-	}
-	if (cfg->n_master_key_files == 0) {
-		r = keeper_load_credential(st->keeper, &info);
-		if (r == P8V_ERR_NOT_FOUND) {
+		else if (generate != NULL && bad == cfg->n_master_key_files)
+			log_errorf("master_key", "cannot create the master key "
+			    "file %s: %s", generate, p8v_strerror(r));
+		else if (cfg->n_master_key_files == 0 && r == P8V_ERR_NOT_FOUND)
 			log_errorf("master_key", "no master key: give "
 			    "--master-key-file FILE (or P8VAULT_MASTER_KEY_FILE),"
 			    " or the systemd credential %s",
 			    MASTER_KEY_CREDENTIAL);
-			r = P8V_ERR_NO_MASTER_KEY;
-			goto out;
-		}
-		if (r != 0) {
+		else if (cfg->n_master_key_files == 0)
 			log_errorf("master_key", "cannot load the systemd "
 			    "credential %s: %s", MASTER_KEY_CREDENTIAL,
 			    p8v_strerror(r));
-			goto out;
-		}
-		log_loaded(&info, "systemd credential " MASTER_KEY_CREDENTIAL);
+		else
+			log_errorf("keeper", "cannot start the keeper: %s",
+			    p8v_strerror(r));
+		if (cfg->n_master_key_files == 0 && r == P8V_ERR_NOT_FOUND)
+			r = P8V_ERR_NO_MASTER_KEY;
+		goto out;
 	}
+	if ((r = keeper_status(st->keeper, &ks)) != 0)
+		goto out;
+	for (i = 0; i < ks.n; i++)
+		log_loaded(&ks.keys[i], i < cfg->n_master_key_files ?
+		    cfg->master_key_files[i] : "systemd credential "
+		    MASTER_KEY_CREDENTIAL);
+	st->n_master_keys = ks.n;
+	log_fields(LOG_LEVEL_INFO, "keeper_started",
+	    json_pack("{s:i, s:i}", "pid", keeper_pid(st->keeper),
+	    "channels", (int)o.channels),
+	    "keeper process %d holds %zu master key(s)",
+	    keeper_pid(st->keeper), ks.n);
 	r = 0;
  out:
-	if (st->keeper != NULL && keeper_status(st->keeper, &ks) == 0)
-		st->n_master_keys = ks.n;
 	return r;
 }
 
@@ -96,7 +117,7 @@ state_reload_keys(struct state *st, const struct config *cfg)
 	memset(&next, 0, sizeof(next));
 	if (st == NULL || st->vault == NULL)
 		goto out;
-	if ((r = state_load_keys(&next, cfg)) != 0)
+	if ((r = state_load_keys(&next, cfg, NULL)) != 0)
 		goto out;
 	r = vault_set_keyring(st->vault, next.keeper);
 	next.keeper = NULL;     /* the vault's now, also on failure */

@@ -21,16 +21,22 @@ struct state {
 };
 
 /*
- * Load the master keys: every --master-key-file in order, or, when none is
- * configured, the systemd credential ($CREDENTIALS_DIRECTORY/
- * p8vault-master-key). Logs each key's id and where it came from, never
- * the key. The last file given is the primary key (seals new records).
+ * Start the keeper process (p8vault-keeper, keeper_start: restarted when
+ * it dies), which loads the master keys: every --master-key-file in order,
+ * or, when none is configured, the systemd credential
+ * ($CREDENTIALS_DIRECTORY/p8vault-master-key); generate (or NULL) is a
+ * master-key file it creates first (the development key). This process
+ * never reads a master key. Logs each key's id and where it came from,
+ * never the key. The last file given is the primary key (seals new
+ * records).
  * Returns 0, P8V_ERR_NO_MASTER_KEY (none configured and no credential:
  * logged, a configuration error), the errors of master_key_load_file
  * (P8V_ERR_NOT_FOUND, P8V_ERR_MASTER_KEY_FILE, ...: logged with the path),
- * P8V_ERR_TOO_LARGE (more than MASTER_KEYRING_MAX keys), P8V_ERR_ALLOC.
+ * P8V_ERR_TOO_LARGE (more than MASTER_KEYRING_MAX keys), P8V_ERR_ALLOC,
+ * P8V_ERR_KEEPER_UNAVAILABLE (the keeper did not start).
  */
-int state_load_keys(struct state *st, const struct config *cfg);
+int state_load_keys(struct state *st, const struct config *cfg,
+    const char *generate);
 
 /*
  * Open the store in dir and the vault over it, handing it the keeper

@@ -399,6 +399,7 @@ static const struct status_case status_cases[] = {
 	{ P8V_ERR_METHOD_NOT_ALLOWED, 405 },
 	{ P8V_ERR_NOT_READY, 503 },
 	{ P8V_ERR_STORE_UNAVAILABLE, 503 },
+	{ P8V_ERR_KEEPER_UNAVAILABLE, 503 },
 	{ P8V_ERR_UNAUTHORIZED, 401 },
 	{ P8V_ERR_FORBIDDEN, 403 },
 	{ P8V_ERR_INTERNAL, 500 },
@@ -431,13 +432,18 @@ test_error_statuses(void)
 		    p8v_errname(status_cases[i].err),
 		    api_error_status(status_cases[i].err),
 		    status_cases[i].status);
-	/* Retry-After: the store that cannot be reached, and no other code
+	/* Retry-After: the store that cannot be reached, the keeper being
+	 * started again, and no other code
 	 * (a 500 is not worth retrying blindly; not_ready has none). */
 	CHECK_INT(api_error_retry_after(P8V_ERR_STORE_UNAVAILABLE), 1);
 	CHECK_STR(api_error_code(P8V_ERR_STORE_UNAVAILABLE),
 	    "store_unavailable");
+	CHECK_INT(api_error_retry_after(P8V_ERR_KEEPER_UNAVAILABLE), 1);
+	CHECK_STR(api_error_code(P8V_ERR_KEEPER_UNAVAILABLE),
+	    "keeper_unavailable");
 	for (i = 0; i < sizeof(all_codes) / sizeof(all_codes[0]); i++)
-		if (all_codes[i] != P8V_ERR_STORE_UNAVAILABLE)
+		if (all_codes[i] != P8V_ERR_STORE_UNAVAILABLE &&
+		    all_codes[i] != P8V_ERR_KEEPER_UNAVAILABLE)
 			CHECKF(api_error_retry_after(all_codes[i]) == 0, "%s",
 			    p8v_errname(all_codes[i]));
 	CHECK_INT(api_error_retry_after(0), 0);

@@ -224,3 +224,9 @@ vault_stats(struct vault *v, struct vault_stats *st)
 #undef VAULT_LOAD
 }
 
+
+int
+vault_keeper_ready(struct vault *v)
+{
+	return v != NULL && keeper_ready(v->keeper);
+}

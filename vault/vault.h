@@ -79,6 +79,11 @@ struct vault;
 int vault_create(struct store *store, struct keeper *keeper,
     const struct vault_options *opts, struct vault **out);
 
+/* 1 if the vault's keeper can serve keys now, 0 while a keeper process
+ * is being started again (requests that need a key get 503
+ * keeper_unavailable; /readyz says not ready). */
+int vault_keeper_ready(struct vault *v);
+
 /* Destroy the keeper (wiping its keys) and the in-memory token cache. No
  * call may be running. NULL-safe. */
 void vault_destroy(struct vault *v);
