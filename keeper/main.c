@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -118,6 +119,18 @@ warm_up(struct keeper *k)
 	return r;
 }
 
+/* recv's 0 is the end of the channel, or an empty datagram. */
+static int
+peer_gone(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN | POLLRDHUP };
+
+	int n = poll(&pfd, 1, 0);
+
+	return n < 0 || (n == 1 &&
+	    (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0);
+}
+
 static void *
 serve_channel(void *arg)
 {
@@ -141,7 +154,7 @@ serve_channel(void *arg)
 		n = recv(fd, req, KPROTO_MSG_MAX + 1, MSG_TRUNC);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n < 0 || (n == 0 && peer_gone(fd)))
 			_exit(0);       /* the front is gone */
 		/* A datagram over the buffer was cut: its header no longer
 		 * matches its length, and it is refused as malformed. */
@@ -159,6 +172,16 @@ serve_channel(void *arg)
 			_exit(0);
 	}
 	return NULL;
+}
+
+/* Say why in the hello, wipe the keys, exit 1 (before any thread). */
+static int
+fail(struct keeper *k, int r, uint32_t bad_file)
+{
+	hello(3, k, r, bad_file);
+	kserve_destroy(server);
+	keeper_destroy(k);
+	return 1;
 }
 
 int
@@ -215,32 +238,19 @@ main(int argc, char **argv)
 		}
 	}
 
-	if ((r = keeper_create(&k)) != 0) {
-		hello(3, NULL, r, UINT32_MAX);
-		return 1;
-	}
-	if (generate != NULL && (r = master_key_generate_file(generate)) != 0) {
-		hello(3, k, r, (uint32_t)n_files);
-		return 1;
-	}
+	if ((r = keeper_create(&k)) != 0)
+		return fail(NULL, r, UINT32_MAX);
+	if (generate != NULL && (r = master_key_generate_file(generate)) != 0)
+		return fail(k, r, (uint32_t)n_files);
 	for (i = 0; i < n_files; i++)
-		if ((r = keeper_load_file(k, files[i], NULL)) != 0) {
-			hello(3, k, r, (uint32_t)i);
-			return 1;
-		}
-	if (credential && (r = keeper_load_credential(k, NULL)) != 0) {
-		hello(3, k, r, UINT32_MAX);
-		return 1;
-	}
-	if ((r = warm_up(k)) != 0 || (r = kserve_create(k, &server)) != 0) {
-		hello(3, k, r, UINT32_MAX);
-		return 1;
-	}
-
-	if ((r = sandbox_enter(channels)) != 0) {
-		hello(3, k, r, UINT32_MAX);
-		return 1;
-	}
+		if ((r = keeper_load_file(k, files[i], NULL)) != 0)
+			return fail(k, r, (uint32_t)i);
+	if (credential && (r = keeper_load_credential(k, NULL)) != 0)
+		return fail(k, r, UINT32_MAX);
+	if ((r = warm_up(k)) != 0 || (r = kserve_create(k, &server)) != 0)
+		return fail(k, r, UINT32_MAX);
+	if ((r = sandbox_enter(channels)) != 0)
+		return fail(k, r, UINT32_MAX);
 	if (pthread_barrier_init(&started, NULL,
 	    (unsigned int)channels + 1) != 0 ||
 	    pthread_barrier_init(&start_line, NULL,
@@ -249,15 +259,14 @@ main(int argc, char **argv)
 	    pthread_attr_setstacksize(&attr, CHANNEL_STACK_BYTES) != 0 ||
 	    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0) {
 		log_errorf("keeper", "preparing the channel threads failed");
-		hello(3, k, P8V_ERR_INTERNAL, UINT32_MAX);
-		return 1;
+		return fail(k, P8V_ERR_INTERNAL, UINT32_MAX);
 	}
 	for (i = 0; i < channels; i++)
 		if ((r = pthread_create(&tid, &attr, serve_channel,
 		    (void *)(intptr_t)(3 + (int)i))) != 0) {
 			log_errorf("keeper", "pthread_create: %s", strerror(r));
 			hello(3, k, P8V_ERR_INTERNAL, UINT32_MAX);
-			return 1;
+			_exit(1);       /* threads run: no clean-up */
 		}
 	pthread_barrier_wait(&started);
 	if ((r = sandbox_lock()) != 0) {
