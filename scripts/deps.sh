@@ -3,13 +3,15 @@
 #
 # Everything comes from Debian's archive; nothing is downloaded otherwise.
 
-P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev"
-P8V_RUN_PACKAGES="openssl"
+P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev libcurl4-openssl-dev"
+P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
 # Tests: the openssl command and python3-cryptography check what the vault
 # emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
 # examples; util-linux for the file-system fault tests; faketime (libfaketime)
-# drives the daemon's clock in tests/integration/test_sign_clock.py.
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime"
+# drives the daemon's clock in tests/integration/test_sign_clock.py;
+# nodejs runs the mock APNs (HTTP/2, tests/apns_mock.mjs) of
+# tests/integration/test_check.py.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs"
 
 p8v_missing_packages() {
 	local p missing=""

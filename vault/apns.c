@@ -41,6 +41,9 @@ struct mint {
 	 * into the caller's struct: set up only if a mint runs */
 	struct key_record *loaded;
 	int tried;                      /* *loaded is set up: free it */
+	/* A given record (vault_apns_token_key) instead of the app's
+	 * active key: the caller read it and had it vouched for. */
+	const struct key_record *fixed;
 	const struct key_record *rec;   /* loaded once read */
 	const char *actor;
 	/* for the persisting transaction */
@@ -111,6 +114,11 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 
 	memset(out, 0, sizeof(*out));
 	memset(&kt, 0, sizeof(kt));
+	if (m->fixed != NULL) {
+		/* persist_txn reads it again: a revocation since still wins. */
+		m->rec = m->fixed;
+		goto sign;
+	}
 	/* The record, vouched for: still the key the token is filed under
 	 * (else a commit moved the app to another key in between: refused as
 	 * persist_txn refuses a key replaced during the mint). */
@@ -122,6 +130,7 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	    KEY_SERVICE_APNS, m->loaded, &found)) != 0)
 		goto out;
 	m->rec = m->loaded;
+ sign:
 	tokcache_id_of(m->rec, &id);
 	r = P8V_ERR_KEY_NOT_FOUND;
 	if (strcmp(id.fingerprint, m->id->fingerprint) != 0 ||
@@ -228,6 +237,57 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 		VAULT_COUNT(v->apns_failures);
 	if (m.tried)
 		key_record_free(&loaded);
+	return r;
+}
+
+int
+vault_apns_token_key(struct vault *v, const struct key_record *rec,
+    const char *actor, struct vault_token *out)
+{
+	struct tokcache_id id;
+	struct mint m;
+	enum vault_mint_reason why = VAULT_MINT_COLD;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	memset(&m, 0, sizeof(m));
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (v == NULL || rec == NULL || out == NULL ||
+	    vault_actor_valid(actor) != 0)
+		goto out;
+	r = P8V_ERR_KEY_REVOKED;
+	if (rec->state == KEY_STATE_REVOKED || rec->envelope == NULL)
+		goto out;
+	r = P8V_ERR_SERVICE_NOT_ALLOWED;
+	if ((rec->services & KEY_SERVICE_APNS) == 0)
+		goto out;
+	tokcache_id_of(rec, &id);
+	m.v = v;
+	m.app = rec->app;
+	m.env = rec->environment;
+	m.id = &id;
+	m.actor = actor;
+	m.fixed = rec;
+	if ((r = tokcache_get(v->tokens, &id, NULL, VAULT_REJECT_NONE,
+	    mint_token, &m, out, &why)) != 0) {
+		VAULT_COUNT(v->apns_failures);
+		goto out;
+	}
+	if (out->minted) {
+		VAULT_COUNT(v->apns_mints[why]);
+		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", rec->app,
+		    "key_id", id.key_id, "team_id", id.team_id,
+		    "fingerprint", id.fingerprint,
+		    "reason", vault_mint_reason_name(why),
+		    "issued_at", (json_int_t)out->issued_at),
+		    "new APNs provider token for key %s (team %s): %s",
+		    id.key_id, id.team_id, vault_mint_reason_name(why));
+	} else {
+		VAULT_COUNT(v->apns_cache_hits);
+	}
+	r = 0;
+ out:
 	return r;
 }
 
