@@ -315,6 +315,13 @@ int vault_apns_token(struct vault *v, const char *app, enum key_env env,
  */
 int vault_key_meta_json(const struct key_record *rec, json_t **out);
 
+/* Add rec's last check results (store/checks.h) to meta (a key metadata
+ * object) as "checks" ({} when none), inside a transaction: for readers
+ * of the store such as `p8vault keys show`. 0, P8V_ERR_ALLOC,
+ * P8V_ERR_STORE; unreadable results are logged and shown as {}. */
+int vault_checks_attach(struct store_txn *txn, const struct key_record *rec,
+    json_t *meta);
+
 /* Why an APNs token was minted (audit "reason" and metrics label). */
 enum vault_mint_reason {
 	VAULT_MINT_COLD = 0,          /* "cold": first token of this team */

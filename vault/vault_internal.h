@@ -245,12 +245,7 @@ void vault_check_upload_done(struct vault *v, const struct key_record *rec,
     struct vault_upload_check *c);
 void vault_check_upload_finish(struct vault_upload_check *c);
 
-/* Add rec's last check results (store/checks.h) to meta as "checks" ({}
- * when none), inside a transaction. 0, P8V_ERR_ALLOC, P8V_ERR_STORE;
- * unreadable results are logged and shown as {}. */
-int vault_checks_attach(struct store_txn *txn, const struct key_record *rec,
-    json_t *meta);
-/* The same from results text read before (NULL: none). */
+/* vault_checks_attach from results text read before (NULL: none). */
 int vault_checks_attach_text(const char *text, json_t *meta);
 /* Free the check configuration (life.c's vault_destroy). NULL-safe. */
 void vault_check_config_free(struct apns_client_config *cfg);
