@@ -44,6 +44,9 @@ struct mint {
 	/* A given record (vault_apns_token_key) instead of the app's
 	 * active key: the caller read it and had it vouched for. */
 	const struct key_record *fixed;
+	/* The "mint" adopted a token another process (the CLI's key check,
+	 * or another daemon on the same store) persisted: not a mint. */
+	int adopted;
 	const struct key_record *rec;   /* loaded once read */
 	const char *actor;
 	/* for the persisting transaction */
@@ -96,6 +99,64 @@ persist_txn(struct store_txn *txn, void *arg)
 	return r;
 }
 
+struct adopt {
+	const char *key;
+	uint8_t *blob;
+	size_t len;
+};
+
+static int
+adopt_txn(struct store_txn *txn, void *arg)
+{
+	struct adopt *a = arg;
+	int64_t expires_at;
+
+	free(a->blob);
+	a->blob = NULL;
+	return store_cache_get(txn, a->key, &expires_at, &a->blob, &a->len);
+}
+
+/*
+ * A token of this key that another process persisted since this one
+ * loaded the cache (the CLI's `keys check` beside a running daemon): take
+ * it instead of minting a second one, which APNs would count as a token
+ * update of the team. Only when no rejection asked for the mint and the
+ * token is younger than the reuse period. 0 (out filled) or non-zero
+ * (mint).
+ */
+static int
+adopt_persisted(struct mint *m, enum vault_mint_reason why, const char *key,
+    struct tokcache_minted *out)
+{
+	struct keeper_apns_blob b;
+	struct adopt a = { key, NULL, 0 };
+	int64_t age;
+	int r = P8V_ERR_NOT_FOUND;
+
+	memset(&b, 0, sizeof(b));
+	if (why == VAULT_MINT_REJECTED_EXPIRED ||
+	    why == VAULT_MINT_REJECTED_INVALID)
+		goto out;
+	if ((r = store_read(m->v->store, adopt_txn, &a)) != 0 ||
+	    (r = keeper_apns_blob_open(m->v->keeper, key, a.blob, a.len,
+	    &b)) != 0)
+		goto out;
+	age = clock_wall_now() - b.issued_at;
+	r = P8V_ERR_NOT_FOUND;
+	if (age < 0 || age >= m->v->apns_reuse_s)
+		goto out;
+	r = P8V_ERR_ALLOC;
+	if ((out->token = strdup(b.token)) == NULL)
+		goto out;
+	out->issued_at = b.issued_at;
+	out->boot_ns = clock_boot_now_ns() - age * TOKCACHE_NS_PER_S;
+	r = 0;
+ out:
+	keeper_apns_blob_finish(&b);
+	free(a.blob);
+	return r;
+}
+
 /* tokcache_mint_fn: have the keeper sign a new token for m->rec and seal
  * its copy; persist it, audit it. */
 static int
@@ -137,6 +198,13 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	    strcmp(id.key_id, m->id->key_id) != 0 ||
 	    strcmp(id.team_id, m->id->team_id) != 0)
 		goto out;
+	tokcache_key(&id, key);
+	m->adopted = 0;
+	if (adopt_persisted(m, why, key, out) == 0) {
+		m->adopted = 1;
+		r = 0;
+		goto out;
+	}
 	if ((r = key_record_aad(m->rec, &aad, &aad_len)) != 0) {
 		vault_log_unusable(m->rec, "aad", r);
 		goto out;
@@ -171,6 +239,16 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	keeper_apns_token_finish(&kt);
 	free(aad);
 	return r;
+}
+
+static void
+adopted_log(const char *app, const struct tokcache_id *id)
+{
+	log_fields(LOG_LEVEL_INFO, "apns_token_adopted",
+	    json_pack("{s:s, s:s, s:s}", "app", app, "key_id", id->key_id,
+	    "team_id", id->team_id), "APNs provider token for key %s (team "
+	    "%s) taken from the store (persisted by another process)",
+	    id->key_id, id->team_id);
 }
 
 int
@@ -218,7 +296,9 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	if ((r = tokcache_get(v->tokens, &id, rejected_token, reason,
 	    mint_token, &m, out, &why)) != 0)
 		goto out;
-	if (out->minted) {
+	if (out->minted && m.adopted) {
+		adopted_log(app, &id);
+	} else if (out->minted) {
 		VAULT_COUNT(v->apns_mints[why]);
 		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
 		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", app,
@@ -273,7 +353,9 @@ vault_apns_token_key(struct vault *v, const struct key_record *rec,
 		VAULT_COUNT(v->apns_failures);
 		goto out;
 	}
-	if (out->minted) {
+	if (out->minted && m.adopted) {
+		adopted_log(rec->app, &id);
+	} else if (out->minted) {
 		VAULT_COUNT(v->apns_mints[why]);
 		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
 		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", rec->app,
