@@ -128,9 +128,10 @@ static int
 adopt_persisted(struct mint *m, enum vault_mint_reason why, const char *key,
     struct tokcache_minted *out)
 {
+	static const uint8_t unknown[VAULT_BOOT_ID_BYTES];
 	struct keeper_apns_blob b;
 	struct adopt a = { key, NULL, 0 };
-	int64_t age;
+	int64_t age_ns, now_boot;
 	int r = P8V_ERR_NOT_FOUND;
 
 	memset(&b, 0, sizeof(b));
@@ -141,15 +142,22 @@ adopt_persisted(struct mint *m, enum vault_mint_reason why, const char *key,
 	    (r = keeper_apns_blob_open(m->v->keeper, key, a.blob, a.len,
 	    &b)) != 0)
 		goto out;
-	age = clock_wall_now() - b.issued_at;
+	/* Aged as load_token ages a token at start-up: on CLOCK_BOOTTIME
+	 * when minted in this boot, else by the wall clock. */
+	now_boot = clock_boot_now_ns();
+	if (memcmp(m->v->boot_id, unknown, VAULT_BOOT_ID_BYTES) != 0 &&
+	    memcmp(b.boot_id, m->v->boot_id, VAULT_BOOT_ID_BYTES) == 0)
+		age_ns = now_boot - b.boot_ns;
+	else
+		age_ns = (clock_wall_now() - b.issued_at) * TOKCACHE_NS_PER_S;
 	r = P8V_ERR_NOT_FOUND;
-	if (age < 0 || age >= m->v->apns_reuse_s)
+	if (age_ns < 0 || age_ns >= m->v->apns_reuse_s * TOKCACHE_NS_PER_S)
 		goto out;
 	r = P8V_ERR_ALLOC;
 	if ((out->token = strdup(b.token)) == NULL)
 		goto out;
 	out->issued_at = b.issued_at;
-	out->boot_ns = clock_boot_now_ns() - age * TOKCACHE_NS_PER_S;
+	out->boot_ns = now_boot - age_ns;
 	r = 0;
  out:
 	keeper_apns_blob_finish(&b);
