@@ -529,6 +529,7 @@ print_result(const struct keys_args *a, json_t *meta)
 struct listing {
 	const char *app;        /* NULL: every app */
 	json_t *array;
+	struct store_txn *txn;
 };
 
 static int
@@ -540,6 +541,10 @@ list_one(const struct key_record *rec, void *arg)
 
 	if ((r = vault_key_meta_json(rec, &meta)) != 0)
 		return r;
+	if ((r = vault_checks_attach(l->txn, rec, meta)) != 0) {
+		json_decref(meta);
+		return r;
+	}
 	return json_array_append_new(l->array, meta) == 0 ? 0 : P8V_ERR_ALLOC;
 }
 
@@ -548,6 +553,7 @@ list_txn(struct store_txn *txn, void *arg)
 {
 	struct listing *l = arg;
 
+	l->txn = txn;
 	json_array_clear(l->array);
 	if (l->app != NULL)
 		return key_record_list(txn, l->app, list_one, l);
@@ -558,7 +564,7 @@ static int
 keys_list(int argc, char **argv)
 {
 	struct keys_args a;
-	struct listing l = { NULL, NULL };
+	struct listing l = { NULL, NULL, NULL };
 	struct store *store = NULL;
 	int r, ret;
 

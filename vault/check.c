@@ -709,3 +709,33 @@ vault_checks_attach(struct store_txn *txn, const struct key_record *rec,
 	free(text);
 	return r;
 }
+
+struct attach {
+	const struct key_record *rec;
+	char *text;
+};
+
+static int
+attach_txn(struct store_txn *txn, void *arg)
+{
+	struct attach *a = arg;
+	int r;
+
+	free(a->text);
+	a->text = NULL;
+	r = store_checks_get(txn, a->rec->app, a->rec->key_id, &a->text);
+	return r == P8V_ERR_NOT_FOUND || r == P8V_ERR_INTEGRITY ? 0 : r;
+}
+
+int
+vault_checks_attach_read(struct vault *v, const struct key_record *rec,
+    json_t *meta)
+{
+	struct attach a = { rec, NULL };
+	int r;
+
+	if ((r = store_read(v->store, attach_txn, &a)) == 0)
+		r = vault_checks_attach_text(a.text, meta);
+	free(a.text);
+	return r;
+}

@@ -439,12 +439,9 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 		vault_check_upload_done(v, &rec, &check);
 	if ((r = vault_key_meta_json(&u.stored, meta)) != 0)
 		goto out;
-	if (up->check && check.answer != NULL &&
-	    json_object_set(*meta, "checks", json_object_get(check.answer,
-	    "checks")) != 0) {
+	if ((r = vault_checks_attach_read(v, &u.stored, *meta)) != 0) {
 		json_decref(*meta);
 		*meta = NULL;
-		r = P8V_ERR_ALLOC;
 		goto out;
 	}
 	*created = !u.existed;
@@ -700,7 +697,12 @@ run_change(struct vault *v, const char *app, const char *key_id,
 		    "fingerprint", c.result.fingerprint, "actor", actor),
 		    "key %s/%s: %s", app, key_id,
 		    key_state_name(c.result.state));
-	r = vault_key_meta_json(&c.result, meta);
+	if ((r = vault_key_meta_json(&c.result, meta)) != 0)
+		goto out;
+	if ((r = vault_checks_attach_read(v, &c.result, *meta)) != 0) {
+		json_decref(*meta);
+		*meta = NULL;
+	}
  out:
 	change_reset(&c);
 	return r;

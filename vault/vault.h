@@ -19,12 +19,12 @@
  *    "both", "services": [..], "topics": [..], "state": "active"|"standby"|
  *    "revoked", "fingerprint": hex SHA-256 of the SPKI, "public_key_pem",
  *    "public_key_jwk": {...}, "master_key_id", "created_at", "created_by",
- *    "updated_at", "version"}
+ *    "updated_at", "version", "checks"}
  * Times are RFC 3339 UTC strings ("2026-11-23T22:50:01Z").
- * vault_key_get, vault_key_list and an upload with a check add "checks":
- * the last check with Apple per environment (vault_key_check), {} when
- * there was none. It is kept beside the sealed record (store/checks.h),
- * not in its authenticated data.
+ * "checks": the last check with Apple per environment (vault_key_check),
+ * {} when there was none; vault_key_meta_json alone leaves it out (it
+ * reads no store). Kept beside the sealed record (store/checks.h), not in
+ * its authenticated data; audit events do not carry it.
  */
 #ifndef P8V_VAULT_VAULT_H
 #define P8V_VAULT_VAULT_H
@@ -162,7 +162,7 @@ struct vault_upload {
  * token the keeper signs for it, which becomes the key's shared APNs token
  * (persisted and cached with the record, so the check costs no extra
  * token update); a key stored already with the same material, with its
- * shared token. *meta then holds "checks". If a check is not ok nothing
+ * shared token. *meta's "checks" then holds the results. If a check is not ok nothing
  * is stored (but the "key.check" audit event) and the call returns
  * P8V_ERR_APPLE_CHECK_FAILED with *meta set to the check answer
  * ({"ok": false, "checks": {...}}); P8V_ERR_APPLE_UNREACHABLE and

@@ -247,6 +247,10 @@ void vault_check_upload_finish(struct vault_upload_check *c);
 
 /* vault_checks_attach from results text read before (NULL: none). */
 int vault_checks_attach_text(const char *text, json_t *meta);
+/* vault_checks_attach in a read transaction of its own: for the answers
+ * of a change (upload, activate, revoke), after its commit. */
+int vault_checks_attach_read(struct vault *v, const struct key_record *rec,
+    json_t *meta);
 /* Free the check configuration (life.c's vault_destroy). NULL-safe. */
 void vault_check_config_free(struct apns_client_config *cfg);
 
