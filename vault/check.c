@@ -680,7 +680,17 @@ vault_checks_attach_text(const char *text, json_t *meta)
 	json_t *o = NULL;
 
 	if (text != NULL) {
+		char *again = NULL;
+
+		/* Canonical JSON only, as every JSON document in the store
+		 * (docs/security.md, "Databases"). */
 		o = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+		if (json_is_object(o) && ((again = json_dumps(o, JSON_COMPACT |
+		    JSON_SORT_KEYS)) == NULL || strcmp(again, text) != 0)) {
+			json_decref(o);
+			o = NULL;
+		}
+		free(again);
 		if (!json_is_object(o)) {
 			log_warnf("key_checks", "stored check results of %s/%s "
 			    "do not parse: shown as none",
