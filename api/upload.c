@@ -299,6 +299,11 @@ api_upload_handle(struct api_request *req)
 			/* The check failed: its results go with the error. */
 			r = api_keys_respond_check_error(req, r, meta);
 			meta = NULL;            /* stolen */
+		} else if (r == P8V_ERR_MISSING_FIELD && up.check &&
+		    api_respond_error(req, r, "no topic to check with: the "
+		    "key has no topics and the app id is not a bundle id") ==
+		    0) {
+			r = 0;
 		}
 		goto out;
 	}

@@ -515,6 +515,12 @@ def refusals_before_apple():
     _, kid, _, _ = new_key(v, "notopic", topics=())
     check_error(do_check(v, "notopic", kid), 422, "missing_field",
                 "no topic to use")
+    r, _, _, _ = new_key(v, "notopic2", topics=(), check_upload=True,
+                         want=422)
+    check_eq(r["error"]["code"], "missing_field", "upload: no topic")
+    check("topic" in r["error"]["message"], "names the topic: %r" % r)
+    check_eq(v.portal("GET", "/v1/apps/notopic2/keys").json, {"keys": []},
+             "nothing stored")
     _, kid, team, _ = new_key(v, "com.bundle.app", topics=())
     r = do_check(v, "com.bundle.app", kid)
     check_eq(r.status, 200, "the app id as the topic: %r" % r)
