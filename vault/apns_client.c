@@ -20,6 +20,9 @@
 /* Longest header line we build: "authorization: bearer " and a token
  * (an ES256 JWT of ~200 bytes), or "apns-topic: " and a topic. */
 #define HEADER_MAX 1024
+/* Longest device token put in the path: APNs's are 64 hex digits today;
+ * Apple says they may grow, so some room. */
+#define DEVICE_TOKEN_MAX 200
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
@@ -160,7 +163,7 @@ apns_client_post(const struct apns_client_config *cfg, const char *base_url,
 	if (cfg == NULL || out == NULL || !url_valid(base_url, 1) ||
 	    !plain(token) || !plain(topic) || !plain(device_token) ||
 	    strlen(token) + 32 > HEADER_MAX || strlen(topic) + 32 > HEADER_MAX ||
-	    strlen(device_token) > 100 ||
+	    strlen(device_token) > DEVICE_TOKEN_MAX ||
 	    apns_client_config_check(cfg, NULL) != 0)
 		goto out;
 	r = P8V_ERR_ALLOC;
