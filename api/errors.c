@@ -82,6 +82,12 @@ static const struct status_entry status_table[] = {
 	/* Uploads (api/upload.c): the file name AuthKey_<KEYID>.p8 names
 	 * another Key ID than the request (the upload issue asks for 400). */
 	{ P8V_ERR_KEY_ID_MISMATCH, 400 },
+	/* The key check with Apple (vault/check.c): APNs is the upstream of
+	 * this request (RFC 9110: 502 and 504 name a failed upstream), and
+	 * an upload whose check APNs refused is well-formed but invalid. */
+	{ P8V_ERR_APPLE_UNREACHABLE, 502 },
+	{ P8V_ERR_APPLE_TIMEOUT, 504 },
+	{ P8V_ERR_APPLE_CHECK_FAILED, HTTP_UNPROCESSABLE },
 };
 
 /* The errors whose answer tells the client when to try again: each also

@@ -1,8 +1,11 @@
 /* keys.c: list, read, activate and revoke keys: metadata in, metadata out. */
 #include "api/keys.h"
 
+#include <string.h>
+
 #include <jansson.h>
 
+#include "api/errors.h"
 #include "api/http.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -105,4 +108,108 @@ int
 api_keys_handle_revoke(struct api_request *req)
 {
 	return change_state(req, "key_revoke", vault_key_revoke);
+}
+
+int
+api_keys_respond_check_error(struct api_request *req, int err,
+    json_t *answer)
+{
+	static const char *const keep[] = { "ok", "checks", "environment" };
+	const char *cause;
+	json_t *body = NULL;
+	size_t i;
+	int r = P8V_ERR_ALLOC;
+
+	cause = json_string_value(json_object_get(answer, "cause"));
+	if ((body = api_error_body(err, cause)) == NULL)
+		goto out;
+	for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		json_t *v = json_object_get(answer, keep[i]);
+
+		if (v != NULL && json_object_set(body, keep[i], v) != 0)
+			goto out;
+	}
+	r = api_respond(req, api_error_status(err), body);
+	body = NULL;                            /* stolen */
+ out:
+	json_decref(body);
+	json_decref(answer);
+	return r;
+}
+
+/* The check's optional body: {"environment", "topic"}, strings. */
+static int
+check_options(struct api_request *req, json_t **opts, const char **env,
+    const char **topic)
+{
+	const char *name;
+	json_t *v;
+	size_t len = 0;
+	int r;
+
+	*opts = NULL;
+	*env = *topic = NULL;
+	(void)api_request_body(req, &len);
+	if (len == 0)
+		return 0;
+	if ((r = api_request_json(req, opts)) != 0)
+		return r;
+	json_object_foreach(*opts, name, v) {
+		if (strcmp(name, "environment") == 0 && json_is_string(v))
+			*env = json_string_value(v);
+		else if (strcmp(name, "topic") == 0 && json_is_string(v))
+			*topic = json_string_value(v);
+		else if (strcmp(name, "environment") == 0 ||
+		    strcmp(name, "topic") == 0)
+			return api_respond_error(req, P8V_ERR_BAD_FIELD,
+			    "environment and topic are strings") == 0 ?
+			    1 : P8V_ERR_BAD_FIELD;
+		else
+			return api_respond_error(req, P8V_ERR_UNKNOWN_FIELD,
+			    "unknown member; known: environment, topic") == 0 ?
+			    1 : P8V_ERR_UNKNOWN_FIELD;
+	}
+	return 0;
+}
+
+int
+api_keys_handle_check(struct api_request *req)
+{
+	struct vault *v;
+	const char *app, *key_id, *actor, *env, *topic;
+	json_t *opts = NULL, *answer = NULL;
+	int r = P8V_ERR_INTERNAL;
+
+	if ((v = request_vault(req)) == NULL) {
+		r = P8V_ERR_NOT_READY;
+		goto out;
+	}
+	if ((r = check_options(req, &opts, &env, &topic)) != 0) {
+		if (r == 1)                     /* answered */
+			r = 0;
+		goto out;
+	}
+	app = api_request_param(req, "app");
+	key_id = api_request_param(req, "key_id");
+	actor = api_request_principal(req)->actor;
+	r = vault_key_check(v, app, key_id, env, topic, actor, &answer);
+	if (r == P8V_ERR_APPLE_UNREACHABLE || r == P8V_ERR_APPLE_TIMEOUT) {
+		r = api_keys_respond_check_error(req, r, answer);
+		answer = NULL;                  /* stolen */
+		goto out;
+	}
+	if (r == P8V_ERR_MISSING_FIELD) {
+		r = api_respond_error(req, r, "no topic to check with: the key "
+		    "has no topics and the app id is not a bundle id; give "
+		    "\"topic\"");
+		goto out;
+	}
+	if (r != 0)
+		goto out;
+	r = api_respond(req, 200, answer);
+	answer = NULL;                          /* stolen */
+ out:
+	json_decref(opts);
+	json_decref(answer);
+	return r;
 }

@@ -6,6 +6,12 @@
  *   GET    /v1/apps/{app}/keys/{key_id}          200 meta
  *   POST   /v1/apps/{app}/keys/{key_id}/activate 200 meta (state "active")
  *   DELETE /v1/apps/{app}/keys/{key_id}          200 meta (state "revoked")
+ *   POST   /v1/apps/{app}/keys/{key_id}/check    200 the check answer
+ *
+ * The check (vault_key_check) takes an optional JSON body {"environment":
+ * "development"|"production", "topic": "..."}; when APNs cannot be reached
+ * it answers 502 apple_unreachable or 504 apple_timeout with the cause as
+ * the error's message and "environment".
  *
  * meta is the vault's key metadata object (vault/vault.h): public key,
  * fingerprint, state and the rest, never private key material. Activation
@@ -27,5 +33,19 @@ int api_keys_handle_list(struct api_request *req);
 int api_keys_handle_get(struct api_request *req);
 int api_keys_handle_activate(struct api_request *req);
 int api_keys_handle_revoke(struct api_request *req);
+int api_keys_handle_check(struct api_request *req);
+
+#include <jansson.h>
+
+/*
+ * Answer a failed check (err P8V_ERR_APPLE_CHECK_FAILED, _UNREACHABLE or
+ * _TIMEOUT) with its answer from the vault (stolen, may be NULL): the
+ * error body of api/errors.c ({"error": {"code", "message"}}), the cause
+ * as the message, and the answer's "ok", "checks" and "environment"
+ * members beside "error". For the check route and the upload with a check.
+ * Returns as api_respond; P8V_ERR_ALLOC.
+ */
+int api_keys_respond_check_error(struct api_request *req, int err,
+    json_t *answer);
 
 #endif /* P8V_API_KEYS_H */

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "api/http.h"
+#include "api/keys.h"
 #include "api/metrics.h"
 #include "api/upload_fields.h"
 #include "api/upload_json.h"
@@ -291,8 +292,19 @@ api_upload_handle(struct api_request *req)
 	up.n_topics = f.n_topics;
 	up.activate = f.activate;
 	up.actor = api_request_principal(req)->actor;
+	up.check = f.check;
 	if ((r = vault_key_upload(backend->vault, &up, &meta, &created)) != 0) {
 		refused = r;
+		if (meta != NULL) {
+			/* The check failed: its results go with the error. */
+			r = api_keys_respond_check_error(req, r, meta);
+			meta = NULL;            /* stolen */
+		} else if (r == P8V_ERR_MISSING_FIELD && up.check &&
+		    api_respond_error(req, r, "no topic to check with: the "
+		    "key has no topics and the app id is not a bundle id") ==
+		    0) {
+			r = 0;
+		}
 		goto out;
 	}
 	/* Names and a fingerprint only: never the body. */

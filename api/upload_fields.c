@@ -24,6 +24,7 @@ const char *const upload_field_names[FIELD_COUNT] = {
 	[FIELD_SERVICES] = "services",
 	[FIELD_TOPICS] = "topics",
 	[FIELD_ACTIVATE] = "activate",
+	[FIELD_CHECK] = "check",
 };
 
 /* The file name Apple gives a key: "AuthKey_" + Key ID + ".p8". */
@@ -189,18 +190,20 @@ add_list(struct upload_fields *f, const char *text, size_t len,
 	}
 }
 
+/* A boolean field given as text: true/false/1/0. */
 static int
-set_activate(struct upload_fields *f, const char *text, size_t len)
+set_bool(struct upload_fields *f, enum field which, const char *text,
+    size_t len, int *out)
 {
 	if ((len == 4 && memcmp(text, "true", 4) == 0) ||
 	    (len == 1 && text[0] == '1'))
-		f->activate = 1;
+		*out = 1;
 	else if ((len == 5 && memcmp(text, "false", 5) == 0) ||
 	    (len == 1 && text[0] == '0'))
-		f->activate = 0;
+		*out = 0;
 	else
 		return upload_fail(f, P8V_ERR_BAD_FIELD, "%s must be true or "
-		    "false", "activate");
+		    "false", upload_field_names[which]);
 	return 0;
 }
 
@@ -227,7 +230,10 @@ upload_set_text_field(struct upload_fields *f, enum field which,
 	case FIELD_TOPICS:
 		return len == 0 ? 0 : add_list(f, text, len, upload_add_topic);
 	case FIELD_ACTIVATE:
-		return len == 0 ? 0 : set_activate(f, text, len);
+		return len == 0 ? 0 : set_bool(f, which, text, len,
+		    &f->activate);
+	case FIELD_CHECK:
+		return len == 0 ? 0 : set_bool(f, which, text, len, &f->check);
 	case FIELD_COUNT:
 		break;
 	}

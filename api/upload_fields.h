@@ -31,6 +31,7 @@ struct upload_fields {
 	char **topics;              /* n_topics malloc'd strings */
 	size_t n_topics;
 	int activate;               /* default 1 */
+	int check;                  /* default 0: check with Apple first */
 	/* The Key ID a file name AuthKey_<ID>.p8 carries, "" if none. */
 	char filename_key_id[IDS_APPLE_ID_LEN + 1];
 	/* Why parsing failed, for the error message; "" if it did not. */
@@ -49,6 +50,7 @@ enum field {
 	FIELD_SERVICES,
 	FIELD_TOPICS,
 	FIELD_ACTIVATE,
+	FIELD_CHECK,
 	FIELD_COUNT,
 };
 
@@ -84,8 +86,8 @@ int upload_add_topic(struct upload_fields *f, const char *text, size_t len);
 
 /*
  * Set a field given as text (a form part, a query parameter): services and
- * topics as comma-separated lists (adding to what is there), activate as
- * true/false/1/0, p8 copied into guarded memory. An empty optional value
+ * topics as comma-separated lists (adding to what is there), activate and
+ * check as true/false/1/0, p8 copied into guarded memory. An empty optional value
  * counts as absent. Returns 0 or the errors of the setters above,
  * P8V_ERR_SECMEM.
  */

@@ -409,6 +409,11 @@ json_member(struct upload_fields *f, enum field which, json_t *v)
 			break;
 		f->activate = json_is_true(v);
 		return 0;
+	case FIELD_CHECK:
+		if (!json_is_boolean(v))
+			break;
+		f->check = json_is_true(v);
+		return 0;
 	case FIELD_COUNT:
 		return P8V_ERR_INTERNAL;
 	}
@@ -451,7 +456,7 @@ upload_parse_json(struct upload_fields *f, const uint8_t *body, size_t len)
 		    FIELD_COUNT) {
 			r = upload_fail(f, P8V_ERR_UNKNOWN_FIELD, "%s",
 			    "unknown member; known: key_id, team_id, p8, "
-			    "environment, services, topics, activate");
+			    "environment, services, topics, activate, check");
 			goto out;
 		}
 		if ((r = json_member(f, (enum field)which, v)) != 0)

@@ -173,7 +173,7 @@ upload_parse_multipart(struct upload_fields *f, const char *boundary,
 		    FIELD_COUNT)
 			return upload_fail(f, P8V_ERR_UNKNOWN_FIELD, "%s",
 			    "unknown part; known: key_id, team_id, p8, "
-			    "environment, services, topics, activate");
+			    "environment, services, topics, activate, check");
 		/* Lists may repeat (checkboxes, a multi-select). */
 		if ((seen & 1u << which) != 0 && which != FIELD_SERVICES &&
 		    which != FIELD_TOPICS)

@@ -53,6 +53,14 @@ static const char keys_usage_text[] =
     "[--json] APP KEY_ID\n"
     "       p8vault keys revoke --state DIR --master-key-file FILE "
     "[--json] APP KEY_ID\n"
+    "       p8vault keys check --state DIR --master-key-file FILE "
+    "--app APP --key-id ID\n"
+    "                          [--environment development|production] "
+    "[--topic TOPIC]\n"
+    "                          [--apns-sandbox-url URL] "
+    "[--apns-production-url URL]\n"
+    "                          [--apns-ca-file FILE] [--apns-proxy URL] "
+    "[--json]\n"
     "\n"
     "Apple signing keys (.p8), as the upload API manages them.\n"
     "\n"
@@ -70,6 +78,14 @@ static const char keys_usage_text[] =
     "  activate  make a standby key the app's active key.\n"
     "  revoke    destroy the sealed key for good and keep its metadata\n"
     "            (a tombstone); its Key ID can never be imported again.\n"
+    "  check     check the key with Apple: one push to a device token\n"
+    "            that cannot exist, with the key's shared APNs token, per\n"
+    "            environment (default: the key's own; both for \"both\")\n"
+    "            and topic (default: the key's first, else the app id);\n"
+    "            the results are kept as the key's \"checks\" (keys\n"
+    "            show). Exit 1 unless APNs accepted the key everywhere.\n"
+    "            The --apns-* options (or P8VAULT_APNS_SANDBOX_URL,\n"
+    "            _PRODUCTION_URL, _CA_FILE, _PROXY) as for p8vaultd.\n"
     "\n"
     "Options:\n"
     "  --state DIR             the state directory\n"
@@ -110,6 +126,10 @@ enum opt {
 	OPT_NO_ACTIVATE = 'N',
 	OPT_JSON = 'j',
 	OPT_HELP = 'h',
+	OPT_APNS_SANDBOX = 'D',
+	OPT_APNS_PRODUCTION = 'P',
+	OPT_APNS_CA = 'C',
+	OPT_APNS_PROXY = 'X',
 };
 
 struct keys_args {
@@ -122,6 +142,8 @@ struct keys_args {
 	char **topics;          /* malloc'd copies */
 	size_t n_topics;
 	int no_activate;
+	int env_set;            /* --environment given */
+	struct apns_client_config apns; /* keys check: strings from argv */
 	int json;
 	int help;
 	char **rest;
@@ -224,6 +246,12 @@ parse(int argc, char **argv, const char *allowed, struct keys_args *a)
 		{ "no-activate", no_argument, NULL, OPT_NO_ACTIVATE },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "apns-sandbox-url", required_argument, NULL,
+		    OPT_APNS_SANDBOX },
+		{ "apns-production-url", required_argument, NULL,
+		    OPT_APNS_PRODUCTION },
+		{ "apns-ca-file", required_argument, NULL, OPT_APNS_CA },
+		{ "apns-proxy", required_argument, NULL, OPT_APNS_PROXY },
 		{ NULL, 0, NULL, 0 },
 	};
 	int env_set = 0, c, r;
@@ -283,11 +311,24 @@ parse(int argc, char **argv, const char *allowed, struct keys_args *a)
 		case OPT_HELP:
 			a->help = 1;
 			break;
+		case OPT_APNS_SANDBOX:
+			a->apns.sandbox_url = optarg;
+			break;
+		case OPT_APNS_PRODUCTION:
+			a->apns.production_url = optarg;
+			break;
+		case OPT_APNS_CA:
+			a->apns.ca_file = optarg;
+			break;
+		case OPT_APNS_PROXY:
+			a->apns.proxy = optarg;
+			break;
 		default:
 			return cli_usage_error("keys", "%s: bad option",
 			    a->cmd);
 		}
 	}
+	a->env_set = env_set;
 	a->rest = argv + optind;
 	a->n_rest = argc - optind;
 	if (a->help)
@@ -423,6 +464,27 @@ print_list(const json_t *arr)
 	}
 }
 
+/* "check <env>  ok|refused: <status> <reason> at <time>" per
+ * environment, and the meaning of a refusal. */
+static void
+print_checks(const json_t *checks)
+{
+	const char *env;
+	const json_t *c;
+
+	json_object_foreach((json_t *)checks, env, c) {
+		printf("%-14s %s: %lld %s at %s\n", env,
+		    json_is_true(json_object_get(c, "ok")) ? "ok" : "refused",
+		    (long long)json_integer_value(json_object_get(c,
+		    "apns_status")),
+		    json_string_value(json_object_get(c, "apns_reason")),
+		    json_string_value(json_object_get(c, "checked_at")));
+		if (!json_is_true(json_object_get(c, "ok")))
+			printf("%-14s %s\n", "", json_string_value(
+			    json_object_get(c, "meaning")));
+	}
+}
+
 static void
 print_meta(const json_t *m)
 {
@@ -447,7 +509,9 @@ print_meta(const json_t *m)
 		printf(" -");
 	json_array_foreach(json_object_get(m, "topics"), j, item)
 		printf(" %s", json_string_value(item));
-	printf("\npublic key:\n%s", json_string_value(json_object_get(m,
+	printf("\n");
+	print_checks(json_object_get(m, "checks"));
+	printf("public key:\n%s", json_string_value(json_object_get(m,
 	    "public_key_pem")));
 }
 
@@ -465,6 +529,7 @@ print_result(const struct keys_args *a, json_t *meta)
 struct listing {
 	const char *app;        /* NULL: every app */
 	json_t *array;
+	struct store_txn *txn;
 };
 
 static int
@@ -476,6 +541,10 @@ list_one(const struct key_record *rec, void *arg)
 
 	if ((r = vault_key_meta_json(rec, &meta)) != 0)
 		return r;
+	if ((r = vault_checks_attach(l->txn, rec, meta)) != 0) {
+		json_decref(meta);
+		return r;
+	}
 	return json_array_append_new(l->array, meta) == 0 ? 0 : P8V_ERR_ALLOC;
 }
 
@@ -484,6 +553,7 @@ list_txn(struct store_txn *txn, void *arg)
 {
 	struct listing *l = arg;
 
+	l->txn = txn;
 	json_array_clear(l->array);
 	if (l->app != NULL)
 		return key_record_list(txn, l->app, list_one, l);
@@ -494,7 +564,7 @@ static int
 keys_list(int argc, char **argv)
 {
 	struct keys_args a;
-	struct listing l = { NULL, NULL };
+	struct listing l = { NULL, NULL, NULL };
 	struct store *store = NULL;
 	int r, ret;
 
@@ -548,15 +618,22 @@ keys_list(int argc, char **argv)
 struct getter {
 	const char *app, *key_id;
 	struct key_record rec;
+	json_t **meta;
 };
 
 static int
 get_txn(struct store_txn *txn, void *arg)
 {
 	struct getter *g = arg;
+	int r;
 
 	key_record_free(&g->rec);
-	return key_record_get(txn, g->app, g->key_id, &g->rec);
+	json_decref(*g->meta);
+	*g->meta = NULL;
+	if ((r = key_record_get(txn, g->app, g->key_id, &g->rec)) != 0 ||
+	    (r = vault_key_meta_json(&g->rec, g->meta)) != 0)
+		return r;
+	return vault_checks_attach(txn, &g->rec, *g->meta);
 }
 
 static int
@@ -584,9 +661,8 @@ keys_show(int argc, char **argv)
 		goto out;
 	g.app = a.app;
 	g.key_id = a.key_id;
+	g.meta = &meta;
 	r = store_read(store, get_txn, &g);
-	if (r == 0)
-		r = vault_key_meta_json(&g.rec, &meta);
 	if (r != 0) {
 		ret = key_fail(&a, a.app, a.key_id,
 		    r == P8V_ERR_NOT_FOUND ? P8V_ERR_KEY_NOT_FOUND : r);
@@ -830,12 +906,117 @@ keys_revoke(int argc, char **argv)
 	return keys_change(argc, argv, "keys revoke", vault_key_revoke);
 }
 
+/* --- check with Apple --- */
+
+/* An --apns-* option, else its P8VAULT_ variable. */
+static void
+apns_default(const char **opt, const char *var)
+{
+	const char *v;
+
+	if (*opt == NULL && (v = getenv(var)) != NULL && *v != '\0')
+		*opt = v;
+}
+
+static int
+keys_check(int argc, char **argv)
+{
+	struct keys_args a;
+	struct store *store = NULL;
+	struct vault *v = NULL;
+	json_t *answer = NULL, *c;
+	const char *env;
+	int r, ret;
+
+	memset(&a, 0, sizeof(a));
+	a.cmd = "keys check";
+	if ((ret = parse(argc, argv, "skaieTjhDPCX", &a)) != CLI_EXIT_OK)
+		goto out;
+	if (a.help) {
+		usage(stdout);
+		goto out;
+	}
+	if (a.n_rest != 0) {
+		ret = cli_usage_error("keys", "keys check: unexpected argument "
+		    "'%s'", a.rest[0]);
+		goto out;
+	}
+	if ((ret = check_id(&a, "--app", ids_app_valid, a.app)) !=
+	    CLI_EXIT_OK || (ret = check_id(&a, "--key-id", ids_key_id_valid,
+	    a.key_id)) != CLI_EXIT_OK)
+		goto out;
+	if (a.n_topics > 1 || (a.env_set && a.environment == KEY_ENV_BOTH)) {
+		ret = cli_usage_error("keys", "keys check: one --topic, and "
+		    "--environment development or production");
+		goto out;
+	}
+	apns_default(&a.apns.sandbox_url, "P8VAULT_APNS_SANDBOX_URL");
+	apns_default(&a.apns.production_url, "P8VAULT_APNS_PRODUCTION_URL");
+	apns_default(&a.apns.ca_file, "P8VAULT_APNS_CA_FILE");
+	apns_default(&a.apns.proxy, "P8VAULT_APNS_PROXY");
+	if (apns_client_config_check(&a.apns, &env) != 0) {
+		ret = cli_usage_error("keys", "keys check: --%s is not usable "
+		    "(an https://HOST[:PORT] URL, a readable file)", env);
+		goto out;
+	}
+	if ((ret = open_vault(&a, &store, &v)) != CLI_EXIT_OK)
+		goto out;
+	ret = CLI_EXIT_FAILURE;
+	if ((r = vault_set_apns_check(v, &a.apns)) != 0) {
+		cli_fail("keys check: %s (%s)", p8v_strerror(r),
+		    p8v_errname(r));
+		goto out;
+	}
+	r = vault_key_check(v, a.app, a.key_id, a.env_set ?
+	    key_env_name(a.environment) : NULL, a.n_topics == 1 ?
+	    a.topics[0] : NULL, ADMIN_ACTOR, &answer);
+	if (r == P8V_ERR_APPLE_UNREACHABLE || r == P8V_ERR_APPLE_TIMEOUT) {
+		cli_fail("keys check: %s/%s: %s: %s (%s)", a.app, a.key_id,
+		    p8v_strerror(r), json_string_value(json_object_get(answer,
+		    "cause")), p8v_errname(r));
+		goto out;
+	}
+	if (r == P8V_ERR_MISSING_FIELD) {
+		cli_fail("keys check: %s/%s: no topic to check with: give "
+		    "--topic (missing_field)", a.app, a.key_id);
+		goto out;
+	}
+	if (r != 0) {
+		ret = key_fail(&a, a.app, a.key_id, r);
+		goto out;
+	}
+	if (a.json) {
+		ret = admin_print_json(json_incref(answer));
+	} else {
+		json_object_foreach(json_object_get(answer, "checks"), env, c)
+			printf("key %s/%s %s (topic %s): %s: %lld %s\n%s\n",
+			    a.app, a.key_id, env, json_string_value(
+			    json_object_get(c, "topic")),
+			    json_is_true(json_object_get(c, "ok")) ? "ok" :
+			    "refused", (long long)json_integer_value(
+			    json_object_get(c, "apns_status")),
+			    json_string_value(json_object_get(c,
+			    "apns_reason")), json_string_value(
+			    json_object_get(c, "meaning")));
+		ret = admin_flush();
+	}
+	if (ret == CLI_EXIT_OK && !json_is_true(json_object_get(answer, "ok")))
+		ret = CLI_EXIT_FAILURE;
+ out:
+	json_decref(answer);
+	vault_destroy(v);
+	store_close(store);
+	args_finish(&a);
+	return ret;
+}
+
 static const struct cli_command subcommands[] = {
 	{ "list", "", "list keys", keys_list },
 	{ "show", "", "show one key", keys_show },
 	{ "import", "", "import a .p8 file", keys_import },
 	{ "activate", "", "make a key active", keys_activate },
 	{ "revoke", "", "revoke a key", keys_revoke },
+	{ "check", "", "check a key with Apple", keys_check },
 };
 
 int

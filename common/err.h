@@ -81,7 +81,11 @@
 	X(MISSING_FIELD,      -80, "missing_field",         "a required field is missing") \
 	X(UNKNOWN_FIELD,      -81, "unknown_field",         "the request holds a field this API does not know") \
 	X(KEY_ID_MISMATCH,    -82, "key_id_mismatch",       "the file name AuthKey_<KEYID>.p8 names another Key ID than key_id") \
-	X(UNSUPPORTED_MEDIA_TYPE, -83, "unsupported_media_type", "the request's Content-Type is not one this route accepts")
+	X(UNSUPPORTED_MEDIA_TYPE, -83, "unsupported_media_type", "the request's Content-Type is not one this route accepts") \
+	/* the key check with Apple (vault/check.c, vault/apns_client.c) */ \
+	X(APPLE_UNREACHABLE,  -90, "apple_unreachable",     "APNs could not be reached (connection, TLS or HTTP/2 failed)") \
+	X(APPLE_TIMEOUT,      -91, "apple_timeout",         "APNs did not answer in time") \
+	X(APPLE_CHECK_FAILED, -92, "apple_check_failed",    "APNs refused the key: nothing was stored")
 
 enum p8v_err {
 	P8V_OK = 0,

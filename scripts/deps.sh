@@ -3,13 +3,16 @@
 #
 # Everything comes from Debian's archive; nothing is downloaded otherwise.
 
-P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev libseccomp-dev"
-P8V_RUN_PACKAGES="openssl"
+P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev"
+P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
 # Tests: the openssl command and python3-cryptography check what the vault
 # emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
 # examples; util-linux for the file-system fault tests; faketime (libfaketime)
-# drives the daemon's clock in tests/integration/test_sign_clock.py.
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime strace"
+# drives the daemon's clock in tests/integration/test_sign_clock.py;
+# nodejs runs the mock APNs (HTTP/2, tests/apns_mock.mjs) of
+# tests/integration/test_check.py; strace shows who opens a master-key
+# file (tests/integration/test_keeper_process.py).
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace"
 
 p8v_missing_packages() {
 	local p missing=""

@@ -46,6 +46,10 @@ enum opt_id {
 	OPT_MAX_CONNECTIONS,
 	OPT_MAX_CONNECTIONS_PER_ADDRESS,
 	OPT_APNS_TOKEN_REUSE,
+	OPT_APNS_SANDBOX_URL,
+	OPT_APNS_PRODUCTION_URL,
+	OPT_APNS_CA_FILE,
+	OPT_APNS_PROXY,
 	OPT_COUNT,
 	/* Command line only. */
 	OPT_HELP = 'h',
@@ -102,6 +106,18 @@ static const struct opt_def {
 	    "connections per client address (IPv6: per /64; default 64)" },
 	[OPT_APNS_TOKEN_REUSE] = { "apns-token-reuse", KIND_STRING, "SECONDS",
 	    "reuse an APNs provider token this long, 1200-3300 (default 3000)" },
+	[OPT_APNS_SANDBOX_URL] = { "apns-sandbox-url", KIND_STRING, "URL",
+	    "where the key check reaches APNs's sandbox (default "
+	    APNS_CLIENT_SANDBOX_URL ")" },
+	[OPT_APNS_PRODUCTION_URL] = { "apns-production-url", KIND_STRING, "URL",
+	    "where the key check reaches APNs's production (default "
+	    APNS_CLIENT_PRODUCTION_URL ")" },
+	[OPT_APNS_CA_FILE] = { "apns-ca-file", KIND_STRING, "FILE",
+	    "CA certificates (PEM) the key check verifies APNs with (default: "
+	    "the system's store)" },
+	[OPT_APNS_PROXY] = { "apns-proxy", KIND_STRING, "URL",
+	    "HTTP CONNECT proxy for the key check (http://HOST:PORT; default: "
+	    "none, proxy variables ignored)" },
 };
 
 /* One source of values: the command line, the environment or the file. */
@@ -522,6 +538,34 @@ default_threads(void)
 	    (unsigned int)n;
 }
 
+/* One of the key check's options: checked alone (apns_client.h's rules),
+ * so that the error names where it came from. */
+static int
+parse_apns(struct layer *layers[], size_t n, enum opt_id id, char **dst)
+{
+	struct apns_client_config probe = { 0 };
+	const char *v, *where;
+
+	if ((v = pick(layers, n, id, &where)) == NULL)
+		return 0;
+	if (id == OPT_APNS_SANDBOX_URL)
+		probe.sandbox_url = v;
+	else if (id == OPT_APNS_PRODUCTION_URL)
+		probe.production_url = v;
+	else if (id == OPT_APNS_CA_FILE)
+		probe.ca_file = v;
+	else
+		probe.proxy = v;
+	if (apns_client_config_check(&probe, NULL) != 0) {
+		log_errorf("config", "%s: %s", where, id == OPT_APNS_CA_FILE ?
+		    "not a readable file" : id == OPT_APNS_PROXY ?
+		    "not an http://HOST[:PORT] URL" :
+		    "not an https://HOST[:PORT] URL (no path)");
+		return P8V_ERR_INVALID_ARGUMENT;
+	}
+	return dup_opt(dst, v);
+}
+
 static int
 merge(struct layer *layers[], size_t n, struct config *cfg)
 {
@@ -589,6 +633,14 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 	if ((v = pick(layers, n, OPT_APNS_TOKEN_REUSE, &where)) != NULL &&
 	    (r = parse_uint(v, where, VAULT_APNS_REUSE_MIN_S,
 	    VAULT_APNS_REUSE_MAX_S, &cfg->apns_token_reuse_s)) != 0)
+		return r;
+	if ((r = parse_apns(layers, n, OPT_APNS_SANDBOX_URL,
+	    &cfg->apns_sandbox_url)) != 0 ||
+	    (r = parse_apns(layers, n, OPT_APNS_PRODUCTION_URL,
+	    &cfg->apns_production_url)) != 0 ||
+	    (r = parse_apns(layers, n, OPT_APNS_CA_FILE,
+	    &cfg->apns_ca_file)) != 0 ||
+	    (r = parse_apns(layers, n, OPT_APNS_PROXY, &cfg->apns_proxy)) != 0)
 		return r;
 
 	/* Master key files: all from the highest layer that names any. */
@@ -720,5 +772,9 @@ config_finish(struct config *cfg)
 	free(cfg->sign_listen);
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
+	free(cfg->apns_sandbox_url);
+	free(cfg->apns_production_url);
+	free(cfg->apns_ca_file);
+	free(cfg->apns_proxy);
 	memset(cfg, 0, sizeof(*cfg));
 }

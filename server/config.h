@@ -57,6 +57,12 @@ struct config {
 	unsigned int max_connections;
 	unsigned int max_connections_per_address;
 	unsigned int apns_token_reuse_s; /* APNs token reuse period, seconds */
+	/* The key check with Apple (vault_set_apns_check); NULL: Apple's
+	 * hosts, the system's CA store, no proxy. */
+	char *apns_sandbox_url;
+	char *apns_production_url;
+	char *apns_ca_file;
+	char *apns_proxy;
 };
 
 /* What config_load wants the caller to do. */

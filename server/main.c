@@ -348,6 +348,20 @@ main(int argc, char **argv)
 		api_server_set_not_ready(d.srv, p8v_errname(r));
 		goto out;
 	}
+	/* Where the key check reaches APNs (checked by config_load). */
+	{
+		struct apns_client_config apns = {
+			.sandbox_url = d.cfg.apns_sandbox_url,
+			.production_url = d.cfg.apns_production_url,
+			.ca_file = d.cfg.apns_ca_file,
+			.proxy = d.cfg.apns_proxy,
+		};
+
+		if ((r = vault_set_apns_check(d.state.vault, &apns)) != 0) {
+			api_server_set_not_ready(d.srv, p8v_errname(r));
+			goto out;
+		}
+	}
 	memset(&backend, 0, sizeof(backend));
 	backend.store = d.state.store;
 	backend.vault = d.state.vault;

@@ -250,6 +250,77 @@ test_apns_reuse(void)
 	}
 }
 
+/* The key check's options: command line, environment, config file,
+ * defaults, and each refusal. */
+static void
+test_apns_check(void)
+{
+	static const struct {
+		const char *opt, *value;
+		int ok;
+	} rows[] = {
+		{ "--apns-sandbox-url", "https://127.0.0.1:8443", 1 },
+		{ "--apns-sandbox-url", "https://[::1]:1", 1 },
+		{ "--apns-sandbox-url", "http://127.0.0.1:8443", 0 },
+		{ "--apns-sandbox-url", "https://h/3/device", 0 },
+		{ "--apns-sandbox-url", "https://user@h", 0 },
+		{ "--apns-sandbox-url", "", 0 },
+		{ "--apns-production-url", "https://api.example", 1 },
+		{ "--apns-production-url", "ftp://x", 0 },
+		{ "--apns-proxy", "http://proxy:3128", 1 },
+		{ "--apns-proxy", "https://proxy:3128", 1 },
+		{ "--apns-proxy", "socks5://proxy", 0 },
+		{ "--apns-ca-file", "@", 1 },
+		{ "--apns-ca-file", "/nonexistent/ca.pem", 0 },
+	};
+	char *argv[6], file[1024];
+	struct config cfg;
+	enum config_action action;
+	size_t i;
+
+	/* Defaults: none set, the vault uses Apple's hosts. */
+	clear_env();
+	argv[0] = (char *)"p8vaultd";
+	argv[1] = (char *)"--state=/s";
+	argv[2] = NULL;
+	CHECK_OK(config_load(2, argv, &cfg, &action));
+	CHECK(cfg.apns_sandbox_url == NULL && cfg.apns_production_url == NULL &&
+	    cfg.apns_ca_file == NULL && cfg.apns_proxy == NULL);
+	config_finish(&cfg);
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		argv[2] = (char *)rows[i].opt;
+		/* "@": a file that exists (the config file itself). */
+		if (strcmp(rows[i].value, "@") == 0)
+			REQUIRE(tu_write_file(conf_path, "# ca\n", 5,
+			    0600) == 0);
+		argv[3] = (char *)(strcmp(rows[i].value, "@") == 0 ?
+		    conf_path : rows[i].value);
+		argv[4] = NULL;
+		CHECKF((config_load(4, argv, &cfg, &action) == 0) ==
+		    rows[i].ok, "%s %s", rows[i].opt, rows[i].value);
+		config_finish(&cfg);
+	}
+	/* The environment and the config file, and their precedence. */
+	setenv("P8VAULT_APNS_SANDBOX_URL", "https://env.example", 1);
+	setenv("P8VAULT_APNS_PROXY", "http://envproxy:1", 1);
+	snprintf(file, sizeof(file), "apns-sandbox-url = https://file.example\n"
+	    "apns-production-url = https://prod.example:2197\n"
+	    "apns-ca-file = %s\n", conf_path);
+	REQUIRE(tu_write_file(conf_path, file, strlen(file), 0600) == 0);
+	argv[2] = (char *)"--config";
+	argv[3] = conf_path;
+	argv[4] = (char *)"--apns-proxy=http://cli:2";
+	argv[5] = NULL;
+	CHECK_OK(config_load(5, argv, &cfg, &action));
+	CHECK_STR(cfg.apns_sandbox_url, "https://env.example");
+	CHECK_STR(cfg.apns_production_url, "https://prod.example:2197");
+	CHECK_STR(cfg.apns_ca_file, conf_path);
+	CHECK_STR(cfg.apns_proxy, "http://cli:2");
+	config_finish(&cfg);
+	unsetenv("P8VAULT_APNS_SANDBOX_URL");
+	unsetenv("P8VAULT_APNS_PROXY");
+}
+
 static void
 test_help_and_version(void)
 {
@@ -334,6 +405,7 @@ main(void)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run_case(&cases[i]);
 	test_apns_reuse();
+	test_apns_check();
 	test_help_and_version();
 	test_listen_addr();
 	tu_rmtree(tmpdir);

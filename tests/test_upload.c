@@ -488,6 +488,56 @@ run_case(const struct parse_case *c)
 	CHECK(f.p8 == NULL && f.key_id == NULL);
 }
 
+/* The "check" field (check with Apple first): every form, its refusals. */
+static void
+check_check_field(void)
+{
+	static const char *const q_true[QMAX] = { "key_id", KID, "team_id",
+	    TID, "check", "true", NULL };
+	static const char *const q_zero[QMAX] = { "key_id", KID, "team_id",
+	    TID, "check", "0", NULL };
+	static const char *const q_bad[QMAX] = { "key_id", KID, "team_id",
+	    TID, "check", "maybe", NULL };
+	static const char *const q_json[QMAX] = { "check", "true", NULL };
+	static const char *const none[QMAX] = { NULL };
+	static const char json_true[] = "{\"key_id\":\"" KID "\",\"team_id\""
+	    ":\"" TID "\",\"p8\":\"" PEM_JSON "\",\"check\":true}";
+	static const char json_str[] = "{\"key_id\":\"" KID "\",\"team_id\""
+	    ":\"" TID "\",\"p8\":\"" PEM_JSON "\",\"check\":\"true\"}";
+	static const char json_none[] = "{\"key_id\":\"" KID "\",\"team_id\""
+	    ":\"" TID "\",\"p8\":\"" PEM_JSON "\"}";
+	struct upload_fields f;
+
+	CHECK_OK(upload_parse(RAW, NULL, (const uint8_t *)PEM, strlen(PEM),
+	    query_get, (void *)q_true, &f));
+	CHECK_INT(f.check, 1);
+	upload_fields_finish(&f);
+	CHECK_OK(upload_parse(RAW, NULL, (const uint8_t *)PEM, strlen(PEM),
+	    query_get, (void *)q_zero, &f));
+	CHECK_INT(f.check, 0);
+	upload_fields_finish(&f);
+	CHECK_ERR(upload_parse(RAW, NULL, (const uint8_t *)PEM, strlen(PEM),
+	    query_get, (void *)q_bad, &f), P8V_ERR_BAD_FIELD);
+	upload_fields_finish(&f);
+	CHECK_OK(upload_parse(JSON, NULL, (const uint8_t *)json_true,
+	    strlen(json_true), query_get, (void *)none, &f));
+	CHECK_INT(f.check, 1);
+	upload_fields_finish(&f);
+	CHECK_OK(upload_parse(JSON, NULL, (const uint8_t *)json_none,
+	    strlen(json_none), query_get, (void *)none, &f));
+	CHECK_INT(f.check, 0);
+	upload_fields_finish(&f);
+	CHECK_ERR(upload_parse(JSON, NULL, (const uint8_t *)json_str,
+	    strlen(json_str), query_get, (void *)none, &f),
+	    P8V_ERR_BAD_REQUEST);
+	upload_fields_finish(&f);
+	/* A JSON upload's fields belong in its body. */
+	CHECK_ERR(upload_parse(JSON, NULL, (const uint8_t *)json_none,
+	    strlen(json_none), query_get, (void *)q_json, &f),
+	    P8V_ERR_BAD_REQUEST);
+	upload_fields_finish(&f);
+}
+
 /* Topics come out in order, split and trimmed. */
 static void
 check_topics(void)
@@ -646,6 +696,7 @@ main(void)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run_case(&cases[i]);
 	check_topics();
+	check_check_field();
 	check_prefixes();
 	check_mutations();
 	CHECK_ERR(upload_parse(JSON, NULL, NULL, 1, query_get, NULL, NULL),

@@ -41,6 +41,12 @@ struct mint {
 	 * into the caller's struct: set up only if a mint runs */
 	struct key_record *loaded;
 	int tried;                      /* *loaded is set up: free it */
+	/* A given record (vault_apns_token_key) instead of the app's
+	 * active key: the caller read it and had it vouched for. */
+	const struct key_record *fixed;
+	/* The "mint" adopted a token another process (the CLI's key check,
+	 * or another daemon on the same store) persisted: not a mint. */
+	int adopted;
 	const struct key_record *rec;   /* loaded once read */
 	const char *actor;
 	/* for the persisting transaction */
@@ -93,6 +99,72 @@ persist_txn(struct store_txn *txn, void *arg)
 	return r;
 }
 
+struct adopt {
+	const char *key;
+	uint8_t *blob;
+	size_t len;
+};
+
+static int
+adopt_txn(struct store_txn *txn, void *arg)
+{
+	struct adopt *a = arg;
+	int64_t expires_at;
+
+	free(a->blob);
+	a->blob = NULL;
+	return store_cache_get(txn, a->key, &expires_at, &a->blob, &a->len);
+}
+
+/*
+ * A token of this key that another process persisted since this one
+ * loaded the cache (the CLI's `keys check` beside a running daemon): take
+ * it instead of minting a second one, which APNs would count as a token
+ * update of the team. Only when no rejection asked for the mint and the
+ * token is younger than the reuse period. 0 (out filled) or non-zero
+ * (mint).
+ */
+static int
+adopt_persisted(struct mint *m, enum vault_mint_reason why, const char *key,
+    struct tokcache_minted *out)
+{
+	static const uint8_t unknown[VAULT_BOOT_ID_BYTES];
+	struct keeper_apns_blob b;
+	struct adopt a = { key, NULL, 0 };
+	int64_t age_ns, now_boot;
+	int r = P8V_ERR_NOT_FOUND;
+
+	memset(&b, 0, sizeof(b));
+	if (why == VAULT_MINT_REJECTED_EXPIRED ||
+	    why == VAULT_MINT_REJECTED_INVALID)
+		goto out;
+	if ((r = store_read(m->v->store, adopt_txn, &a)) != 0 ||
+	    (r = keeper_apns_blob_open(m->v->keeper, key, a.blob, a.len,
+	    &b)) != 0)
+		goto out;
+	/* Aged as load_token ages a token at start-up: on CLOCK_BOOTTIME
+	 * when minted in this boot, else by the wall clock. */
+	now_boot = clock_boot_now_ns();
+	if (memcmp(m->v->boot_id, unknown, VAULT_BOOT_ID_BYTES) != 0 &&
+	    memcmp(b.boot_id, m->v->boot_id, VAULT_BOOT_ID_BYTES) == 0)
+		age_ns = now_boot - b.boot_ns;
+	else
+		age_ns = (clock_wall_now() - b.issued_at) * TOKCACHE_NS_PER_S;
+	r = P8V_ERR_NOT_FOUND;
+	if (age_ns < 0 || age_ns >= m->v->apns_reuse_s * TOKCACHE_NS_PER_S)
+		goto out;
+	r = P8V_ERR_ALLOC;
+	if ((out->token = strdup(b.token)) == NULL)
+		goto out;
+	out->issued_at = b.issued_at;
+	out->boot_ns = now_boot - age_ns;
+	r = 0;
+ out:
+	keeper_apns_blob_finish(&b);
+	free(a.blob);
+	return r;
+}
+
 /* tokcache_mint_fn: have the keeper sign a new token for m->rec and seal
  * its copy; persist it, audit it. */
 static int
@@ -111,6 +183,11 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 
 	memset(out, 0, sizeof(*out));
 	memset(&kt, 0, sizeof(kt));
+	if (m->fixed != NULL) {
+		/* persist_txn reads it again: a revocation since still wins. */
+		m->rec = m->fixed;
+		goto sign;
+	}
 	/* The record, vouched for: still the key the token is filed under
 	 * (else a commit moved the app to another key in between: refused as
 	 * persist_txn refuses a key replaced during the mint). */
@@ -122,12 +199,20 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	    KEY_SERVICE_APNS, m->loaded, &found)) != 0)
 		goto out;
 	m->rec = m->loaded;
+ sign:
 	tokcache_id_of(m->rec, &id);
 	r = P8V_ERR_KEY_NOT_FOUND;
 	if (strcmp(id.fingerprint, m->id->fingerprint) != 0 ||
 	    strcmp(id.key_id, m->id->key_id) != 0 ||
 	    strcmp(id.team_id, m->id->team_id) != 0)
 		goto out;
+	tokcache_key(&id, key);
+	m->adopted = 0;
+	if (adopt_persisted(m, why, key, out) == 0) {
+		m->adopted = 1;
+		r = 0;
+		goto out;
+	}
 	if ((r = key_record_aad(m->rec, &aad, &aad_len)) != 0) {
 		vault_log_unusable(m->rec, "aad", r);
 		goto out;
@@ -162,6 +247,16 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	keeper_apns_token_finish(&kt);
 	free(aad);
 	return r;
+}
+
+static void
+adopted_log(const char *app, const struct tokcache_id *id)
+{
+	log_fields(LOG_LEVEL_INFO, "apns_token_adopted",
+	    json_pack("{s:s, s:s, s:s}", "app", app, "key_id", id->key_id,
+	    "team_id", id->team_id), "APNs provider token for key %s (team "
+	    "%s) taken from the store (persisted by another process)",
+	    id->key_id, id->team_id);
 }
 
 int
@@ -209,7 +304,9 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	if ((r = tokcache_get(v->tokens, &id, rejected_token, reason,
 	    mint_token, &m, out, &why)) != 0)
 		goto out;
-	if (out->minted) {
+	if (out->minted && m.adopted) {
+		adopted_log(app, &id);
+	} else if (out->minted) {
 		VAULT_COUNT(v->apns_mints[why]);
 		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
 		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", app,
@@ -228,6 +325,59 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 		VAULT_COUNT(v->apns_failures);
 	if (m.tried)
 		key_record_free(&loaded);
+	return r;
+}
+
+int
+vault_apns_token_key(struct vault *v, const struct key_record *rec,
+    const char *actor, struct vault_token *out)
+{
+	struct tokcache_id id;
+	struct mint m;
+	enum vault_mint_reason why = VAULT_MINT_COLD;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	memset(&m, 0, sizeof(m));
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (v == NULL || rec == NULL || out == NULL ||
+	    vault_actor_valid(actor) != 0)
+		goto out;
+	r = P8V_ERR_KEY_REVOKED;
+	if (rec->state == KEY_STATE_REVOKED || rec->envelope == NULL)
+		goto out;
+	r = P8V_ERR_SERVICE_NOT_ALLOWED;
+	if ((rec->services & KEY_SERVICE_APNS) == 0)
+		goto out;
+	tokcache_id_of(rec, &id);
+	m.v = v;
+	m.app = rec->app;
+	m.env = rec->environment;
+	m.id = &id;
+	m.actor = actor;
+	m.fixed = rec;
+	if ((r = tokcache_get(v->tokens, &id, NULL, VAULT_REJECT_NONE,
+	    mint_token, &m, out, &why)) != 0) {
+		VAULT_COUNT(v->apns_failures);
+		goto out;
+	}
+	if (out->minted && m.adopted) {
+		adopted_log(rec->app, &id);
+	} else if (out->minted) {
+		VAULT_COUNT(v->apns_mints[why]);
+		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", rec->app,
+		    "key_id", id.key_id, "team_id", id.team_id,
+		    "fingerprint", id.fingerprint,
+		    "reason", vault_mint_reason_name(why),
+		    "issued_at", (json_int_t)out->issued_at),
+		    "new APNs provider token for key %s (team %s): %s",
+		    id.key_id, id.team_id, vault_mint_reason_name(why));
+	} else {
+		VAULT_COUNT(v->apns_cache_hits);
+	}
+	r = 0;
+ out:
 	return r;
 }
 

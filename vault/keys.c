@@ -291,6 +291,7 @@ struct upload {
 	uint8_t mk_id[MASTER_KEY_ID_BYTES]; /* sealed rec's envelope */
 	const char *actor;
 	int64_t now;
+	struct vault_upload_check *check; /* results to keep with the key */
 	/* Results; reset at the start of every run (store_write may re-run). */
 	int existed;
 	struct key_record stored;
@@ -341,6 +342,9 @@ upload_txn(struct store_txn *txn, void *arg)
 	if ((r = audit_change(txn, u->now, u->actor, "key.upload", rec,
 	    "created", &u->scan.demote)) != 0)
 		goto out;
+	if ((r = vault_check_upload_txn(txn, u->v, rec, u->actor,
+	    u->check)) != 0)
+		goto out;
 	r = key_record_copy(&u->stored, rec);
  out:
 	key_record_free(&old);
@@ -362,11 +366,14 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
     json_t **meta, int *created)
 {
 	struct key_record rec = { 0 };
+	struct vault_upload_check check;
 	struct upload u;
 	uint32_t services;
 	int r = P8V_ERR_INVALID_ARGUMENT;
 
 	memset(&u, 0, sizeof(u));
+	memset(&check, 0, sizeof(check));
+	u.check = &check;
 	if (meta != NULL)
 		*meta = NULL;
 	if (created != NULL)
@@ -410,14 +417,33 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	    u.mk_id)) != 0)
 		goto out;
 
+	/* The check with Apple, before anything is stored. */
+	if (up->check && (r = vault_check_upload(v, &rec, up->actor,
+	    &check)) != 0) {
+		if (r == P8V_ERR_APPLE_CHECK_FAILED ||
+		    r == P8V_ERR_APPLE_UNREACHABLE ||
+		    r == P8V_ERR_APPLE_TIMEOUT) {
+			*meta = check.answer;
+			check.answer = NULL;
+		}
+		goto out;
+	}
+
 	u.v = v;
 	u.rec = &rec;
 	u.actor = up->actor;
 	u.now = rec.created_at;
 	if ((r = store_write(v->store, upload_txn, &u)) != 0)
 		goto out;
+	if (!u.existed)
+		vault_check_upload_done(v, &rec, &check);
 	if ((r = vault_key_meta_json(&u.stored, meta)) != 0)
 		goto out;
+	if ((r = vault_checks_attach_read(v, &u.stored, *meta)) != 0) {
+		json_decref(*meta);
+		*meta = NULL;
+		goto out;
+	}
 	*created = !u.existed;
 	if (!u.existed)
 		log_fields(LOG_LEVEL_INFO, "key_uploaded",
@@ -432,6 +458,7 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	key_record_free(&rec);
 	key_record_free(&u.stored);
 	keylist_free(&u.scan.demote);
+	vault_check_upload_finish(&check);
 	return r;
 }
 
@@ -440,15 +467,22 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 struct get {
 	const char *app, *key_id;
 	struct key_record rec;
+	json_t *meta;
 };
 
 static int
 get_txn(struct store_txn *txn, void *arg)
 {
 	struct get *g = arg;
+	int r;
 
 	key_record_free(&g->rec);
-	return key_record_get(txn, g->app, g->key_id, &g->rec);
+	json_decref(g->meta);
+	g->meta = NULL;
+	if ((r = key_record_get(txn, g->app, g->key_id, &g->rec)) != 0 ||
+	    (r = vault_key_meta_json(&g->rec, &g->meta)) != 0)
+		return r;
+	return vault_checks_attach(txn, &g->rec, g->meta);
 }
 
 int
@@ -473,8 +507,10 @@ vault_key_get(struct vault *v, const char *app, const char *key_id,
 		r = P8V_ERR_KEY_NOT_FOUND;
 	if (r != 0)
 		goto out;
-	r = vault_key_meta_json(&g.rec, meta);
+	*meta = g.meta;
+	g.meta = NULL;
  out:
+	json_decref(g.meta);
 	key_record_free(&g.rec);
 	return r;
 }
@@ -482,6 +518,7 @@ vault_key_get(struct vault *v, const char *app, const char *key_id,
 struct list {
 	const char *app;
 	json_t *array;
+	struct store_txn *txn;
 };
 
 static int
@@ -493,6 +530,10 @@ list_one(const struct key_record *rec, void *arg)
 
 	if ((r = vault_key_meta_json(rec, &meta)) != 0)
 		return r;
+	if ((r = vault_checks_attach(l->txn, rec, meta)) != 0) {
+		json_decref(meta);
+		return r;
+	}
 	return json_array_append_new(l->array, meta) == 0 ? 0 : P8V_ERR_ALLOC;
 }
 
@@ -501,6 +542,7 @@ list_txn(struct store_txn *txn, void *arg)
 {
 	struct list *l = arg;
 
+	l->txn = txn;
 	json_array_clear(l->array);
 	return key_record_list(txn, l->app, list_one, l);
 }
@@ -508,7 +550,7 @@ list_txn(struct store_txn *txn, void *arg)
 int
 vault_key_list(struct vault *v, const char *app, json_t **array)
 {
-	struct list l = { app, NULL };
+	struct list l = { app, NULL, NULL };
 	int r = P8V_ERR_INVALID_ARGUMENT;
 
 	if (array != NULL)
@@ -655,7 +697,12 @@ run_change(struct vault *v, const char *app, const char *key_id,
 		    "fingerprint", c.result.fingerprint, "actor", actor),
 		    "key %s/%s: %s", app, key_id,
 		    key_state_name(c.result.state));
-	r = vault_key_meta_json(&c.result, meta);
+	if ((r = vault_key_meta_json(&c.result, meta)) != 0)
+		goto out;
+	if ((r = vault_checks_attach_read(v, &c.result, *meta)) != 0) {
+		json_decref(*meta);
+		*meta = NULL;
+	}
  out:
 	change_reset(&c);
 	return r;

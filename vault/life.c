@@ -82,6 +82,7 @@ vault_destroy(struct vault *v)
 		return;
 	vault_caches_destroy(v);
 	tokcache_destroy(v->tokens);
+	vault_check_config_free(v->apns_check);
 	/* No call may be running: the keeper wipes its keys. */
 	keeper_destroy(v->keeper);
 	free(v);

@@ -19,8 +19,12 @@
  *    "both", "services": [..], "topics": [..], "state": "active"|"standby"|
  *    "revoked", "fingerprint": hex SHA-256 of the SPKI, "public_key_pem",
  *    "public_key_jwk": {...}, "master_key_id", "created_at", "created_by",
- *    "updated_at", "version"}
+ *    "updated_at", "version", "checks"}
  * Times are RFC 3339 UTC strings ("2026-11-23T22:50:01Z").
+ * "checks": the last check with Apple per environment (vault_key_check),
+ * {} when there was none; vault_key_meta_json alone leaves it out (it
+ * reads no store). Kept beside the sealed record (store/checks.h), not in
+ * its authenticated data; audit events do not carry it.
  */
 #ifndef P8V_VAULT_VAULT_H
 #define P8V_VAULT_VAULT_H
@@ -32,6 +36,7 @@
 
 #include "keeper/keeper.h"
 #include "store/records.h"
+#include "vault/apns_client.h"
 #include "store/store.h"
 
 /* APNs provider tokens are reused for this long by default (50 minutes:
@@ -134,6 +139,8 @@ struct vault_upload {
 	size_t n_topics;
 	int activate;           /* 1: becomes the app's active key */
 	const char *actor;      /* API token id, or "cli" */
+	int check;              /* 1: check with Apple first (vault_key_check's
+	                         * defaults); store only if every check is ok */
 };
 
 /*
@@ -155,9 +162,65 @@ struct vault_upload {
  * P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_INTEGRITY (a stored record of the
  * app fails to decode or to re-seal), P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  * On any error nothing is stored and *meta is NULL.
+ * With up->check, after the .p8 is sealed and before anything is stored,
+ * the key is checked with Apple as vault_key_check does: a new key with a
+ * token the keeper signs for it, which becomes the key's shared APNs token
+ * (persisted and cached with the record, so the check costs no extra
+ * token update); a key stored already with the same material, with its
+ * shared token. *meta's "checks" then holds the results. If a check is not ok nothing
+ * is stored (but the "key.check" audit event) and the call returns
+ * P8V_ERR_APPLE_CHECK_FAILED with *meta set to the check answer
+ * ({"ok": false, "checks": {...}}); P8V_ERR_APPLE_UNREACHABLE and
+ * P8V_ERR_APPLE_TIMEOUT with *meta {"cause": "..."}; also
+ * P8V_ERR_MISSING_FIELD (no topic to check with).
  */
 int vault_key_upload(struct vault *v, const struct vault_upload *up,
     json_t **meta, int *created);
+
+/*
+ * Where the key check reaches APNs (vault_key_check). cfg's strings are
+ * copied; NULL members keep the defaults (Apple's hosts, the system's CA
+ * store, no proxy, APNS_CLIENT_TIMEOUT_DEFAULT_MS). Call before serving
+ * (not thread-safe against running checks). A vault never given one uses
+ * the defaults.
+ * Returns 0, P8V_ERR_INVALID_ARGUMENT (apns_client_config_check refused
+ * cfg: logged with the field), P8V_ERR_ALLOC.
+ */
+int vault_set_apns_check(struct vault *v, const struct apns_client_config *cfg);
+
+/*
+ * Check a stored key with Apple: for each environment (environment NULL:
+ * the key's own, both for "both"; else "development" or "production"),
+ * one POST /3/device/<VAULT_CHECK_DEVICE_TOKEN> to APNs with the key's
+ * shared provider token (vault_apns_token_key: the token the signing API
+ * hands out; minted, audited and persisted as any, if there is none) and
+ * the topic (NULL: the key's first topic, else the app id when it looks
+ * like a bundle id). The answer (*out, caller's) is
+ *   {"app", "key_id", "ok": every check ok, "checks": {"<environment>":
+ *    {"ok", "environment", "topic", "apns_status", "apns_reason",
+ *     "meaning", "checked_at"}}}
+ * and the results are kept as the key's "checks" (store/checks.h), with
+ * a "key.check" audit event, in one transaction. APNs's answer
+ * 400 BadDeviceToken is ok; every other answer is not (its "meaning" says
+ * why). Only the token leaves the vault; no key is opened but by the
+ * keeper's mint.
+ * Returns 0 (APNs answered: see "ok"), P8V_ERR_BAD_APP_ID,
+ * P8V_ERR_BAD_KEY_ID, P8V_ERR_BAD_FIELD (environment or topic),
+ * P8V_ERR_MISSING_FIELD (no topic to use), P8V_ERR_KEY_NOT_FOUND,
+ * P8V_ERR_KEY_REVOKED, P8V_ERR_SERVICE_NOT_ALLOWED (the key lacks
+ * "apns"), P8V_ERR_APPLE_UNREACHABLE, P8V_ERR_APPLE_TIMEOUT (*out then
+ * {"cause": "...", "environment": "..."}: an audit event, no result kept),
+ * vault_apns_token's errors, P8V_ERR_INVALID_ARGUMENT (NULL, bad actor),
+ * P8V_ERR_ALLOC, P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ */
+int vault_key_check(struct vault *v, const char *app, const char *key_id,
+    const char *environment, const char *topic, const char *actor,
+    json_t **out);
+
+/* The device token every check sends to: 64 hex digits, all zero; no
+ * device has it, so APNs answers BadDeviceToken once it accepted the rest. */
+#define VAULT_CHECK_DEVICE_TOKEN \
+	"0000000000000000000000000000000000000000000000000000000000000000"
 
 /* Metadata of one key / all keys of an app in Key ID order (an array,
  * empty for an unknown app; tombstones included).
@@ -256,6 +319,13 @@ int vault_apns_token(struct vault *v, const char *app, enum key_env env,
  * P8V_ERR_CRYPTO, P8V_ERR_INTERNAL (a time gmtime cannot represent).
  */
 int vault_key_meta_json(const struct key_record *rec, json_t **out);
+
+/* Add rec's last check results (store/checks.h) to meta (a key metadata
+ * object) as "checks" ({} when none), inside a transaction: for readers
+ * of the store such as `p8vault keys show`. 0, P8V_ERR_ALLOC,
+ * P8V_ERR_STORE; unreadable results are logged and shown as {}. */
+int vault_checks_attach(struct store_txn *txn, const struct key_record *rec,
+    json_t *meta);
 
 /* Why an APNs token was minted (audit "reason" and metrics label). */
 enum vault_mint_reason {

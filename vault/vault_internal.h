@@ -45,6 +45,9 @@ struct vault {
 	pthread_mutex_t checked_lock;
 	int64_t apns_reuse_s;
 	uint8_t boot_id[VAULT_BOOT_ID_BYTES]; /* all zero: unknown */
+	/* Where the key check reaches APNs (vault_set_apns_check; NULL:
+	 * the defaults); strings owned. */
+	struct apns_client_config *apns_check;
 
 	/* Counters for vault_stats (relaxed atomics: metrics only). */
 	_Atomic uint64_t apns_mints[VAULT_MINT_REASONS];
@@ -200,6 +203,56 @@ json_t *vault_audit_event(int64_t now, const char *actor, const char *what,
 int vault_apns_load(struct vault *v);
 int vault_apns_forget_txn(struct store_txn *txn, const struct key_record *rec);
 void vault_apns_forget_memory(struct vault *v, const struct key_record *rec);
+
+/*
+ * vault_apns_token for one given record (the key check): the shared token
+ * of rec's (Team ID, Key ID, fingerprint), from the cache or minted (the
+ * mint reads the record again in its transaction: a revocation wins).
+ * The caller read rec and had it vouched for (vault_record_vouch).
+ * Returns as vault_apns_token; P8V_ERR_KEY_REVOKED for a tombstone.
+ */
+int vault_apns_token_key(struct vault *v, const struct key_record *rec,
+    const char *actor, struct vault_token *out);
+
+/*
+ * The check of an upload (vault_key_upload with check; vault/check.c).
+ * vault_check_upload runs it for rec, sealed and not stored: a stored
+ * record of the same app and Key ID with the same Team ID and material is
+ * checked as vault_key_check does (c->answer set, nothing left to store);
+ * another stored record: nothing is checked (the upload's transaction
+ * refuses it); no record: the keeper signs rec's first token (c->minted),
+ * the check runs with it, and c->answer and c->token wait for
+ * vault_check_upload_txn. Returns 0 (every check ok, or none run),
+ * P8V_ERR_APPLE_CHECK_FAILED, _UNREACHABLE, _TIMEOUT (c->answer set: the
+ * answer the caller hands on), vault_key_check's errors.
+ * vault_check_upload_txn: in the upload's transaction, once rec is put:
+ * the results, the "key.check" and "apns.mint" events and the token's
+ * sealed copy. vault_check_upload_done: after the commit, the token into
+ * the cache. vault_check_upload_finish frees c (NULL-safe members).
+ */
+struct vault_upload_check {
+	json_t *answer;                 /* the check answer, or NULL */
+	int pending;                    /* results for vault_check_upload_txn */
+	struct keeper_apns_token token; /* with pending: rec's first token */
+	char *results;                  /* with pending: the "checks" text */
+};
+int vault_check_upload(struct vault *v, const struct key_record *rec,
+    const char *actor, struct vault_upload_check *c);
+int vault_check_upload_txn(struct store_txn *txn, struct vault *v,
+    const struct key_record *rec, const char *actor,
+    struct vault_upload_check *c);
+void vault_check_upload_done(struct vault *v, const struct key_record *rec,
+    struct vault_upload_check *c);
+void vault_check_upload_finish(struct vault_upload_check *c);
+
+/* vault_checks_attach from results text read before (NULL: none). */
+int vault_checks_attach_text(const char *text, json_t *meta);
+/* vault_checks_attach in a read transaction of its own: for the answers
+ * of a change (upload, activate, revoke), after its commit. */
+int vault_checks_attach_read(struct vault *v, const struct key_record *rec,
+    json_t *meta);
+/* Free the check configuration (life.c's vault_destroy). NULL-safe. */
+void vault_check_config_free(struct apns_client_config *cfg);
 
 /*
  * The wrap budget (crypto/envelope.h, store/masterkeys.h): add n new

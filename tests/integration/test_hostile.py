@@ -93,6 +93,7 @@ ADMIN_ANSWERS = {
     ("DELETE", "/v1/apps/{app}/keys/{key_id}"): (404, "key_not_found"),
     ("POST", "/v1/apps/{app}/keys/{key_id}/activate"):
         (404, "key_not_found"),
+    ("POST", "/v1/apps/{app}/keys/{key_id}/check"): (404, "key_not_found"),
     ("POST", "/v1/apps/{app}/apns-token"): (404, "app_not_found"),
     ("POST", "/v1/apps/{app}/jwt"): (400, "bad_request"),
     ("GET", "/metrics"): (200, None),
