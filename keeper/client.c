@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,6 +232,20 @@ recv_msg(int fd, uint8_t *buf, int ms)
 	}
 }
 
+/* An answer on a channel: one blocking recv (the channel's SO_RCVTIMEO
+ * bounds it; no poll first, a system call less per call). -1 as
+ * recv_msg. */
+static ssize_t
+recv_answer(int fd, uint8_t *buf)
+{
+	ssize_t n;
+
+	do {
+		n = recv(fd, buf, KPROTO_MSG_MAX + 1, MSG_TRUNC);
+	} while (n < 0 && errno == EINTR);
+	return n <= 0 || n > KPROTO_MSG_MAX ? -1 : n;
+}
+
 static int
 send_msg(int fd, const uint8_t *buf, size_t len)
 {
@@ -247,6 +262,7 @@ send_msg(int fd, const uint8_t *buf, size_t len)
 static int
 chan_pair(int lowest, int *front, int *child)
 {
+	struct timeval tv = { KCLIENT_TIMEOUT_MS / 1000, 0 };
 	int sv[2], moved, size = KPROTO_MSG_MAX + 4096;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
@@ -255,6 +271,14 @@ chan_pair(int lowest, int *front, int *child)
 	 * this and caps it at net.core.wmem_max * 2). */
 	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 	(void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	/* An answer that does not come within the timeout: the keeper is
+	 * taken for dead (call_run). */
+	if (setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+	    setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
 	if ((moved = fcntl(sv[1], F_DUPFD_CLOEXEC, lowest)) < 0) {
 		close(sv[0]);
 		close(sv[1]);
@@ -508,7 +532,7 @@ call_run(struct kcall *c, unsigned int type, struct kcur *ans,
 	secmem_wipe(c->b.p, c->b.len);
 	if (r != 0)
 		goto broken;
-	if ((n = recv_msg(c->ch->fd, c->ch->rbuf, KCLIENT_TIMEOUT_MS)) < 0 ||
+	if ((n = recv_answer(c->ch->fd, c->ch->rbuf)) < 0 ||
 	    kproto_open(c->ch->rbuf, (size_t)n, &atype, ans) != 0 ||
 	    atype != (type | KPROTO_ANSWER))
 		goto broken;
@@ -859,7 +883,9 @@ keeper_remote_replace(struct kremote *rm, struct kremote *fresh)
 		return p == NULL || p->dead ? P8V_ERR_KEEPER_UNAVAILABLE :
 		    P8V_ERR_NO_MASTER_KEY;
 	}
-	/* Take the process and the options that made it out of fresh. */
+	/* Take the process and the options that made it out of fresh (whose
+	 * supervisor, if any, must not start another). */
+	fresh->restart = 0;
 	fresh->cur = NULL;
 	fresh->procs = NULL;
 	files = fresh->files;

@@ -26,7 +26,6 @@ struct kserve {
 	pthread_mutex_t lock;           /* the APNs path, the table, counts */
 	struct mint *buckets[MINT_BUCKETS];
 	size_t n_mints;
-	uint64_t signed_apns, repeated_apns;
 };
 
 int
@@ -72,15 +71,6 @@ kserve_destroy(struct kserve *s)
 		}
 	pthread_mutex_destroy(&s->lock);
 	free(s);
-}
-
-void
-kserve_counts(struct kserve *s, uint64_t *signed_apns, uint64_t *repeated_apns)
-{
-	pthread_mutex_lock(&s->lock);
-	*signed_apns = s->signed_apns;
-	*repeated_apns = s->repeated_apns;
-	pthread_mutex_unlock(&s->lock);
 }
 
 /* FNV-1a: the keys are fixed-format and public; the table only needs to
@@ -196,7 +186,6 @@ sign_apns(struct kserve *s, const struct keeper_record *rec,
 		}
 		if ((r = token_copy(out, &m->tok)) != 0)
 			goto out;
-		s->repeated_apns++;
 		log_warnf("keeper_apns_repeat", "an APNs token for %s was "
 		    "asked for again within %d minutes of its signature: "
 		    "answered with the same token", key + strlen(
@@ -205,7 +194,6 @@ sign_apns(struct kserve *s, const struct keeper_record *rec,
 	}
 	if ((r = keeper_sign_apns(s->k, rec, boot_id, out, step)) != 0)
 		goto out;
-	s->signed_apns++;
 	if ((m = calloc(1, sizeof(*m))) == NULL ||
 	    token_copy(&m->tok, out) != 0) {
 		/* Signed, but not remembered: refuse it rather than let the

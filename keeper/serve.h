@@ -41,9 +41,4 @@ void kserve_destroy(struct kserve *s);
 void kserve_handle(struct kserve *s, const uint8_t *msg, size_t len,
     struct kbuf *ans);
 
-/* APNs tokens signed, and mint requests answered with an earlier token,
- * since s was created (tests). */
-void kserve_counts(struct kserve *s, uint64_t *signed_apns,
-    uint64_t *repeated_apns);
-
 #endif /* P8V_KEEPER_SERVE_H */

@@ -25,9 +25,11 @@ keeper_channels(const struct config *cfg)
 	return n > KEEPER_CHANNELS_MAX ? KEEPER_CHANNELS_MAX : n;
 }
 
-int
-state_load_keys(struct state *st, const struct config *cfg,
-    const char *generate)
+/* The keeper of st, restarted when it dies if restart (the running
+ * daemon's; not a SIGHUP's candidate, which the running one takes over). */
+static int
+load_keys(struct state *st, const struct config *cfg, const char *generate,
+    int restart)
 {
 	struct keeper_process_options o;
 	struct keeper_status ks;
@@ -39,7 +41,7 @@ state_load_keys(struct state *st, const struct config *cfg,
 	o.n_key_files = cfg->n_master_key_files;
 	o.generate = generate;
 	o.channels = keeper_channels(cfg);
-	o.restart = 1;
+	o.restart = restart;
 	if ((r = keeper_start(&o, &st->keeper, &bad)) != 0) {
 		if (bad < cfg->n_master_key_files)
 			log_errorf("master_key", "cannot load the master key "
@@ -82,6 +84,13 @@ state_load_keys(struct state *st, const struct config *cfg,
 }
 
 int
+state_load_keys(struct state *st, const struct config *cfg,
+    const char *generate)
+{
+	return load_keys(st, cfg, generate, 1);
+}
+
+int
 state_open(struct state *st, const char *dir, unsigned int apns_token_reuse_s)
 {
 	struct vault_options vopts = { .apns_reuse_seconds = apns_token_reuse_s };
@@ -117,7 +126,7 @@ state_reload_keys(struct state *st, const struct config *cfg)
 	memset(&next, 0, sizeof(next));
 	if (st == NULL || st->vault == NULL)
 		goto out;
-	if ((r = state_load_keys(&next, cfg, NULL)) != 0)
+	if ((r = load_keys(&next, cfg, NULL, 0)) != 0)
 		goto out;
 	r = vault_set_keyring(st->vault, next.keeper);
 	next.keeper = NULL;     /* the vault's now, also on failure */
