@@ -317,6 +317,8 @@ proc_spawn(struct kremote *rm, const char *generate, struct kproc **out,
 	*bad_file = SIZE_MAX;
 	for (i = 0; i < KEEPER_CHANNELS_MAX; i++)
 		child[i] = -1;
+	if (rm->program == NULL || rm->channels == 0)
+		return P8V_ERR_INVALID_ARGUMENT;
 	if ((p = calloc(1, sizeof(*p))) == NULL ||
 	    (p->ch = calloc(rm->channels, sizeof(*p->ch))) == NULL)
 		goto out;
