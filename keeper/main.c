@@ -18,8 +18,9 @@
  *   6. the sandbox (keeper/sandbox.h), one thread per channel, the
  *      system-call filter;
  *   7. serve: one request, one answer, per channel (keeper/serve.h).
- * When any channel reaches its end (the front closed it or died), the
- * keeper exits at once: its memory goes back to the kernel, and no core
+ * SIGTERM, SIGINT and SIGHUP are ignored: they are meant for the front,
+ * which may still need the keeper while it drains. When any channel
+ * reaches its end (the front closed it or died), the keeper exits at once: its memory goes back to the kernel, and no core
  * file can hold it.
  */
 #include <errno.h>
@@ -202,6 +203,12 @@ main(int argc, char **argv)
 	(void)setrlimit(RLIMIT_CORE, &nocore);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
+	/* A stop (systemd's SIGTERM to the whole unit, ^C to the process
+	 * group) is the front's to handle: it drains its requests, which
+	 * may need keys, then closes the channels, and the keeper exits. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	for (i = 1; i < (size_t)argc; i++) {
 		if (strcmp(argv[i], "--channels") == 0 && i + 1 < (size_t)argc) {
 			errno = 0;
