@@ -161,7 +161,18 @@ def the_keeper_is_a_sandboxed_child():
         # It works: a token through it.
         v.new_key("sandbox.app", services=["apns"])
         check_eq(v.apns("sandbox.app").status, 200, "a token")
+        # A stop signal is the front's (systemd signals the whole unit):
+        # the keeper lives on until the front has drained and closes it.
+        os.kill(k, signal.SIGTERM)
+        time.sleep(0.3)
+        check_eq(keeper_of(v.d.proc.pid), k, "the keeper after SIGTERM")
+        check_eq(readyz(v)[0], 200, "/readyz after the keeper's SIGTERM")
         v.stop()
+        deadline = time.time() + 5
+        while time.time() < deadline and os.path.exists("/proc/%d" % k):
+            time.sleep(0.02)
+        check(not os.path.exists("/proc/%d" % k), "the keeper outlived "
+              "the daemon")
     finally:
         v.close()
 
