@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "crypto/jwt.h"
 #include "crypto/secmem.h"
 #include "keeper/keeper.h"
 #include "store/audit.h"
@@ -164,6 +165,37 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	return r;
 }
 
+/*
+ * APNs refused the current token (not an older one) as invalid: the
+ * signature is ours, so the usual causes are on the key's side: the key
+ * revoked at Apple, Key ID and Team ID swapped or not a pair. A new token
+ * rarely helps (the 20-minute rule stays), so the log names the key for an
+ * operator, whether or not this report minted. The rejected token is the
+ * current one when this report minted a new one for it, or, inside 20
+ * minutes, when it is the token handed back.
+ */
+static void
+warn_invalid(const char *app, const struct tokcache_id *id,
+    const char *rejected, const struct vault_token *out,
+    enum vault_mint_reason why)
+{
+	size_t n = strnlen(rejected, JWT_MAX_TOKEN_BYTES + 1);
+	int renewed = out->minted && why == VAULT_MINT_REJECTED_INVALID;
+
+	if (!renewed && (out->minted || n != strlen(out->token) ||
+	    !secmem_equal(rejected, out->token, n)))
+		return;
+	log_fields(LOG_LEVEL_WARN, "apns_token_invalid",
+	    json_pack("{s:s, s:s, s:s, s:s, s:b}", "app", app,
+	    "key_id", id->key_id, "team_id", id->team_id,
+	    "fingerprint", id->fingerprint, "renewed", renewed),
+	    "APNs refused the current token of key %s (team %s, fingerprint "
+	    "%s) as InvalidProviderToken: the key may be revoked at Apple, or "
+	    "Key ID and Team ID swapped or not a pair; %s", id->key_id,
+	    id->team_id, id->fingerprint, renewed ? "a new token was minted" :
+	    "the same token is kept (at most one new token per 20 minutes)");
+}
+
 int
 vault_apns_token(struct vault *v, const char *app, enum key_env env,
     const char *rejected_token, enum vault_reject_reason reason,
@@ -209,6 +241,8 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	if ((r = tokcache_get(v->tokens, &id, rejected_token, reason,
 	    mint_token, &m, out, &why)) != 0)
 		goto out;
+	if (reason == VAULT_REJECT_INVALID)
+		warn_invalid(app, &id, rejected_token, out, why);
 	if (out->minted) {
 		VAULT_COUNT(v->apns_mints[why]);
 		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
