@@ -6,6 +6,8 @@
  *   GET    /v1/apps/{app}/keys/{key_id}          200 meta
  *   POST   /v1/apps/{app}/keys/{key_id}/activate 200 meta (state "active")
  *   DELETE /v1/apps/{app}/keys/{key_id}          200 meta (state "revoked")
+ *   GET    /v1/keys?fingerprint=FP               200 {"keys": [meta...]}:
+ *          every copy of one key, across apps (admin tokens only)
  *
  * meta is the vault's key metadata object (vault/vault.h): public key,
  * fingerprint, state and the rest, never private key material. Activation
@@ -27,5 +29,8 @@ int api_keys_handle_list(struct api_request *req);
 int api_keys_handle_get(struct api_request *req);
 int api_keys_handle_activate(struct api_request *req);
 int api_keys_handle_revoke(struct api_request *req);
+/* GET /v1/keys?fingerprint=FP (vault_key_find): 422 missing_field without
+ * the parameter, 422 invalid_field for one that is not 64 hex digits. */
+int api_keys_handle_find(struct api_request *req);
 
 #endif /* P8V_API_KEYS_H */

@@ -37,6 +37,7 @@ struct mint {
 	/* the key the token is cached under, and how it was found */
 	const char *app;
 	enum key_env env;
+	uint32_t service;       /* APNs, or DeviceCheck (the same token) */
 	const struct tokcache_id *id;
 	/* its record, read by the mint (a cached token needs none of it),
 	 * into the caller's struct: set up only if a mint runs */
@@ -87,6 +88,9 @@ persist_txn(struct store_txn *txn, void *arg)
 	    json_object_set_new(ev, "issued_at",
 	    json_integer((json_int_t)m->minted->t.issued_at)) != 0)
 		goto out;
+	if (m->service == KEY_SERVICE_DEVICECHECK &&
+	    json_object_set_new(ev, "service", json_string("devicecheck")) != 0)
+		goto out;
 	r = store_audit_append(txn, ev, NULL);
  out:
 	json_decref(ev);
@@ -120,7 +124,7 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	m->rec = NULL;
 	m->tried = 1;
 	if ((r = vault_find_active_vouched(m->v, m->app, m->env,
-	    KEY_SERVICE_APNS, m->loaded, &found)) != 0)
+	    m->service, m->loaded, &found)) != 0)
 		goto out;
 	m->rec = m->loaded;
 	tokcache_id_of(m->rec, &id);
@@ -196,10 +200,12 @@ warn_invalid(const char *app, const struct tokcache_id *id,
 	    "the same token is kept (at most one new token per 20 minutes)");
 }
 
-int
-vault_apns_token(struct vault *v, const char *app, enum key_env env,
-    const char *rejected_token, enum vault_reject_reason reason,
-    const char *actor, struct vault_token *out)
+/* vault_apns_token for a key chosen by service (APNs or DeviceCheck). */
+static int
+shared_token(struct vault *v, const char *app, enum key_env env,
+    uint32_t service, const char *rejected_token,
+    enum vault_reject_reason reason, const char *actor,
+    struct vault_token *out)
 {
 	struct tokcache_id id;
 	struct key_record loaded;       /* for a mint only: not set up here */
@@ -221,7 +227,7 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	 * no commit (from any process) has happened since it was read. */
 	/* A cached token is handed out without signing: the record it is
 	 * handed out for must still open under its own identity. */
-	if ((r = vault_find_active_ids(v, app, env, KEY_SERVICE_APNS, &id,
+	if ((r = vault_find_active_ids(v, app, env, service, &id,
 	    &found)) != 0)
 		goto out;
 	if (rejected_token != NULL) {
@@ -236,6 +242,7 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	m.v = v;
 	m.app = app;
 	m.env = env;
+	m.service = service;
 	m.id = &id;
 	m.actor = actor;
 	if ((r = tokcache_get(v->tokens, &id, rejected_token, reason,
@@ -263,6 +270,23 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	if (m.tried)
 		key_record_free(&loaded);
 	return r;
+}
+
+int
+vault_apns_token(struct vault *v, const char *app, enum key_env env,
+    const char *rejected_token, enum vault_reject_reason reason,
+    const char *actor, struct vault_token *out)
+{
+	return shared_token(v, app, env, KEY_SERVICE_APNS, rejected_token,
+	    reason, actor, out);
+}
+
+int
+vault_devicecheck_token(struct vault *v, const char *app, enum key_env env,
+    const char *actor, struct vault_token *out)
+{
+	return shared_token(v, app, env, KEY_SERVICE_DEVICECHECK, NULL,
+	    VAULT_REJECT_NONE, actor, out);
 }
 
 /* --- revocation --- */
