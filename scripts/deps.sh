@@ -8,8 +8,10 @@ P8V_RUN_PACKAGES="openssl"
 # Tests: the openssl command and python3-cryptography check what the vault
 # emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
 # examples; util-linux for the file-system fault tests; faketime (libfaketime)
-# drives the daemon's clock in tests/integration/test_sign_clock.py.
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime"
+# drives the daemon's clock in tests/integration/test_sign_clock.py;
+# nodejs and npm run @noble/curves, the strict (low-S) ES256 verifier of
+# tests/integration/test_low_s.py (installed by that test from npm).
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs npm"
 
 p8v_missing_packages() {
 	local p missing=""
