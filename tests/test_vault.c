@@ -607,11 +607,13 @@ test_upload_idempotence(void)
 	CHECK_INT(json_integer_value(json_object_get(meta, "version")), 1);
 	json_decref(meta);
 
-	/* Other material, or other team, under the same Key ID: 409. */
+	/* Other material under the same Key ID: 409 key_exists; the same
+	 * key under another team: 409 key_identity_conflict. */
 	CHECK_ERR(upload(&t, "shop", "KEY0000001", team_a, &k2,
 	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created), P8V_ERR_KEY_EXISTS);
 	CHECK_ERR(upload(&t, "shop", "KEY0000001", team_b, &k1,
-	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created), P8V_ERR_KEY_EXISTS);
+	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created),
+	    P8V_ERR_KEY_IDENTITY_CONFLICT);
 	/* The same material under another Key ID of the app: 409 (another
 	 * identity for the key: test_key_identity has the rest). */
 	CHECK_ERR(upload(&t, "shop", "KEY0000002", team_a, &k1,
@@ -1861,6 +1863,13 @@ test_key_identity(void)
 	REQUIRE((req = json_pack("{s:s}", "profile", "devicecheck")) != NULL);
 	CHECK_ERR(vault_profile_token(t.v, "dc.app", req, "svc", &b, &detail),
 	    P8V_ERR_SERVICE_NOT_ALLOWED);
+	/* Without apns: none either (the token is one APNs takes). */
+	tkey_free(&k2);
+	gen_ec(&k2);
+	CHECK_OK(upload(&t, "dc.only", "DCKEY00003", team_a, &k2,
+	    KEY_ENV_BOTH, KEY_SERVICE_DEVICECHECK, 1, NULL, &created));
+	CHECK_ERR(vault_profile_token(t.v, "dc.only", req, "svc", &b,
+	    &detail), P8V_ERR_SERVICE_NOT_ALLOWED);
 	json_decref(req);
 	tkey_free(&k2);
 	gen_ec(&k2);

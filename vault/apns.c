@@ -37,7 +37,7 @@ struct mint {
 	/* the key the token is cached under, and how it was found */
 	const char *app;
 	enum key_env env;
-	uint32_t service;       /* APNs, or DeviceCheck (the same token) */
+	uint32_t service;       /* KEY_SERVICE_* bits the key must have */
 	const struct tokcache_id *id;
 	/* its record, read by the mint (a cached token needs none of it),
 	 * into the caller's struct: set up only if a mint runs */
@@ -88,7 +88,7 @@ persist_txn(struct store_txn *txn, void *arg)
 	    json_object_set_new(ev, "issued_at",
 	    json_integer((json_int_t)m->minted->t.issued_at)) != 0)
 		goto out;
-	if (m->service == KEY_SERVICE_DEVICECHECK &&
+	if ((m->service & KEY_SERVICE_DEVICECHECK) != 0 &&
 	    json_object_set_new(ev, "service", json_string("devicecheck")) != 0)
 		goto out;
 	r = store_audit_append(txn, ev, NULL);
@@ -285,8 +285,11 @@ int
 vault_devicecheck_token(struct vault *v, const char *app, enum key_env env,
     const char *actor, struct vault_token *out)
 {
-	return shared_token(v, app, env, KEY_SERVICE_DEVICECHECK, NULL,
-	    VAULT_REJECT_NONE, actor, out);
+	/* Both: the answer is a token APNs takes, and the key's owner said
+	 * which of the two services it is for. */
+	return shared_token(v, app, env,
+	    KEY_SERVICE_APNS | KEY_SERVICE_DEVICECHECK, NULL, VAULT_REJECT_NONE,
+	    actor, out);
 }
 
 /* --- revocation --- */

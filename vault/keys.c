@@ -334,9 +334,10 @@ upload_txn(struct store_txn *txn, void *arg)
 	if (r == 0) {
 		if (old.state == KEY_STATE_REVOKED)
 			r = P8V_ERR_KEY_REVOKED; /* a Key ID is never reused */
-		else if (strcmp(old.team_id, rec->team_id) != 0 ||
-		    strcmp(old.fingerprint, rec->fingerprint) != 0)
+		else if (strcmp(old.fingerprint, rec->fingerprint) != 0)
 			r = P8V_ERR_KEY_EXISTS;
+		else if (strcmp(old.team_id, rec->team_id) != 0)
+			r = P8V_ERR_KEY_IDENTITY_CONFLICT; /* same key */
 		else {
 			/* The same upload again: nothing changes. */
 			u->existed = 1;

@@ -127,7 +127,7 @@ int profile_build(const struct profile_request *req,
  * out->expires_at is the exp claim.
  * Except devicecheck: its token is exactly an APNs provider token, so the
  * answer is the shared APNs token of the app's active key uploaded for
- * "devicecheck" (vault_devicecheck_token: cached, minted and audited as
+ * both "apns" and "devicecheck" (vault_devicecheck_token: cached, minted and audited as
  * APNs tokens are; out->minted 0 for a cached one; out->expires_at is
  * issued_at + VAULT_APNS_LIFETIME_S).
  * *detail as for profile_parse (NULL when the error is not about a field).

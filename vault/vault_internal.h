@@ -212,12 +212,14 @@ int vault_apns_load(struct vault *v);
 int vault_team_warnings(struct vault *v, const struct key_record *rec,
     json_t *meta);
 /*
- * The DeviceCheck token of the app's active key for env that was uploaded
- * for "devicecheck": Apple's DeviceCheck token is exactly an APNs provider
- * token, so this is the shared per-(team, Key ID, fingerprint) APNs token
- * (vault_apns_token's cache and rules; a mint is audited as "apns.mint"
- * with "service":"devicecheck"). Returns as vault_apns_token
- * (P8V_ERR_SERVICE_NOT_ALLOWED: the key lacks "devicecheck").
+ * The DeviceCheck token of the app's active key for env: Apple's
+ * DeviceCheck token is exactly an APNs provider token, so this is the
+ * shared per-(team, Key ID, fingerprint) APNs token (vault_apns_token's
+ * cache and rules; a mint is audited as "apns.mint" with
+ * "service":"devicecheck"). The key must have been uploaded for both
+ * "apns" and "devicecheck": the token is one APNs takes, so a key not
+ * allowed APNs gets none. Returns as vault_apns_token
+ * (P8V_ERR_SERVICE_NOT_ALLOWED: the key lacks either service).
  */
 int vault_devicecheck_token(struct vault *v, const char *app,
     enum key_env env, const char *actor, struct vault_token *out);
