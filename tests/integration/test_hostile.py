@@ -98,6 +98,7 @@ ADMIN_ANSWERS = {
     ("POST", "/v1/apps/{app}/apns-token"): (404, "app_not_found"),
     ("POST", "/v1/apps/{app}/jwt"): (400, "bad_request"),
     ("GET", "/metrics"): (200, None),
+    ("GET", "/v1/keys"): (422, "missing_field"),    # no ?fingerprint=
 }
 
 V = None                # the SignVault every phase shares
@@ -218,7 +219,8 @@ def expected(table, listener, method, path, token_role):
         return 401, "unauthorized", None, route[0]
     if pattern == "/v1/whoami":
         return 200, None, None, route[0]
-    covers = {"PORTAL": ("portal", "admin"), "SIGNER": ("signer", "admin")}
+    covers = {"PORTAL": ("portal", "admin"), "SIGNER": ("signer", "admin"),
+              "ADMIN": ("admin",)}
     if token_role not in covers.get(role, ()):
         return 403, "forbidden", None, route[0]
     status, code = ADMIN_ANSWERS[(route[0][0], pattern)]
