@@ -67,6 +67,7 @@ static const struct status_entry status_table[] = {
 	{ P8V_ERR_KEEPER_UNAVAILABLE, 503 },
 	/* Keys and signing. */
 	{ P8V_ERR_KEY_EXISTS, 409 },
+	{ P8V_ERR_KEY_IDENTITY_CONFLICT, 409 },
 	{ P8V_ERR_KEY_REVOKED, 410 },
 	{ P8V_ERR_NO_ACTIVE_KEY, 404 },
 	{ P8V_ERR_APP_NOT_FOUND, 404 },

@@ -45,8 +45,9 @@
 #include "api/router.h"
 
 /* The body cap of upload routes: a .p8 is ~250 bytes and its metadata a few
- * hundred more; 64 KiB is plenty with room for long topic lists. */
-#define API_BODY_MAX_UPLOAD (64 * 1024)
+ * hundred more; a topic-specific key's 400 topics of up to 255 characters
+ * add ~102 KiB (KEY_RECORD_META_MAX), so 128 KiB. */
+#define API_BODY_MAX_UPLOAD (128 * 1024)
 /* The body cap of signing routes: a few ids and a rejected token (~500
  * bytes); 4 KiB keeps the hot path's per-request memory small. */
 #define API_BODY_MAX_SIGN (4 * 1024)

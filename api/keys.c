@@ -213,3 +213,40 @@ api_keys_handle_check(struct api_request *req)
 	json_decref(answer);
 	return r;
 }
+
+int
+api_keys_handle_find(struct api_request *req)
+{
+	struct vault *v;
+	const char *fp;
+	json_t *keys = NULL, *body = NULL;
+	int r = P8V_ERR_INTERNAL;
+
+	if ((v = request_vault(req)) == NULL) {
+		r = P8V_ERR_NOT_READY;
+		goto out;
+	}
+	if ((fp = api_request_query(req, "fingerprint")) == NULL) {
+		r = api_respond_error(req, P8V_ERR_MISSING_FIELD,
+		    "the query parameter \"fingerprint\" is required");
+		goto out;
+	}
+	if ((r = vault_key_find(v, fp, &keys)) != 0) {
+		if (r == P8V_ERR_BAD_FIELD)
+			r = api_respond_error(req, r, "\"fingerprint\" must be "
+			    "64 hex digits (the SHA-256 of the public key)");
+		goto out;
+	}
+	if ((body = json_pack("{s:o}", "keys", keys)) == NULL) {
+		keys = NULL;                    /* "o" steals, also on error */
+		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	keys = NULL;
+	r = api_respond(req, 200, body);
+	body = NULL;                            /* stolen */
+ out:
+	json_decref(keys);
+	json_decref(body);
+	return r;
+}

@@ -12,6 +12,8 @@
  * "development"|"production", "topic": "..."}; when APNs cannot be reached
  * it answers 502 apple_unreachable or 504 apple_timeout with the cause as
  * the error's message and "environment".
+ *   GET    /v1/keys?fingerprint=FP               200 {"keys": [meta...]}:
+ *          every copy of one key, across apps (admin tokens only)
  *
  * meta is the vault's key metadata object (vault/vault.h): public key,
  * fingerprint, state and the rest, never private key material. Activation
@@ -47,5 +49,8 @@ int api_keys_handle_check(struct api_request *req);
  */
 int api_keys_respond_check_error(struct api_request *req, int err,
     json_t *answer);
+/* GET /v1/keys?fingerprint=FP (vault_key_find): 422 missing_field without
+ * the parameter, 422 invalid_field for one that is not 64 hex digits. */
+int api_keys_handle_find(struct api_request *req);
 
 #endif /* P8V_API_KEYS_H */

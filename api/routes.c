@@ -37,6 +37,10 @@ const struct api_route api_routes[] = {
 	{ API_METHOD_POST, "/v1/apps/{app}/keys/{key_id}/check",
 	    api_keys_handle_check, API_LISTENER_PORTAL, API_ROLE_PORTAL,
 	    API_BODY_MAX_SIGN, API_ROUTE_NEEDS_READY },
+	/* Incident response (api/keys.h): every copy of a key, across
+	 * apps; operators only. */
+	{ API_METHOD_GET, "/v1/keys", api_keys_handle_find,
+	    API_LISTENER_PORTAL, API_ROLE_ADMIN, 0, API_ROUTE_NEEDS_READY },
 	/* Signing API (api/sign.h): provider daemons, signing listeners. */
 	{ API_METHOD_POST, "/v1/apps/{app}/apns-token",
 	    api_sign_handle_apns_token, API_LISTENER_SIGN, API_ROLE_SIGNER,

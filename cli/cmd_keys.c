@@ -39,7 +39,8 @@
 #define KEYS_AUTHKEY_SUFFIX ".p8"
 
 static const char keys_usage_text[] =
-    "Usage: p8vault keys list --state DIR [--app APP] [--json]\n"
+    "Usage: p8vault keys list --state DIR [--app APP | --fingerprint FP] "
+    "[--json]\n"
     "       p8vault keys show --state DIR [--json] APP KEY_ID\n"
     "       p8vault keys import --state DIR --master-key-file FILE "
     "--app APP\n"
@@ -61,11 +62,15 @@ static const char keys_usage_text[] =
     "[--apns-production-url URL]\n"
     "                          [--apns-ca-file FILE] [--apns-proxy URL] "
     "[--json]\n"
+    "       p8vault keys revoke --state DIR --master-key-file FILE "
+    "[--json]\n"
+    "                           --fingerprint FP\n"
     "\n"
     "Apple signing keys (.p8), as the upload API manages them.\n"
     "\n"
-    "  list      every key (of one app with --app): app, Key ID, Team ID,\n"
-    "            environment, state, master key, services.\n"
+    "  list      every key (of one app with --app; every copy of one key,\n"
+    "            in every app, with --fingerprint): app, Key ID, Team ID,\n"
+    "            environment, state, master key, services, fingerprint.\n"
     "  show      one key's metadata and public key (never the private "
     "key).\n"
     "  import    validate, seal and store a .p8 file from Apple, for an\n"
@@ -86,6 +91,8 @@ static const char keys_usage_text[] =
     "            show). Exit 1 unless APNs accepted the key everywhere.\n"
     "            The --apns-* options (or P8VAULT_APNS_SANDBOX_URL,\n"
     "            _PRODUCTION_URL, _CA_FILE, _PROXY) as for p8vaultd.\n"
+    "            With --fingerprint: every copy of a key that leaked, in\n"
+    "            every app, in one transaction (an audit event each).\n"
     "\n"
     "Options:\n"
     "  --state DIR             the state directory\n"
@@ -102,6 +109,8 @@ static const char keys_usage_text[] =
     "  --topic TOPIC           an APNs topic (bundle id); repeatable, or\n"
     "                          --topics A,B\n"
     "  --no-activate           import as standby\n"
+    "  --fingerprint FP        list, revoke: a key's fingerprint (64 hex\n"
+    "                          digits, the SHA-256 of its public key)\n"
     "  --json                  print JSON (the API's key metadata object;\n"
     "                          import: {\"created\",\"key\"}; list: an "
     "array)\n"
@@ -125,6 +134,7 @@ enum opt {
 	OPT_TOPICS = 'L',
 	OPT_NO_ACTIVATE = 'N',
 	OPT_JSON = 'j',
+	OPT_FINGERPRINT = 'F',
 	OPT_HELP = 'h',
 	OPT_APNS_SANDBOX = 'D',
 	OPT_APNS_PRODUCTION = 'P',
@@ -137,6 +147,7 @@ struct keys_args {
 	const char *dir;
 	struct admin_keys keys;
 	const char *app, *team_id, *key_id;
+	const char *fingerprint;
 	enum key_env environment;
 	uint32_t services;
 	char **topics;          /* malloc'd copies */
@@ -245,6 +256,7 @@ parse(int argc, char **argv, const char *allowed, struct keys_args *a)
 		{ "topics", required_argument, NULL, OPT_TOPICS },
 		{ "no-activate", no_argument, NULL, OPT_NO_ACTIVATE },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "fingerprint", required_argument, NULL, OPT_FINGERPRINT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "apns-sandbox-url", required_argument, NULL,
 		    OPT_APNS_SANDBOX },
@@ -308,6 +320,9 @@ parse(int argc, char **argv, const char *allowed, struct keys_args *a)
 		case OPT_JSON:
 			a->json = 1;
 			break;
+		case OPT_FINGERPRINT:
+			a->fingerprint = optarg;
+			break;
 		case OPT_HELP:
 			a->help = 1;
 			break;
@@ -355,6 +370,18 @@ check_id(const struct keys_args *a, const char *what, int (*valid)(const
 	return CLI_EXIT_OK;
 }
 
+/* --fingerprint, checked and lowercased into fp. */
+static int
+check_fingerprint(const struct keys_args *a,
+    char fp[KEY_RECORD_FINGERPRINT_HEX + 1])
+{
+	if (vault_fingerprint_parse(a->fingerprint, fp) != 0)
+		return cli_usage_error("keys", "%s: --fingerprint must be 64 "
+		    "hex digits (the SHA-256 of the key's public key, as "
+		    "'keys list' shows it) (invalid_field)", a->cmd);
+	return CLI_EXIT_OK;
+}
+
 /* APP KEY_ID operands. */
 static int
 app_and_key(struct keys_args *a)
@@ -388,6 +415,11 @@ key_fail(const struct keys_args *a, const char *app, const char *key_id,
 		return cli_fail("%s: app %s already holds other key material "
 		    "under Key ID %s, or this key under another Key ID "
 		    "(key_exists)", a->cmd, app, key_id);
+	case P8V_ERR_KEY_IDENTITY_CONFLICT:
+		return cli_fail("%s: this key is already stored under another "
+		    "Key ID or Team ID than %s/%s (key_identity_conflict; "
+		    "'keys list --fingerprint' shows where)", a->cmd, app,
+		    key_id);
 	case P8V_ERR_MASTER_KEY_MISMATCH:
 		return cli_fail("%s: the master key file(s) given do not match "
 		    "state directory %s (master_key_mismatch)", a->cmd, a->dir);
@@ -433,7 +465,7 @@ open_vault(struct keys_args *a, struct store **store, struct vault **v)
 /* --- printing metadata --- */
 
 /* One line of the list; a macro so that the format stays a literal. */
-#define KEYS_LIST_FORMAT "%-20s %-10s %-10s %-11s %-8s %-16s %s\n"
+#define KEYS_LIST_FORMAT "%-20s %-10s %-10s %-11s %-8s %-16s %-40s %s\n"
 
 static void
 print_list(const json_t *arr)
@@ -443,7 +475,7 @@ print_list(const json_t *arr)
 	char services[256];
 
 	printf(KEYS_LIST_FORMAT, "APP", "KEY_ID", "TEAM_ID", "ENVIRONMENT", "STATE",
-	    "MASTER_KEY", "SERVICES");
+	    "MASTER_KEY", "SERVICES", "FINGERPRINT");
 	json_array_foreach(arr, i, m) {
 		services[0] = '\0';
 		json_array_foreach(json_object_get(m, "services"), j, svc) {
@@ -460,7 +492,8 @@ print_list(const json_t *arr)
 		    json_string_value(json_object_get(m, "state")),
 		    json_is_string(json_object_get(m, "master_key_id")) ?
 		    json_string_value(json_object_get(m, "master_key_id")) :
-		    "-", services);
+		    "-", services,
+		    json_string_value(json_object_get(m, "fingerprint")));
 	}
 }
 
@@ -528,6 +561,7 @@ print_result(const struct keys_args *a, json_t *meta)
 
 struct listing {
 	const char *app;        /* NULL: every app */
+	const char *fingerprint; /* set: every copy of this key */
 	json_t *array;
 	struct store_txn *txn;
 };
@@ -555,6 +589,9 @@ list_txn(struct store_txn *txn, void *arg)
 
 	l->txn = txn;
 	json_array_clear(l->array);
+	if (l->fingerprint != NULL)
+		return key_record_by_fingerprint(txn, l->fingerprint, list_one,
+		    l);
 	if (l->app != NULL)
 		return key_record_list(txn, l->app, list_one, l);
 	return key_record_foreach(txn, list_one, l);
@@ -564,13 +601,14 @@ static int
 keys_list(int argc, char **argv)
 {
 	struct keys_args a;
-	struct listing l = { NULL, NULL, NULL };
+	struct listing l = { NULL, NULL, NULL, NULL };
 	struct store *store = NULL;
+	char fp[KEY_RECORD_FINGERPRINT_HEX + 1];
 	int r, ret;
 
 	memset(&a, 0, sizeof(a));
 	a.cmd = "keys list";
-	if ((ret = parse(argc, argv, "sajh", &a)) != CLI_EXIT_OK)
+	if ((ret = parse(argc, argv, "sajFh", &a)) != CLI_EXIT_OK)
 		goto out;
 	if (a.help) {
 		usage(stdout);
@@ -584,11 +622,20 @@ keys_list(int argc, char **argv)
 	if (a.app != NULL &&
 	    (ret = check_id(&a, "--app", ids_app_valid, a.app)) != CLI_EXIT_OK)
 		goto out;
+	if (a.fingerprint != NULL && (ret = check_fingerprint(&a, fp)) !=
+	    CLI_EXIT_OK)
+		goto out;
+	if (a.fingerprint != NULL && a.app != NULL) {
+		ret = cli_usage_error("keys", "keys list: --app and "
+		    "--fingerprint do not go together");
+		goto out;
+	}
 	admin_quiet_logs();
 	if ((ret = cli_store_open_existing(a.dir, &store)) != CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
 	l.app = a.app;
+	l.fingerprint = a.fingerprint != NULL ? fp : NULL;
 	if ((l.array = json_array()) == NULL) {
 		cli_fail("out of memory");
 		goto out;
@@ -900,10 +947,75 @@ keys_activate(int argc, char **argv)
 	return keys_change(argc, argv, "keys activate", vault_key_activate);
 }
 
+/* keys revoke --fingerprint FP: every copy of a key, in every app. */
+static int
+keys_revoke_fingerprint(struct keys_args *a)
+{
+	char fp[KEY_RECORD_FINGERPRINT_HEX + 1];
+	struct store *store = NULL;
+	struct vault *v = NULL;
+	json_t *arr = NULL;
+	int r, ret;
+
+	if (a->n_rest != 0) {
+		ret = cli_usage_error("keys", "keys revoke: --fingerprint "
+		    "takes no APP KEY_ID");
+		goto out;
+	}
+	if ((ret = check_fingerprint(a, fp)) != CLI_EXIT_OK ||
+	    (ret = open_vault(a, &store, &v)) != CLI_EXIT_OK)
+		goto out;
+	if ((r = vault_key_revoke_fingerprint(v, fp, ADMIN_ACTOR,
+	    &arr)) != 0) {
+		if (r == P8V_ERR_KEY_NOT_FOUND)
+			ret = cli_fail("keys revoke: no key with fingerprint %s "
+			    "in state directory %s (key_not_found)", fp,
+			    a->dir);
+		else if (r == P8V_ERR_KEY_REVOKED)
+			ret = cli_fail("keys revoke: every copy of key %s is "
+			    "already revoked (key_revoked)", fp);
+		else
+			ret = cli_fail("keys revoke: fingerprint %s in state "
+			    "directory %s: %s (%s)", fp, a->dir,
+			    p8v_strerror(r), p8v_errname(r));
+		goto out;
+	}
+	if (a->json) {
+		ret = admin_print_json(json_incref(arr));
+		goto out;
+	}
+	print_list(arr);
+	ret = admin_flush();
+ out:
+	json_decref(arr);
+	vault_destroy(v);
+	store_close(store);
+	return ret;
+}
+
 static int
 keys_revoke(int argc, char **argv)
 {
-	return keys_change(argc, argv, "keys revoke", vault_key_revoke);
+	struct keys_args a;
+	int i, ret;
+
+	/* With --fingerprint: every copy; else APP KEY_ID. */
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--fingerprint") == 0 ||
+		    strncmp(argv[i], "--fingerprint=", 14) == 0)
+			break;
+	if (i == argc)
+		return keys_change(argc, argv, "keys revoke", vault_key_revoke);
+	memset(&a, 0, sizeof(a));
+	a.cmd = "keys revoke";
+	if ((ret = parse(argc, argv, "skjFh", &a)) == CLI_EXIT_OK) {
+		if (a.help)
+			usage(stdout);
+		else
+			ret = keys_revoke_fingerprint(&a);
+	}
+	args_finish(&a);
+	return ret;
 }
 
 /* --- check with Apple --- */

@@ -71,6 +71,7 @@
 	X(KEY_NOT_FOUND,      -64, "key_not_found",         "no such key") \
 	X(SERVICE_NOT_ALLOWED,-65, "service_not_allowed",   "the key was not uploaded for this service") \
 	X(BAD_FIELD,          -66, "invalid_field",         "a field is present but invalid") \
+	X(KEY_IDENTITY_CONFLICT, -67, "key_identity_conflict", "this key is already stored under another Key ID or Team ID (Apple issues a key to one team under one Key ID)") \
 	/* HTTP requests (api/) */ \
 	X(BAD_REQUEST,        -70, "bad_request",           "the request is malformed") \
 	X(METHOD_NOT_ALLOWED, -71, "method_not_allowed",    "the resource does not support this method") \

@@ -11,8 +11,8 @@
 
 /* Format byte and u32 length in front of the metadata. */
 #define RECORD_HEADER_BYTES 5
-/* The metadata of a record with 64 topics of 255 characters is ~17 KiB. */
-#define RECORD_META_MAX (32 * 1024)
+/* The metadata of a record with 400 topics of 255 characters is ~102 KiB. */
+#define RECORD_META_MAX KEY_RECORD_META_MAX
 /* Members of the metadata object (every field but the envelope). */
 #define RECORD_META_MEMBERS 13
 #define RECORD_AAD_LABEL KEY_RECORD_AAD_LABEL

@@ -52,12 +52,23 @@
 /* A bundle id is at most 155 characters at Apple; APNs topics append
  * suffixes such as ".voip" or ".complication"; 255 leaves room. */
 #define KEY_RECORD_TOPIC_MAX 255
-/* A topic key covers "many" bundle ids; 64 is generous and bounds a record. */
-#define KEY_RECORD_MAX_TOPICS 64
+/* Apple: a topic-specific key covers up to 400 topics
+ * (../shared/APPLE-TOKENS.md). Bounds a record (KEY_RECORD_META_MAX). */
+#define KEY_RECORD_MAX_TOPICS 400
 /* "created_by": an API token id or "cli". */
 #define KEY_RECORD_ACTOR_MAX 64
 /* Largest db key: app, separator, Key ID. */
 #define KEY_RECORD_DB_KEY_MAX (IDS_APP_MAX + 1 + IDS_APPLE_ID_LEN)
+/* Largest metadata JSON of a record: every topic at its longest, quoted
+ * with a comma (400 * 258 = 103 200 bytes), and 8 KiB for the other
+ * members (well under 1 KiB today). */
+#define KEY_RECORD_META_MAX \
+	(KEY_RECORD_MAX_TOPICS * (KEY_RECORD_TOPIC_MAX + 3) + 8 * 1024)
+/* Largest authenticated data: label and NUL, db key, NUL, metadata
+ * (crypto/envelope.h's ENVELOPE_MAX_AAD must hold it; keeper/keeper.c
+ * checks). */
+#define KEY_RECORD_AAD_MAX (sizeof(KEY_RECORD_AAD_LABEL) + \
+	KEY_RECORD_DB_KEY_MAX + 1 + KEY_RECORD_META_MAX)
 /* Largest envelope a record holds: ENVELOPE_OVERHEAD + ENVELOPE_MAX_PAYLOAD
  * (crypto/envelope.h; keeper/keeper.c checks that they agree). */
 #define KEY_RECORD_ENVELOPE_MAX (97 + 64 * 1024)
@@ -132,7 +143,7 @@ int key_record_set_topics(struct key_record *rec, const char *const *topics,
  * Check every field: ids (P8V_ERR_BAD_APP_ID, P8V_ERR_BAD_KEY_ID,
  * P8V_ERR_BAD_TEAM_ID); then P8V_ERR_BAD_FIELD for an unknown environment,
  * state or service bit, a topic that is not 1-255 characters of
- * [A-Za-z0-9._-], more than 64 topics, a fingerprint that is not 64
+ * [A-Za-z0-9._-], more than KEY_RECORD_MAX_TOPICS topics, a fingerprint that is not 64
  * lowercase hex characters, a public point that does not start with 0x04,
  * a bad created_by, negative times, a version of 0 or above 2^53 (JSON
  * integers), or a missing envelope on a record that is not revoked.

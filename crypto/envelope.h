@@ -60,9 +60,11 @@
 #define ENVELOPE_WRAPS_WARN ((uint64_t)1 << 30)
 /* Largest payload an envelope holds; a sealed .p8 scalar is 32 bytes. */
 #define ENVELOPE_MAX_PAYLOAD (64 * 1024)
-/* Largest caller aad: an identity with its metadata is a few hundred bytes;
- * the bound keeps the AAD buffers small and their sizes from overflowing. */
-#define ENVELOPE_MAX_AAD (64 * 1024)
+/* Largest caller aad: an identity with its metadata is a few hundred bytes,
+ * a topic-specific key's with 400 long topics ~102 KiB
+ * (common/keyrecord.h's KEY_RECORD_AAD_MAX); the bound keeps the AAD
+ * buffers' sizes from overflowing. */
+#define ENVELOPE_MAX_AAD (128 * 1024)
 
 /*
  * Seal pt under a fresh data key wrapped by mk. *out is malloc'd (it holds

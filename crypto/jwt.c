@@ -70,6 +70,13 @@ static const uint8_t p256_order[JWT_SCALAR_BYTES] = {
 	0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
 	0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 };
+/* floor(n / 2), big-endian: the largest s a low-S signature has. */
+static const uint8_t p256_half_order[JWT_SCALAR_BYTES] = {
+	0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00,
+	0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
+	0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+};
 
 /*
  * Process-wide SHA-256 implementation and the thread-local digest context.
@@ -233,6 +240,42 @@ scalar_in_range(const uint8_t *x)
 			return x[i] < p256_order[i];
 	}
 	return 0; /* x == n */
+}
+
+int
+jwt_es256_is_low_s(const uint8_t sig[JWT_ES256_SIG_BYTES])
+{
+	const uint8_t *s = sig + JWT_SCALAR_BYTES;
+	size_t i;
+
+	/* s is public (part of a signature): an early exit is fine. */
+	for (i = 0; i < JWT_SCALAR_BYTES; i++) {
+		if (s[i] != p256_half_order[i])
+			return s[i] < p256_half_order[i];
+	}
+	return 1; /* s == floor(n / 2) */
+}
+
+/*
+ * Replace s by n - s when s > n / 2. (r, s) and (r, n - s) are both valid
+ * signatures of the same digest; strict verifiers (@noble/curves' default
+ * lowS, Bitcoin's BIP 62/146 rules) accept only the low one, OpenSSL both,
+ * so the vault emits only low-S (../shared/APPLE-TOKENS.md).
+ */
+static void
+normalise_low_s(uint8_t sig[JWT_ES256_SIG_BYTES])
+{
+	uint8_t *s = sig + JWT_SCALAR_BYTES;
+	unsigned int borrow = 0, d;
+	size_t i;
+
+	if (jwt_es256_is_low_s(sig))
+		return;
+	for (i = JWT_SCALAR_BYTES; i-- > 0;) {
+		d = (unsigned int)p256_order[i] - s[i] - borrow;
+		s[i] = (uint8_t)d;
+		borrow = (d >> 8) & 1;
+	}
 }
 
 /* The public point as an EVP_PKEY on prime256v1. Only the uncompressed form
@@ -541,6 +584,7 @@ sign_jws(EVP_PKEY *pkey, const uint8_t *scalar, const json_t *header,
 	    sign_digest_scalar(scalar, md, sig);
 	if (r != 0)
 		goto out;
+	normalise_low_s(sig);
 	buf[pos++] = '.';
 	pos += encode(buf + pos, sig, sizeof(sig));
 	if (pos != total) {

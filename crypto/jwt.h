@@ -6,6 +6,8 @@
  * header and claims are serialized compactly (no white space) in the order
  * their members were added; r and s are 32 bytes each, big-endian,
  * zero-padded; base64url has no padding. DER signatures are not JWS.
+ * Every signature made here is low-S (s <= n / 2; s := n - s otherwise),
+ * so strict verifiers such as @noble/curves (lowS: true) accept it.
  *
  * The JSON objects come from vault/'s token builders, which make every
  * member from validated fields; nothing here takes caller bytes to sign.
@@ -50,6 +52,12 @@ int jwt_sign_es256(const struct p8_key *key, const json_t *header,
  */
 int jwt_sign_es256_scalar(const uint8_t scalar[P8_SCALAR_BYTES],
     const json_t *header, const json_t *claims, char **token);
+
+/*
+ * 1 if the r || s signature's s is at most floor(n / 2) (low-S), else 0.
+ * Says nothing about validity. Every signature jwt_sign_es256* make is.
+ */
+int jwt_es256_is_low_s(const uint8_t sig[JWT_ES256_SIG_BYTES]);
 
 /*
  * Verify a compact ES256 token against a public point (uncompressed,

@@ -32,6 +32,8 @@
 _Static_assert(KEY_RECORD_ENVELOPE_MAX ==
     ENVELOPE_OVERHEAD + ENVELOPE_MAX_PAYLOAD,
     "common/keyrecord.h's envelope bound is crypto/envelope.h's");
+_Static_assert(KEY_RECORD_AAD_MAX <= ENVELOPE_MAX_AAD,
+    "a record's largest AAD fits an envelope's");
 _Static_assert(KEY_RECORD_PUBLIC_BYTES == P8_PUBLIC_BYTES,
     "a record's point is a P-256 point");
 

@@ -11,8 +11,10 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
 # drives the daemon's clock in tests/integration/test_sign_clock.py;
 # nodejs runs the mock APNs (HTTP/2, tests/apns_mock.mjs) of
 # tests/integration/test_check.py; strace shows who opens a master-key
-# file (tests/integration/test_keeper_process.py).
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace"
+# file (tests/integration/test_keeper_process.py); nodejs and npm run
+# @noble/curves, the strict (low-S) ES256 verifier of
+# tests/integration/test_low_s.py (installed by that test from npm).
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs npm strace"
 
 p8v_missing_packages() {
 	local p missing=""

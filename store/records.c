@@ -75,18 +75,128 @@ key_record_put_envelope(struct store_txn *txn, const uint8_t *key,
 	return r;
 }
 
+/* --- the fingerprint and team indexes (records.h) --- */
+
+/* The entry of one record in one index: prefix || ident || "/" || db key. */
+static size_t
+entry_key(const char *prefix, const char *ident, const uint8_t *dbkey,
+    size_t klen, uint8_t buf[KEY_IDX_KEY_MAX])
+{
+	size_t n = strlen(prefix), m = strlen(ident);
+
+	memcpy(buf, prefix, n);
+	memcpy(buf + n, ident, m);
+	n += m;
+	buf[n++] = '/';
+	memcpy(buf + n, dbkey, klen);
+	return n + klen;
+}
+
+/* 1 if fp is 64 lowercase hex characters (what records hold). */
+static int
+fp_valid(const char *fp)
+{
+	size_t i;
+
+	if (fp == NULL || strlen(fp) != KEY_RECORD_FINGERPRINT_HEX)
+		return 0;
+	for (i = 0; i < KEY_RECORD_FINGERPRINT_HEX; i++)
+		if (!((fp[i] >= '0' && fp[i] <= '9') ||
+		    (fp[i] >= 'a' && fp[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* Both entries of rec (stored under dbkey). */
+static int
+index_put(struct store_txn *txn, const struct key_record *rec,
+    const uint8_t *dbkey, size_t klen)
+{
+	uint8_t ek[KEY_IDX_KEY_MAX];
+	size_t elen;
+	int r;
+
+	if (!fp_valid(rec->fingerprint) || ids_team_id_valid(rec->team_id) != 0)
+		return P8V_ERR_BAD_FIELD;
+	elen = entry_key(KEY_FP_INDEX_PREFIX, rec->fingerprint, dbkey, klen,
+	    ek);
+	if ((r = store_put(txn, STORE_DB_META, ek, elen, rec->team_id,
+	    strlen(rec->team_id), 0)) != 0)
+		return r;
+	elen = entry_key(KEY_TEAM_INDEX_PREFIX, rec->team_id, dbkey, klen, ek);
+	return store_put(txn, STORE_DB_META, ek, elen, rec->fingerprint,
+	    strlen(rec->fingerprint), 0);
+}
+
+static int
+entry_del(struct store_txn *txn, const char *prefix, const char *ident,
+    const uint8_t *dbkey, size_t klen)
+{
+	uint8_t ek[KEY_IDX_KEY_MAX];
+	size_t elen;
+	int r;
+
+	elen = entry_key(prefix, ident, dbkey, klen, ek);
+	r = store_del(txn, STORE_DB_META, ek, elen);
+	return r == P8V_ERR_NOT_FOUND ? 0 : r;
+}
+
+/*
+ * The record stored under dbkey now, decoded into *old (zeroed, *found 0,
+ * if there is none or if it does not decode: its index entries, if any,
+ * are left behind, and readers skip entries whose record says otherwise).
+ */
+static int
+stored_record(struct store_txn *txn, const uint8_t *dbkey, size_t klen,
+    struct key_record *old, int *found)
+{
+	const uint8_t *val;
+	size_t vlen;
+	int r;
+
+	memset(old, 0, sizeof(*old));
+	*found = 0;
+	r = store_get(txn, STORE_DB_KEYS, dbkey, klen, &val, &vlen);
+	if (r == P8V_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	r = key_record_decode(dbkey, klen, val, vlen, old);
+	if (r == P8V_ERR_INTEGRITY)
+		return 0;
+	if (r == 0)
+		*found = 1;
+	return r;
+}
+
 int
 key_record_put(struct store_txn *txn, const struct key_record *rec)
 {
 	uint8_t dbkey[KEY_RECORD_DB_KEY_MAX], *val = NULL;
+	struct key_record old = { 0 };
 	size_t klen, vlen;
-	int r;
+	int found = 0, r;
 
 	if ((r = key_record_encode(rec, &val, &vlen)) != 0 ||
 	    (r = key_record_db_key(rec->app, rec->key_id, dbkey, &klen)) != 0)
 		goto out;
-	r = store_put(txn, STORE_DB_KEYS, dbkey, klen, val, vlen, 0);
+	/* The indexes follow the record in the same transaction: a record
+	 * replaced under another fingerprint or team loses its old entry. */
+	if ((r = stored_record(txn, dbkey, klen, &old, &found)) != 0)
+		goto out;
+	if (found && strcmp(old.fingerprint, rec->fingerprint) != 0 &&
+	    (r = entry_del(txn, KEY_FP_INDEX_PREFIX, old.fingerprint, dbkey,
+	    klen)) != 0)
+		goto out;
+	if (found && strcmp(old.team_id, rec->team_id) != 0 &&
+	    (r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, dbkey,
+	    klen)) != 0)
+		goto out;
+	if ((r = store_put(txn, STORE_DB_KEYS, dbkey, klen, val, vlen, 0)) != 0)
+		goto out;
+	r = index_put(txn, rec, dbkey, klen);
  out:
+	key_record_free(&old);
 	free(val);
 	return r;
 }
@@ -116,12 +226,20 @@ int
 key_record_delete(struct store_txn *txn, const char *app, const char *key_id)
 {
 	uint8_t dbkey[KEY_RECORD_DB_KEY_MAX];
+	struct key_record old;
 	size_t klen;
-	int r;
+	int found = 0, r;
 
-	if ((r = key_record_db_key(app, key_id, dbkey, &klen)) != 0)
+	if ((r = key_record_db_key(app, key_id, dbkey, &klen)) != 0 ||
+	    (r = stored_record(txn, dbkey, klen, &old, &found)) != 0)
 		return r;
-	return store_del(txn, STORE_DB_KEYS, dbkey, klen);
+	if ((r = store_del(txn, STORE_DB_KEYS, dbkey, klen)) == 0 && found &&
+	    (r = entry_del(txn, KEY_FP_INDEX_PREFIX, old.fingerprint, dbkey,
+	    klen)) == 0)
+		r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, dbkey,
+		    klen);
+	key_record_free(&old);
+	return r;
 }
 
 struct walk {
@@ -242,5 +360,227 @@ key_record_update(struct store_txn *txn, key_record_reseal_fn reseal,
  out:
 	key_record_free(&old);
 	key_record_free(&rec);
+	return r;
+}
+
+/* --- reading and keeping the fingerprint index --- */
+
+/* Keys collected during a scan (whose callback may not read or write),
+ * each at most stride bytes, to work on after it. */
+struct keybuf {
+	uint8_t *buf;
+	size_t *lens;
+	size_t n, cap, stride, skip;    /* skip: leading bytes not kept */
+};
+
+static void
+keybuf_free(struct keybuf *k)
+{
+	free(k->buf);
+	free(k->lens);
+	k->buf = NULL;
+	k->lens = NULL;
+	k->n = k->cap = 0;
+}
+
+static const uint8_t *
+keybuf_at(const struct keybuf *k, size_t i)
+{
+	return k->buf + i * k->stride;
+}
+
+/* store_scan_cb: keep key (from byte k->skip on). */
+static int
+keybuf_add(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+    void *arg)
+{
+	struct keybuf *k = arg;
+	void *grown;
+	size_t cap;
+
+	(void)val;
+	(void)vlen;
+	if (klen <= k->skip || klen - k->skip > k->stride)
+		return 0; /* not an entry this code writes: ignored */
+	if (k->n == k->cap) {
+		cap = k->cap == 0 ? 8 : k->cap * 2;
+		if ((grown = realloc(k->buf, cap * k->stride)) == NULL)
+			return P8V_ERR_ALLOC;
+		k->buf = grown;
+		if ((grown = realloc(k->lens, cap * sizeof(*k->lens))) == NULL)
+			return P8V_ERR_ALLOC;
+		k->lens = grown;
+		k->cap = cap;
+	}
+	memcpy(k->buf + k->n * k->stride, key + k->skip, klen - k->skip);
+	k->lens[k->n++] = klen - k->skip;
+	return 0;
+}
+
+/*
+ * Call cb for every record an index lists under ident, reading each
+ * record; only those whose field (per field()) is still ident are passed
+ * on: the record is the truth, and an entry left behind by a record that
+ * did not decode when it was replaced is skipped.
+ */
+static int
+by_index(struct store_txn *txn, const char *prefix, const char *ident,
+    const char *(*field)(const struct key_record *), key_record_cb cb,
+    void *arg)
+{
+	uint8_t pfx[KEY_IDX_KEY_MAX];
+	struct keybuf k = { .stride = KEY_RECORD_DB_KEY_MAX };
+	struct key_record rec;
+	const uint8_t *val;
+	size_t plen, vlen, i;
+	int r;
+
+	if (cb == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	plen = strlen(prefix);
+	memcpy(pfx, prefix, plen);
+	memcpy(pfx + plen, ident, strlen(ident));
+	plen += strlen(ident);
+	pfx[plen++] = '/';
+	/* The entries' tails are the records' db keys. */
+	k.skip = plen;
+	if ((r = store_scan(txn, STORE_DB_META, pfx, plen, keybuf_add,
+	    &k)) != 0)
+		goto out;
+	for (i = 0; i < k.n; i++) {
+		r = store_get(txn, STORE_DB_KEYS, keybuf_at(&k, i), k.lens[i],
+		    &val, &vlen);
+		if (r == P8V_ERR_NOT_FOUND)
+			continue; /* a stale entry: the record is gone */
+		if (r != 0)
+			goto out;
+		if ((r = key_record_decode(keybuf_at(&k, i), k.lens[i], val,
+		    vlen, &rec)) != 0) {
+			if (r == P8V_ERR_INTEGRITY)
+				log_undecodable(keybuf_at(&k, i), k.lens[i]);
+			goto out;
+		}
+		r = strcmp(field(&rec), ident) == 0 ? cb(&rec, arg) : 0;
+		key_record_free(&rec);
+		if (r == STORE_SCAN_STOP) {
+			r = 0;
+			goto out;
+		}
+		if (r != 0)
+			goto out;
+	}
+	r = 0;
+ out:
+	keybuf_free(&k);
+	return r;
+}
+
+static const char *
+fingerprint_of(const struct key_record *rec)
+{
+	return rec->fingerprint;
+}
+
+static const char *
+team_of(const struct key_record *rec)
+{
+	return rec->team_id;
+}
+
+int
+key_record_by_fingerprint(struct store_txn *txn, const char *fingerprint,
+    key_record_cb cb, void *arg)
+{
+	if (!fp_valid(fingerprint))
+		return P8V_ERR_BAD_FIELD;
+	return by_index(txn, KEY_FP_INDEX_PREFIX, fingerprint, fingerprint_of,
+	    cb, arg);
+}
+
+int
+key_record_by_team(struct store_txn *txn, const char *team_id,
+    key_record_cb cb, void *arg)
+{
+	int r;
+
+	if ((r = ids_team_id_valid(team_id)) != 0)
+		return r;
+	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, team_of, cb, arg);
+}
+
+static int
+count_one(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+    void *arg)
+{
+	(void)key;
+	(void)klen;
+	(void)val;
+	(void)vlen;
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+int
+key_record_index_sync(struct store_txn *txn, int *rebuilt)
+{
+	static const char *const prefixes[] = {
+		KEY_FP_INDEX_PREFIX, KEY_TEAM_INDEX_PREFIX,
+	};
+	struct keybuf old = { .stride = KEY_IDX_KEY_MAX };
+	struct keybuf recs = { .stride = KEY_RECORD_DB_KEY_MAX };
+	struct key_record rec;
+	const uint8_t *val;
+	uint64_t records = 0, entries;
+	size_t i, p, vlen;
+	int stale = 0, r;
+
+	if (rebuilt != NULL)
+		*rebuilt = 0;
+	/* Cheap when in step: one count and a walk over the entries' keys. */
+	if ((r = key_record_count(txn, &records)) != 0)
+		return r;
+	for (p = 0; p < 2; p++) {
+		entries = 0;
+		if ((r = store_scan(txn, STORE_DB_META, prefixes[p],
+		    strlen(prefixes[p]), count_one, &entries)) != 0)
+			return r;
+		stale |= entries != records;
+	}
+	if (!stale)
+		return 0;
+	/* Written by a release without the indexes (or holding a record
+	 * that does not decode, which gets no entry): build them again. */
+	for (p = 0; p < 2; p++)
+		if ((r = store_scan(txn, STORE_DB_META, prefixes[p],
+		    strlen(prefixes[p]), keybuf_add, &old)) != 0)
+			goto out;
+	if ((r = store_scan(txn, STORE_DB_KEYS, NULL, 0, keybuf_add,
+	    &recs)) != 0)
+		goto out;
+	for (i = 0; i < old.n; i++)
+		if ((r = store_del(txn, STORE_DB_META, keybuf_at(&old, i),
+		    old.lens[i])) != 0)
+			goto out;
+	for (i = 0; i < recs.n; i++) {
+		if ((r = store_get(txn, STORE_DB_KEYS, keybuf_at(&recs, i),
+		    recs.lens[i], &val, &vlen)) != 0)
+			goto out;
+		r = key_record_decode(keybuf_at(&recs, i), recs.lens[i], val,
+		    vlen, &rec);
+		if (r == P8V_ERR_INTEGRITY)
+			continue; /* damaged: logged where it is read */
+		if (r != 0)
+			goto out;
+		r = index_put(txn, &rec, keybuf_at(&recs, i), recs.lens[i]);
+		key_record_free(&rec);
+		if (r != 0)
+			goto out;
+	}
+	if (rebuilt != NULL)
+		*rebuilt = 1;
+	r = 0;
+ out:
+	keybuf_free(&old);
+	keybuf_free(&recs);
 	return r;
 }

@@ -30,7 +30,9 @@ int key_record_put_envelope(struct store_txn *txn, const uint8_t *key,
     size_t klen, const uint8_t *val, size_t vlen, const uint8_t *env,
     size_t env_len);
 /*
- * Insert or replace rec (write transaction). Does not open the envelope:
+ * Insert or replace rec (write transaction), and its index entries
+ * (dropping an old one if the replaced record had another fingerprint or
+ * team). Does not open the envelope:
  * the caller sealed it with key_record_aad(rec). Returns 0, the errors of
  * key_record_check, P8V_ERR_ALLOC, P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  */
@@ -43,7 +45,7 @@ int key_record_put(struct store_txn *txn, const struct key_record *rec);
 int key_record_get(struct store_txn *txn, const char *app,
     const char *key_id, struct key_record *rec);
 
-/* Delete one record. 0, P8V_ERR_BAD_APP_ID, P8V_ERR_BAD_KEY_ID,
+/* Delete one record and its index entries. 0, P8V_ERR_BAD_APP_ID, P8V_ERR_BAD_KEY_ID,
  * P8V_ERR_NOT_FOUND, P8V_ERR_NO_SPACE, P8V_ERR_STORE. */
 int key_record_delete(struct store_txn *txn, const char *app,
     const char *key_id);
@@ -60,6 +62,49 @@ typedef int (*key_record_cb)(const struct key_record *rec, void *arg);
 int key_record_list(struct store_txn *txn, const char *app,
     key_record_cb cb, void *arg);
 int key_record_foreach(struct store_txn *txn, key_record_cb cb, void *arg);
+
+/*
+ * Two indexes over the records, in the meta database, so that a key's
+ * copies and a team's keys are found across apps without decoding every
+ * record (key identity at upload, incident response by fingerprint, the
+ * warning about a team's active APNs keys). One entry per record in each:
+ *
+ *   KEY_FP_INDEX_PREFIX || fingerprint (64 hex) || "/" || db key -> Team ID
+ *   KEY_TEAM_INDEX_PREFIX || Team ID || "/" || db key -> fingerprint
+ *
+ * (db key = app || 0x00 || key_id). key_record_put and key_record_delete
+ * keep both in the caller's transaction; tombstones keep their entries.
+ * These are about key identity (material and team), not the per-app
+ * indexes of uploads and activations.
+ */
+#define KEY_FP_INDEX_PREFIX "fpidx/"
+#define KEY_TEAM_INDEX_PREFIX "teamidx/"
+/* Longest index entry key: the longer prefix (8), a fingerprint, "/", a
+ * db key. */
+#define KEY_IDX_KEY_MAX \
+	(8 + KEY_RECORD_FINGERPRINT_HEX + 1 + KEY_RECORD_DB_KEY_MAX)
+
+/*
+ * Call cb for every record whose fingerprint is fingerprint (64 lowercase
+ * hex characters) / whose Team ID is team_id, tombstones included, in
+ * (app, Key ID) order. cb as for key_record_list. Returns 0, cb's error,
+ * P8V_ERR_BAD_FIELD (not a fingerprint), P8V_ERR_BAD_TEAM_ID,
+ * P8V_ERR_INTEGRITY (a listed record fails to decode), P8V_ERR_ALLOC,
+ * P8V_ERR_STORE.
+ */
+int key_record_by_fingerprint(struct store_txn *txn, const char *fingerprint,
+    key_record_cb cb, void *arg);
+int key_record_by_team(struct store_txn *txn, const char *team_id,
+    key_record_cb cb, void *arg);
+
+/*
+ * Bring both indexes in step with the records (write transaction): when
+ * either's number of entries differs from the number of records (a vault
+ * written by a release without them), drop every entry and index every
+ * record that decodes. store_open runs it. *rebuilt (may be NULL) is 1 if
+ * it rebuilt. Returns 0, P8V_ERR_ALLOC, P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ */
+int key_record_index_sync(struct store_txn *txn, int *rebuilt);
 
 /* Number of records (tombstones included). 0 or P8V_ERR_STORE. */
 int key_record_count(struct store_txn *txn, uint64_t *n);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "store/records.h"
 #include "common/log.h"
 #include "store/backend.h"
 
@@ -182,7 +183,9 @@ setup(struct store_txn *txn, void *arg)
 		    STORE_SCHEMA_VERSION);
 		return P8V_ERR_STORE_VERSION;
 	}
-	return 0;
+	/* A vault written by a release without the record indexes gets
+	 * them here (indexes, not a new schema: older releases ignore them). */
+	return key_record_index_sync(txn, NULL);
 }
 
 int

@@ -387,6 +387,7 @@ static const struct status_case status_cases[] = {
 	{ P8V_ERR_BAD_TEAM_ID, 422 },
 	{ P8V_ERR_BAD_FIELD, 422 },
 	{ P8V_ERR_KEY_EXISTS, 409 },
+	{ P8V_ERR_KEY_IDENTITY_CONFLICT, 409 },
 	{ P8V_ERR_NOT_FOUND, 404 },
 	{ P8V_ERR_APP_NOT_FOUND, 404 },
 	{ P8V_ERR_KEY_NOT_FOUND, 404 },

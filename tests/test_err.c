@@ -14,6 +14,7 @@ static const struct err_case cases[] = {
 	{ P8V_ERR_P8_WRONG_CURVE, "p8_wrong_curve" },
 	{ P8V_ERR_P8_PUBKEY_MISMATCH, "p8_public_key_mismatch" },
 	{ P8V_ERR_KEY_EXISTS, "key_exists" },
+	{ P8V_ERR_KEY_IDENTITY_CONFLICT, "key_identity_conflict" },
 	{ P8V_ERR_NO_SPACE, "insufficient_storage" },
 	{ P8V_ERR_STORE_UNAVAILABLE, "store_unavailable" },
 	{ 0, "ok" },

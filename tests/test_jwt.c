@@ -1444,6 +1444,85 @@ test_sign_scalar(const struct test_key *k, const struct test_key *other)
 	secmem_wipe(scalar, sizeof(scalar));
 }
 
+/*
+ * Low-S: every signature, from a key object and from a bare scalar, has
+ * s <= floor(n / 2), checked with BIGNUMs (not jwt.c's byte arithmetic),
+ * and still verifies. Before normalisation about half had s > n / 2, so
+ * 2 * LOW_S_SIGNATURES signatures all low by chance is 2^-800.
+ */
+#define LOW_S_SIGNATURES 400
+static void
+test_low_s(const struct test_key *k)
+{
+	json_t *h = load("{\"alg\":\"ES256\",\"kid\":\"ABC123DEFG\"}");
+	uint8_t scalar[P8_SCALAR_BYTES], sig[JWT_ES256_SIG_BYTES];
+	BIGNUM *d = NULL, *n = NULL, *half = NULL, *bs = NULL;
+	size_t i, high = 0, bad = 0, notlow = 0;
+	int pass;
+
+	REQUIRE(EVP_PKEY_get_bn_param(k->evp, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1);
+	REQUIRE(BN_bn2binpad(d, scalar, P8_SCALAR_BYTES) == P8_SCALAR_BYTES);
+	BN_clear_free(d);
+	REQUIRE((n = BN_bin2bn(order_n, 32, NULL)) != NULL &&
+	    (half = BN_new()) != NULL && BN_rshift1(half, n) == 1 &&
+	    (bs = BN_new()) != NULL);
+
+	/* The predicate at its edges: floor(n/2) is low, one more is not. */
+	memset(sig, 0x11, sizeof(sig));
+	REQUIRE(BN_bn2binpad(half, sig + 32, 32) == 32);
+	CHECK(jwt_es256_is_low_s(sig) == 1);
+	REQUIRE(BN_add_word(half, 1) == 1 &&
+	    BN_bn2binpad(half, sig + 32, 32) == 32 && BN_sub_word(half, 1) == 1);
+	CHECK(jwt_es256_is_low_s(sig) == 0);
+	memcpy(sig + 32, order_n, 32);
+	sig[63]--;
+	CHECK(jwt_es256_is_low_s(sig) == 0);
+	memset(sig + 32, 0, 32);
+	sig[63] = 1;
+	CHECK(jwt_es256_is_low_s(sig) == 1);
+
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < LOW_S_SIGNATURES; i++) {
+			json_t *cl = json_pack("{s:s, s:I}", "iss",
+			    "DEF123GHIJ", "iat", (json_int_t)(1700000000 + i));
+			char *token = NULL;
+			const char *p1, *p2;
+			uint8_t *raw = NULL;
+			size_t raw_len = 0;
+
+			REQUIRE(cl != NULL);
+			CHECK_OK(pass == 0 ? jwt_sign_es256(k->key, h, cl, &token) :
+			    jwt_sign_es256_scalar(scalar, h, cl, &token));
+			REQUIRE(token != NULL && split(token, &p1, &p2) == 0);
+			REQUIRE(t_b64_decode(p2, strlen(p2), &raw, &raw_len) == 0 &&
+			    raw_len == JWT_ES256_SIG_BYTES);
+			REQUIRE(BN_bin2bn(raw + 32, 32, bs) != NULL);
+			if (BN_cmp(bs, half) > 0)
+				high++;
+			if (!jwt_es256_is_low_s(raw))
+				notlow++;
+			if (jwt_verify_es256(k->pub, token, strlen(token)) != 0)
+				bad++;
+			/* A few through the openssl command too (a process each). */
+			if (i < 4)
+				CHECKF(openssl_cmd_verify(k, token) == 0,
+				    "low-S token %zu: openssl dgst", i);
+			free(raw);
+			free(token);
+			json_decref(cl);
+		}
+	}
+	CHECKF(high == 0, "%zu of %d signatures have s > n/2", high,
+	    2 * LOW_S_SIGNATURES);
+	CHECK(notlow == 0);
+	CHECK(bad == 0);
+	secmem_wipe(scalar, sizeof(scalar));
+	BN_free(n);
+	BN_free(half);
+	BN_free(bs);
+	json_decref(h);
+}
+
 int
 main(void)
 {
@@ -1472,6 +1551,8 @@ main(void)
 	test_threads(&k1);
 	test_sign_scalar(&k1, &k2);
 	test_sign_scalar(&k2, &k1);
+	test_low_s(&k1);
+	test_low_s(&k3);
 
 	key_free(&k1);
 	key_free(&k2);

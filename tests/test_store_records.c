@@ -1280,6 +1280,244 @@ test_no_secret_on_disk(void)
 	free(d);
 }
 
+/* ---- the fingerprint and team indexes ---- */
+
+static int
+count_txn(struct store_txn *txn, void *arg)
+{
+	return key_record_count(txn, arg);
+}
+
+static int
+idx_sync(struct store_txn *txn, void *arg)
+{
+	return key_record_index_sync(txn, arg);
+}
+
+struct idx_q {
+	const char *fp, *team;
+	char seen[8][IDS_APP_MAX + 1 + IDS_APPLE_ID_LEN + 1];
+	size_t n;
+};
+
+static int
+idx_seen(const struct key_record *rec, void *arg)
+{
+	struct idx_q *q = arg;
+
+	if (q->n < 8)
+		snprintf(q->seen[q->n], sizeof(q->seen[0]), "%s/%s", rec->app,
+		    rec->key_id);
+	q->n++;
+	return 0;
+}
+
+static int
+idx_query(struct store_txn *txn, void *arg)
+{
+	struct idx_q *q = arg;
+
+	q->n = 0;
+	return q->fp != NULL ? key_record_by_fingerprint(txn, q->fp, idx_seen,
+	    q) : key_record_by_team(txn, q->team, idx_seen, q);
+}
+
+static int
+idx_entries(const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+    void *arg)
+{
+	(void)k;
+	(void)kl;
+	(void)v;
+	(void)vl;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static int
+idx_drop(struct store_txn *txn, void *arg)
+{
+	struct { uint8_t k[8][KEY_IDX_KEY_MAX]; size_t l[8], n; } *d = arg;
+	size_t i;
+	int r;
+
+	for (i = 0; i < d->n; i++)
+		if ((r = store_del(txn, STORE_DB_META, d->k[i], d->l[i])) != 0)
+			return r;
+	return 0;
+}
+
+static int
+idx_collect(const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+    void *arg)
+{
+	struct { uint8_t k[8][KEY_IDX_KEY_MAX]; size_t l[8], n; } *d = arg;
+
+	(void)v;
+	(void)vl;
+	if (d->n < 8 && kl <= KEY_IDX_KEY_MAX) {
+		memcpy(d->k[d->n], k, kl);
+		d->l[d->n++] = kl;
+	}
+	return 0;
+}
+
+struct idx_scan {
+	const char *prefix;
+	size_t n;
+	struct { uint8_t k[8][KEY_IDX_KEY_MAX]; size_t l[8], n; } all;
+};
+
+static int
+idx_count_txn(struct store_txn *txn, void *arg)
+{
+	struct idx_scan *s = arg;
+
+	int r;
+
+	s->n = 0;
+	s->all.n = 0;
+	if ((r = store_scan(txn, STORE_DB_META, s->prefix, strlen(s->prefix),
+	    idx_entries, &s->n)) != 0)
+		return r;
+	return store_scan(txn, STORE_DB_META, s->prefix, strlen(s->prefix),
+	    idx_collect, &s->all);
+}
+
+static size_t
+idx_count(const char *prefix)
+{
+	struct idx_scan s = { .prefix = prefix };
+
+	REQUIRE(store_read(store, idx_count_txn, &s) == 0);
+	return s.n;
+}
+
+/*
+ * One key in three apps (two under the same ids, one under another Team
+ * ID), another key beside it: the fingerprint index lists exactly the
+ * copies, the team index exactly the team's records; a record replaced
+ * under another fingerprint moves; a deleted one leaves; and a store
+ * whose indexes were lost (a vault from before them) gets them back when
+ * it is opened.
+ */
+static void
+test_indexes(void)
+{
+	struct key_record a, b, c, other, moved;
+	struct idx_q q;
+	char want[3][IDS_APP_MAX + 1 + IDS_APPLE_ID_LEN + 1];
+	char dir2_fp[KEY_RECORD_FINGERPRINT_HEX + 1];
+	struct idx_scan drop = { .prefix = KEY_FP_INDEX_PREFIX };
+	int rebuilt = -1;
+
+	tsu_record(&a, "idx.one", 77700);
+	tsu_record(&b, "idx.two", 77700);
+	tsu_record(&c, "idx.three", 77700);
+	memcpy(a.team_id, "IDXTEAM001", IDS_APPLE_ID_LEN + 1);
+	memcpy(b.team_id, "IDXTEAM001", IDS_APPLE_ID_LEN + 1);
+	memcpy(c.team_id, "OTHERTEAM1", IDS_APPLE_ID_LEN + 1);
+	tsu_record(&other, "idx.one", 77701);
+	memcpy(other.team_id, "OTHERTEAM1", IDS_APPLE_ID_LEN + 1);
+	REQUIRE(tsu_seal(&a, master_keyring_primary(ring), (const uint8_t *)
+	    "0123456789abcdef0123456789abcdef", 32) == 0);
+	REQUIRE(tsu_seal(&b, master_keyring_primary(ring), (const uint8_t *)
+	    "0123456789abcdef0123456789abcdef", 32) == 0);
+	REQUIRE(tsu_seal(&c, master_keyring_primary(ring), (const uint8_t *)
+	    "0123456789abcdef0123456789abcdef", 32) == 0);
+	REQUIRE(tsu_seal(&other, master_keyring_primary(ring), (const uint8_t *)
+	    "0123456789abcdef0123456789abcdef", 32) == 0);
+	store_record(&a);
+	store_record(&b);
+	store_record(&c);
+	store_record(&other);
+	CHECK(strcmp(a.fingerprint, other.fingerprint) != 0);
+	snprintf(want[0], sizeof(want[0]), "idx.one/%s", a.key_id);
+	snprintf(want[1], sizeof(want[1]), "idx.three/%s", a.key_id);
+	snprintf(want[2], sizeof(want[2]), "idx.two/%s", a.key_id);
+
+	memset(&q, 0, sizeof(q));
+	q.fp = a.fingerprint;
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 3);
+	CHECK_STR(q.seen[0], want[0]);
+	CHECK_STR(q.seen[1], want[1]);
+	CHECK_STR(q.seen[2], want[2]);
+	q.fp = other.fingerprint;
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 1);
+	q.fp = NULL;
+	q.team = "OTHERTEAM1";
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 2);
+	CHECK(strncmp(q.seen[0], "idx.one/", 8) == 0 &&
+	    strcmp(q.seen[0], want[0]) != 0);
+	CHECK_STR(q.seen[1], want[1]);
+	q.team = NULL;
+	q.fp = "not a fingerprint";
+	CHECK_ERR(store_read(store, idx_query, &q), P8V_ERR_BAD_FIELD);
+
+	/* Replaced under another fingerprint and team: moves in both. */
+	REQUIRE(key_record_copy(&moved, &b) == 0);
+	memcpy(moved.fingerprint, other.fingerprint, sizeof(moved.fingerprint));
+	memcpy(moved.team_id, "OTHERTEAM1", IDS_APPLE_ID_LEN + 1);
+	store_record(&moved);
+	q.fp = a.fingerprint;
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 2);
+	q.fp = other.fingerprint;
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 2);
+	q.fp = NULL;
+	q.team = "OTHERTEAM1";
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 3);
+	q.team = "IDXTEAM001";
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 1);
+
+	/* Deleted: gone from both. */
+	{
+		struct one o = { .app = "idx.three", .key_id = c.key_id };
+
+		CHECK_OK(store_write(store, del_rec, &o));
+	}
+	q.team = NULL;
+	q.fp = a.fingerprint;
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 1);
+	CHECK_STR(q.seen[0], want[0]);
+
+	/* Lost (the vault of an earlier release): rebuilt at open. */
+	memcpy(dir2_fp, a.fingerprint, sizeof(dir2_fp));
+	REQUIRE(store_read(store, idx_count_txn, &drop) == 0);
+	CHECK(drop.n > 0);
+	CHECK_OK(store_write(store, idx_drop, &drop.all));
+	CHECK_INT(idx_count(KEY_FP_INDEX_PREFIX), drop.n - drop.all.n);
+	store_close(store);
+	store = tsu_store(dir, 0);
+	q.fp = dir2_fp;
+	CHECK_OK(store_read(store, idx_query, &q));
+	CHECK_INT(q.n, 1);
+	CHECK_STR(q.seen[0], want[0]);
+	{
+		uint64_t n = 0;
+
+		REQUIRE(store_read(store, count_txn, &n) == 0);
+		CHECK_INT(idx_count(KEY_FP_INDEX_PREFIX), n);
+		CHECK_INT(idx_count(KEY_TEAM_INDEX_PREFIX), n);
+	}
+	/* In step: nothing to do. */
+	CHECK_OK(store_write(store, idx_sync, &rebuilt));
+	CHECK_INT(rebuilt, 0);
+
+	key_record_free(&a);
+	key_record_free(&b);
+	key_record_free(&c);
+	key_record_free(&other);
+	key_record_free(&moved);
+}
+
 int
 main(void)
 {
@@ -1305,6 +1543,7 @@ main(void)
 	test_list();
 	test_usage();
 	test_no_secret_on_disk();
+	test_indexes();
 
 	store_close(store);
 	tu_rmtree(dir);

@@ -427,11 +427,30 @@ static const struct parse_case cases[] = {
 	{ "raw activate maybe", RAW, NULL, PEM, 0,
 	    { "key_id", KID, "team_id", TID, "activate", "maybe", NULL },
 	    P8V_ERR_BAD_FIELD, NO_FIELDS },
+	/* 401 topics (KEY_RECORD_MAX_TOPICS + 1), 20 a line. */
 	{ "raw too many topics", RAW, NULL, PEM, 0,
 	    { "key_id", KID, "team_id", TID, "topics",
-	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w,x,y,z,"
-	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w,x,y,z,"
-	    "a,b,c,d,e,f,g,h,i,j,k,l,m", NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,"
+	    "a", NULL }, P8V_ERR_BAD_FIELD, NO_FIELDS },
 };
 
 static const char *

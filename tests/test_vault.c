@@ -23,6 +23,7 @@
  * - vault_sign_app: builder, service bit, kid guard, counters.
  * - no guarded block outlives the vaults (VmLck balance).
  */
+#include <ctype.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -53,6 +54,7 @@
 #include "store/store.h"
 #include "tests/check.h"
 #include "tests/testutil.h"
+#include "vault/profiles.h"
 #include "vault/vault.h"
 #include "vault/vault_internal.h"
 
@@ -608,14 +610,18 @@ test_upload_idempotence(void)
 	CHECK_INT(json_integer_value(json_object_get(meta, "version")), 1);
 	json_decref(meta);
 
-	/* Other material, or other team, under the same Key ID: 409. */
+	/* Other material under the same Key ID: 409 key_exists; the same
+	 * key under another team: 409 key_identity_conflict. */
 	CHECK_ERR(upload(&t, "shop", "KEY0000001", team_a, &k2,
 	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created), P8V_ERR_KEY_EXISTS);
 	CHECK_ERR(upload(&t, "shop", "KEY0000001", team_b, &k1,
-	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created), P8V_ERR_KEY_EXISTS);
-	/* The same material under another Key ID of the app: 409. */
+	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created),
+	    P8V_ERR_KEY_IDENTITY_CONFLICT);
+	/* The same material under another Key ID of the app: 409 (another
+	 * identity for the key: test_key_identity has the rest). */
 	CHECK_ERR(upload(&t, "shop", "KEY0000002", team_a, &k1,
-	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created), P8V_ERR_KEY_EXISTS);
+	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created),
+	    P8V_ERR_KEY_IDENTITY_CONFLICT);
 	CHECK_STR(state_of(&t, "shop", "KEY0000002"), "");
 	/* Another app may hold the same key (a team-scoped key). */
 	upload_ok(&t, "shop2", "KEY0000001", team_a, &k1, KEY_ENV_PRODUCTION, 1);
@@ -1729,6 +1735,173 @@ locked_kb(void)
 	return kb < 0 ? kb : kb + (long)((secmem_short_bytes() + 1023) / 1024);
 }
 
+/* --- key identity across apps (issue 15) --- */
+
+static size_t
+warnings_of(const json_t *meta)
+{
+	return json_array_size(json_object_get(meta, "warnings"));
+}
+
+static void
+test_key_identity(void)
+{
+	static const char team_c[] = "TEAMCCCCC3";
+	struct tkey k1, k2, w1, w2, w3;
+	struct vault_token a, b;
+	struct tv t;
+	json_t *meta = NULL, *arr = NULL, *req;
+	char fp[KEY_RECORD_FINGERPRINT_HEX + 1], upper[sizeof(fp)];
+	const char *detail;
+	size_t i;
+	int created = -1;
+
+	tv_open(&t);
+	gen_ec(&k1);
+	gen_ec(&k2);
+	CHECK_OK(upload(&t, "id.one", "KEY0000001", team_a, &k1,
+	    KEY_ENV_PRODUCTION, 0, 1, &meta, &created));
+	snprintf(fp, sizeof(fp), "%s", meta_str(meta, "fingerprint"));
+	json_decref(meta);
+	/* The same key under the same ids in another app: allowed. */
+	upload_ok(&t, "id.two", "KEY0000001", team_a, &k1, KEY_ENV_PRODUCTION,
+	    1);
+	/* Under another Key ID or Team ID, in any app: refused. */
+	CHECK_ERR(upload(&t, "id.three", "KEY0000009", team_a, &k1,
+	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created),
+	    P8V_ERR_KEY_IDENTITY_CONFLICT);
+	CHECK_ERR(upload(&t, "id.three", "KEY0000001", team_b, &k1,
+	    KEY_ENV_PRODUCTION, 0, 1, NULL, &created),
+	    P8V_ERR_KEY_IDENTITY_CONFLICT);
+	CHECK_STR(state_of(&t, "id.three", "KEY0000001"), "");
+	/* Other material under the same ids elsewhere is another key. */
+	upload_ok(&t, "id.three", "KEY0000002", team_a, &k2,
+	    KEY_ENV_PRODUCTION, 1);
+
+	/* Every copy, by fingerprint, in either case. */
+	CHECK_OK(vault_key_find(t.v, fp, &arr));
+	CHECK_INT(json_array_size(arr), 2);
+	CHECK_STR(meta_str(json_array_get(arr, 0), "app"), "id.one");
+	CHECK_STR(meta_str(json_array_get(arr, 1), "app"), "id.two");
+	json_decref(arr);
+	for (i = 0; i < sizeof(upper); i++)
+		upper[i] = (char)toupper((unsigned char)fp[i]);
+	CHECK_OK(vault_key_find(t.v, upper, &arr));
+	CHECK_INT(json_array_size(arr), 2);
+	json_decref(arr);
+	CHECK_ERR(vault_key_find(t.v, "abc", &arr), P8V_ERR_BAD_FIELD);
+	CHECK(arr == NULL);
+
+	/* Revoke every copy in one go; audited, tokens dropped. */
+	CHECK_OK(vault_apns_token(t.v, "id.two", KEY_ENV_BOTH, NULL,
+	    VAULT_REJECT_NONE, "svc", &a));
+	vault_token_finish(&a);
+	CHECK_OK(vault_key_revoke_fingerprint(t.v, fp, "cli", &arr));
+	CHECK_INT(json_array_size(arr), 2);
+	for (i = 0; i < json_array_size(arr); i++)
+		CHECK_STR(meta_str(json_array_get(arr, i), "state"), "revoked");
+	json_decref(arr);
+	CHECK_STR(state_of(&t, "id.three", "KEY0000002"), "active");
+	CHECK_ERR(vault_apns_token(t.v, "id.two", KEY_ENV_BOTH, NULL,
+	    VAULT_REJECT_NONE, "svc", &a), P8V_ERR_NO_ACTIVE_KEY);
+	CHECK_ERR(vault_key_revoke_fingerprint(t.v, fp, "cli", &arr),
+	    P8V_ERR_KEY_REVOKED);
+	CHECK_ERR(vault_key_revoke_fingerprint(t.v,
+	    "00000000000000000000000000000000"
+	    "00000000000000000000000000000000", "cli", &arr),
+	    P8V_ERR_KEY_NOT_FOUND);
+	check_audit(&t, "key.upload key.upload key.upload apns.mint:cold "
+	    "key.revoke key.revoke");
+	/* A revoked copy signs nothing: the key may come back under the
+	 * right ids (the way to correct swapped ones). */
+	upload_ok(&t, "id.four", "KEY0000005", team_b, &k1,
+	    KEY_ENV_PRODUCTION, 1);
+
+	/* A team with a second active APNs key for an environment: a
+	 * warning; for another environment, or standby, none. */
+	gen_ec(&w1);
+	gen_ec(&w2);
+	gen_ec(&w3);
+	CHECK_OK(upload(&t, "w.one", "WKEY000001", team_c, &w1,
+	    KEY_ENV_PRODUCTION, 0, 1, &meta, &created));
+	CHECK_INT(warnings_of(meta), 0);
+	json_decref(meta);
+	CHECK_OK(upload(&t, "w.two", "WKEY000002", team_c, &w2,
+	    KEY_ENV_DEVELOPMENT, 0, 1, &meta, &created));
+	CHECK_INT(warnings_of(meta), 0);
+	json_decref(meta);
+	CHECK_OK(upload(&t, "w.two", "WKEY000003", team_c, &w3,
+	    KEY_ENV_PRODUCTION, 0, 0, &meta, &created));
+	CHECK_INT(warnings_of(meta), 0);
+	json_decref(meta);
+	CHECK_OK(vault_key_activate(t.v, "w.two", "WKEY000003", "portal",
+	    &meta));
+	CHECK_INT(warnings_of(meta), 1);
+	{
+		const json_t *w = json_array_get(json_object_get(meta,
+		    "warnings"), 0), *o;
+
+		CHECK_STR(meta_str(w, "code"), "multiple_active_apns_keys");
+		CHECK_STR(meta_str(w, "team_id"), team_c);
+		CHECK_STR(meta_str(w, "environment"), "production");
+		CHECK(strstr(meta_str(w, "message"), "connection") != NULL);
+		o = json_object_get(w, "other_keys");
+		CHECK_INT(json_array_size(o), 1);
+		CHECK_STR(meta_str(json_array_get(o, 0), "key_id"),
+		    "WKEY000001");
+	}
+	json_decref(meta);
+	/* The same key in another app is not a second key. */
+	CHECK_OK(upload(&t, "w.three", "WKEY000001", team_c, &w1,
+	    KEY_ENV_PRODUCTION, 0, 1, &meta, &created));
+	CHECK_INT(warnings_of(meta), 1);
+	CHECK_INT(json_array_size(json_object_get(json_array_get(
+	    json_object_get(meta, "warnings"), 0), "other_keys")), 1);
+	json_decref(meta);
+
+	/* DeviceCheck: the shared APNs token of a key allowed devicecheck. */
+	tkey_free(&k2);
+	gen_ec(&k2);
+	upload_ok(&t, "dc.app", "DCKEY00001", team_a, &k2, KEY_ENV_BOTH, 1);
+	REQUIRE((req = json_pack("{s:s}", "profile", "devicecheck")) != NULL);
+	CHECK_ERR(vault_profile_token(t.v, "dc.app", req, "svc", &b, &detail),
+	    P8V_ERR_SERVICE_NOT_ALLOWED);
+	/* Without apns: none either (the token is one APNs takes). */
+	tkey_free(&k2);
+	gen_ec(&k2);
+	CHECK_OK(upload(&t, "dc.only", "DCKEY00003", team_a, &k2,
+	    KEY_ENV_BOTH, KEY_SERVICE_DEVICECHECK, 1, NULL, &created));
+	CHECK_ERR(vault_profile_token(t.v, "dc.only", req, "svc", &b,
+	    &detail), P8V_ERR_SERVICE_NOT_ALLOWED);
+	json_decref(req);
+	tkey_free(&k2);
+	gen_ec(&k2);
+	CHECK_OK(upload(&t, "dc.both", "DCKEY00002", team_a, &k2,
+	    KEY_ENV_BOTH, KEY_SERVICE_APNS | KEY_SERVICE_DEVICECHECK, 1, NULL,
+	    &created));
+	REQUIRE((req = json_pack("{s:s}", "profile", "devicecheck")) != NULL);
+	CHECK_OK(vault_profile_token(t.v, "dc.both", req, "svc", &b, &detail));
+	CHECK_INT(b.minted, 1);
+	CHECK_INT(b.expires_at, b.issued_at + VAULT_APNS_LIFETIME_S);
+	CHECK_OK(vault_apns_token(t.v, "dc.both", KEY_ENV_BOTH, NULL,
+	    VAULT_REJECT_NONE, "svc", &a));
+	CHECK_INT(a.minted, 0);
+	CHECK_STR(a.token, b.token);
+	vault_token_finish(&a);
+	vault_token_finish(&b);
+	CHECK_OK(vault_profile_token(t.v, "dc.both", req, "svc", &b, &detail));
+	CHECK_INT(b.minted, 0);
+	vault_token_finish(&b);
+	json_decref(req);
+
+	tkey_free(&k1);
+	tkey_free(&k2);
+	tkey_free(&w1);
+	tkey_free(&w2);
+	tkey_free(&w3);
+	tv_close(&t);
+}
+
 int
 main(void)
 {
@@ -1742,6 +1915,7 @@ main(void)
 	test_options();
 	test_upload_meta();
 	test_upload_idempotence();
+	test_key_identity();
 	test_upload_refusals();
 	test_activation();
 	test_revoke();

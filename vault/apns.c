@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "crypto/jwt.h"
 #include "crypto/secmem.h"
 #include "keeper/keeper.h"
 #include "store/audit.h"
@@ -36,6 +37,7 @@ struct mint {
 	/* the key the token is cached under, and how it was found */
 	const char *app;
 	enum key_env env;
+	uint32_t service;       /* KEY_SERVICE_* bits the key must have */
 	const struct tokcache_id *id;
 	/* its record, read by the mint (a cached token needs none of it),
 	 * into the caller's struct: set up only if a mint runs */
@@ -91,6 +93,9 @@ persist_txn(struct store_txn *txn, void *arg)
 	    json_string(vault_mint_reason_name(m->why))) != 0 ||
 	    json_object_set_new(ev, "issued_at",
 	    json_integer((json_int_t)m->minted->t.issued_at)) != 0)
+		goto out;
+	if ((m->service & KEY_SERVICE_DEVICECHECK) != 0 &&
+	    json_object_set_new(ev, "service", json_string("devicecheck")) != 0)
 		goto out;
 	r = store_audit_append(txn, ev, NULL);
  out:
@@ -196,7 +201,7 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	m->rec = NULL;
 	m->tried = 1;
 	if ((r = vault_find_active_vouched(m->v, m->app, m->env,
-	    KEY_SERVICE_APNS, m->loaded, &found)) != 0)
+	    m->service, m->loaded, &found)) != 0)
 		goto out;
 	m->rec = m->loaded;
  sign:
@@ -259,10 +264,43 @@ adopted_log(const char *app, const struct tokcache_id *id)
 	    id->key_id, id->team_id);
 }
 
-int
-vault_apns_token(struct vault *v, const char *app, enum key_env env,
-    const char *rejected_token, enum vault_reject_reason reason,
-    const char *actor, struct vault_token *out)
+/*
+ * APNs refused the current token (not an older one) as invalid: the
+ * signature is ours, so the usual causes are on the key's side: the key
+ * revoked at Apple, Key ID and Team ID swapped or not a pair. A new token
+ * rarely helps (the 20-minute rule stays), so the log names the key for an
+ * operator, whether or not this report minted. The rejected token is the
+ * current one when this report minted a new one for it, or, inside 20
+ * minutes, when it is the token handed back.
+ */
+static void
+warn_invalid(const char *app, const struct tokcache_id *id,
+    const char *rejected, const struct vault_token *out,
+    enum vault_mint_reason why)
+{
+	size_t n = strnlen(rejected, JWT_MAX_TOKEN_BYTES + 1);
+	int renewed = out->minted && why == VAULT_MINT_REJECTED_INVALID;
+
+	if (!renewed && (out->minted || n != strlen(out->token) ||
+	    !secmem_equal(rejected, out->token, n)))
+		return;
+	log_fields(LOG_LEVEL_WARN, "apns_token_invalid",
+	    json_pack("{s:s, s:s, s:s, s:s, s:b}", "app", app,
+	    "key_id", id->key_id, "team_id", id->team_id,
+	    "fingerprint", id->fingerprint, "renewed", renewed),
+	    "APNs refused the current token of key %s (team %s, fingerprint "
+	    "%s) as InvalidProviderToken: the key may be revoked at Apple, or "
+	    "Key ID and Team ID swapped or not a pair; %s", id->key_id,
+	    id->team_id, id->fingerprint, renewed ? "a new token was minted" :
+	    "the same token is kept (at most one new token per 20 minutes)");
+}
+
+/* vault_apns_token for a key chosen by service (APNs or DeviceCheck). */
+static int
+shared_token(struct vault *v, const char *app, enum key_env env,
+    uint32_t service, const char *rejected_token,
+    enum vault_reject_reason reason, const char *actor,
+    struct vault_token *out)
 {
 	struct tokcache_id id;
 	struct key_record loaded;       /* for a mint only: not set up here */
@@ -284,7 +322,7 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	 * no commit (from any process) has happened since it was read. */
 	/* A cached token is handed out without signing: the record it is
 	 * handed out for must still open under its own identity. */
-	if ((r = vault_find_active_ids(v, app, env, KEY_SERVICE_APNS, &id,
+	if ((r = vault_find_active_ids(v, app, env, service, &id,
 	    &found)) != 0)
 		goto out;
 	if (rejected_token != NULL) {
@@ -299,11 +337,14 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	m.v = v;
 	m.app = app;
 	m.env = env;
+	m.service = service;
 	m.id = &id;
 	m.actor = actor;
 	if ((r = tokcache_get(v->tokens, &id, rejected_token, reason,
 	    mint_token, &m, out, &why)) != 0)
 		goto out;
+	if (reason == VAULT_REJECT_INVALID)
+		warn_invalid(app, &id, rejected_token, out, why);
 	if (out->minted && m.adopted) {
 		adopted_log(app, &id);
 	} else if (out->minted) {
@@ -353,6 +394,7 @@ vault_apns_token_key(struct vault *v, const struct key_record *rec,
 	m.v = v;
 	m.app = rec->app;
 	m.env = rec->environment;
+	m.service = KEY_SERVICE_APNS;
 	m.id = &id;
 	m.actor = actor;
 	m.fixed = rec;
@@ -379,6 +421,26 @@ vault_apns_token_key(struct vault *v, const struct key_record *rec,
 	r = 0;
  out:
 	return r;
+}
+
+int
+vault_apns_token(struct vault *v, const char *app, enum key_env env,
+    const char *rejected_token, enum vault_reject_reason reason,
+    const char *actor, struct vault_token *out)
+{
+	return shared_token(v, app, env, KEY_SERVICE_APNS, rejected_token,
+	    reason, actor, out);
+}
+
+int
+vault_devicecheck_token(struct vault *v, const char *app, enum key_env env,
+    const char *actor, struct vault_token *out)
+{
+	/* Both: the answer is a token APNs takes, and the key's owner said
+	 * which of the two services it is for. */
+	return shared_token(v, app, env,
+	    KEY_SERVICE_APNS | KEY_SERVICE_DEVICECHECK, NULL, VAULT_REJECT_NONE,
+	    actor, out);
 }
 
 /* --- revocation --- */

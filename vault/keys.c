@@ -285,6 +285,25 @@ audit_change(struct store_txn *txn, int64_t now, const char *actor,
 
 /* --- upload --- */
 
+/*
+ * key_record_cb over the copies of an uploaded key's fingerprint: a copy
+ * that is not revoked under another (Key ID, Team ID) pair is a conflict.
+ * A revoked copy signs nothing, and revoking is how an operator corrects
+ * an upload with swapped or wrong ids.
+ */
+static int
+identity_one(const struct key_record *rec, void *arg)
+{
+	const struct key_record *subject = arg;
+
+	if (rec->state == KEY_STATE_REVOKED)
+		return 0;
+	if (strcmp(rec->key_id, subject->key_id) != 0 ||
+	    strcmp(rec->team_id, subject->team_id) != 0)
+		return P8V_ERR_KEY_IDENTITY_CONFLICT;
+	return 0;
+}
+
 struct upload {
 	struct vault *v;
 	const struct key_record *rec;   /* sealed, ready to store */
@@ -316,9 +335,10 @@ upload_txn(struct store_txn *txn, void *arg)
 	if (r == 0) {
 		if (old.state == KEY_STATE_REVOKED)
 			r = P8V_ERR_KEY_REVOKED; /* a Key ID is never reused */
-		else if (strcmp(old.team_id, rec->team_id) != 0 ||
-		    strcmp(old.fingerprint, rec->fingerprint) != 0)
+		else if (strcmp(old.fingerprint, rec->fingerprint) != 0)
 			r = P8V_ERR_KEY_EXISTS;
+		else if (strcmp(old.team_id, rec->team_id) != 0)
+			r = P8V_ERR_KEY_IDENTITY_CONFLICT; /* same key */
 		else {
 			/* The same upload again: nothing changes. */
 			u->existed = 1;
@@ -328,6 +348,12 @@ upload_txn(struct store_txn *txn, void *arg)
 		goto out;
 	}
 	if (r != P8V_ERR_NOT_FOUND)
+		goto out;
+	/* Apple issues a key to one team under one Key ID: the same material
+	 * under other ids, in any app, would sign tokens whose kid or iss
+	 * does not belong to it. Found through the fingerprint index. */
+	if ((r = key_record_by_fingerprint(txn, rec->fingerprint,
+	    identity_one, (void *)rec)) != 0)
 		goto out;
 	if ((r = key_record_list(txn, rec->app, scan_one, &u->scan)) != 0)
 		goto out;
@@ -445,6 +471,9 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 		goto out;
 	}
 	*created = !u.existed;
+	/* Advisory, after the commit: a failure to say it fails nothing. */
+	if (!u.existed)
+		(void)vault_team_warnings(v, &u.stored, *meta);
 	if (!u.existed)
 		log_fields(LOG_LEVEL_INFO, "key_uploaded",
 		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "app", rec.app,
@@ -702,7 +731,10 @@ run_change(struct vault *v, const char *app, const char *key_id,
 	if ((r = vault_checks_attach_read(v, &c.result, *meta)) != 0) {
 		json_decref(*meta);
 		*meta = NULL;
+		goto out;
 	}
+	if (fn == activate_txn && !c.noop)
+		(void)vault_team_warnings(v, &c.result, *meta);
  out:
 	change_reset(&c);
 	return r;
@@ -722,4 +754,145 @@ vault_key_revoke(struct vault *v, const char *app, const char *key_id,
 {
 	return run_change(v, app, key_id, actor, meta, revoke_txn,
 	    "key_revoked");
+}
+
+/* --- revoking every copy of a key --- */
+
+struct fp_revoke {
+	struct vault *v;
+	const char *fingerprint, *actor;
+	int64_t now;
+	/* Results; reset at the start of every run. */
+	struct fp_copy {
+		char app[IDS_APP_MAX + 1];
+		char key_id[IDS_APPLE_ID_LEN + 1];
+		int revoked;    /* already revoked before this change */
+	} *copies;
+	size_t n, cap;
+	struct key_record *done;        /* the tombstones made, n_done */
+	size_t n_done;
+};
+
+static void
+fp_revoke_reset(struct fp_revoke *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->n_done; i++)
+		key_record_free(&f->done[i]);
+	free(f->done);
+	free(f->copies);
+	f->done = NULL;
+	f->copies = NULL;
+	f->n = f->cap = f->n_done = 0;
+}
+
+static int
+fp_copy_one(const struct key_record *rec, void *arg)
+{
+	struct fp_revoke *f = arg;
+	struct fp_copy *grown;
+	size_t cap;
+
+	if (f->n == f->cap) {
+		cap = f->cap == 0 ? 4 : f->cap * 2;
+		if ((grown = realloc(f->copies, cap * sizeof(*grown))) == NULL)
+			return P8V_ERR_ALLOC;
+		f->copies = grown;
+		f->cap = cap;
+	}
+	copy_id(f->copies[f->n].app, sizeof(f->copies[f->n].app), rec->app);
+	copy_id(f->copies[f->n].key_id, sizeof(f->copies[f->n].key_id),
+	    rec->key_id);
+	f->copies[f->n].revoked = rec->state == KEY_STATE_REVOKED;
+	f->n++;
+	return 0;
+}
+
+static int
+fp_revoke_txn(struct store_txn *txn, void *arg)
+{
+	struct fp_revoke *f = arg;
+	struct key_record *rec;
+	json_t *ev = NULL;
+	size_t i, live = 0;
+	int r;
+
+	fp_revoke_reset(f);
+	if ((r = key_record_by_fingerprint(txn, f->fingerprint, fp_copy_one,
+	    f)) != 0)
+		return r;
+	if (f->n == 0)
+		return P8V_ERR_KEY_NOT_FOUND;
+	for (i = 0; i < f->n; i++)
+		live += !f->copies[i].revoked;
+	if (live == 0)
+		return P8V_ERR_KEY_REVOKED;
+	if ((f->done = calloc(live, sizeof(*f->done))) == NULL)
+		return P8V_ERR_ALLOC;
+	for (i = 0; i < f->n; i++) {
+		if (f->copies[i].revoked)
+			continue;
+		rec = &f->done[f->n_done];
+		if ((r = update(txn, f->v->keeper, f->copies[i].app,
+		    f->copies[i].key_id, f->now, set_revoked, rec)) != 0)
+			return r;
+		f->n_done++;
+		if ((r = vault_apns_forget_txn(txn, rec)) != 0)
+			return r;
+		if ((ev = vault_audit_event(f->now, f->actor, "key.revoke", rec,
+		    "ok")) == NULL ||
+		    json_object_set_new(ev, "state",
+		    json_string(key_state_name(rec->state))) != 0 ||
+		    json_object_set_new(ev, "by",
+		    json_string("fingerprint")) != 0) {
+			json_decref(ev);
+			return P8V_ERR_ALLOC;
+		}
+		r = store_audit_append(txn, ev, NULL);
+		json_decref(ev);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+vault_key_revoke_fingerprint(struct vault *v, const char *fingerprint,
+    const char *actor, json_t **array)
+{
+	char fp[KEY_RECORD_FINGERPRINT_HEX + 1];
+	struct fp_revoke f;
+	size_t i;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	memset(&f, 0, sizeof(f));
+	if (array != NULL)
+		*array = NULL;
+	if (v == NULL || array == NULL)
+		goto out;
+	if ((r = vault_fingerprint_parse(fingerprint, fp)) != 0 ||
+	    (r = vault_actor_valid(actor)) != 0)
+		goto out;
+	f.v = v;
+	f.fingerprint = fp;
+	f.actor = actor;
+	f.now = clock_wall_now();
+	if ((r = store_write(v->store, fp_revoke_txn, &f)) != 0)
+		goto out;
+	/* After the commit, outside any transaction (lock order). */
+	for (i = 0; i < f.n_done; i++) {
+		vault_apns_forget_memory(v, &f.done[i]);
+		log_fields(LOG_LEVEL_WARN, "key_revoked",
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "app",
+		    f.done[i].app, "key_id", f.done[i].key_id, "team_id",
+		    f.done[i].team_id, "fingerprint", fp, "actor", actor,
+		    "by", "fingerprint"),
+		    "key %s/%s: revoked with every copy of fingerprint %s",
+		    f.done[i].app, f.done[i].key_id, fp);
+	}
+	r = vault_key_find(v, fp, array);
+ out:
+	fp_revoke_reset(&f);
+	return r;
 }

@@ -270,8 +270,17 @@ vault_profile_token(struct vault *v, const char *app, const json_t *request,
 	memset(out, 0, sizeof(*out));
 	if ((r = profile_parse(request, &req, detail)) != 0)
 		goto out;
-	if ((r = vault_sign_app(v, app, req.environment, &req.f, actor,
-	    out)) != 0)
+	/* A DeviceCheck token is an APNs provider token, header and claims:
+	 * signing one afresh per request would hand out new APNs tokens
+	 * outside the shared cache, unaudited, and burn the team's token
+	 * updates. It is the shared APNs token instead. */
+	if (req.service == KEY_SERVICE_DEVICECHECK)
+		r = vault_devicecheck_token(v, app, req.environment, actor,
+		    out);
+	else
+		r = vault_sign_app(v, app, req.environment, &req.f, actor,
+		    out);
+	if (r != 0)
 		goto out;
 	r = 0;
  out:

@@ -124,9 +124,12 @@ int profile_build(const struct profile_request *req,
  * request's environment) through vault_sign_app, which checks the key's
  * services and has the keeper check the fields again, build and sign.
  * Signed afresh on every call (out->minted is 1); nothing is cached.
- * out->expires_at is the exp claim, or issued_at + VAULT_APNS_LIFETIME_S
- * for devicecheck (which carries no exp; Apple takes its tokens for an
- * hour, as APNs does).
+ * out->expires_at is the exp claim.
+ * Except devicecheck: its token is exactly an APNs provider token, so the
+ * answer is the shared APNs token of the app's active key uploaded for
+ * both "apns" and "devicecheck" (vault_devicecheck_token: cached, minted and audited as
+ * APNs tokens are; out->minted 0 for a cached one; out->expires_at is
+ * issued_at + VAULT_APNS_LIFETIME_S).
  * *detail as for profile_parse (NULL when the error is not about a field).
  * Returns 0, the errors of profile_parse, and those of vault_sign_app:
  * P8V_ERR_BAD_APP_ID, P8V_ERR_APP_NOT_FOUND, P8V_ERR_NO_ACTIVE_KEY,

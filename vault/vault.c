@@ -247,7 +247,7 @@ active_answer(struct vault *v, struct active_slot *a, uint32_t service_bit,
 
 	if (a->result != 0)
 		return a->result;
-	if ((a->best.services & service_bit) == 0)
+	if ((a->best.services & service_bit) != service_bit)
 		return P8V_ERR_SERVICE_NOT_ALLOWED;
 	*found = 1;
 	if ((aad != NULL || (vouch && !a->vouched)) && a->aad == NULL &&
@@ -348,7 +348,7 @@ find_active(struct vault *v, const char *app, enum key_env env,
 	} else {
 		/* Out of memory for the cache: answer from the read. */
 		r = a->result != 0 ? a->result :
-		    (f.best.services & service_bit) == 0 ?
+		    (f.best.services & service_bit) != service_bit ?
 		    P8V_ERR_SERVICE_NOT_ALLOWED : 0;
 		if (r == 0) {
 			*found = 1;

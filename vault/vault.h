@@ -147,7 +147,9 @@ struct vault_upload {
  * Validate, seal and store a .p8. *created is 1 for a new record (201), 0 when
  * the same key material was already stored under the same ids (200, nothing
  * changes, not even the state: *meta is the stored record's). *meta gets the
- * key metadata object. Checks run in this order: ids, environment, services,
+ * key metadata object, with a "warnings" array when a new active APNs key
+ * leaves its team with more than one for an environment (vault_key_activate
+ * adds it the same way). Checks run in this order: ids, environment, services,
  * topics, actor, then the .p8 itself; the first failure decides.
  * With activate, the new key is ACTIVE and every other ACTIVE key of the app
  * whose environment overlaps (equal, or either is "both") becomes STANDBY,
@@ -155,8 +157,10 @@ struct vault_upload {
  * Returns 0, any P8V_ERR_P8_* (from p8_parse, unchanged), P8V_ERR_BAD_APP_ID,
  * P8V_ERR_BAD_KEY_ID, P8V_ERR_BAD_TEAM_ID, P8V_ERR_BAD_FIELD (environment,
  * services, topics), P8V_ERR_KEY_EXISTS (different material or Team ID under
- * this app and Key ID, or this material already stored under another Key ID
- * of the app), P8V_ERR_KEY_REVOKED (this app and Key ID were revoked: a
+ * this app and Key ID, or this material stored under another Key ID of the
+ * app and revoked), P8V_ERR_KEY_IDENTITY_CONFLICT (this material is stored,
+ * not revoked, under another Key ID or Team ID in any app: found through
+ * the store's fingerprint index), P8V_ERR_KEY_REVOKED (this app and Key ID were revoked: a
  * revoked Key ID is never reused), P8V_ERR_INVALID_ARGUMENT (NULL pointers,
  * a missing or invalid actor), P8V_ERR_NO_MASTER_KEY, P8V_ERR_SECMEM,
  * P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_INTEGRITY (a stored record of the
@@ -257,6 +261,29 @@ int vault_key_activate(struct vault *v, const char *app, const char *key_id,
  */
 int vault_key_revoke(struct vault *v, const char *app, const char *key_id,
     const char *actor, json_t **meta);
+
+/*
+ * Incident response for a key that leaked: every copy of the key whose
+ * fingerprint (hex SHA-256 of its SPKI, 64 characters, either case) is
+ * given, in every app, found through the store's fingerprint index.
+ * vault_key_find: *array gets their metadata objects in (app, Key ID)
+ * order, tombstones included (empty if none).
+ * vault_key_revoke_fingerprint: revoke every copy that is not revoked yet,
+ * as vault_key_revoke does one (tombstone, cached APNs token dropped, a
+ * "key.revoke" audit event each, with "by":"fingerprint"), all in one
+ * transaction; *array gets the metadata of every copy afterwards.
+ * Returns 0, P8V_ERR_BAD_FIELD (not a fingerprint), P8V_ERR_KEY_NOT_FOUND
+ * (revoke: no copy), P8V_ERR_KEY_REVOKED (revoke: every copy already
+ * revoked), P8V_ERR_INVALID_ARGUMENT, P8V_ERR_INTEGRITY (a copy fails to
+ * decode), P8V_ERR_ALLOC, P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ */
+int vault_key_find(struct vault *v, const char *fingerprint, json_t **array);
+/* A fingerprint as these take it: 64 hex characters (either case) into
+ * out, lowercased. 0 or P8V_ERR_BAD_FIELD. */
+int vault_fingerprint_parse(const char *in,
+    char out[KEY_RECORD_FINGERPRINT_HEX + 1]);
+int vault_key_revoke_fingerprint(struct vault *v, const char *fingerprint,
+    const char *actor, json_t **array);
 
 /* A signed token. */
 struct vault_token {

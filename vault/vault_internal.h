@@ -201,6 +201,31 @@ json_t *vault_audit_event(int64_t now, const char *actor, const char *what,
  * after the transaction that revoked rec committed, never inside one.
  */
 int vault_apns_load(struct vault *v);
+
+/*
+ * Key identity across apps (vault/identity.c).
+ * vault_team_warnings: if rec (just committed) is an active APNs key and
+ * its team has other active APNs keys for an overlapping environment (in
+ * any app), add a warning {"code":"multiple_active_apns_keys","message",
+ * "team_id","environment","other_keys":[{"app","key_id","environment"}]}
+ * to meta's "warnings" array (made if absent) and log why it matters.
+ * Reads the team index in its own read transaction. 0, P8V_ERR_ALLOC,
+ * P8V_ERR_STORE (the caller's change is committed either way).
+ */
+int vault_team_warnings(struct vault *v, const struct key_record *rec,
+    json_t *meta);
+/*
+ * The DeviceCheck token of the app's active key for env: Apple's
+ * DeviceCheck token is exactly an APNs provider token, so this is the
+ * shared per-(team, Key ID, fingerprint) APNs token (vault_apns_token's
+ * cache and rules; a mint is audited as "apns.mint" with
+ * "service":"devicecheck"). The key must have been uploaded for both
+ * "apns" and "devicecheck": the token is one APNs takes, so a key not
+ * allowed APNs gets none. Returns as vault_apns_token
+ * (P8V_ERR_SERVICE_NOT_ALLOWED: the key lacks either service).
+ */
+int vault_devicecheck_token(struct vault *v, const char *app,
+    enum key_env env, const char *actor, struct vault_token *out);
 int vault_apns_forget_txn(struct store_txn *txn, const struct key_record *rec);
 void vault_apns_forget_memory(struct vault *v, const struct key_record *rec);
 

@@ -454,7 +454,7 @@ def keys_commands():
         res = cli("keys", "import", "--state", s, "--master-key-file", v.old,
                   "--app", "app.one", "--team-id", "TEAM999999", a.path,
                   rc=1)
-        one_line(res, "key_exists")
+        one_line(res, "key_identity_conflict")    # the same key, other team
         # A second key, standby; then activate it.
         b = P8(v.tmp)
         obj = cli_json("keys", "import", "--state", s, "--master-key-file",

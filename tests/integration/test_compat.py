@@ -420,6 +420,30 @@ def the_revoked_key_stays_revoked():
 
 
 @runner.test
+def old_keys_are_found_by_fingerprint_and_keep_their_identity():
+    """The old vault has no fingerprint or team index: the new code
+    builds them when it opens the state directory (issue 15)."""
+    keys = need("keys")
+    with new_daemon() as v:
+        admin = v.token("admin")
+        for name, k in sorted(keys.items()):
+            der = serialization.load_pem_public_key(
+                k["pub"].encode()).public_bytes(
+                serialization.Encoding.DER,
+                serialization.PublicFormat.SubjectPublicKeyInfo)
+            fp = hashlib.sha256(der).hexdigest()
+            r = v.portal("GET", "/v1/keys?fingerprint=" + fp, token=admin)
+            check_eq(r.status, 200, "%s: GET /v1/keys: %r" % (name, r))
+            check_eq([(m["app"], m["key_id"]) for m in r.json["keys"]],
+                     [(k["app"], k["kid"])], "%s: its copies" % name)
+        k = keys["both"]
+        r = v.portal("POST", "/v1/apps/compat.other/keys", {
+            "key_id": apple_id(), "team_id": TEAM, "p8": k["pem"]})
+        check_error(r, 409, "key_identity_conflict",
+                    "an old key under another Key ID")
+
+
+@runner.test
 def uploads_and_activation_work_on_the_old_state():
     keys = need("keys")
     with new_daemon() as v:

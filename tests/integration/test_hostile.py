@@ -55,6 +55,8 @@ from adversary import Tally, build, exchange  # noqa
 runner = Runner("test_hostile")
 
 ASAN = adversary.is_asan_build()
+# The upload routes' body cap (api/http.h, API_BODY_MAX_UPLOAD).
+UPLOAD_CAP = 128 * 1024
 # Idle timeout of the daemon under test: short, so that the slow-sender
 # phase is quick; trickling senders below it keep their connections.
 CONNECTION_TIMEOUT_S = 4
@@ -97,6 +99,7 @@ ADMIN_ANSWERS = {
     ("POST", "/v1/apps/{app}/apns-token"): (404, "app_not_found"),
     ("POST", "/v1/apps/{app}/jwt"): (400, "bad_request"),
     ("GET", "/metrics"): (200, None),
+    ("GET", "/v1/keys"): (422, "missing_field"),    # no ?fingerprint=
 }
 
 V = None                # the SignVault every phase shares
@@ -217,7 +220,8 @@ def expected(table, listener, method, path, token_role):
         return 401, "unauthorized", None, route[0]
     if pattern == "/v1/whoami":
         return 200, None, None, route[0]
-    covers = {"PORTAL": ("portal", "admin"), "SIGNER": ("signer", "admin")}
+    covers = {"PORTAL": ("portal", "admin"), "SIGNER": ("signer", "admin"),
+              "ADMIN": ("admin",)}
     if token_role not in covers.get(role, ()):
         return 403, "forbidden", None, route[0]
     status, code = ADMIN_ANSWERS[(route[0][0], pattern)]
@@ -558,7 +562,7 @@ def oversized_and_ambiguous_requests():
         up = "/v1/apps/%s/keys" % APP
         apns = "/v1/apps/warm.app/apns-token"
         TE = [("Transfer-Encoding", "chunked")]
-        big = b'{"key_id":"' + b"A" * (64 * 1024) + b'"}'
+        big = b'{"key_id":"' + b"A" * (UPLOAD_CAP) + b'"}'
         sign_big = b'{"environment":"' + b"x" * 4096 + b'"}'
         cases = [
             # (name, listener, request bytes, status, code or None)
@@ -569,7 +573,7 @@ def oversized_and_ambiguous_requests():
                                        for i in range(200)]), 431, None),
             ("a 20 KiB request line", "sign-tcp",
              build("GET", "/" + "a" * 20000), 414, None),
-            ("a body over 64 KiB with Content-Length", "portal",
+            ("a body over the 128 KiB cap with Content-Length", "portal",
              build("POST", up, admin + J, big), 413, "too_large"),
             ("Content-Length of a terabyte", "portal",
              build("POST", up, admin + J + [("Content-Length",
@@ -589,7 +593,7 @@ def oversized_and_ambiguous_requests():
              build("POST", apns, admin + J, sign_big), 413, "too_large"),
             ("a body to a route that takes none", "portal",
              build("GET", up, admin, b"12345"), 413, "too_large"),
-            ("a chunked body over 64 KiB", "portal",
+            ("a chunked body over the 128 KiB cap", "portal",
              build("POST", up, admin + J + TE, None) + chunked(big),
              413, "too_large"),
             ("a chunked body over 4 KiB to the signer", "sign-tcp",
@@ -597,7 +601,7 @@ def oversized_and_ambiguous_requests():
              413, "too_large"),
             ("a chunked body 200 KiB past its cap", "portal",
              build("POST", up, admin + J + TE, None) +
-             chunked(b"x" * (64 * 1024 + 200 * 1024)), 413, "too_large"),
+             chunked(b"x" * (UPLOAD_CAP + 200 * 1024)), 413, "too_large"),
             ("a chunk size past 2^64", "portal",
              build("POST", up, admin + J + TE, None) +
              b"FFFFFFFFFFFFFFFFFFFF\r\n{}\r\n0\r\n\r\n", 413, None),

@@ -392,8 +392,6 @@ def every_profile_exact():
          '{"alg":"ES256","kid":"%(kid)s","id":"%(team)s.com.example.weather"}',
          '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d,'
          '"sub":"com.example.weather"}', 86400),
-        ({"profile": "devicecheck"}, H, '{"iss":"%(team)s","iat":%(iat)d}',
-         3600),
         ({"profile": "maps"}, H_TYP,
          '{"iss":"%(team)s","iat":%(iat)d,"exp":%(exp)d}', 3600),
         ({"profile": "maps", "origin": ["https://maps.example"]}, H_TYP,
@@ -411,6 +409,16 @@ def every_profile_exact():
     # Signing JWTs touches neither the APNs cache nor the mint count.
     check_eq(len([e for e in v.mint_events() if e.get("key_id") == kid]), 0,
              "APNs mints caused by JWTs")
+    # DeviceCheck's token is an APNs provider token: the shared one, not
+    # one per request (tests/integration/test_identity.py has the rest).
+    a = check_jwt(v, "jwt.app", {"profile": "devicecheck"}, pub, kid, team,
+                  H, '{"iss":"%(team)s","iat":%(iat)d}', 3600, "devicecheck")
+    check_eq(v.jwt("jwt.app", {"profile": "devicecheck"}).json["token"],
+             a["token"], "devicecheck asked again")
+    check_eq(v.apns("jwt.app").json["token"], a["token"],
+             "the APNs token after devicecheck")
+    check_eq(len([e for e in v.mint_events() if e.get("key_id") == kid]), 1,
+             "APNs mints after devicecheck")
 
 
 @runner.test
