@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -141,10 +142,15 @@ serve_channel(void *arg)
 	ssize_t n;
 	size_t len;
 
-	/* Requests carry uploaded .p8 files: guarded memory, wiped after
-	 * each. Answers carry envelopes and tokens. */
-	req = secmem_alloc(KPROTO_MSG_MAX + 1);
+	/* Requests carry uploaded .p8 files: locked (mlock; the guarded
+	 * allocator's budget is for the keys, and a channel's buffer is as
+	 * large as the largest message), wiped after each. Answers carry
+	 * envelopes and tokens. */
+	req = calloc(1, KPROTO_MSG_MAX + 1);
 	abuf = malloc(KPROTO_MSG_MAX);
+	if (req != NULL && mlock(req, KPROTO_MSG_MAX + 1) != 0)
+		log_debugf("keeper", "mlock of a channel buffer: %s",
+		    strerror(errno));
 	pthread_barrier_wait(&started);
 	pthread_barrier_wait(&start_line);
 	if (req == NULL || abuf == NULL) {
