@@ -11,7 +11,11 @@ P8V_RUN_PACKAGES="openssl"
 # drives the daemon's clock in tests/integration/test_sign_clock.py;
 # nodejs and npm run @noble/curves, the strict (low-S) ES256 verifier of
 # tests/integration/test_low_s.py (installed by that test from npm).
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs npm"
+# Debian packages npm apart from nodejs; a nodejs from elsewhere
+# (NodeSource) brings its own npm and conflicts with Debian's, so the npm
+# package is asked for only when there is no npm command.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs"
+command -v npm >/dev/null 2>&1 || P8V_TEST_PACKAGES="$P8V_TEST_PACKAGES npm"
 
 p8v_missing_packages() {
 	local p missing=""
