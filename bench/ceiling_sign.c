@@ -81,13 +81,15 @@ body(char *out, size_t out_size)
 	EVP_MD_CTX *ctx;
 	int ok;
 
-	/* Apple's APNs header and claims, as p8vault mints them. */
+	/* A MusicKit token's header and claims, as p8vault signs them for
+	 * the jwt row (APNs's and an exp). */
 	n = (size_t)snprintf(json, sizeof(json),
 	    "{\"alg\":\"ES256\",\"kid\":\"ABC1234567\"}");
 	pos += b64url(signing + pos, (const unsigned char *)json, n);
 	signing[pos++] = '.';
 	n = (size_t)snprintf(json, sizeof(json),
-	    "{\"iss\":\"DEF1234567\",\"iat\":%lld}", (long long)time(NULL));
+	    "{\"iss\":\"DEF1234567\",\"iat\":%lld,\"exp\":%lld}",
+	    (long long)time(NULL), (long long)time(NULL) + 3600);
 	pos += b64url(signing + pos, (const unsigned char *)json, n);
 	if ((ctx = EVP_MD_CTX_new()) == NULL)
 		return 0;
@@ -103,7 +105,7 @@ body(char *out, size_t out_size)
 	len = (size_t)snprintf(out, out_size,
 	    "{\"token\":\"%s\",\"key_id\":\"ABC1234567\",\"team_id\":"
 	    "\"DEF1234567\",\"issued_at\":%lld,\"expires_at\":%lld,"
-	    "\"profile\":\"devicecheck\"}", signing, (long long)time(NULL),
+	    "\"profile\":\"musickit\"}", signing, (long long)time(NULL),
 	    (long long)time(NULL) + 3600);
 	return len < out_size ? len : 0;
 }

@@ -31,9 +31,12 @@ const key = await importPKCS8(readFileSync(opt('--key'), 'utf8'), 'ES256');
 const kid = 'ABC1234567';
 const team = 'DEF1234567';
 
-async function mint() {
+// The cached mode's token is an APNs token; the sign mode's a MusicKit
+// token (the APNs shape and an exp), as the jwt row asks p8vaultd for.
+async function mint(exp) {
   const iat = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ iss: team, iat })
+  const claims = exp ? { iss: team, iat, exp: iat + 3600 } : { iss: team, iat };
+  const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'ES256', kid })
     .sign(key);
   return { token, key_id: kid, team_id: team, issued_at: iat, expires_at: iat + 3600 };
@@ -89,7 +92,7 @@ const server = http.createServer((req, res) => {
       if (!apps.has(decodeURIComponent(path[3])))
         return fail(res, 404, 'app_not_found');
       const body = mode === 'cached' ? cached
-        : JSON.stringify({ ...(await mint()), profile: 'devicecheck' });
+        : JSON.stringify({ ...(await mint(true)), profile: 'musickit' });
       res.writeHead(200, headers);
       res.end(body);
     } catch (e) {

@@ -46,7 +46,9 @@
 #   apns-token      p8vaultd POST /v1/apps/{app}/apns-token (cached token),
 #                   1000 other keys stored
 #   apns-token N    the same with N keys stored
-#   jwt             p8vaultd POST /v1/apps/{app}/jwt {"profile":"devicecheck"}
+#   jwt             p8vaultd POST /v1/apps/{app}/jwt {"profile":"musickit"}
+#                   (a fresh signature, through the keeper process; a
+#                   DeviceCheck request answers the shared APNs token)
 #   upload          p8vaultd POST /v1/apps/{app}/keys, a new app each
 #   lmdb commit     bench/lmdb_commit: durable single-record commits/s on
 #                   the filesystem of the state directory
@@ -277,9 +279,9 @@ token() { # dir role
 	    sed 's/.*"token":"\([^"]*\)".*/\1/'
 }
 # Upload the benchmark's key through the portal API, for apns and the
-# DeviceCheck profile of /jwt.
+# MusicKit profile of /jwt.
 upload_bench_key() { # portal-port portal-token
-	curl -sf "http://127.0.0.1:$1/v1/apps/com.bench.app/keys?key_id=ABC1234567&team_id=DEF1234567&services=apns,devicecheck" \
+	curl -sf "http://127.0.0.1:$1/v1/apps/com.bench.app/keys?key_id=ABC1234567&team_id=DEF1234567&services=apns,musickit" \
 	    -H "Authorization: Bearer $2" \
 	    -H 'Content-Type: application/x-pem-file' \
 	    --data-binary @"$KEY" >/dev/null
@@ -347,7 +349,7 @@ if [ "$SCALE" -gt 0 ]; then
 	upload_bench_key "$D_PORTAL" "$BIG_PORTAL_TOKEN"
 fi
 
-DC='BENCH_BODY={"profile":"devicecheck"}'
+DC='BENCH_BODY={"profile":"musickit"}'
 add_row "ceiling fixed" "http://127.0.0.1:$FIXED_PORT/" "$BENCH/post.lua"
 add_row "apns-token" \
     "http://127.0.0.1:$SMALL_SIGN/v1/apps/com.bench.app/apns-token" \
