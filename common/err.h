@@ -47,6 +47,7 @@
 	X(P8_MULTIPLE_KEYS,   -32, "p8_multiple_keys",      "the input holds more than one PEM block") \
 	X(P8_MALFORMED,       -33, "p8_malformed",          "the PKCS#8 structure is malformed") \
 	X(P8_NOT_PKCS8,       -34, "p8_not_pkcs8",          "the PEM block is not a PKCS#8 private key") \
+	X(P8_MISPLACED,       -35, "p8_misplaced",          "PEM text is accepted only as the string value of the top-level member p8") \
 	/* identifiers and fields */ \
 	X(BAD_APP_ID,         -40, "invalid_app_id",        "app id must be 1-64 characters of [A-Za-z0-9._-]") \
 	X(BAD_KEY_ID,         -41, "invalid_key_id",        "Key ID must be exactly 10 characters of [A-Z0-9]") \
