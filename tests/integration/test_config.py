@@ -288,6 +288,67 @@ def signing_socket_file():
             check_eq(f.read(), "precious", "the file was touched")
 
 
+# inotify(7): a watch on the socket's directory sees the file created, and
+# any later change of its mode (IN_ATTRIB), however quick.
+IN_ATTRIB, IN_CREATE, IN_NONBLOCK = 0x4, 0x100, 0o4000
+
+
+def inotify_events(fd):
+    """[(mask, name)] read so far from an inotify fd (non-blocking)."""
+    import struct
+    out, data = [], b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    i = 0
+    while i < len(data):
+        _, mask, _, n = struct.unpack_from("iIII", data, i)
+        name = data[i + 16:i + 16 + n].rstrip(b"\0").decode()
+        out.append((mask, name))
+        i += 16 + n
+    return out
+
+
+@runner.test
+def signing_socket_mode_is_set_without_a_window():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    with Daemon() as d:
+        fd = libc.inotify_init1(IN_NONBLOCK)
+        check(fd >= 0, "inotify_init1: errno %d" % ctypes.get_errno())
+        try:
+            wd = libc.inotify_add_watch(
+                fd, os.path.dirname(d.sock_path).encode(),
+                IN_CREATE | IN_ATTRIB)
+            check(wd >= 0, "inotify_add_watch: errno %d" %
+                  ctypes.get_errno())
+            d.start()
+            name = os.path.basename(d.sock_path)
+            events = [m for m, n in inotify_events(fd) if n == name]
+        finally:
+            os.close(fd)
+        check(any(m & IN_CREATE for m in events),
+              "the watch did not see the socket created: %r" % events)
+        # A chmod (or chown) after bind() is an IN_ATTRIB on the file:
+        # the mode must be right from the moment the file exists.
+        check(not any(m & IN_ATTRIB for m in events),
+              "the socket's attributes changed after it was created "
+              "(chmod by path after bind): %r" % events)
+        st = os.lstat(d.sock_path)
+        check(stat.S_ISSOCK(st.st_mode), "not a socket")
+        check_eq(oct(stat.S_IMODE(st.st_mode)), oct(0o660), "socket mode")
+        # The daemon's own umask stayed 077: only the bind saw another.
+        with open("/proc/%d/status" % d.proc.pid) as f:
+            umask = [l.split()[1] for l in f if l.startswith("Umask:")]
+        check_eq(umask, ["0077"], "the daemon's umask")
+        check_eq(d.get("/healthz", unix=True).status, 200, "the socket")
+        d.stop()
+
 @runner.test
 def port_in_use_fails_cleanly():
     blocker = socket.socket()
