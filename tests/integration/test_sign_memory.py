@@ -193,6 +193,39 @@ def misplaced_p8_never_reaches_the_json_heap():
         v.close()
 
 
+@runner.test
+def profile_tokens_are_wiped_after_sending():
+    """A profile token is signed afresh for each request and kept nowhere:
+    once answered, the daemon must hold no copy of it (the answer's buffer
+    is wiped when libmicrohttpd is done with it)."""
+    v = SignVault()
+    try:
+        v.start()
+        v.new_key("mem.three", services=ALL_SERVICES)
+        token = v.apns("mem.three").json["token"]
+        wanted = {"the cached APNs token": token.encode()}
+        for i in range(3):
+            for body in JWT_BODIES:
+                r = v.jwt("mem.three", body)
+                check_eq(r.status, 200, body["profile"])
+                # The signature: unique to the token, and far enough from
+                # the start of any buffer that free() does not overwrite
+                # it with its own bookkeeping.
+                wanted["%s token %d" % (body["profile"], i + 1)] = \
+                    r.json["token"].rsplit(".", 1)[1].encode()
+        v.metrics_settled(lambda m: True, "an idle daemon")
+        found = scan(v.d.proc.pid, wanted)
+        check(found.pop("the cached APNs token"),
+              "the scan did not find the cached token: it does not read "
+              "guarded memory, so it proves nothing")
+        leaks = {k: w for k, w in found.items() if w}
+        check(not leaks, "answered tokens left in the daemon's memory: "
+              "%r" % sorted(leaks))
+        v.stop()
+    finally:
+        v.close()
+
+
 if __name__ == "__main__":
     reason = skip_reason()
     if reason is not None:
