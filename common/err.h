@@ -56,7 +56,7 @@
 	X(STORE,              -50, "store_error",           "the key store failed") \
 	X(NO_SPACE,           -51, "insufficient_storage",  "the key store has no space left") \
 	X(STORE_VERSION,      -52, "store_version",         "the state directory has an unknown schema version") \
-	X(MASTER_KEY_FILE,    -53, "master_key_file",       "the master key file is unreadable, malformed or readable by group or others") \
+	X(MASTER_KEY_FILE,    -53, "master_key_file",       "the master key file is unreadable, malformed, readable by group or others, or owned by another user than the process's or root") \
 	X(MASTER_KEY_MISMATCH,-54, "master_key_mismatch",   "no loaded master key matches this state directory") \
 	X(MASTER_KEY_MISSING, -55, "master_key_missing",    "the master key that sealed this record is not loaded") \
 	X(NO_MASTER_KEY,      -56, "no_master_key",         "no master key is loaded") \
@@ -80,7 +80,11 @@
 	X(MISSING_FIELD,      -80, "missing_field",         "a required field is missing") \
 	X(UNKNOWN_FIELD,      -81, "unknown_field",         "the request holds a field this API does not know") \
 	X(KEY_ID_MISMATCH,    -82, "key_id_mismatch",       "the file name AuthKey_<KEYID>.p8 names another Key ID than key_id") \
-	X(UNSUPPORTED_MEDIA_TYPE, -83, "unsupported_media_type", "the request's Content-Type is not one this route accepts")
+	X(UNSUPPORTED_MEDIA_TYPE, -83, "unsupported_media_type", "the request's Content-Type is not one this route accepts") \
+	/* master-key life cycle (store/masterkeys.c, vault/) */ \
+	X(MASTER_KEY_RETIRED, -90, "master_key_retired",    "the master key was retired from this state directory and may not be loaded or used again") \
+	X(MASTER_KEY_IN_USE,  -91, "master_key_in_use",     "the master key still seals key records or cached tokens, or is the only one the state directory records") \
+	X(MASTER_KEY_PRIMARY_MISSING, -92, "master_key_primary_missing", "the new master keys lack the key new records are being sealed under")
 
 enum p8v_err {
 	P8V_OK = 0,
