@@ -203,6 +203,10 @@ static const struct parse_case cases[] = {
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
 	    "\"note\":\"\\u002d----end private key-----\"}", 0, { NULL },
 	    P8V_ERR_P8_MISPLACED, NO_FIELDS },
+	{ "json pem in p8, then under P8", JSON, NULL,
+	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\""
+	    PEM_JSON "\",\"P8\":\"" PEM_JSON "\"}", 0, { NULL },
+	    P8V_ERR_P8_MISPLACED, NO_FIELDS },
 	{ "json pem after the object", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\"}"
 	    " \"" PEM_JSON "\"", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
