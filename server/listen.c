@@ -269,6 +269,9 @@ struct bind_job {
 	const struct sockaddr_un *sun;
 	int err;                /* 0, or the errno of what failed */
 	const char *step;       /* what failed */
+	int shared_umask;       /* unshare was refused (errno in
+	                           unshare_err): the process's umask was set */
+	int unshare_err;
 };
 
 /*
@@ -278,28 +281,40 @@ struct bind_job {
  * thread only (unshare(CLONE_FS) gives it its own umask, so no other
  * thread creates a file under the wider one; the daemon's stays 077).
  * Runs in a thread of its own, which ends with its umask.
+ *
+ * Where unshare is refused (a container's seccomp profile: Docker's
+ * default allows it only with CAP_SYS_ADMIN), the process's umask is set
+ * around the bind and restored at once. That is safe at start-up, the
+ * only time a socket is bound: the threads running then are the
+ * libmicrohttpd threads of listeners already started, which create no
+ * file (the store is opened after every listener).
  */
 static void *
 bind_with_mode(void *arg)
 {
 	struct bind_job *job = arg;
+	mode_t old = 0;
 
 	if (unshare(CLONE_FS) != 0) {
-		job->err = errno;
-		job->step = "unshare(CLONE_FS)";
-		return NULL;
+		if (errno != EPERM && errno != ENOSYS && errno != EINVAL) {
+			job->err = errno;
+			job->step = "unshare(CLONE_FS)";
+			return NULL;
+		}
+		job->shared_umask = 1;
+		job->unshare_err = errno;
 	}
-	(void)umask(LISTEN_UNIX_UMASK);
+	old = umask(LISTEN_UNIX_UMASK);
 	if (fchmod(job->fd, LISTEN_UNIX_MODE) != 0) {
 		job->err = errno;
 		job->step = "fchmod";
-		return NULL;
-	}
-	if (bind(job->fd, (const struct sockaddr *)job->sun,
+	} else if (bind(job->fd, (const struct sockaddr *)job->sun,
 	    sizeof(*job->sun)) != 0) {
 		job->err = errno;
 		job->step = "bind";
 	}
+	if (job->shared_umask)
+		(void)umask(old);
 	return NULL;
 }
 
@@ -307,7 +322,7 @@ bind_with_mode(void *arg)
 static int
 bind_unix(int fd, const struct sockaddr_un *sun)
 {
-	struct bind_job job = { fd, sun, 0, NULL };
+	struct bind_job job = { fd, sun, 0, NULL, 0, 0 };
 	pthread_t t;
 	int e;
 
@@ -317,6 +332,10 @@ bind_unix(int fd, const struct sockaddr_un *sun)
 		    sun->sun_path, strerror(e));
 		return P8V_ERR_IO;
 	}
+	if (job.shared_umask)
+		log_infof("listen", "%s bound under the process's umask, set "
+		    "for the bind alone (unshare(CLONE_FS): %s)",
+		    sun->sun_path, strerror(job.unshare_err));
 	if (job.err != 0) {
 		log_errorf("listen", "cannot bind %s: %s: %s", sun->sun_path,
 		    job.step, strerror(job.err));
