@@ -80,7 +80,9 @@ armour_push(struct armour_watch *w, const uint8_t *b, size_t n)
 		w->tail[PEM_ARMOUR_MAX - 1] = b[i];
 		if (w->n < PEM_ARMOUR_MAX)
 			w->n++;
-		if (tail_is(w, PEM_ARMOUR_BEGIN) || tail_is(w, PEM_ARMOUR_END))
+		/* BEGIN ends in N, END in D: compare only there. */
+		if (((b[i] | 0x20) == 'n' && tail_is(w, PEM_ARMOUR_BEGIN)) ||
+		    ((b[i] | 0x20) == 'd' && tail_is(w, PEM_ARMOUR_END)))
 			w->found = 1;
 	}
 }
@@ -190,9 +192,9 @@ utf8_put(uint8_t *out, uint32_t cp)
  * Returns 0 or P8V_ERR_BAD_REQUEST.
  */
 static int
-json_scan_string(struct jscan *sc, uint8_t *out, size_t *out_len)
+scan_string(struct jscan *sc, uint8_t *out, size_t *out_len,
+    struct armour_watch *w)
 {
-	struct armour_watch watch = { { 0 }, 0, 0 };
 	uint8_t one[4];
 	size_t o = 0, n;
 	uint32_t cp, lo;
@@ -216,7 +218,7 @@ json_scan_string(struct jscan *sc, uint8_t *out, size_t *out_len)
 			if (out != NULL)
 				memcpy(out + o, sc->s + sc->pos, n);
 			else
-				armour_push(&watch, sc->s + sc->pos, n);
+				armour_push(w, sc->s + sc->pos, n);
 			o += n;
 			sc->pos += n;
 			continue;
@@ -268,16 +270,29 @@ json_scan_string(struct jscan *sc, uint8_t *out, size_t *out_len)
 		if (out != NULL) {
 			o += utf8_put(out + o, cp);
 		} else {
-			armour_push(&watch, one, utf8_put(one, cp));
+			armour_push(w, one, utf8_put(one, cp));
 			o++;
 		}
 	}
 	sc->pos++;
-	if (watch.found)
+	if (w->found)
 		sc->armour = 1;
 	if (out_len != NULL)
 		*out_len = o;
 	return 0;
+}
+
+/* scan_string with its watch, wiped after (it holds the last bytes of a
+ * string that may be a misplaced key). */
+static int
+json_scan_string(struct jscan *sc, uint8_t *out, size_t *out_len)
+{
+	struct armour_watch watch = { { 0 }, 0, 0 };
+	int r;
+
+	r = scan_string(sc, out, out_len, &watch);
+	secmem_wipe(&watch, sizeof(watch));
+	return r;
 }
 
 /*
