@@ -73,6 +73,28 @@ role_covers(enum api_role have, enum api_role required)
 	return have == required;
 }
 
+/*
+ * What the secret of a token whose id no credential has is compared with,
+ * so that an unknown id costs the same work as a wrong secret (a SHA-256
+ * and a 32-byte compare) and timing does not tell which ids exist. The
+ * compare is never a match that counts: its result is thrown away. Any
+ * value will do; a secret hashing to it would need a SHA-256 preimage.
+ */
+static const uint8_t absent_cred_hash[CRED_SECRET_HASH_BYTES] = {
+	0x70, 0x38, 0x76, 0x20, 0x6e, 0x6f, 0x20, 0x73,
+	0x75, 0x63, 0x68, 0x20, 0x63, 0x72, 0x65, 0x64,
+	0x65, 0x6e, 0x74, 0x69, 0x61, 0x6c, 0x2c, 0x20,
+	0x6e, 0x65, 0x76, 0x65, 0x72, 0x2e, 0x2e, 0x2e,
+};
+
+/* The hash an unknown id's secret is compared with: absent_cred_hash, or
+ * cred's when there is one. */
+static const uint8_t *
+compared_hash(const struct store_cred *cred)
+{
+	return cred != NULL ? cred->secret_hash : absent_cred_hash;
+}
+
 /* api_auth_decide once the secret has been compared: match is 1 if it is
  * cred's. */
 static int
@@ -103,12 +125,15 @@ api_auth_decide(const struct store_cred *cred,
 {
 	int match;
 
-	if (cred == NULL || secret_hash == NULL)
+	if (secret_hash == NULL)
 		return P8V_ERR_UNAUTHORIZED;
-	/* Compare first and decide after, so that a revoked credential takes
-	 * as long as a wrong secret. */
-	match = secmem_equal(secret_hash, cred->secret_hash,
+	/* Compare first and decide after, so that a revoked credential, and
+	 * an absent one (against absent_cred_hash), take as long as a wrong
+	 * secret. */
+	match = secmem_equal(secret_hash, compared_hash(cred),
 	    CRED_SECRET_HASH_BYTES);
+	if (cred == NULL)
+		return P8V_ERR_UNAUTHORIZED;
 	return decide_matched(cred, match, required, app, granted);
 }
 
@@ -205,16 +230,20 @@ slot_decide(struct auth_slot *c, const char *secret,
     const uint8_t tag[AUTH_TAG_BYTES], uint8_t hash[CRED_SECRET_HASH_BYTES],
     enum api_role required, const char *app, enum api_role *granted)
 {
-	int match;
+	int match, tag_match;
 
-	if (!c->found)
-		return P8V_ERR_UNAUTHORIZED;
-	if (c->tagged && secmem_equal(tag, c->tag, AUTH_TAG_BYTES))
+	/* The tag is compared whatever the slot holds (an untagged slot's tag
+	 * is zeroes), and an unknown id, never tagged, goes on to the hash
+	 * and the compare, as a wrong secret of a known id does. */
+	tag_match = secmem_equal(tag, c->tag, AUTH_TAG_BYTES);
+	if (c->found && c->tagged && tag_match)
 		return decide_matched(&c->cred, 1, required, app, granted);
 	if (store_cred_hash_secret(secret, APITOKEN_SECRET_LEN, hash) != 0)
 		return P8V_ERR_INTERNAL;
-	match = secmem_equal(hash, c->cred.secret_hash,
+	match = secmem_equal(hash, compared_hash(c->found ? &c->cred : NULL),
 	    CRED_SECRET_HASH_BYTES);
+	if (!c->found)
+		return P8V_ERR_UNAUTHORIZED;
 	if (match) {
 		memcpy(c->tag, tag, AUTH_TAG_BYTES);
 		c->tagged = 1;
@@ -303,7 +332,7 @@ verify(struct store *store, const char *authorization,
 	const char *token, *secret;
 	enum api_role granted = API_ROLE_NONE;
 	size_t len;
-	int looked_up = 0, r = P8V_ERR_INTERNAL;
+	int looked_up = 0, matched, r = P8V_ERR_INTERNAL;
 
 	/* l (a whole credential) is set up only when the store is read: not
 	 * on the cached answers of most requests. */
@@ -353,10 +382,12 @@ verify(struct store *store, const char *authorization,
 	}
 	r = api_auth_decide(l.found ? &l.cred : NULL, hash, required, app,
 	    &granted);
-	if (slot != NULL)
-		auth_cache_fill(slot, store, &l, tag, l.found &&
-		    secmem_equal(hash, l.cred.secret_hash,
-		    CRED_SECRET_HASH_BYTES));
+	if (slot != NULL) {
+		/* Compared whether the id is known or not (as above). */
+		matched = secmem_equal(hash, compared_hash(l.found ? &l.cred :
+		    NULL), CRED_SECRET_HASH_BYTES);
+		auth_cache_fill(slot, store, &l, tag, l.found && matched);
+	}
 	if (r != 0)
 		goto out;
  granted:

@@ -90,7 +90,9 @@ int api_auth_bearer(const char *authorization, const char **token,
  * The decision, given the credential the token's id names (NULL: none) and
  * SHA-256 of the token's secret:
  * - P8V_ERR_UNAUTHORIZED: no credential, a revoked one, or a hash that
- *   differs (compared in constant time);
+ *   differs (compared in constant time; without a credential the hash is
+ *   compared with a dummy one, so that an unknown token id costs the same
+ *   work as a wrong secret, here and in api_auth_verify, cached or not);
  * - P8V_ERR_FORBIDDEN: the credential's role does not cover `required`
  *   (admin covers every role; an unknown stored role covers none), or app
  *   (may be NULL: no app involved) is not among its apps;

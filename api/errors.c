@@ -49,6 +49,7 @@ static const struct status_entry status_table[] = {
 	{ P8V_ERR_P8_MULTIPLE_KEYS, 400 },
 	{ P8V_ERR_P8_MALFORMED, 400 },
 	{ P8V_ERR_P8_NOT_PKCS8, 400 },
+	{ P8V_ERR_P8_MISPLACED, 400 },
 	/* Identifiers and fields: syntactically a request, semantically not. */
 	{ P8V_ERR_BAD_APP_ID, HTTP_UNPROCESSABLE },
 	{ P8V_ERR_BAD_KEY_ID, HTTP_UNPROCESSABLE },

@@ -129,6 +129,8 @@ struct api_request {
 	char *resp_text;                /* api_respond_text, instead of JSON */
 	size_t resp_text_len;
 	const char *resp_type;          /* static: api_respond_text */
+	int resp_secret;                /* resp_text holds a secret: wiped
+	                                   when it is freed */
 	int err;                        /* the error behind an error response */
 	size_t n_headers;
 	char *header_name[API_RESPONSE_HEADERS_MAX];
@@ -159,8 +161,11 @@ clear_response(struct api_request *req)
 
 	json_decref(req->resp_body);
 	req->resp_body = NULL;
+	if (req->resp_text != NULL && req->resp_secret)
+		secmem_wipe(req->resp_text, req->resp_text_len);
 	free(req->resp_text);
 	req->resp_text = NULL;
+	req->resp_secret = 0;
 	req->resp_type = NULL;
 	req->resp_text_len = 0;
 	req->status = 0;
@@ -215,6 +220,37 @@ api_respond_text(struct api_request *req, unsigned int status,
 	r = 0;
  out:
 	free(text);
+	return r;
+}
+
+int
+api_respond_text_secret(struct api_request *req, unsigned int status,
+    const char *content_type, char *text, size_t len)
+{
+	int r = P8V_ERR_INTERNAL;
+
+	/* The wipe after sending measures the text with strlen (libmicrohttpd
+	 * hands the free callback the buffer alone). */
+	if (req == NULL || text == NULL || !header_ok(content_type) ||
+	    status < 100 || status > 599 || text[len] != '\0' ||
+	    memchr(text, '\0', len) != NULL) {
+		r = P8V_ERR_INVALID_ARGUMENT;
+		goto out;
+	}
+	if (req->resp_body != NULL || req->resp_text != NULL)
+		goto out;
+	req->resp_type = content_type;
+	req->status = status;
+	req->resp_text = text;
+	req->resp_text_len = len;
+	req->resp_secret = 1;
+	text = NULL;
+	r = 0;
+ out:
+	if (text != NULL) {
+		secmem_wipe(text, len);
+		free(text);
+	}
 	return r;
 }
 
@@ -287,6 +323,18 @@ set_error(struct api_request *req, int err, unsigned int allowed)
 		(void)api_respond_header(req, "WWW-Authenticate", "Bearer");
 }
 
+/* libmicrohttpd's free callback of a secret answer's text (NUL-terminated,
+ * without a NUL inside: api_respond_text_secret): wiped, then freed, once
+ * the last response using it is destroyed, that is after it was sent. */
+static void
+wipe_free_text(void *cls)
+{
+	char *text = cls;
+
+	secmem_wipe(text, strlen(text));
+	free(text);
+}
+
 /* Queue the response set on req (or the fallback 500) on its connection. */
 static enum MHD_Result
 send_response(struct api_request *req)
@@ -298,10 +346,16 @@ send_response(struct api_request *req)
 	size_t i, n;
 
 	if (req->resp_text != NULL) {
-		resp = MHD_create_response_from_buffer(req->resp_text_len,
-		    req->resp_text, MHD_RESPMEM_MUST_FREE);
+		if (req->resp_secret)
+			resp = MHD_create_response_from_buffer_with_free_callback(
+			    req->resp_text_len, req->resp_text, wipe_free_text);
+		else
+			resp = MHD_create_response_from_buffer(
+			    req->resp_text_len, req->resp_text,
+			    MHD_RESPMEM_MUST_FREE);
 		if (resp != NULL) {
 			req->resp_text = NULL;      /* MHD frees it */
+			req->resp_secret = 0;
 			ctype = req->resp_type;
 		}
 	} else if (req->resp_body != NULL) {

@@ -250,6 +250,19 @@ int api_respond(struct api_request *req, unsigned int status, json_t *body);
 int api_respond_text(struct api_request *req, unsigned int status,
     const char *content_type, char *text, size_t len);
 
+/*
+ * api_respond_text for an answer that holds a secret (a signed token): the
+ * text is wiped when it is freed, after libmicrohttpd sent it (a response
+ * with a free callback) or when the response is replaced. text must be
+ * NUL-terminated at len and hold no NUL before (JSON text does not); it is
+ * taken, wiped and freed, also on failure. Same returns as
+ * api_respond_text, and P8V_ERR_INVALID_ARGUMENT for a text that is not
+ * NUL-terminated at len. Copies libmicrohttpd or TLS make while sending
+ * (a TLS record buffer) are theirs: out of reach.
+ */
+int api_respond_text_secret(struct api_request *req, unsigned int status,
+    const char *content_type, char *text, size_t len);
+
 /* Set an error response for err with a more precise message (detail may be
  * NULL; see api_error_body): the table's status, and its Retry-After header
  * when it has one (api_error_retry_after). Same returns as api_respond. */

@@ -25,6 +25,7 @@
 #include "common/charclass.h"
 #include "common/err.h"
 #include "crypto/jwt.h"
+#include "crypto/secmem.h"
 #include "vault/profiles.h"
 #include "vault/vault.h"
 
@@ -207,7 +208,7 @@ static int
 respond_token(struct api_request *req, const struct vault_token *tok,
     const char *profile)
 {
-	json_t *body;
+	json_t *body, *v;
 	char *text = NULL, *p;
 	size_t n_token, n_kid, n_team, n_profile;
 
@@ -223,8 +224,9 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 	n_profile = profile != NULL ? plain_len(profile) : 0;
 	if (n_kid != SIZE_MAX && n_team != SIZE_MAX && n_profile != SIZE_MAX &&
 	    n_token <= JWT_MAX_TOKEN_BYTES) {
+		/* NUL-terminated for api_respond_text_secret. */
 		if ((text = malloc(TOKEN_ANSWER_FIXED_BYTES + n_token + n_kid +
-		    n_team + n_profile)) == NULL)
+		    n_team + n_profile + 1)) == NULL)
 			return P8V_ERR_ALLOC;
 		p = PUT_LIT(text, "{\"token\":\"");
 		p = put_mem(p, tok->token, n_token);
@@ -242,9 +244,15 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 			p = PUT_LIT(p, "\"");
 		}
 		p = PUT_LIT(p, "}");
-		return api_respond_text(req, 200, "application/json", text,
-		    (size_t)(p - text));
+		*p = '\0';
+		/* Wiped once sent: the token is kept nowhere but in the
+		 * vault's guarded cache (APNs tokens). */
+		return api_respond_text_secret(req, 200, "application/json",
+		    text, (size_t)(p - text));
 	}
+
+	/* Ids that need escaping (validated ids never do): jansson, whose
+	 * own buffers are not wiped; the text it gives is. */
 
 	body = json_pack("{s:s, s:s, s:s, s:I, s:I}",
 	    "token", tok->token,
@@ -255,11 +263,19 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 	if (body == NULL)
 		return P8V_ERR_ALLOC;
 	if (profile != NULL &&
-	    json_object_set_new(body, "profile", json_string(profile)) != 0) {
-		json_decref(body);
+	    json_object_set_new(body, "profile", json_string(profile)) != 0)
+		goto out;
+	text = json_dumps(body, JSON_COMPACT);
+ out:
+	v = json_object_get(body, "token");
+	if (v != NULL)
+		secmem_wipe((void *)json_string_value(v),
+		    json_string_length(v));
+	json_decref(body);
+	if (text == NULL)
 		return P8V_ERR_ALLOC;
-	}
-	return api_respond(req, 200, body);
+	return api_respond_text_secret(req, 200, "application/json", text,
+	    strlen(text));
 }
 
 int

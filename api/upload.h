@@ -47,7 +47,10 @@
  * (secmem_alloc). For JSON the "p8" member is cut out of the document by a
  * small scanner before jansson parses the rest, so jansson's ordinary heap
  * never holds the key (jansson's lexer frees its buffers without wiping
- * them; wiping its result afterwards would come too late).
+ * them; wiping its result afterwards would come too late). Any other
+ * string of the document (member names too) that holds PEM armour
+ * ("-----BEGIN", "-----END", any case, however escaped) makes the body
+ * P8V_ERR_P8_MISPLACED before jansson sees any of it.
  */
 #ifndef P8V_API_UPLOAD_H
 #define P8V_API_UPLOAD_H
@@ -72,8 +75,9 @@ typedef const char *(*upload_query_fn)(void *arg, const char *name);
  * *out holds nothing but out->detail (still call upload_fields_finish,
  * api/upload_fields.h).
  * Returns 0, P8V_ERR_UNSUPPORTED_MEDIA_TYPE, P8V_ERR_BAD_REQUEST,
- * P8V_ERR_MISSING_FIELD, P8V_ERR_UNKNOWN_FIELD, P8V_ERR_BAD_FIELD,
- * P8V_ERR_KEY_ID_MISMATCH, P8V_ERR_SECMEM, P8V_ERR_ALLOC.
+ * P8V_ERR_P8_MISPLACED (JSON), P8V_ERR_MISSING_FIELD,
+ * P8V_ERR_UNKNOWN_FIELD, P8V_ERR_BAD_FIELD, P8V_ERR_KEY_ID_MISMATCH,
+ * P8V_ERR_SECMEM, P8V_ERR_ALLOC.
  */
 int upload_parse(const char *content_type, const char *content_disposition,
     const uint8_t *body, size_t len, upload_query_fn query, void *query_arg,

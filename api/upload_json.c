@@ -7,6 +7,13 @@
  * buffers without wiping them (wiping jansson's result afterwards would
  * come too late). The scanner validates the p8 string exactly as jansson
  * would (jansson never sees it); jansson validates everything else.
+ *
+ * A key sent anywhere else ({"P8": ...}, {"p8": [...]}, nested) would go
+ * to jansson's heap; so the scanner also decodes every other string of the
+ * document, member names included, and refuses the whole body
+ * (P8V_ERR_P8_MISPLACED) before jansson sees any of it if one holds PEM
+ * armour ("-----BEGIN" or "-----END", in any letter case, however
+ * escaped).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +29,63 @@
  * written as a \uXXXX escape each. */
 #define JSON_P8_KEY_RAW_MAX 12
 
+/* A PEM boundary starts with one of these (RFC 7468 section 2); both
+ * are looked for, so that a key cut into lines is caught by either end. */
+#define PEM_ARMOUR_BEGIN "-----BEGIN"
+#define PEM_ARMOUR_END "-----END"
+/* The longer of the two. */
+#define PEM_ARMOUR_MAX (sizeof(PEM_ARMOUR_BEGIN) - 1)
+
 /* A cursor over JSON text. */
 struct jscan {
 	const uint8_t *s;
 	size_t len;
 	size_t pos;
+	int armour;     /* a string scanned for it held PEM armour */
 };
+
+/* The last PEM_ARMOUR_MAX decoded bytes of a string, to find armour in
+ * it whatever escapes spelled it. */
+struct armour_watch {
+	uint8_t tail[PEM_ARMOUR_MAX];
+	size_t n;
+	int found;
+};
+
+static int
+tail_is(const struct armour_watch *w, const char *word)
+{
+	size_t len = strlen(word), i;
+	uint8_t c;
+
+	if (w->n < len)
+		return 0;
+	for (i = 0; i < len; i++) {
+		c = w->tail[PEM_ARMOUR_MAX - len + i];
+		if (c >= 'a' && c <= 'z')
+			c = (uint8_t)(c - 'a' + 'A');
+		if (c != (uint8_t)word[i])
+			return 0;
+	}
+	return 1;
+}
+
+static void
+armour_push(struct armour_watch *w, const uint8_t *b, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		memmove(w->tail, w->tail + 1, PEM_ARMOUR_MAX - 1);
+		w->tail[PEM_ARMOUR_MAX - 1] = b[i];
+		if (w->n < PEM_ARMOUR_MAX)
+			w->n++;
+		/* BEGIN ends in N, END in D: compare only there. */
+		if (((b[i] | 0x20) == 'n' && tail_is(w, PEM_ARMOUR_BEGIN)) ||
+		    ((b[i] | 0x20) == 'd' && tail_is(w, PEM_ARMOUR_END)))
+			w->found = 1;
+	}
+}
 
 static void
 json_skip_ws(struct jscan *sc)
@@ -128,12 +186,16 @@ utf8_put(uint8_t *out, uint32_t cp)
  * Scan the JSON string at sc->pos (its opening quote), validating it as
  * RFC 8259 and jansson (without JSON_ALLOW_NUL) do, and, if out is not
  * NULL, decode it into out (room for the raw length: decoding never
- * grows). On return sc->pos is past the closing quote.
+ * grows). Without out, the decoded text is searched for PEM armour, and
+ * sc->armour set if it holds some. On return sc->pos is past the closing
+ * quote.
  * Returns 0 or P8V_ERR_BAD_REQUEST.
  */
 static int
-json_scan_string(struct jscan *sc, uint8_t *out, size_t *out_len)
+scan_string(struct jscan *sc, uint8_t *out, size_t *out_len,
+    struct armour_watch *w)
 {
+	uint8_t one[4];
 	size_t o = 0, n;
 	uint32_t cp, lo;
 	uint8_t c;
@@ -155,6 +217,8 @@ json_scan_string(struct jscan *sc, uint8_t *out, size_t *out_len)
 				return P8V_ERR_BAD_REQUEST;
 			if (out != NULL)
 				memcpy(out + o, sc->s + sc->pos, n);
+			else
+				armour_push(w, sc->s + sc->pos, n);
 			o += n;
 			sc->pos += n;
 			continue;
@@ -203,15 +267,32 @@ json_scan_string(struct jscan *sc, uint8_t *out, size_t *out_len)
 		default:
 			return P8V_ERR_BAD_REQUEST;
 		}
-		if (out != NULL)
+		if (out != NULL) {
 			o += utf8_put(out + o, cp);
-		else
+		} else {
+			armour_push(w, one, utf8_put(one, cp));
 			o++;
+		}
 	}
 	sc->pos++;
+	if (w->found)
+		sc->armour = 1;
 	if (out_len != NULL)
 		*out_len = o;
 	return 0;
+}
+
+/* scan_string with its watch, wiped after (it holds the last bytes of a
+ * string that may be a misplaced key). */
+static int
+json_scan_string(struct jscan *sc, uint8_t *out, size_t *out_len)
+{
+	struct armour_watch watch = { { 0 }, 0, 0 };
+	int r;
+
+	r = scan_string(sc, out, out_len, &watch);
+	secmem_wipe(&watch, sizeof(watch));
+	return r;
 }
 
 /*
@@ -259,17 +340,18 @@ json_skip_value(struct jscan *sc)
  * (malloc'd, *rest_len bytes) the same document with that value replaced
  * by "". Without such a member f->p8 stays NULL and *rest is a copy. The
  * p8 string is validated here as jansson would (it never sees it); the rest
- * is left to jansson.
- * Returns 0, P8V_ERR_BAD_REQUEST, P8V_ERR_SECMEM, P8V_ERR_ALLOC.
+ * is left to jansson, unless a string of it holds PEM armour.
+ * Returns 0, P8V_ERR_BAD_REQUEST, P8V_ERR_P8_MISPLACED, P8V_ERR_SECMEM,
+ * P8V_ERR_ALLOC.
  */
 static int
 json_cut_p8(struct upload_fields *f, const uint8_t *s, size_t len,
     char **rest, size_t *rest_len)
 {
-	struct jscan sc = { s, len, 0 };
+	struct jscan sc = { s, len, 0, 0 };
 	size_t key_start, vstart = 0, vend = 0, klen, raw;
 	uint8_t key[JSON_P8_KEY_RAW_MAX];
-	int is_p8, r;
+	int is_p8, armour, r;
 
 	*rest = NULL;
 	json_skip_ws(&sc);
@@ -279,7 +361,7 @@ json_cut_p8(struct upload_fields *f, const uint8_t *s, size_t len,
 	sc.pos++;
 	json_skip_ws(&sc);
 	if (sc.pos < len && s[sc.pos] == '}')
-		goto cut;
+		goto end;
 	for (;;) {
 		json_skip_ws(&sc);
 		key_start = sc.pos;
@@ -302,8 +384,10 @@ json_cut_p8(struct upload_fields *f, const uint8_t *s, size_t len,
 				return upload_fail(f, P8V_ERR_BAD_REQUEST,
 				    "member %s appears twice", "p8");
 			vstart = sc.pos;
+			armour = sc.armour;     /* the one place for it */
 			if ((r = json_scan_string(&sc, NULL, NULL)) != 0)
 				goto bad;
+			sc.armour = armour;
 			vend = sc.pos;
 			raw = vend - vstart - 2;
 			if ((f->p8 = secmem_alloc_short(raw > 0 ? raw :
@@ -325,7 +409,17 @@ json_cut_p8(struct upload_fields *f, const uint8_t *s, size_t len,
 			goto bad;
 		sc.pos++;
 	}
- cut:
+ end:
+	/* jansson would lex what follows the object (into its heap) before
+	 * it refused it: refuse it here. */
+	sc.pos++;
+	json_skip_ws(&sc);
+	if (sc.pos != len)
+		goto bad;
+	if (sc.armour)
+		return upload_fail(f, P8V_ERR_P8_MISPLACED, "%s", "PEM text "
+		    "was found outside the string member p8 of the top-level "
+		    "object; refused unread");
 	*rest_len = len - (vend - vstart) + (f->p8 != NULL ? 2 : 0);
 	if ((*rest = malloc(*rest_len > 0 ? *rest_len : 1)) == NULL)
 		return P8V_ERR_ALLOC;

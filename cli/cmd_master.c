@@ -1,5 +1,5 @@
 /*
- * cmd_master.c: p8vault master generate|rotate|status: master keys.
+ * cmd_master.c: p8vault master generate|rotate|status|retire: master keys.
  *
  * rotate re-wraps every sealed data key of a state directory under a new
  * master key (vault/rotate.h): in batches, one transaction each, safe while
@@ -30,6 +30,7 @@ static const char master_usage_text[] =
     "[--json]\n"
     "       p8vault master status --state DIR [--master-key-file FILE]... "
     "[--json]\n"
+    "       p8vault master retire --state DIR [--json] KEYID\n"
     "\n"
     "Master keys: 32 random bytes that seal every stored key's data key.\n"
     "\n"
@@ -49,6 +50,13 @@ static const char master_usage_text[] =
     "            that seals nothing can be retired (once no backup you keep\n"
     "            needs it). With --master-key-file, says which file holds\n"
     "            which key; no key is needed otherwise.\n"
+    "  retire    retire master key KEYID (16 hex digits) from the state\n"
+    "            directory once nothing is sealed under it: its check value\n"
+    "            is removed, and a p8vaultd start or SIGHUP that loads it\n"
+    "            is refused from then on. Refused while a key record or a\n"
+    "            persisted APNs token is sealed under it (finish 'master\n"
+    "            rotate'), or if it is the only key the directory records.\n"
+    "            Reload the daemon without the key first. No key needed.\n"
     "\n"
     "Options:\n"
     "  --state DIR                 the state directory\n"
@@ -518,12 +526,114 @@ master_status(int argc, char **argv)
 	return ret;
 }
 
+/* --- retire --- */
+
+/* id_hex: exactly 16 lowercase hex digits, into id. 0 or -1. */
+static int
+parse_key_id(const char *id_hex, uint8_t id[MASTER_KEY_ID_BYTES])
+{
+	size_t i;
+	int hi, lo;
+
+	if (strlen(id_hex) != MASTER_KEY_ID_HEX)
+		return -1;
+	for (i = 0; i < MASTER_KEY_ID_BYTES; i++) {
+		hi = id_hex[2 * i];
+		lo = id_hex[2 * i + 1];
+		if (!((hi >= '0' && hi <= '9') || (hi >= 'a' && hi <= 'f')) ||
+		    !((lo >= '0' && lo <= '9') || (lo >= 'a' && lo <= 'f')))
+			return -1;
+		hi = hi <= '9' ? hi - '0' : hi - 'a' + 10;
+		lo = lo <= '9' ? lo - '0' : lo - 'a' + 10;
+		id[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+static int
+master_retire(int argc, char **argv)
+{
+	struct master_args a;
+	struct vault_retire_result res;
+	struct store *store = NULL;
+	uint8_t id[MASTER_KEY_ID_BYTES];
+	int r, ret;
+
+	memset(&a, 0, sizeof(a));
+	a.cmd = "master retire";
+	if ((ret = parse(argc, argv, "sjh", &a)) != CLI_EXIT_OK)
+		return ret;
+	if (a.help) {
+		usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (a.dir == NULL || *a.dir == '\0')
+		return cli_usage_error("master", "master retire: --state DIR "
+		    "is required");
+	if (a.n_rest != 1)
+		return cli_usage_error("master", "master retire: give one "
+		    "master key id");
+	if (parse_key_id(a.rest[0], id) != 0)
+		return cli_usage_error("master", "master retire: '%s' is not "
+		    "a master key id (16 lowercase hex digits, as 'p8vault "
+		    "master status' prints)", a.rest[0]);
+	if ((ret = cli_secmem_init()) != CLI_EXIT_OK)
+		return ret;
+	admin_quiet_logs();
+	if ((ret = cli_store_open_existing(a.dir, &store)) != CLI_EXIT_OK)
+		goto out;
+	ret = CLI_EXIT_FAILURE;
+	r = vault_master_retire(store, id, "cli", &res);
+	if (r == P8V_ERR_MASTER_KEY_IN_USE && (res.records > 0 ||
+	    res.tokens > 0)) {
+		cli_fail("master key %s is still in use in state directory %s: "
+		    "%llu key records and %llu persisted APNs tokens are sealed "
+		    "under it; finish 'p8vault master rotate' first",
+		    res.id_hex, a.dir, (unsigned long long)res.records,
+		    (unsigned long long)res.tokens);
+		goto out;
+	}
+	if (r == P8V_ERR_MASTER_KEY_IN_USE) {
+		cli_fail("master key %s is the only master key state directory "
+		    "%s records: not retired", res.id_hex, a.dir);
+		goto out;
+	}
+	if (r == P8V_ERR_MASTER_KEY_RETIRED) {
+		cli_fail("master key %s is already retired from state "
+		    "directory %s", res.id_hex, a.dir);
+		goto out;
+	}
+	if (r == P8V_ERR_NOT_FOUND) {
+		cli_fail("state directory %s records no master key %s ('p8vault "
+		    "master status' lists them)", a.dir, res.id_hex);
+		goto out;
+	}
+	if (r != 0) {
+		cli_store_fail(a.dir, "retiring the master key", r);
+		goto out;
+	}
+	if (a.json) {
+		ret = admin_print_json(json_pack("{s:s, s:s, s:b}", "state_dir",
+		    a.dir, "master_key_id", res.id_hex, "retired", 1));
+		goto out;
+	}
+	printf("state directory %s: master key %s retired; a daemon or "
+	    "command that loads it is refused from now on\n", a.dir,
+	    res.id_hex);
+	ret = admin_flush();
+ out:
+	store_close(store);
+	return ret;
+}
+
 static const struct cli_command subcommands[] = {
 	{ "generate", "", "create a new master key file", master_generate },
 	{ "rotate", "", "re-wrap every data key under a new master key",
 	    master_rotate },
 	{ "status", "", "which master keys the records depend on",
 	    master_status },
+	{ "retire", "", "retire a master key nothing is sealed under",
+	    master_retire },
 };
 
 int

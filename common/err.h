@@ -47,6 +47,7 @@
 	X(P8_MULTIPLE_KEYS,   -32, "p8_multiple_keys",      "the input holds more than one PEM block") \
 	X(P8_MALFORMED,       -33, "p8_malformed",          "the PKCS#8 structure is malformed") \
 	X(P8_NOT_PKCS8,       -34, "p8_not_pkcs8",          "the PEM block is not a PKCS#8 private key") \
+	X(P8_MISPLACED,       -35, "p8_misplaced",          "PEM text is accepted only as the string value of the top-level member p8") \
 	/* identifiers and fields */ \
 	X(BAD_APP_ID,         -40, "invalid_app_id",        "app id must be 1-64 characters of [A-Za-z0-9._-]") \
 	X(BAD_KEY_ID,         -41, "invalid_key_id",        "Key ID must be exactly 10 characters of [A-Z0-9]") \
@@ -55,7 +56,7 @@
 	X(STORE,              -50, "store_error",           "the key store failed") \
 	X(NO_SPACE,           -51, "insufficient_storage",  "the key store has no space left") \
 	X(STORE_VERSION,      -52, "store_version",         "the state directory has an unknown schema version") \
-	X(MASTER_KEY_FILE,    -53, "master_key_file",       "the master key file is unreadable, malformed or readable by group or others") \
+	X(MASTER_KEY_FILE,    -53, "master_key_file",       "the master key file is unreadable, malformed, readable by group or others, or owned by another user than the process's or root") \
 	X(MASTER_KEY_MISMATCH,-54, "master_key_mismatch",   "no loaded master key matches this state directory") \
 	X(MASTER_KEY_MISSING, -55, "master_key_missing",    "the master key that sealed this record is not loaded") \
 	X(NO_MASTER_KEY,      -56, "no_master_key",         "no master key is loaded") \
@@ -86,7 +87,11 @@
 	/* the key check with Apple (vault/check.c, vault/apns_client.c) */ \
 	X(APPLE_UNREACHABLE,  -90, "apple_unreachable",     "APNs could not be reached (connection, TLS or HTTP/2 failed)") \
 	X(APPLE_TIMEOUT,      -91, "apple_timeout",         "APNs did not answer in time") \
-	X(APPLE_CHECK_FAILED, -92, "apple_check_failed",    "APNs refused the key: nothing was stored")
+	X(APPLE_CHECK_FAILED, -92, "apple_check_failed",    "APNs refused the key: nothing was stored") \
+	/* master-key life cycle (store/masterkeys.c, vault/) */ \
+	X(MASTER_KEY_RETIRED, -93, "master_key_retired",    "the master key was retired from this state directory and may not be loaded or used again") \
+	X(MASTER_KEY_IN_USE,  -94, "master_key_in_use",     "the master key still seals key records or cached tokens, or is the only one the state directory records") \
+	X(MASTER_KEY_PRIMARY_MISSING, -95, "master_key_primary_missing", "the new master keys lack the key new records are being sealed under")
 
 enum p8v_err {
 	P8V_OK = 0,

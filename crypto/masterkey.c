@@ -239,6 +239,16 @@ master_key_load_file(const char *path, struct master_key **out)
 		    (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
+	/* Whoever owns the file can change its mode and contents: only this
+	 * process's user (the daemon's) or root may. */
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		r = P8V_ERR_MASTER_KEY_FILE;
+		log_errorf("master_key_load", "%s is owned by uid %lu; a "
+		    "master key file must be owned by this process's user "
+		    "(uid %lu) or root", path, (unsigned long)st.st_uid,
+		    (unsigned long)geteuid());
+		goto out;
+	}
 	/* One byte more than allowed, to notice a file that is too long. */
 	if ((buf = secmem_alloc(MASTER_KEY_FILE_MAX_BYTES + 1)) == NULL ||
 	    (key = secmem_alloc(MASTER_KEY_BYTES)) == NULL) {

@@ -50,7 +50,8 @@ int master_key_generate_file(const char *path);
  * Load a master key from a file holding either exactly 32 raw bytes or 64
  * hex digits (either case; white space allowed before and after). Refused
  * with P8V_ERR_MASTER_KEY_FILE if path is a symbolic link (O_NOFOLLOW: the
- * last component only), is not a regular file, has any permission bit for
+ * last component only), is not a regular file, is owned by another user
+ * than the process's effective one or root, has any permission bit for
  * group or others (mode & 077), is longer than 256 bytes, holds anything
  * else, or holds an all-zero key. The file's bytes pass only through
  * guarded memory. Refusals are logged with the path and the reason, never

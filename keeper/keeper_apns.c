@@ -17,7 +17,9 @@
  *   AAD = "p8vault apns token v1" || 0x00 || store key || 0x00 || bytes 0..33
  *
  * so a blob copied under another key, or with its iat or boot fields
- * changed, fails to open and is dropped.
+ * changed, fails to open and is dropped. docs/security.md ("Cached APNs
+ * tokens") is the reference for outside readers, with the store's header
+ * around the blob; test_sign.py decodes an entry from that text.
  */
 #include <stdlib.h>
 #include <string.h>

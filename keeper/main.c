@@ -50,6 +50,11 @@
 #define EXIT_USAGE 2
 /* Channel threads need little stack: keep what mlockall locks small. */
 #define CHANNEL_STACK_BYTES (512 * 1024)
+/* A seal request's .p8 (at most 4 KiB) and its fields fit in the first
+ * 16 KiB of a request. */
+#define REQ_LOCKED_BYTES (16 * 1024)
+_Static_assert(KPROTO_HEADER_BYTES + 4 + P8_MAX_INPUT_BYTES <= REQ_LOCKED_BYTES,
+    "a seal request's .p8 lies in the locked start of a channel's buffer");
 
 static struct kserve *server;
 /* Channel threads meet the main thread twice: once started (their own
@@ -142,13 +147,14 @@ serve_channel(void *arg)
 	ssize_t n;
 	size_t len;
 
-	/* Requests carry uploaded .p8 files: locked (mlock; the guarded
-	 * allocator's budget is for the keys, and a channel's buffer is as
-	 * large as the largest message), wiped after each. Answers carry
-	 * envelopes and tokens. */
+	/* Requests carry uploaded .p8 files, at their start: the buffer's
+	 * first REQ_LOCKED_BYTES are locked (mlock; the guarded allocator's
+	 * budget is for the keys, and a channel's buffer is as large as the
+	 * largest message, mostly AADs and envelopes), and what a request
+	 * used is wiped after it. Answers carry envelopes and tokens. */
 	req = calloc(1, KPROTO_MSG_MAX + 1);
 	abuf = malloc(KPROTO_MSG_MAX);
-	if (req != NULL && mlock(req, KPROTO_MSG_MAX + 1) != 0)
+	if (req != NULL && mlock(req, REQ_LOCKED_BYTES) != 0)
 		log_debugf("keeper", "mlock of a channel buffer: %s",
 		    strerror(errno));
 	pthread_barrier_wait(&started);

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +260,90 @@ socket_is_live(const struct sockaddr_un *sun)
 	return live;
 }
 
+/* The umask the unix socket is bound under: what LISTEN_UNIX_MODE leaves
+ * out. */
+#define LISTEN_UNIX_UMASK (0777 & ~LISTEN_UNIX_MODE)
+
+struct bind_job {
+	int fd;
+	const struct sockaddr_un *sun;
+	int err;                /* 0, or the errno of what failed */
+	const char *step;       /* what failed */
+	int shared_umask;       /* unshare was refused (errno in
+	                           unshare_err): the process's umask was set */
+	int unshare_err;
+};
+
+/*
+ * Bind job->fd to job->sun with the file's mode already right when it
+ * appears: the socket inode gets LISTEN_UNIX_MODE (fchmod), and bind()
+ * masks it with the umask, which is set to LISTEN_UNIX_UMASK in this
+ * thread only (unshare(CLONE_FS) gives it its own umask, so no other
+ * thread creates a file under the wider one; the daemon's stays 077).
+ * Runs in a thread of its own, which ends with its umask.
+ *
+ * Where unshare is refused (a container's seccomp profile: Docker's
+ * default allows it only with CAP_SYS_ADMIN), the process's umask is set
+ * around the bind and restored at once. That is safe at start-up, the
+ * only time a socket is bound: the threads running then are the
+ * libmicrohttpd threads of listeners already started, which create no
+ * file (the store is opened after every listener).
+ */
+static void *
+bind_with_mode(void *arg)
+{
+	struct bind_job *job = arg;
+	mode_t old = 0;
+
+	if (unshare(CLONE_FS) != 0) {
+		if (errno != EPERM && errno != ENOSYS && errno != EINVAL) {
+			job->err = errno;
+			job->step = "unshare(CLONE_FS)";
+			return NULL;
+		}
+		job->shared_umask = 1;
+		job->unshare_err = errno;
+	}
+	old = umask(LISTEN_UNIX_UMASK);
+	if (fchmod(job->fd, LISTEN_UNIX_MODE) != 0) {
+		job->err = errno;
+		job->step = "fchmod";
+	} else if (bind(job->fd, (const struct sockaddr *)job->sun,
+	    sizeof(*job->sun)) != 0) {
+		job->err = errno;
+		job->step = "bind";
+	}
+	if (job->shared_umask)
+		(void)umask(old);
+	return NULL;
+}
+
+/* Bind fd to sun as bind_with_mode does. 0 or P8V_ERR_IO (logged). */
+static int
+bind_unix(int fd, const struct sockaddr_un *sun)
+{
+	struct bind_job job = { fd, sun, 0, NULL, 0, 0 };
+	pthread_t t;
+	int e;
+
+	if ((e = pthread_create(&t, NULL, bind_with_mode, &job)) != 0 ||
+	    (e = pthread_join(t, NULL)) != 0) {
+		log_errorf("listen", "cannot bind %s: a thread: %s",
+		    sun->sun_path, strerror(e));
+		return P8V_ERR_IO;
+	}
+	if (job.shared_umask)
+		log_infof("listen", "%s bound under the process's umask, set "
+		    "for the bind alone (unshare(CLONE_FS): %s)",
+		    sun->sun_path, strerror(job.unshare_err));
+	if (job.err != 0) {
+		log_errorf("listen", "cannot bind %s: %s: %s", sun->sun_path,
+		    job.step, strerror(job.err));
+		return P8V_ERR_IO;
+	}
+	return 0;
+}
+
 int
 listen_unix(const char *path, struct listen_unix *out)
 {
@@ -305,17 +391,23 @@ listen_unix(const char *path, struct listen_unix *out)
 		log_errorf("listen", "socket: %s", strerror(errno));
 		goto out;
 	}
-	if (bind(fd, (const struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		log_errorf("listen", "cannot bind %s: %s", path,
-		    strerror(errno));
+	/* The file appears with its final mode: nothing is changed by path
+	 * after bind (a chmod there would follow whatever was put at the
+	 * path in between, and leave a moment with the wrong mode). */
+	if ((r = bind_unix(fd, &sun)) != 0)
+		goto out;
+	r = P8V_ERR_IO;
+	/* What is at the path now must be a socket of ours with that mode;
+	 * anything else (replaced in between) is not ours to remove. */
+	if (lstat(path, &st) != 0) {
+		log_errorf("listen", "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	/* bind() made the file with mode 0777 & ~umask (077): widen it to
-	 * the group before listen(), so that no client can connect while
-	 * the mode is still being set. */
-	if (chmod(path, LISTEN_UNIX_MODE) != 0 || lstat(path, &st) != 0) {
-		log_errorf("listen", "chmod %s: %s", path, strerror(errno));
-		(void)unlink(path);
+	if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 07777) != LISTEN_UNIX_MODE) {
+		log_errorf("listen", "%s is not the socket just bound (a "
+		    "socket of this user with mode %04o): refusing it", path,
+		    (unsigned int)LISTEN_UNIX_MODE);
 		goto out;
 	}
 	if (listen(fd, LISTEN_BACKLOG) != 0) {

@@ -60,10 +60,13 @@ struct listen_unix {
 
 /*
  * Create the unix socket at path, listening, non-blocking, close-on-exec,
- * mode LISTEN_UNIX_MODE (set explicitly: the daemon's umask is 077), owned
- * by the daemon's user and group. A socket file already there is removed
- * first if nothing answers on it (a stale socket of a dead daemon); any
- * other kind of file is left alone.
+ * mode LISTEN_UNIX_MODE, owned by the daemon's user and group. The mode is
+ * the file's from the moment bind() creates it (bound in a short-lived
+ * thread with its own umask; the daemon's stays 077): nothing is changed
+ * by path afterwards, and what is at the path after bind() must be a
+ * socket of this user with that mode. A socket file already there is
+ * removed first if nothing answers on it (a stale socket of a dead
+ * daemon); any other kind of file is left alone.
  * Returns 0, P8V_ERR_INVALID_ARGUMENT (path empty or longer than a
  * sockaddr_un holds), P8V_ERR_BUSY (a live process listens on path),
  * P8V_ERR_EXISTS (path exists and is not a socket), P8V_ERR_IO (logged).

@@ -17,12 +17,16 @@
 #define MK_PREFIX_LEN (sizeof(MK_PREFIX) - 1)
 #define MK_KEY_LEN (MK_PREFIX_LEN + MASTER_KEY_ID_HEX)
 #define MK_VALUE_LEN (MASTER_KEY_CHECK_BYTES + 8)
+/* A retired key: "mkr/<id hex>" -> u64 big-endian retired_at. */
+#define MKR_PREFIX "mkr/"
+#define MKR_PREFIX_LEN (sizeof(MKR_PREFIX) - 1)
+#define MKR_KEY_LEN (MKR_PREFIX_LEN + MASTER_KEY_ID_HEX)
 /* The mismatch log line names at most this many recorded ids. */
 #define MK_LOG_IDS 16
 /* "id, id, ..." of MK_LOG_IDS ids. */
 #define MK_LOG_BUF (MK_LOG_IDS * (MASTER_KEY_ID_HEX + 2) + 8)
 
-enum mk_status { MK_NEW = 0, MK_MATCH, MK_DIFFERS };
+enum mk_status { MK_NEW = 0, MK_MATCH, MK_DIFFERS, MK_RETIRED };
 
 struct check {
 	const struct store_master_key_check *keys;
@@ -79,6 +83,33 @@ note_recorded(const uint8_t *key, size_t klen, const uint8_t *val,
 	return 0;
 }
 
+/* The meta key "mkr/<id_hex>" of a retired key. */
+static void
+retired_key(const char *id_hex, char key[MKR_KEY_LEN + 1])
+{
+	memcpy(key, MKR_PREFIX, MKR_PREFIX_LEN);
+	memcpy(key + MKR_PREFIX_LEN, id_hex, MASTER_KEY_ID_HEX);
+	key[MKR_KEY_LEN] = '\0';
+}
+
+/* 1 if the key id_hex was retired, 0 if not, or a P8V_ERR_*. */
+static int
+is_retired(struct store_txn *txn, const char *id_hex)
+{
+	char key[MKR_KEY_LEN + 1];
+	const uint8_t *v;
+	size_t vlen;
+	int r;
+
+	retired_key(id_hex, key);
+	r = store_get(txn, STORE_DB_META, key, MKR_KEY_LEN, &v, &vlen);
+	if (r == P8V_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	return vlen == 8 ? 1 : P8V_ERR_INTEGRITY;
+}
+
 static int
 check_txn(struct store_txn *txn, void *arg)
 {
@@ -97,6 +128,14 @@ check_txn(struct store_txn *txn, void *arg)
 		return r;
 	for (i = 0; i < n; i++) {
 		mk = &c->keys[i];
+		/* Retired (p8vault master retire): never loaded again, and
+		 * never recorded again as a new key. */
+		if ((r = is_retired(txn, mk->id_hex)) < 0)
+			return r;
+		if (r == 1) {
+			c->status[i] = MK_RETIRED;
+			continue;
+		}
 		memcpy(key, MK_PREFIX, MK_PREFIX_LEN);
 		memcpy(key + MK_PREFIX_LEN, mk->id_hex, MASTER_KEY_ID_HEX);
 		r = store_get(txn, STORE_DB_META, key, MK_KEY_LEN, &v, &vlen);
@@ -115,6 +154,9 @@ check_txn(struct store_txn *txn, void *arg)
 		} else
 			c->status[i] = MK_DIFFERS;
 	}
+	for (i = 0; i < n; i++)
+		if (c->status[i] == MK_RETIRED)
+			return P8V_ERR_MASTER_KEY_RETIRED;
 	for (i = 0; i < n; i++)
 		if (c->status[i] == MK_DIFFERS)
 			return P8V_ERR_MASTER_KEY_MISMATCH;
@@ -164,6 +206,15 @@ store_master_keys_check(struct store *store,
 		snprintf(loaded + len, sizeof(loaded) - len, "%s%s",
 		    len > 0 ? ", " : "",
 		    keys[i].id_hex);
+	}
+	for (i = 0; r == P8V_ERR_MASTER_KEY_RETIRED && i < n; i++) {
+		if (c.status[i] == MK_RETIRED) {
+			log_errorf("master_key_retired", "master key %s was "
+			    "retired from this state directory (p8vault master "
+			    "retire): it may not be loaded again; remove its "
+			    "file from the configuration", keys[i].id_hex);
+			return r;
+		}
 	}
 	for (i = 0; r == P8V_ERR_MASTER_KEY_MISMATCH && i < n; i++) {
 		if (c.status[i] == MK_DIFFERS) {
@@ -360,7 +411,7 @@ int
 store_master_key_wraps_add(struct store_txn *txn,
     const uint8_t id[MASTER_KEY_ID_BYTES], uint64_t n, uint64_t *total)
 {
-	char key[MKW_KEY_LEN + 1];
+	char key[MKW_KEY_LEN + 1], id_hex[MASTER_KEY_ID_HEX + 1];
 	uint8_t val[8];
 	uint64_t count = 0;
 	int r;
@@ -369,6 +420,14 @@ store_master_key_wraps_add(struct store_txn *txn,
 		*total = 0;
 	if (txn == NULL || id == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
+	/* Every new envelope is counted here, in the transaction that
+	 * stores it: refusing a retired key here means none is ever
+	 * committed under one, whatever a running daemon still holds. */
+	codec_hex_encode(id, MASTER_KEY_ID_BYTES, id_hex);
+	if ((r = is_retired(txn, id_hex)) < 0)
+		return r;
+	if (r == 1)
+		return P8V_ERR_MASTER_KEY_RETIRED;
 	if ((r = store_master_key_wraps(txn, id, &count)) != 0)
 		return r;
 	count = count > UINT64_MAX - n ? UINT64_MAX : count + n;
@@ -380,4 +439,58 @@ store_master_key_wraps_add(struct store_txn *txn,
 	if (total != NULL)
 		*total = count;
 	return 0;
+}
+
+/* store_scan callback: counts the recorded keys ("mk/" entries). */
+static int
+count_recorded(const uint8_t *key, size_t klen, const uint8_t *val,
+    size_t vlen, void *arg)
+{
+	int r;
+
+	(void)val;
+	if ((r = check_entry(key, klen, vlen)) != 0)
+		return r;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+int
+store_master_key_retire(struct store_txn *txn,
+    const uint8_t id[MASTER_KEY_ID_BYTES], int64_t now)
+{
+	char key[MK_KEY_LEN + 1], rkey[MKR_KEY_LEN + 1];
+	char id_hex[MASTER_KEY_ID_HEX + 1];
+	const uint8_t *v;
+	uint8_t val[8];
+	size_t vlen, recorded = 0;
+	int r;
+
+	if (txn == NULL || id == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	codec_hex_encode(id, MASTER_KEY_ID_BYTES, id_hex);
+	if ((r = is_retired(txn, id_hex)) < 0)
+		return r;
+	if (r == 1)
+		return P8V_ERR_MASTER_KEY_RETIRED;
+	memcpy(key, MK_PREFIX, MK_PREFIX_LEN);
+	memcpy(key + MK_PREFIX_LEN, id_hex, MASTER_KEY_ID_HEX);
+	if ((r = store_get(txn, STORE_DB_META, key, MK_KEY_LEN, &v,
+	    &vlen)) != 0)
+		return r;
+	if (vlen != MK_VALUE_LEN)
+		return P8V_ERR_INTEGRITY;
+	/* Without any recorded key the next start would record whatever
+	 * key it is given, as for a new state directory. */
+	if ((r = store_scan(txn, STORE_DB_META, MK_PREFIX, MK_PREFIX_LEN,
+	    count_recorded, &recorded)) != 0)
+		return r;
+	if (recorded < 2)
+		return P8V_ERR_MASTER_KEY_IN_USE;
+	if ((r = store_del(txn, STORE_DB_META, key, MK_KEY_LEN)) != 0)
+		return r;
+	retired_key(id_hex, rkey);
+	codec_put_u64(val, (uint64_t)now);
+	return store_put(txn, STORE_DB_META, rkey, MKR_KEY_LEN, val,
+	    sizeof(val), STORE_PUT_NO_OVERWRITE);
 }

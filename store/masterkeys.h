@@ -6,7 +6,9 @@
  * crypto/masterkey.h) || u64 big-endian first_seen (seconds since the
  * epoch). The check value is an HMAC of a fixed label under the key: it
  * names the key without revealing it, and lets start-up refuse a wrong key
- * at once instead of failing later to decrypt.
+ * at once instead of failing later to decrypt. A retired key loses its
+ * check value and is listed instead as "mkr/<key id hex>" -> u64
+ * big-endian retired_at (store_master_key_retire).
  */
 #ifndef P8V_STORE_MASTERKEYS_H
 #define P8V_STORE_MASTERKEYS_H
@@ -33,10 +35,13 @@ struct store_master_key_check {
  *   with a log line naming the loaded and the recorded key ids (ids only);
  * - a loaded key whose id is recorded with a different check value is
  *   refused with P8V_ERR_MASTER_KEY_MISMATCH (a forged or corrupt entry);
+ * - a loaded key that was retired (store_master_key_retire) is refused
+ *   with P8V_ERR_MASTER_KEY_RETIRED, logged with its id;
  * - a loaded key the store has not seen is recorded and logged as
  *   "new master key <id> accepted (rotation)".
  * The time of the check is recorded as first_seen.
- * Returns 0, P8V_ERR_NO_MASTER_KEY (n is 0), P8V_ERR_MASTER_KEY_MISMATCH,
+ * Returns 0, P8V_ERR_NO_MASTER_KEY (n is 0), P8V_ERR_MASTER_KEY_RETIRED,
+ * P8V_ERR_MASTER_KEY_MISMATCH,
  * P8V_ERR_INTEGRITY (a malformed meta entry), P8V_ERR_INVALID_ARGUMENT
  * (more than MASTER_KEYRING_MAX keys, an id that is not 16 lowercase hex),
  * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
@@ -51,8 +56,10 @@ int store_master_keys_check(struct store *store,
  * "mkw/<key id hex>" -> u64 big-endian; whoever stores a new envelope adds
  * to its key's count in the same write transaction.
  * store_master_key_wraps_add: add n to the count of key id; *total (may be
- * NULL) gets the new count (saturating at UINT64_MAX). 0,
- * P8V_ERR_INTEGRITY (a malformed entry), P8V_ERR_NO_SPACE, P8V_ERR_STORE,
+ * NULL) gets the new count (saturating at UINT64_MAX). A retired key
+ * (store_master_key_retire) is refused: no envelope sealed under one is
+ * ever committed. 0, P8V_ERR_MASTER_KEY_RETIRED, P8V_ERR_INTEGRITY (a
+ * malformed entry), P8V_ERR_NO_SPACE, P8V_ERR_STORE,
  * P8V_ERR_INVALID_ARGUMENT.
  * store_master_key_wraps: the count of key id (0 if none). 0,
  * P8V_ERR_INTEGRITY, P8V_ERR_STORE, P8V_ERR_INVALID_ARGUMENT.
@@ -61,6 +68,22 @@ int store_master_key_wraps_add(struct store_txn *txn,
     const uint8_t id[MASTER_KEY_ID_BYTES], uint64_t n, uint64_t *total);
 int store_master_key_wraps(struct store_txn *txn,
     const uint8_t id[MASTER_KEY_ID_BYTES], uint64_t *total);
+
+/*
+ * Retire master key id: its check value ("mk/<id>") is removed and the id
+ * listed as retired ("mkr/<id hex>" -> u64 big-endian retired_at = now),
+ * so that a start or a reload that loads it is refused
+ * (store_master_keys_check) and nothing is sealed under it again
+ * (store_master_key_wraps_add). Whether records or tokens still use it is
+ * the caller's check, in the same transaction (vault_master_retire).
+ * Returns 0, P8V_ERR_NOT_FOUND (no recorded key with this id),
+ * P8V_ERR_MASTER_KEY_RETIRED (already retired), P8V_ERR_MASTER_KEY_IN_USE
+ * (the only recorded key: without one, any key would be recorded as for a
+ * new state directory), P8V_ERR_INTEGRITY, P8V_ERR_NO_SPACE,
+ * P8V_ERR_STORE, P8V_ERR_INVALID_ARGUMENT.
+ */
+int store_master_key_retire(struct store_txn *txn,
+    const uint8_t id[MASTER_KEY_ID_BYTES], int64_t now);
 
 /* One master key the store knows of, and how many records it seals. */
 struct store_master_key_usage {

@@ -226,6 +226,41 @@ test_load_file_types(void)
 	free(missing);
 }
 
+/*
+ * The owner: this process's user or root, nobody else (whoever owns the
+ * file can change it). Giving a file away needs root: as another user only
+ * the file of one's own is checked.
+ */
+static void
+test_load_file_owner(void)
+{
+	struct master_key *mk = NULL;
+	char *path = path_in_tmp("owned");
+
+	write_key_file(path, KAT_KEY_HEX "\n", 65, 0600);
+	CHECK_OK(master_key_load_file(path, &mk));
+	master_key_destroy(mk);
+	mk = NULL;
+	if (geteuid() == 0) {
+		/* nobody's, then a daemon user's (not ours, not root). */
+		REQUIRE(chown(path, 65534, 65534) == 0);
+		CHECK_ERR(master_key_load_file(path, &mk),
+		    P8V_ERR_MASTER_KEY_FILE);
+		CHECK(mk == NULL);
+		REQUIRE(chown(path, 1000, 0) == 0);
+		CHECK_ERR(master_key_load_file(path, &mk),
+		    P8V_ERR_MASTER_KEY_FILE);
+		/* root's, with another group: fine. */
+		REQUIRE(chown(path, 0, 65534) == 0);
+		CHECK_OK(master_key_load_file(path, &mk));
+		master_key_destroy(mk);
+	} else {
+		fprintf(stderr, "test_load_file_owner: not root: a file owned "
+		    "by another user cannot be made\n");
+	}
+	free(path);
+}
+
 static int
 is_lower_hex_line(const uint8_t *b, size_t len)
 {
@@ -452,6 +487,7 @@ main(void)
 	test_load_good();
 	test_load_bad();
 	test_load_file_types();
+	test_load_file_owner();
 	test_generate();
 	test_credential();
 	test_keyring();

@@ -22,9 +22,9 @@
  * - backup while a writer thread commits, restore into a new directory,
  *   the restore opens and verifies; the backup holds no scalar in the
  *   clear; refusals (existing file, non-empty directory, not LMDB).
- * - vault_set_keyring: refuses a ring that lacks a key records use (the
- *   vault keeps serving), accepts old+new, then new alone after the
- *   rotation; threads signing all along never fail.
+ * - vault_set_keyring: refuses a ring that lacks the current primary, or
+ *   a key records use (the vault keeps serving), accepts old+new, then
+ *   new alone after the rotation; threads signing all along never fail.
  *
  * P8V_ROTATE_SEED fixes the random kill delays (the seed is printed).
  */
@@ -129,6 +129,15 @@ static struct keeper *
 ring_both(void)
 {
 	const uint8_t *r[] = { old_raw, new_raw };
+
+	return ring_of(r, 2);
+}
+
+/* Old and new, the old one primary (added last). */
+static struct keeper *
+ring_both_old_primary(void)
+{
+	const uint8_t *r[] = { new_raw, old_raw };
 
 	return ring_of(r, 2);
 }
@@ -857,6 +866,14 @@ test_set_keyring(void)
 	CHECK_OK(sign_one(v, "app-001", &tok));
 	vault_token_finish(&tok);
 	CHECK_ERR(vault_set_keyring(v, NULL), P8V_ERR_INVALID_ARGUMENT);
+	/* The primary (the key new seals use) is never dropped in one swap,
+	 * even when no record uses it yet: first another key primary, then
+	 * without it. */
+	CHECK_OK(vault_set_keyring(v, ring_both()));
+	CHECK_ERR(vault_set_keyring(v, ring_old()),
+	    P8V_ERR_MASTER_KEY_PRIMARY_MISSING);
+	CHECK_OK(vault_set_keyring(v, ring_both_old_primary()));
+	CHECK_OK(vault_set_keyring(v, ring_old()));
 
 	atomic_init(&stop, 0);
 	for (i = 0; i < ROT_SIGN_THREADS; i++) {
@@ -886,9 +903,12 @@ test_set_keyring(void)
 					usleep(100);
 			continue;
 		}
+		/* Before the rotation the old key stays primary (a ring
+		 * with the new key primary could not be left for the old key
+		 * alone in one swap); after it, the new one. */
 		if (n < ROT_SWAPS / 2)
 			CHECK_OK(vault_set_keyring(v, n % 2 ? ring_old() :
-			    ring_both()));
+			    ring_both_old_primary()));
 		else
 			CHECK_OK(vault_set_keyring(v, n % 2 ? ring_new() :
 			    ring_both()));

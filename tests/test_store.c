@@ -964,6 +964,71 @@ test_master_keys(void)
 	master_keyring_destroy(empty);
 }
 
+struct retire_ctx {
+	const uint8_t *id;
+	uint64_t wraps_n;       /* 0: retire; else add this many wraps */
+};
+
+static int
+retire_txn(struct store_txn *txn, void *arg)
+{
+	struct retire_ctx *c = arg;
+
+	if (c->wraps_n > 0)
+		return store_master_key_wraps_add(txn, c->id, c->wraps_n, NULL);
+	return store_master_key_retire(txn, c->id, 1700000000);
+}
+
+/* Retiring: the check value goes, the id is refused from then on (check
+ * and wraps), the last recorded key stays. */
+static void
+test_master_key_retire(void)
+{
+	static const unsigned k1[] = { 1 }, k2[] = { 2 }, k12[] = { 1, 2 };
+	struct master_keyring *r1 = tsu_ring(k1, 1), *r2 = tsu_ring(k2, 1);
+	struct master_keyring *r12 = tsu_ring(k12, 2);
+	const struct master_key *m1 = master_keyring_get(r1, 0);
+	const struct master_key *m2 = master_keyring_get(r2, 0);
+	struct retire_ctx c1 = { master_key_id(m1), 0 };
+	struct retire_ctx c2 = { master_key_id(m2), 0 };
+	struct retire_ctx w1 = { master_key_id(m1), 1 };
+	struct retire_ctx w2 = { master_key_id(m2), 1 };
+	char *d = tu_mkdtemp("p8v-mkr"), *log = NULL;
+	struct store *s;
+
+	REQUIRE(d != NULL);
+	s = tsu_store(d, 0);
+	CHECK_OK(tsu_keys_check(s, r1));
+	/* Not recorded; the only recorded one. */
+	CHECK_ERR(store_write(s, retire_txn, &c2), P8V_ERR_NOT_FOUND);
+	CHECK_ERR(store_write(s, retire_txn, &c1), P8V_ERR_MASTER_KEY_IN_USE);
+	CHECK_OK(tsu_keys_check(s, r12));
+	CHECK_OK(store_write(s, retire_txn, &w1));
+	CHECK_OK(store_write(s, retire_txn, &c1));
+	CHECK_ERR(store_write(s, retire_txn, &c1),
+	    P8V_ERR_MASTER_KEY_RETIRED);
+	/* Refused when loaded, alone or next to a good key, named in the
+	 * log; never recorded again as a new key. */
+	CHECK_ERR(check_keys(s, r1, &log), P8V_ERR_MASTER_KEY_RETIRED);
+	CHECK(strstr(log, master_key_id_hex(m1)) != NULL);
+	CHECK(strstr(log, "retired") != NULL);
+	free(log);
+	CHECK_ERR(tsu_keys_check(s, r12), P8V_ERR_MASTER_KEY_RETIRED);
+	CHECK_OK(tsu_keys_check(s, r2));
+	/* Nothing is counted (hence sealed) under it any more. */
+	CHECK_ERR(store_write(s, retire_txn, &w1),
+	    P8V_ERR_MASTER_KEY_RETIRED);
+	CHECK_OK(store_write(s, retire_txn, &w2));
+	/* Key 2 is now the only recorded key. */
+	CHECK_ERR(store_write(s, retire_txn, &c2), P8V_ERR_MASTER_KEY_IN_USE);
+	store_close(s);
+	tu_rmtree(d);
+	free(d);
+	master_keyring_destroy(r1);
+	master_keyring_destroy(r2);
+	master_keyring_destroy(r12);
+}
+
 int
 main(void)
 {
@@ -979,5 +1044,6 @@ main(void)
 	test_threads();
 	test_stale_readers();
 	test_master_keys();
+	test_master_key_retire();
 	return check_finish();
 }

@@ -184,6 +184,36 @@ static const struct parse_case cases[] = {
 	{ "json trailing data", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\"}x", 0,
 	    { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	/* PEM text anywhere but the top-level p8 string: refused before
+	 * jansson copies it (p8_misplaced). */
+	{ "json pem under P8", JSON, NULL,
+	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"P8\":\""
+	    PEM_JSON "\"}", 0, { NULL }, P8V_ERR_P8_MISPLACED, NO_FIELDS },
+	{ "json pem in a p8 array", JSON, NULL,
+	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":[\""
+	    PEM_JSON "\"]}", 0, { NULL }, P8V_ERR_P8_MISPLACED, NO_FIELDS },
+	{ "json pem nested", JSON, NULL,
+	    "{\"key_id\":\"" KID "\",\"x\":{\"y\":[1,{\"z\":\""
+	    PEM_JSON "\"}]},\"team_id\":\"" TID "\"}", 0, { NULL },
+	    P8V_ERR_P8_MISPLACED, NO_FIELDS },
+	{ "json pem as a member name", JSON, NULL,
+	    "{\"" PEM_JSON "\":1,\"key_id\":\"" KID "\"}", 0, { NULL },
+	    P8V_ERR_P8_MISPLACED, NO_FIELDS },
+	{ "json pem escaped, lower case, END only", JSON, NULL,
+	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\","
+	    "\"note\":\"\\u002d----end private key-----\"}", 0, { NULL },
+	    P8V_ERR_P8_MISPLACED, NO_FIELDS },
+	{ "json pem in p8, then under P8", JSON, NULL,
+	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\""
+	    PEM_JSON "\",\"P8\":\"" PEM_JSON "\"}", 0, { NULL },
+	    P8V_ERR_P8_MISPLACED, NO_FIELDS },
+	{ "json pem after the object", JSON, NULL,
+	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\"x\"}"
+	    " \"" PEM_JSON "\"", 0, { NULL }, P8V_ERR_BAD_REQUEST, NO_FIELDS },
+	{ "json pem in p8 and dashes elsewhere", JSON, NULL,
+	    "{\"key_id\":\"" KID "\",\"team_id\":\"" TID "\",\"p8\":\""
+	    PEM_JSON "\",\"topics\":[\"a-----b\"]}", 0, { NULL }, 0,
+	    NULL, KEY_ENV_BOTH, 0, 1, 0 },
 	{ "json member twice", JSON, NULL,
 	    "{\"key_id\":\"" KID "\",\"key_id\":\"" KID "\",\"team_id\":\""
 	    TID "\",\"p8\":\"x\"}", 0, { NULL }, P8V_ERR_BAD_REQUEST,

@@ -154,17 +154,44 @@ keyring_usage_txn(struct store_txn *txn, void *arg)
 	return 0;
 }
 
+/*
+ * 1 if the ring fresh holds the key cur seals new records under (cur's
+ * primary), else 0 with its id in missing. A reload that drops that key
+ * would strand what is being sealed under it while the reload runs (a
+ * record, a token's persisted copy): the key is dropped in two reloads,
+ * first making another key primary, then leaving it out.
+ */
+static int
+ring_keeps_primary(const struct keeper_status *cur,
+    const struct keeper_status *fresh, char missing[MASTER_KEY_ID_HEX + 1])
+{
+	const struct keeper_key_info *p;
+	size_t i;
+
+	missing[0] = '\0';
+	if (cur->n == 0)
+		return 1;
+	p = &cur->keys[cur->primary];
+	for (i = 0; i < fresh->n; i++)
+		if (memcmp(fresh->keys[i].id, p->id, MASTER_KEY_ID_BYTES) == 0)
+			return 1;
+	memcpy(missing, p->id_hex, MASTER_KEY_ID_HEX + 1);
+	return 0;
+}
+
 int
 vault_set_keyring(struct vault *v, struct keeper *fresh)
 {
 	struct keyring_usage k;
-	struct keeper_status st;
+	struct keeper_status st, cur;
+	char missing[MASTER_KEY_ID_HEX + 1];
 	int r = P8V_ERR_INVALID_ARGUMENT;
 
 	memset(&k, 0, sizeof(k));
 	if (v == NULL || fresh == NULL)
 		goto out;
-	if ((r = keeper_status(fresh, &st)) != 0)
+	if ((r = keeper_status(fresh, &st)) != 0 ||
+	    (r = keeper_status(v->keeper, &cur)) != 0)
 		goto out;
 	r = P8V_ERR_NO_MASTER_KEY;
 	if (st.n == 0)
@@ -185,6 +212,16 @@ vault_set_keyring(struct vault *v, struct keeper *fresh)
 		    "rotation (p8vault master rotate) before dropping a key",
 		    (unsigned long long)k.missing_records, k.missing_keys,
 		    k.missing_id);
+		goto out;
+	}
+	if (!ring_keeps_primary(&cur, &st, missing)) {
+		r = P8V_ERR_MASTER_KEY_PRIMARY_MISSING;
+		log_fields(LOG_LEVEL_ERROR, "master_key_reload",
+		    json_pack("{s:s}", "missing_master_key_id", missing),
+		    "new keyring refused: it lacks master key %s, which new "
+		    "records are being sealed under; first reload with another "
+		    "key last (the new primary) and %s still loaded, then "
+		    "without it", missing, missing);
 		goto out;
 	}
 	if ((r = vault_keys_check(v->store, fresh)) != 0)

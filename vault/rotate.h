@@ -1,6 +1,7 @@
 /*
- * rotate.h: master-key rotation at the key-material boundary, and which
- * master keys the stored data depends on.
+ * rotate.h: master-key rotation at the key-material boundary, which
+ * master keys the stored data depends on, and retiring one that nothing
+ * depends on any more.
  *
  * A rotation re-wraps the 32-byte data key of every sealed object under a
  * new master key (the keeper's keeper_rewrap and keeper_apns_blob_rewrap):
@@ -126,5 +127,30 @@ struct vault_master_key_use {
  */
 int vault_master_usage(struct store *store,
     struct vault_master_key_use **out, size_t *n);
+
+/* What vault_master_retire found. */
+struct vault_retire_result {
+	char id_hex[MASTER_KEY_ID_HEX + 1];
+	uint64_t records;       /* key records still sealed under the key */
+	uint64_t tokens;        /* persisted APNs tokens still sealed under it */
+};
+
+/*
+ * Retire master key id from the state directory (vault/retire.c), the end
+ * of its life after a rotation: in one write transaction, refuse if any
+ * key record or persisted APNs token is still sealed under it (out->records
+ * and out->tokens say how many), else remove its check value, list it as
+ * retired (store_master_key_retire) and append a "master.retire" audit
+ * event (who: actor, NULL for "cli"). From then on a start or SIGHUP that
+ * loads the key is refused (P8V_ERR_MASTER_KEY_RETIRED) and no envelope is
+ * committed under it. Needs no key: ids only.
+ * Returns 0, P8V_ERR_MASTER_KEY_IN_USE (still in use, or the only key the
+ * store records), P8V_ERR_NOT_FOUND (the store records no such key),
+ * P8V_ERR_MASTER_KEY_RETIRED (already retired), P8V_ERR_INTEGRITY,
+ * P8V_ERR_ALLOC, P8V_ERR_NO_SPACE, P8V_ERR_STORE, P8V_ERR_INVALID_ARGUMENT.
+ */
+int vault_master_retire(struct store *store,
+    const uint8_t id[MASTER_KEY_ID_BYTES], const char *actor,
+    struct vault_retire_result *out);
 
 #endif /* P8V_VAULT_ROTATE_H */

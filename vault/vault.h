@@ -105,13 +105,15 @@ void vault_destroy(struct vault *v);
  * ring's primary key. Calls already running finish with the ring they
  * started with (a counted reference); the replaced ring is wiped when the
  * last of them ends. Thread-safe.
- * One race is left to the operator: a record sealed by a call that began
- * before the swap is sealed under the old ring's primary key, so a new
- * ring should keep that key (the rotation runbook, docs/operations.md,
- * only ever drops keys no record uses and never the primary).
+ * The new ring must also hold the current ring's primary key: a call that
+ * began before the swap seals under it, and what it seals must stay
+ * openable. A primary is dropped in two reloads (another key last, then
+ * without it), as the rotation runbook (docs/operations.md) does.
  * Returns 0, P8V_ERR_INVALID_ARGUMENT (NULL), P8V_ERR_NO_MASTER_KEY (empty
- * ring), P8V_ERR_MASTER_KEY_MISSING (records sealed under a key the ring
- * lacks), P8V_ERR_MASTER_KEY_MISMATCH, P8V_ERR_INTEGRITY, P8V_ERR_ALLOC,
+ * ring), P8V_ERR_MASTER_KEY_PRIMARY_MISSING (the ring lacks the current
+ * primary), P8V_ERR_MASTER_KEY_MISSING (records sealed under a key the
+ * ring lacks), P8V_ERR_MASTER_KEY_RETIRED (it holds a retired key),
+ * P8V_ERR_MASTER_KEY_MISMATCH, P8V_ERR_INTEGRITY, P8V_ERR_ALLOC,
  * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
  */
 int vault_set_keyring(struct vault *v, struct keeper *fresh);

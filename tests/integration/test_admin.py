@@ -41,6 +41,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))   # tests/: verify_jwt.py
 from harness import Daemon, Runner, TestFailure, check, check_eq, request  # noqa
 import verify_jwt  # noqa
+from signing import audit_events  # noqa
 from cryptography.hazmat.primitives import serialization  # noqa
 
 runner = Runner("test_admin")
@@ -366,7 +367,7 @@ def help_and_usage():
     for cmd in (["keys"], ["keys", "list"], ["keys", "show"],
                 ["keys", "import"], ["keys", "activate"], ["keys", "revoke"],
                 ["master"], ["master", "generate"], ["master", "rotate"],
-                ["master", "status"], ["backup"], ["restore"], ["verify"],
+                ["master", "status"], ["master", "retire"], ["backup"], ["restore"], ["verify"],
                 ["audit"], ["audit", "list"], ["audit", "verify"]):
         res = cli(*(cmd + ["--help"]))
         check(res.out.startswith("Usage:"), "%s --help: %r" % (cmd, res))
@@ -645,6 +646,144 @@ def sighup_reload_runbook():
         # The old key is no longer needed by anything.
         st = cli_json("master", "status", "--state", s)
         check_eq(st["in_use"], [new_id], "in use after the runbook")
+
+
+@runner.test
+def sighup_refuses_a_ring_without_the_primary():
+    """The key new records are being sealed under (the primary: the last
+    key file) cannot be dropped by one reload, even when no record uses
+    it yet: what is sealed while the reload runs would be stranded."""
+    with new_vault_with_keys(2) as v:
+        old_hex = read_key_hex(v.old)
+        prev, cur = v.key_file("prev.key"), v.key_file("current.key")
+        new, new_id = v.new_master()
+        write_key_file(prev, old_hex)
+        write_key_file(cur, read_key_hex(new))
+        d = v.start([prev, cur])
+        # Every record is still under the old key, and the store knows
+        # it: only the primary rule refuses the old key alone.
+        write_key_file(cur, old_hex)
+        d.signal(signal.SIGHUP)
+        check("not reloaded" in wait_reload(d, 1)["msg"],
+              "a ring without the primary was accepted")
+        check([l for l in d.log_events("master_key_reload")
+               if l.get("missing_master_key_id") == new_id],
+              "the refusal does not name the primary %s" % new_id)
+        # Two steps: the old key last (the new primary), then alone.
+        write_key_file(prev, read_key_hex(new))
+        d.signal(signal.SIGHUP)
+        check("reloaded: 2" in wait_reload(d, 2)["msg"], "old made primary")
+        write_key_file(prev, old_hex)
+        d.signal(signal.SIGHUP)
+        check("reloaded: 1" in wait_reload(d, 3)["msg"], "then old alone")
+        v.check_all_sign("after the reloads")
+        v.stop()
+
+
+def start_refused(v, key_files, needle):
+    """p8vaultd with these key files exits by itself, logging needle."""
+    args = []
+    for f in key_files:
+        args += ["--master-key-file", f]
+    d = Daemon(tmpdir=v.tmp, master_key=False, args=args)
+    try:
+        rc, _ = d.run_to_exit()
+        check_eq(rc, 1, "exit status of a start with %r" % key_files)
+        text = "\n".join(l.get("msg", "") for l in d.logs)
+        check(needle in text, "no %r in the daemon's log: %r" % (
+            needle, text[-800:]))
+    finally:
+        d.close()
+
+
+@runner.test
+def master_key_retire_life_cycle():
+    with new_vault_with_keys(2) as v:
+        s = v.state
+        old_id = cli_json("master", "status", "--state", s)["in_use"][0]
+        new, new_id = v.new_master()
+        # Usage errors.
+        for args in (["master", "retire", "--state", s],
+                     ["master", "retire", "--state", s, "XYZ"],
+                     ["master", "retire", "--state", s, old_id.upper()],
+                     ["master", "retire", old_id]):
+            cli(*args, rc=2)
+        # In use by records; the only recorded key; not recorded at all.
+        one_line(cli("master", "retire", "--state", s, old_id, rc=1),
+                 old_id, "2 key records")
+        one_line(cli("master", "retire", "--state", s, new_id, rc=1),
+                 new_id, "records no master key")
+        obj = cli_json("master", "rotate", "--state", s, "--master-key-file",
+                       v.old, "--new-master-key-file", new)
+        check_eq(obj["complete"], True, "rotation")
+        # In use by a persisted APNs token only: a daemon whose primary is
+        # still the old key mints one.
+        d = v.start([new, v.old])
+        check(v.apns("app-00") is not None, "an APNs token")
+        v.stop()
+        st = cli_json("master", "status", "--state", s)
+        check_eq(sorted(st["in_use"]), sorted([old_id, new_id]),
+                 "the token's key is in use")
+        one_line(cli("master", "retire", "--state", s, old_id, rc=1),
+                 old_id, "0 key records and 1 persisted APNs tokens")
+        cli_json("master", "rotate", "--state", s, "--master-key-file",
+                 v.old, "--new-master-key-file", new)
+        # Nothing sealed under it: retired, audited.
+        obj = cli_json("master", "retire", "--state", s, old_id)
+        check_eq((obj["master_key_id"], obj["retired"]), (old_id, True),
+                 "retire --json")
+        one_line(cli("master", "retire", "--state", s, old_id, rc=1),
+                 "already retired")
+        events = [e for e in audit_events(s)
+                  if e.get("what") == "master.retire"]
+        check_eq([e.get("master_key_id") for e in events], [old_id],
+                 "the master.retire audit event")
+        st = cli_json("master", "status", "--state", s)
+        check_eq([k["master_key_id"] for k in st["master_keys"]], [new_id],
+                 "status after the retirement")
+        # A retired key is refused at start, alone or next to a good one,
+        # and by the commands that seal.
+        start_refused(v, [v.old], "retired")
+        start_refused(v, [new, v.old], "retired")
+        p8 = P8(v.tmp)
+        res = cli("keys", "import", "--state", s, "--app", "app-09",
+                  "--team-id", TEAM, "--master-key-file", v.old, p8.path,
+                  rc=1)
+        check("retired" in res.err, "keys import: %r" % res)
+        # The new key alone serves.
+        d = v.start([new])
+        v.check_all_sign("with the new key after the retirement")
+        # A SIGHUP that brings the retired key back is refused.
+        v.stop()
+        prev, cur = v.key_file("prev.key"), v.key_file("current.key")
+        write_key_file(prev, read_key_hex(new))
+        write_key_file(cur, read_key_hex(new))
+        d = v.start([prev, cur])
+        write_key_file(prev, read_key_hex(v.old))
+        d.signal(signal.SIGHUP)
+        check("not reloaded" in wait_reload(d, 1)["msg"],
+              "a reload with the retired key was accepted")
+        v.check_all_sign("after the refused reload")
+        v.stop()
+
+
+@runner.test
+def nothing_is_sealed_under_a_retired_key():
+    """Retired while a daemon still holds it as its primary (nothing was
+    sealed under it yet): the daemon's next seal is refused by the store,
+    never committed under the retired key."""
+    with new_vault_with_keys(1) as v:
+        s = v.state
+        new, new_id = v.new_master()
+        d = v.start([v.old, new])              # new: the primary
+        cli_json("master", "retire", "--state", s, new_id)
+        check(v.apns("app-00") is None,
+              "a token was minted (and sealed) under a retired key")
+        check(v.jwt("app-00") is not None, "signing still works")
+        v.stop()
+        st = cli_json("master", "status", "--state", s)
+        check(new_id not in [k["master_key_id"] for k in st["master_keys"]],
+              "something is sealed under the retired key: %r" % st)
 
 
 @runner.test

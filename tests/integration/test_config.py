@@ -288,6 +288,130 @@ def signing_socket_file():
             check_eq(f.read(), "precious", "the file was touched")
 
 
+# inotify(7): a watch on the socket's directory sees the file created, and
+# any later change of its mode (IN_ATTRIB), however quick.
+IN_ATTRIB, IN_CREATE, IN_NONBLOCK = 0x4, 0x100, 0o4000
+
+
+def inotify_events(fd):
+    """[(mask, name)] read so far from an inotify fd (non-blocking)."""
+    import struct
+    out, data = [], b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    i = 0
+    while i < len(data):
+        _, mask, _, n = struct.unpack_from("iIII", data, i)
+        name = data[i + 16:i + 16 + n].rstrip(b"\0").decode()
+        out.append((mask, name))
+        i += 16 + n
+    return out
+
+
+@runner.test
+def signing_socket_mode_is_set_without_a_window():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    with Daemon() as d:
+        fd = libc.inotify_init1(IN_NONBLOCK)
+        check(fd >= 0, "inotify_init1: errno %d" % ctypes.get_errno())
+        try:
+            wd = libc.inotify_add_watch(
+                fd, os.path.dirname(d.sock_path).encode(),
+                IN_CREATE | IN_ATTRIB)
+            check(wd >= 0, "inotify_add_watch: errno %d" %
+                  ctypes.get_errno())
+            d.start()
+            name = os.path.basename(d.sock_path)
+            events = [m for m, n in inotify_events(fd) if n == name]
+        finally:
+            os.close(fd)
+        check(any(m & IN_CREATE for m in events),
+              "the watch did not see the socket created: %r" % events)
+        # A chmod (or chown) after bind() is an IN_ATTRIB on the file:
+        # the mode must be right from the moment the file exists.
+        check(not any(m & IN_ATTRIB for m in events),
+              "the socket's attributes changed after it was created "
+              "(chmod by path after bind): %r" % events)
+        st = os.lstat(d.sock_path)
+        check(stat.S_ISSOCK(st.st_mode), "not a socket")
+        check_eq(oct(stat.S_IMODE(st.st_mode)), oct(0o660), "socket mode")
+        # The daemon's own umask stayed 077: only the bind saw another.
+        with open("/proc/%d/status" % d.proc.pid) as f:
+            umask = [l.split()[1] for l in f if l.startswith("Umask:")]
+        check_eq(umask, ["0077"], "the daemon's umask")
+        check_eq(d.get("/healthz", unix=True).status, 200, "the socket")
+        d.stop()
+
+# unshare(2)'s number, for the seccomp filter below.
+UNSHARE_NR = {"x86_64": 272, "aarch64": 97}
+
+
+def refuse_unshare():
+    """preexec_fn: a seccomp filter that fails unshare(2) with EPERM, as a
+    container's default profile does (Docker's, without CAP_SYS_ADMIN)."""
+    import ctypes
+    import platform
+    import struct
+    nr = UNSHARE_NR[platform.machine()]
+    # BPF: load the syscall number; unshare -> ERRNO(EPERM); else ALLOW.
+    insns = [(0x20, 0, 0, 0),                   # ld [0] (nr)
+             (0x15, 0, 1, nr),                  # jeq nr, +0, +1
+             (0x06, 0, 0, 0x00050000 | 1),      # ret ERRNO | EPERM
+             (0x06, 0, 0, 0x7fff0000)]          # ret ALLOW
+    prog = b"".join(struct.pack("HBBI", *i) for i in insns)
+    buf = ctypes.create_string_buffer(prog)
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    fprog = Fprog(len(insns), ctypes.addressof(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
+            libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
+                       ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp")
+
+
+@runner.test
+def signing_socket_mode_where_unshare_is_refused():
+    import ctypes
+    import platform
+    check(platform.machine() in UNSHARE_NR, "no unshare number for %s" %
+          platform.machine())
+    libc = ctypes.CDLL(None, use_errno=True)
+    with Daemon(preexec_fn=refuse_unshare) as d:
+        fd = libc.inotify_init1(IN_NONBLOCK)
+        check(fd >= 0, "inotify_init1")
+        try:
+            check(libc.inotify_add_watch(
+                fd, os.path.dirname(d.sock_path).encode(),
+                IN_CREATE | IN_ATTRIB) >= 0, "inotify_add_watch")
+            d.start()
+            name = os.path.basename(d.sock_path)
+            events = [m for m, n in inotify_events(fd) if n == name]
+        finally:
+            os.close(fd)
+        check(any("bound under the process's umask" in l.get("msg", "")
+                  for l in d.logs), "unshare was not refused: the filter "
+              "proves nothing")
+        check(any(m & IN_CREATE for m in events), "no IN_CREATE")
+        check(not any(m & IN_ATTRIB for m in events),
+              "chmod after bind: %r" % events)
+        check_eq(oct(stat.S_IMODE(os.lstat(d.sock_path).st_mode)),
+                 oct(0o660), "socket mode")
+        with open("/proc/%d/status" % d.proc.pid) as f:
+            umask = [l.split()[1] for l in f if l.startswith("Umask:")]
+        check_eq(umask, ["0077"], "the daemon's umask, restored")
+        check_eq(d.get("/healthz", unix=True).status, 200, "the socket")
+        d.stop()
+
 @runner.test
 def port_in_use_fails_cleanly():
     blocker = socket.socket()

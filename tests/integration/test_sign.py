@@ -8,7 +8,8 @@ verified against the uploaded key's public key by python3-cryptography
 are compared as exact text.
 
 Covered: the socket's mode; the APNs token's exact form on the unix socket
-and on --sign-listen; the optional body and its refusals; one token per
+and on --sign-listen; its cached entry in the data file, decoded from
+docs/security.md; the optional body and its refusals; one token per
 team and key shared across apps; a new active key minting at once; a
 revoked key; a reported rejection inside 20 minutes returning the same
 token; the environment choice; every JWT profile's exact header, claims
@@ -628,6 +629,136 @@ def upload_rejections_in_metrics():
     series = 'p8vault_upload_rejections_total{code="%s"}' % code
     check_eq(m1.get(series, 0) - m0.get(series, 0), 1,
              "upload rejection counted as " + code)
+
+
+# -- the cached-token entry, decoded from docs/security.md ----------------
+
+def doc_section(title):
+    """The text of one '### title' section of docs/security.md."""
+    root = os.environ.get("P8V_SOURCE_ROOT") or os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "security.md")) as f:
+        text = f.read()
+    head = "### " + title + "\n"
+    check(head in text, "docs/security.md has no section %r" % title)
+    body = text.split(head, 1)[1]
+    return body.split("\n#", 1)[0]
+
+
+def doc_layout(section, first_header):
+    """The table whose header row starts with first_header: a list of
+    (offset, length or None for 'the rest', field text)."""
+    rows, on = [], False
+    for line in section.splitlines():
+        if line.startswith("| " + first_header + " |"):
+            on = True
+            continue
+        if on and line.startswith("|---"):
+            continue
+        if on and line.startswith("|"):
+            off, length, field = [c.strip() for c in line.strip("|").split(
+                "|", 2)]
+            rows.append((int(off), int(length) if length.isdigit() else
+                         None, field))
+        elif on:
+            break
+    check(rows, "no table starting with %r in the section" % first_header)
+    return rows
+
+
+def field(rows, data, word):
+    """The bytes of the row whose field text mentions word."""
+    hits = [(o, n) for o, n, f in rows if word in f]
+    check_eq(len(hits), 1, "rows naming %r" % word)
+    o, n = hits[0]
+    return data[o:] if n is None else data[o:o + n]
+
+
+def be(b):
+    """A big-endian unsigned integer, as the doc says every integer is."""
+    return int.from_bytes(b, "big")
+
+
+def cache_entries(state):
+    """{key: value} of the cache database, read with mdb_dump (lmdb-utils:
+    no code shared with the store) in its hex form."""
+    import subprocess
+    proc = subprocess.run(["mdb_dump", "-s", "cache", state],
+                          capture_output=True, text=True, timeout=30)
+    check(proc.returncode == 0, "mdb_dump -s cache: %s" % proc.stderr)
+    lines = proc.stdout.split("\n")
+    data = [bytes.fromhex(l.strip()) for l in
+            lines[lines.index("HEADER=END") + 1:lines.index("DATA=END")]]
+    return {k.decode("ascii"): v for k, v in zip(data[0::2], data[1::2])}
+
+
+@runner.test
+def cached_token_entry_decodes_as_documented():
+    """An independent decoder, written from docs/security.md ("Cached APNs
+    tokens": its tables give the offsets), opens the entry a real mint
+    left in the data file with python3-cryptography and the master key
+    this test made, and finds every field as documented."""
+    import hashlib
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    v = vault()
+    section = doc_section("Cached APNs tokens")
+    value_rows = doc_layout(section, "offset")
+    blob_rows = doc_layout(section, "offset (in the blob)")
+    meta, kid, team, pem = v.new_key("decode.one")
+    boot_before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    a = check_apns_answer(v.apns("decode.one"), kid, team,
+                          meta["public_key_pem"], "the token")
+    boot_after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    key = "apns/%s/%s/%s" % (team, kid, meta["fingerprint"])
+    entries = cache_entries(v.state)
+    check(key in entries, "no cache entry %r among %r" % (key,
+                                                          sorted(entries)))
+    value = entries[key]
+    check_eq(len(key), 91, "the key's length")
+    check_eq(field(value_rows, value, "entry format"), b"\x01",
+             "entry format")
+    check_eq(be(field(value_rows, value, "expires_at")), a["expires_at"],
+             "expires_at")
+    blob = field(value_rows, value, "blob")
+    check_eq(field(blob_rows, blob, "blob format"), b"\x01",
+             "blob format")
+    check_eq(be(field(blob_rows, blob, "`iat`")), a["issued_at"], "iat")
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        boot_id = bytes.fromhex(f.read().strip().replace("-", ""))
+    check_eq(field(blob_rows, blob, "boot id").hex(), boot_id.hex(),
+             "boot id")
+    uptime = be(field(blob_rows, blob, "CLOCK_BOOTTIME"))
+    check(boot_before <= uptime <= boot_after,
+          "CLOCK_BOOTTIME at the mint %d not in [%d, %d]" % (
+              uptime, boot_before, boot_after))
+    env = field(blob_rows, blob, "envelope")
+    # The envelope, from the doc's steps.
+    with open(v.key) as f:
+        mk = bytes.fromhex(f.read().strip())
+    check_eq(env[0], 1, "envelope version")
+    check_eq(env[1:9], hashlib.sha256(b"p8vault master key id v1" +
+                                      mk).digest()[:8], "master key id")
+    header_len = sum(n for o, n, f in blob_rows if n is not None)
+    check_eq(header_len, 33, "the blob's header length")
+    aad_tok = b"p8vault apns token v1\x00" + key.encode() + b"\x00" + \
+        blob[:header_len]
+    check_eq(len(aad_tok), 147, "AAD_tok's length")
+    dk = AESGCM(mk).decrypt(env[9:21], env[21:69],
+                            b"p8v1K\x01" + env[1:9] + aad_tok)
+    token = AESGCM(dk).decrypt(env[69:81], env[81:],
+                               b"p8v1P\x01" + aad_tok)
+    check_eq(token.decode("ascii"), a["token"], "the sealed token")
+    # Control: the header is bound, as the doc says (an uptime one
+    # nanosecond off does not open).
+    bad = bytearray(aad_tok)
+    bad[-1] ^= 1
+    try:
+        AESGCM(mk).decrypt(env[9:21], env[21:69],
+                           b"p8v1K\x01" + env[1:9] + bytes(bad))
+        check(False, "a changed header opened")
+    except InvalidTag:
+        pass
 
 
 @runner.test

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """test_sign_memory.py: between mints, no plaintext key is left in the
-daemon's memory.
+daemon's memory; nor is a key sent in the wrong place of an upload body.
 
 Keys are uploaded, APNs tokens minted (cold, then a new active key) and
 every JWT profile signed; then, with the daemon idle, every anonymous
@@ -26,7 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Runner, check, check_eq  # noqa
-from signing import SignVault  # noqa
+from signing import SignVault, apple_id, check_error, new_p8  # noqa
 from cryptography.hazmat.primitives import serialization  # noqa
 
 runner = Runner("test_sign_memory")
@@ -140,6 +140,87 @@ def no_key_material_between_mints():
               "guarded memory, so it proves nothing")
         leaks = {k: w for k, w in found.items() if w}
         check(not leaks, "key material in the daemon's memory: %r" % leaks)
+        v.stop()
+    finally:
+        v.close()
+
+
+def misplaced_bodies(key_id, team_id, pem):
+    """Upload bodies that hold the .p8 anywhere but the top-level string
+    member p8: each must be refused before a JSON parser copies it."""
+    lines = pem.splitlines()
+    return [
+        {"key_id": key_id, "team_id": team_id, "P8": pem},
+        {"key_id": key_id, "team_id": team_id, "p8": [pem]},
+        {"key_id": key_id, "team_id": team_id, "p8": lines},
+        {"key_id": key_id, "team_id": team_id,
+         "portal": {"files": [{"name": "AuthKey.p8", "p8": pem}]}},
+        {pem: "the key as a member name", "key_id": key_id},
+    ]
+
+
+@runner.test
+def misplaced_p8_never_reaches_the_json_heap():
+    v = SignVault()
+    try:
+        v.start()
+        # A real key and token first: the token proves the scan reads the
+        # daemon's guarded memory.
+        v.new_key("mem.two")
+        token = v.apns("mem.two").json["token"]
+        wanted = {"the cached APNs token": token.encode()}
+        for i in range(2):
+            pem = new_p8()
+            key_id, team_id = apple_id(), apple_id()
+            for j, body in enumerate(misplaced_bodies(key_id, team_id,
+                                                      pem)):
+                r = v.portal("POST", "/v1/apps/mem.two/keys", body)
+                check_error(r, 400, "p8_misplaced",
+                            "key %d, body %d" % (i + 1, j + 1))
+            for name, needle in needles(pem).items():
+                if name.startswith("PEM line"):
+                    wanted["key %d %s" % (i + 1, name)] = needle
+        v.metrics_settled(lambda m: True, "an idle daemon")
+        found = scan(v.d.proc.pid, wanted)
+        check(found.pop("the cached APNs token"),
+              "the scan did not find the cached token: it does not read "
+              "guarded memory, so it proves nothing")
+        leaks = {k: w for k, w in found.items() if w}
+        check(not leaks, "a misplaced key's PEM text in the daemon's "
+              "memory: %r" % leaks)
+        v.stop()
+    finally:
+        v.close()
+
+
+@runner.test
+def profile_tokens_are_wiped_after_sending():
+    """A profile token is signed afresh for each request and kept nowhere:
+    once answered, the daemon must hold no copy of it (the answer's buffer
+    is wiped when libmicrohttpd is done with it)."""
+    v = SignVault()
+    try:
+        v.start()
+        v.new_key("mem.three", services=ALL_SERVICES)
+        token = v.apns("mem.three").json["token"]
+        wanted = {"the cached APNs token": token.encode()}
+        for i in range(3):
+            for body in JWT_BODIES:
+                r = v.jwt("mem.three", body)
+                check_eq(r.status, 200, body["profile"])
+                # The signature: unique to the token, and far enough from
+                # the start of any buffer that free() does not overwrite
+                # it with its own bookkeeping.
+                wanted["%s token %d" % (body["profile"], i + 1)] = \
+                    r.json["token"].rsplit(".", 1)[1].encode()
+        v.metrics_settled(lambda m: True, "an idle daemon")
+        found = scan(v.d.proc.pid, wanted)
+        check(found.pop("the cached APNs token"),
+              "the scan did not find the cached token: it does not read "
+              "guarded memory, so it proves nothing")
+        leaks = {k: w for k, w in found.items() if w}
+        check(not leaks, "answered tokens left in the daemon's memory: "
+              "%r" % sorted(leaks))
         v.stop()
     finally:
         v.close()
