@@ -29,11 +29,23 @@
  * per daemon, so the total and per-address limits are counted here across
  * the daemons of a listener (api/connlimit.c), which also keeps the portal
  * and the signing API on separate budgets.
+ *
+ * No handler waits on an event loop. A thread serves every connection it
+ * accepted, so a handler sleeping in pthread_cond_wait until another
+ * caller's mint is done stalls the cached answers of every other team on
+ * that thread. A handler that would wait returns P8V_ERR_WOULD_BLOCK
+ * instead; its connection is suspended (MHD_suspend_connection), the
+ * request goes to a small pool of defer threads that run the handler
+ * again, allowed to wait, and the connection is resumed when its answer
+ * is ready (MHD_resume_connection, from the defer thread: libmicrohttpd
+ * wakes the event loop through its inter-thread channel). libmicrohttpd
+ * then calls handle_request once more, which sends the answer.
  */
 #include "api/http.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +88,17 @@ struct listener {
 	struct connlimit *limit;
 };
 
+/* Requests deferred off the event loops, and the threads that run them. */
+struct defer_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work;
+	struct api_request *head, *tail;
+	pthread_t threads[API_DEFER_THREADS];
+	size_t n_threads;
+	int ready;                      /* lock and work initialised */
+	int stopping;
+};
+
 struct api_server {
 	const struct api_route *routes;
 	size_t n_routes;
@@ -93,6 +116,14 @@ struct api_server {
 	/* 1 while a daemon starts: libmicrohttpd's messages then say why a
 	 * start fails, so they are warnings, not debug noise. */
 	int mhd_starting;
+	struct defer_pool defer;
+};
+
+/* Where a request stands with the defer pool. */
+enum defer_state {
+	DEFER_NONE = 0,         /* handled on its event loop */
+	DEFER_QUEUED,           /* suspended, queued or running on the pool */
+	DEFER_DONE,             /* answer set, connection resumed */
 };
 
 struct api_request {
@@ -122,6 +153,9 @@ struct api_request {
 	unsigned int n_transfer_encoding;
 	unsigned int allowed;           /* for the Allow header of a 405 */
 	int headers_done;
+	int can_wait;                   /* runs on a defer thread */
+	int defer_state;                /* enum defer_state, atomic */
+	struct api_request *defer_next; /* the defer queue */
 	int64_t start_us;
 	/* The response. */
 	unsigned int status;
@@ -624,21 +658,21 @@ append_body(struct api_request *req, const char *data, size_t len)
 	req->body_len += len;
 }
 
-/* Last call: the whole body is here. Run the handler, respond. */
-static enum MHD_Result
-finish_request(struct api_request *req)
+/*
+ * Run the handler and settle its answer (set, or the error's). 1 if it
+ * would wait and may not (P8V_ERR_WOULD_BLOCK on an event loop): nothing
+ * is set, the body is kept for the deferred run.
+ */
+static int
+run_handler(struct api_request *req)
 {
 	int r;
 
-	if (req->early_error != 0) {
-		set_error(req, req->early_error, req->allowed);
-		return send_response(req);
-	}
-	if (req->body_error != 0) {
-		set_error(req, req->body_error, 0);
-		return send_response(req);
-	}
 	r = req->route->handler(req);
+	if (r == P8V_ERR_WOULD_BLOCK && !req->can_wait) {
+		clear_response(req);
+		return 1;
+	}
 	/* The body may have held a .p8: wiped as soon as it has been used. */
 	secmem_free(req->body);
 	req->body = NULL;
@@ -650,6 +684,73 @@ finish_request(struct api_request *req)
 	}
 	if (r != 0)
 		set_error(req, r, 0);
+	return 0;
+}
+
+/* A defer thread: run queued handlers, allowed to wait, then resume their
+ * connections. Drains the queue before it stops. */
+static void *
+defer_main(void *arg)
+{
+	struct defer_pool *p = arg;
+	struct api_request *req;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (p->head == NULL && !p->stopping)
+			pthread_cond_wait(&p->work, &p->lock);
+		if ((req = p->head) == NULL)
+			break;  /* stopping, nothing left */
+		if ((p->head = req->defer_next) == NULL)
+			p->tail = NULL;
+		req->defer_next = NULL;
+		pthread_mutex_unlock(&p->lock);
+		req->can_wait = 1;
+		(void)run_handler(req);
+		__atomic_store_n(&req->defer_state, DEFER_DONE,
+		    __ATOMIC_RELEASE);
+		MHD_resume_connection(req->conn);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Suspend req's connection and queue it for a defer thread. Called from
+ * the access handler, as libmicrohttpd requires of a suspension. */
+static void
+defer_request(struct api_request *req)
+{
+	struct defer_pool *p = &req->lst->srv->defer;
+
+	__atomic_store_n(&req->defer_state, DEFER_QUEUED, __ATOMIC_RELEASE);
+	MHD_suspend_connection(req->conn);
+	pthread_mutex_lock(&p->lock);
+	if (p->tail != NULL)
+		p->tail->defer_next = req;
+	else
+		p->head = req;
+	p->tail = req;
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Last call: the whole body is here. Run the handler, respond. */
+static enum MHD_Result
+finish_request(struct api_request *req)
+{
+	if (req->early_error != 0) {
+		set_error(req, req->early_error, req->allowed);
+		return send_response(req);
+	}
+	if (req->body_error != 0) {
+		set_error(req, req->body_error, 0);
+		return send_response(req);
+	}
+	if (run_handler(req) != 0) {
+		defer_request(req);
+		return MHD_YES;
+	}
 	return send_response(req);
 }
 
@@ -700,7 +801,14 @@ handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 		}
 		return MHD_YES;
 	}
-	return finish_request(req);
+	switch (__atomic_load_n(&req->defer_state, __ATOMIC_ACQUIRE)) {
+	case DEFER_DONE:        /* resumed: the defer thread set the answer */
+		return send_response(req);
+	case DEFER_QUEUED:      /* not resumed yet (cannot happen) */
+		return MHD_YES;
+	default:
+		return finish_request(req);
+	}
 }
 
 /* -- connections ------------------------------------------------------- */
@@ -767,6 +875,49 @@ listener_init(struct listener *lst, struct api_server *srv,
 	    srv->opts.max_connections_per_address, &lst->limit);
 }
 
+/* Start the defer threads. 0 or P8V_ERR_ALLOC. */
+static int
+defer_start(struct defer_pool *p)
+{
+	if (pthread_mutex_init(&p->lock, NULL) != 0)
+		return P8V_ERR_ALLOC;
+	if (pthread_cond_init(&p->work, NULL) != 0) {
+		pthread_mutex_destroy(&p->lock);
+		return P8V_ERR_ALLOC;
+	}
+	/* From here on defer_stop cleans up, however few threads started. */
+	p->ready = 1;
+	p->n_threads = 0;
+	while (p->n_threads < API_DEFER_THREADS) {
+		if (pthread_create(&p->threads[p->n_threads], NULL, defer_main,
+		    p) != 0)
+			return P8V_ERR_ALLOC;
+		p->n_threads++;
+	}
+	return 0;
+}
+
+/* Run what is queued, stop the defer threads. Before the daemons stop:
+ * every suspended connection is resumed by then. */
+static void
+defer_stop(struct defer_pool *p)
+{
+	size_t i;
+
+	if (!p->ready)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = 1;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; i < p->n_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	p->n_threads = 0;
+	p->ready = 0;
+	pthread_cond_destroy(&p->work);
+	pthread_mutex_destroy(&p->lock);
+}
+
 int
 api_server_create(const struct api_route *routes, size_t n_routes,
     const struct api_options *opts, struct api_server **out)
@@ -807,7 +958,8 @@ api_server_create(const struct api_route *routes, size_t n_routes,
 		    API_CONNECTIONS_PER_ADDRESS_DEFAULT;
 	srv->not_ready_reason = "starting";
 	if ((r = listener_init(&srv->portal, srv, API_LISTENER_PORTAL)) != 0 ||
-	    (r = listener_init(&srv->sign, srv, API_LISTENER_SIGN)) != 0)
+	    (r = listener_init(&srv->sign, srv, API_LISTENER_SIGN)) != 0 ||
+	    (r = defer_start(&srv->defer)) != 0)
 		goto out;
 	*out = srv;
 	srv = NULL;
@@ -854,7 +1006,7 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 		goto out;
 	}
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-	    MHD_USE_ERROR_LOG | (threads > 1 ? MHD_USE_POLL : MHD_USE_EPOLL);
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (threads > 1 ? MHD_USE_POLL : MHD_USE_EPOLL);
 	if (threads > 1)
 		extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE,
 		    (intptr_t)threads, NULL };
@@ -950,6 +1102,9 @@ api_server_destroy(struct api_server *srv)
 
 	if (srv == NULL)
 		return;
+	/* Handlers still running on the defer threads resume their
+	 * connections on the daemons: they finish first. */
+	defer_stop(&srv->defer);
 	for (i = 0; i < srv->n_daemons; i++)
 		MHD_stop_daemon(srv->daemons[i]);
 	free(srv->daemons);
@@ -1035,6 +1190,12 @@ api_request_server_ready(const struct api_request *req, const char **reason)
 	if (reason != NULL)
 		*reason = why;
 	return 0;
+}
+
+int
+api_request_can_wait(const struct api_request *req)
+{
+	return req->can_wait;
 }
 
 struct api_principal *

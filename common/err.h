@@ -79,7 +79,10 @@
 	X(MISSING_FIELD,      -80, "missing_field",         "a required field is missing") \
 	X(UNKNOWN_FIELD,      -81, "unknown_field",         "the request holds a field this API does not know") \
 	X(KEY_ID_MISMATCH,    -82, "key_id_mismatch",       "the file name AuthKey_<KEYID>.p8 names another Key ID than key_id") \
-	X(UNSUPPORTED_MEDIA_TYPE, -83, "unsupported_media_type", "the request's Content-Type is not one this route accepts")
+	X(UNSUPPORTED_MEDIA_TYPE, -83, "unsupported_media_type", "the request's Content-Type is not one this route accepts") \
+	/* tenant isolation (issue 15) */ \
+	X(WOULD_BLOCK,        -90, "would_block",           "the operation would have to wait; internal: the caller retries it where it may wait") \
+	X(TOO_MANY_CONNECTIONS, -91, "too_many_connections", "too many connections from this address or in total; retry later")
 
 enum p8v_err {
 	P8V_OK = 0,

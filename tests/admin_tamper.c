@@ -13,12 +13,18 @@
  *       change one letter of event SEQ's "who" value: still canonical
  *       JSON with the right "seq" and "prev", so only the hash chain can
  *       tell
+ *   admin_tamper hold-write DIR
+ *       open a write transaction (the store's single writer, across
+ *       processes), print "held" and keep it until standard input ends;
+ *       commits nothing: holds a running daemon's writes back, the way a
+ *       slow disk would
  *
  * Exit 0 done, 1 failed (the event or record is missing), 2 usage.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "store/records.h"
@@ -89,10 +95,27 @@ audit_edit(struct store_txn *txn, const struct job *j)
 	return r;
 }
 
+/* Hold the writer until stdin ends; then abort (an error commits
+ * nothing). */
+static int
+hold_write(void)
+{
+	char buf[64];
+
+	printf("held\n");
+	fflush(stdout);
+	while (read(STDIN_FILENO, buf, sizeof(buf)) > 0)
+		;
+	return P8V_ERR_BUSY;
+}
+
 static int
 tamper_txn(struct store_txn *txn, void *arg)
 {
 	const struct job *j = arg;
+
+	if (strcmp(j->what, "hold-write") == 0)
+		return hold_write();
 
 	if (strcmp(j->what, "record-flip") == 0)
 		return record_flip(txn, j);
@@ -113,14 +136,23 @@ main(int argc, char **argv)
 	} else if (argc == 4 && (strcmp(argv[1], "audit-delete") == 0 ||
 	    strcmp(argv[1], "audit-alter") == 0)) {
 		j.seq = strtoull(argv[3], NULL, 10);
+	} else if (argc == 3 && strcmp(argv[1], "hold-write") == 0) {
+		j.what = argv[1];
+		if ((r = store_open(argv[2], NULL, &s)) != 0)
+			goto fail;
+		r = store_write(s, tamper_txn, &j);
+		store_close(s);
+		return r == P8V_ERR_BUSY ? 0 : 1;
 	} else {
 		fprintf(stderr, "usage: admin_tamper record-flip DIR APP KEY_ID"
-		    " | audit-delete DIR SEQ | audit-alter DIR SEQ\n");
+		    " | audit-delete DIR SEQ | audit-alter DIR SEQ"
+		    " | hold-write DIR\n");
 		return 2;
 	}
 	j.what = argv[1];
 	if ((r = store_open(argv[2], NULL, &s)) != 0 ||
 	    (r = store_write(s, tamper_txn, &j)) != 0) {
+ fail:
 		fprintf(stderr, "admin_tamper %s: %s\n", argv[1],
 		    p8v_errname(r));
 		store_close(s);

@@ -231,6 +231,29 @@ vault_apns_token(struct vault *v, const char *app, enum key_env env,
 	return r;
 }
 
+int
+vault_apns_token_cached(struct vault *v, const char *app, enum key_env env,
+    struct vault_token *out)
+{
+	struct tokcache_id id;
+	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (v == NULL || out == NULL || (unsigned int)env > KEY_ENV_BOTH)
+		goto out;
+	if ((r = vault_find_active_ids(v, app, env, KEY_SERVICE_APNS, &id,
+	    &found)) != 0)
+		goto out;
+	if ((r = tokcache_peek(v->tokens, &id, out)) != 0)
+		goto out;
+	VAULT_COUNT(v->apns_cache_hits);
+ out:
+	if (r != 0 && r != P8V_ERR_WOULD_BLOCK && found)
+		VAULT_COUNT(v->apns_failures);
+	return r;
+}
+
 /* --- revocation --- */
 
 int

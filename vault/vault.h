@@ -242,6 +242,19 @@ int vault_apns_token(struct vault *v, const char *app, enum key_env env,
     const char *actor, struct vault_token *out);
 
 /*
+ * vault_apns_token without a rejection report, for a caller that must not
+ * wait (a libmicrohttpd event-loop thread): the cached token of the app's
+ * active key if vault_apns_token would hand it out as it is; else
+ * P8V_ERR_WOULD_BLOCK (no token yet, too old, or a mint is running),
+ * and the caller calls vault_apns_token where waiting for a mint stalls no
+ * one else. Never mints, never waits for a mint, audits nothing (a cached
+ * token is not audited either way). The other errors are those of
+ * vault_apns_token's key choice.
+ */
+int vault_apns_token_cached(struct vault *v, const char *app,
+    enum key_env env, struct vault_token *out);
+
+/*
  * The key metadata object (see the top of this file) of rec, as the API and
  * the CLI print it: "public_key_pem" and "public_key_jwk" (kid = Key ID)
  * from the public point, "master_key_id" the hex id the envelope names (null
