@@ -13,6 +13,9 @@
  * when a networked store cannot be reached: about one leader election of
  * a store cluster (etcd's election timeout is one second by default). */
 #define STORE_RETRY_AFTER_S 1
+/* Seconds a client over a connection limit is told to wait: connections
+ * of the signing and upload APIs last milliseconds. */
+#define CONNECTIONS_RETRY_AFTER_S 1
 
 struct status_entry {
 	int err;
@@ -77,6 +80,9 @@ static const struct status_entry status_table[] = {
 	/* Uploads (api/upload.c): the file name AuthKey_<KEYID>.p8 names
 	 * another Key ID than the request (the upload issue asks for 400). */
 	{ P8V_ERR_KEY_ID_MISMATCH, 400 },
+	/* Tenant isolation: over the per-address or total connection limit
+	 * of a listener. */
+	{ P8V_ERR_TOO_MANY_CONNECTIONS, 503 },
 };
 
 /* The errors whose answer tells the client when to try again: each also
@@ -86,6 +92,7 @@ static const struct {
 	unsigned int seconds;
 } retry_table[] = {
 	{ P8V_ERR_STORE_UNAVAILABLE, STORE_RETRY_AFTER_S },
+	{ P8V_ERR_TOO_MANY_CONNECTIONS, CONNECTIONS_RETRY_AFTER_S },
 };
 
 unsigned int

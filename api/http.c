@@ -78,8 +78,22 @@
 static const char fallback_body[] =
     "{\"error\":{\"code\":\"internal_error\",\"message\":\"internal error\"}}";
 
-/* A connection refused by the limits: its socket context. */
+/* A connection refused by the limits when no refusal slot was free: its
+ * socket context. It is shut at once, without an answer. */
 static char conn_refused;
+/* Seconds a connection over a limit has to send its request (headers and
+ * a body up to the route's cap, which it sends anyway): it gets its 503
+ * answer once the request is in, or is shut this long after it was
+ * accepted, however it trickles. Short, so that slow senders over the
+ * limit hold nothing for long. */
+#define API_REFUSED_TIMEOUT_S 2
+/* Connections over a limit waiting for their 503, per server, at once:
+ * a burst far larger than the per-address limit (a client's 150 uploads
+ * at once, 86 over) is answered; past this many, a connection is shut
+ * without an answer, as libmicrohttpd's own backstop limit would. */
+#define API_REFUSED_MAX 1024
+/* How often the refusal reaper looks for connections past their time. */
+#define API_REFUSED_SWEEP_US 250000
 
 /* One per listener kind: what its daemons' callbacks need. */
 struct listener {
@@ -97,6 +111,28 @@ struct defer_pool {
 	size_t n_threads;
 	int ready;                      /* lock and work initialised */
 	int stopping;
+};
+
+/* A connection over a limit, until it is answered or shut. */
+struct refused_conn {
+	int used;
+	int shut;                       /* shut by the reaper */
+	MHD_socket fd;
+	int64_t deadline_us;            /* CLOCK_MONOTONIC */
+};
+
+/* The refused connections of the server and the thread that shuts those
+ * past their time (libmicrohttpd's timeout is an idle timeout, which a
+ * sender of a byte a second never reaches). */
+struct refusals {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_t reaper;
+	int ready;                      /* lock and wake initialised */
+	int running;                    /* reaper started */
+	int stopping;
+	size_t n_used;
+	struct refused_conn conn[API_REFUSED_MAX];
 };
 
 struct api_server {
@@ -117,6 +153,7 @@ struct api_server {
 	 * start fails, so they are warnings, not debug noise. */
 	int mhd_starting;
 	struct defer_pool defer;
+	struct refusals refusals;
 };
 
 /* Where a request stands with the defer pool. */
@@ -153,6 +190,7 @@ struct api_request {
 	unsigned int n_transfer_encoding;
 	unsigned int allowed;           /* for the Allow header of a 405 */
 	int headers_done;
+	int refused;                    /* over a connection limit: 503 */
 	int can_wait;                   /* runs on a defer thread */
 	int defer_state;                /* enum defer_state, atomic */
 	struct api_request *defer_next; /* the defer queue */
@@ -176,6 +214,17 @@ now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* 1 if ctx, a connection's socket context, marks it over a limit. */
+static int
+is_refused(struct api_server *srv, const void *ctx)
+{
+	uintptr_t p = (uintptr_t)ctx;
+	uintptr_t lo = (uintptr_t)&srv->refusals.conn[0];
+	uintptr_t hi = (uintptr_t)&srv->refusals.conn[API_REFUSED_MAX];
+
+	return ctx == &conn_refused || (p >= lo && p < hi);
 }
 
 static const char *
@@ -773,8 +822,17 @@ handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 		req->headers_done = 1;
 		info = MHD_get_connection_info(conn,
 		    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		if (info != NULL && info->socket_context == &conn_refused)
-			return MHD_NO;  /* over a connection limit */
+		if (info != NULL && is_refused(req->lst->srv,
+		    info->socket_context)) {
+			/* Over a connection limit: nothing of the request is
+			 * looked at; its body is read and dropped, then it is
+			 * answered 503 too_many_connections (the client can
+			 * tell a limit from a crash, as nginx's limit_conn
+			 * lets it) and the connection closed. */
+			req->method_name = method;
+			req->refused = 1;
+			return MHD_YES;
+		}
 		if ((r = begin_request(req, method, &allowed)) != 0) {
 			/* With a body coming, answer now: libmicrohttpd then
 			 * closes the connection instead of reading a body
@@ -788,6 +846,19 @@ handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 			req->allowed = allowed;
 		}
 		return MHD_YES;
+	}
+	if (*upload_data_size != 0 && req->refused) {
+		req->discarded += *upload_data_size;
+		*upload_data_size = 0;
+		/* More than any route takes: not a request to answer. */
+		return req->discarded > API_BODY_DISCARD_BYTES ? MHD_NO :
+		    MHD_YES;
+	}
+	if (req->refused) {
+		set_error(req, P8V_ERR_TOO_MANY_CONNECTIONS, 0);
+		(void)api_respond_header(req, MHD_HTTP_HEADER_CONNECTION,
+		    "close");
+		return send_response(req);
 	}
 	if (*upload_data_size != 0) {
 		append_body(req, upload_data, *upload_data_size);
@@ -813,6 +884,110 @@ handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 /* -- connections ------------------------------------------------------- */
 
+/* A refusal slot for fd, or NULL if all are taken. */
+static struct refused_conn *
+refusal_add(struct refusals *rf, MHD_socket fd)
+{
+	struct refused_conn *c = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&rf->lock);
+	for (i = 0; i < API_REFUSED_MAX && rf->n_used < API_REFUSED_MAX; i++) {
+		if (rf->conn[i].used)
+			continue;
+		c = &rf->conn[i];
+		c->used = 1;
+		c->shut = 0;
+		c->fd = fd;
+		c->deadline_us = now_us() +
+		    (int64_t)API_REFUSED_TIMEOUT_S * 1000000;
+		rf->n_used++;
+		break;
+	}
+	pthread_mutex_unlock(&rf->lock);
+	return c;
+}
+
+/* The connection is closed (libmicrohttpd closes its fd after this). */
+static void
+refusal_remove(struct refusals *rf, struct refused_conn *c)
+{
+	pthread_mutex_lock(&rf->lock);
+	c->used = 0;
+	rf->n_used--;
+	pthread_mutex_unlock(&rf->lock);
+}
+
+/* The reaper: shut refused connections past their deadline, so that
+ * libmicrohttpd reads EOF and closes them. Under the lock, so that an fd
+ * is never shut after its connection was closed (and the number reused). */
+static void *
+refusal_reaper(void *arg)
+{
+	struct refusals *rf = arg;
+	struct timespec until;
+	int64_t now;
+	size_t i;
+
+	pthread_mutex_lock(&rf->lock);
+	while (!rf->stopping) {
+		now = now_us();
+		for (i = 0; i < API_REFUSED_MAX && rf->n_used > 0; i++) {
+			struct refused_conn *c = &rf->conn[i];
+
+			if (c->used && !c->shut && now >= c->deadline_us) {
+				(void)shutdown(c->fd, SHUT_RDWR);
+				c->shut = 1;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += API_REFUSED_SWEEP_US * 1000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		(void)pthread_cond_timedwait(&rf->wake, &rf->lock, &until);
+	}
+	pthread_mutex_unlock(&rf->lock);
+	return NULL;
+}
+
+/* 0, or P8V_ERR_ALLOC. */
+static int
+refusals_start(struct refusals *rf)
+{
+	pthread_condattr_t attr;
+
+	if (pthread_mutex_init(&rf->lock, NULL) != 0)
+		return P8V_ERR_ALLOC;
+	if (pthread_condattr_init(&attr) != 0 ||
+	    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&rf->wake, &attr) != 0) {
+		pthread_mutex_destroy(&rf->lock);
+		return P8V_ERR_ALLOC;
+	}
+	pthread_condattr_destroy(&attr);
+	rf->ready = 1;
+	if (pthread_create(&rf->reaper, NULL, refusal_reaper, rf) != 0)
+		return P8V_ERR_ALLOC;
+	rf->running = 1;
+	return 0;
+}
+
+/* Stop the reaper (the lock stays for the daemons' last notifications). */
+static void
+refusals_stop(struct refusals *rf)
+{
+	if (!rf->running)
+		return;
+	pthread_mutex_lock(&rf->lock);
+	rf->stopping = 1;
+	pthread_cond_signal(&rf->wake);
+	pthread_mutex_unlock(&rf->lock);
+	pthread_join(rf->reaper, NULL);
+	rf->running = 0;
+}
+
 static void
 notify_connection(void *cls, struct MHD_Connection *conn,
     void **socket_context, enum MHD_ConnectionNotificationCode toe)
@@ -822,8 +997,14 @@ notify_connection(void *cls, struct MHD_Connection *conn,
 	const struct sockaddr *addr = NULL;
 	void *slot;
 
+	struct refused_conn *refused;
+
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-		if (*socket_context != NULL && *socket_context != &conn_refused)
+		if (*socket_context == &conn_refused)
+			;
+		else if (is_refused(lst->srv, *socket_context))
+			refusal_remove(&lst->srv->refusals, *socket_context);
+		else if (*socket_context != NULL)
 			connlimit_release(lst->limit, *socket_context);
 		*socket_context = NULL;
 		return;
@@ -836,12 +1017,20 @@ notify_connection(void *cls, struct MHD_Connection *conn,
 		*socket_context = slot;
 		return;
 	}
-	/* Refused: shut the socket so that libmicrohttpd reads EOF and closes
-	 * it, and mark it so that a request already buffered is not served. */
-	*socket_context = &conn_refused;
+	/* Refused: marked so that its request is answered 503 and not
+	 * served (handle_request), with API_REFUSED_TIMEOUT_S to send it.
+	 * With every refusal slot taken, or no fd to watch: shut at once, so
+	 * that libmicrohttpd reads EOF and closes it. */
 	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (info != NULL)
-		(void)shutdown(info->connect_fd, SHUT_RDWR);
+	refused = info != NULL ?
+	    refusal_add(&lst->srv->refusals, info->connect_fd) : NULL;
+	if (refused != NULL) {
+		*socket_context = refused;
+	} else {
+		*socket_context = &conn_refused;
+		if (info != NULL)
+			(void)shutdown(info->connect_fd, SHUT_RDWR);
+	}
 	log_debugf("connection_refused", "%s listener: connection limit "
 	    "reached", listener_name(lst->kind));
 }
@@ -959,7 +1148,8 @@ api_server_create(const struct api_route *routes, size_t n_routes,
 	srv->not_ready_reason = "starting";
 	if ((r = listener_init(&srv->portal, srv, API_LISTENER_PORTAL)) != 0 ||
 	    (r = listener_init(&srv->sign, srv, API_LISTENER_SIGN)) != 0 ||
-	    (r = defer_start(&srv->defer)) != 0)
+	    (r = defer_start(&srv->defer)) != 0 ||
+	    (r = refusals_start(&srv->refusals)) != 0)
 		goto out;
 	*out = srv;
 	srv = NULL;
@@ -1105,9 +1295,14 @@ api_server_destroy(struct api_server *srv)
 	/* Handlers still running on the defer threads resume their
 	 * connections on the daemons: they finish first. */
 	defer_stop(&srv->defer);
+	refusals_stop(&srv->refusals);
 	for (i = 0; i < srv->n_daemons; i++)
 		MHD_stop_daemon(srv->daemons[i]);
 	free(srv->daemons);
+	if (srv->refusals.ready) {
+		pthread_cond_destroy(&srv->refusals.wake);
+		pthread_mutex_destroy(&srv->refusals.lock);
+	}
 	connlimit_destroy(srv->portal.limit);
 	connlimit_destroy(srv->sign.limit);
 	free(srv);
