@@ -16,6 +16,9 @@
 /* Seconds a client over a connection limit is told to wait: connections
  * of the signing and upload APIs last milliseconds. */
 #define CONNECTIONS_RETRY_AFTER_S 1
+/* Seconds a client is told to wait when the locked-memory budget is spent
+ * (503 busy): the bodies and keys holding it live for one request. */
+#define BUSY_RETRY_AFTER_S 1
 
 struct status_entry {
 	int err;
@@ -93,6 +96,7 @@ static const struct {
 } retry_table[] = {
 	{ P8V_ERR_STORE_UNAVAILABLE, STORE_RETRY_AFTER_S },
 	{ P8V_ERR_TOO_MANY_CONNECTIONS, CONNECTIONS_RETRY_AFTER_S },
+	{ P8V_ERR_BUSY, BUSY_RETRY_AFTER_S },
 };
 
 unsigned int

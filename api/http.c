@@ -351,13 +351,23 @@ api_respond_header(struct api_request *req, const char *name,
 
 /*
  * Replace whatever response is set with the error response for err. The
- * Allow header of a 405 is added here, so that it survives.
+ * Allow header of a 405 is added here, so that it survives. Guarded
+ * memory that cannot be had (P8V_ERR_SECMEM) is the locked budget spent
+ * by the requests in flight (secmem_init proved at start that guarded
+ * memory works): answered 503 busy with Retry-After, and logged.
  */
 static void
 set_error(struct api_request *req, int err, unsigned int allowed)
 {
 	char allow[API_ALLOW_MAX];
 
+	if (err == P8V_ERR_SECMEM) {
+		log_warnf("secmem_busy", "%s %s: the locked-memory budget "
+		    "(RLIMIT_MEMLOCK, LimitMEMLOCK=) is spent: answered 503 "
+		    "busy", req->method_name != NULL ? req->method_name : "-",
+		    req->route != NULL ? req->route->pattern : "-");
+		err = P8V_ERR_BUSY;
+	}
 	clear_response(req);
 	if (api_respond_error(req, err, NULL) != 0) {
 		req->status = 500;
@@ -672,7 +682,11 @@ append_body(struct api_request *req, const char *data, size_t len)
 	size_t max = req->route->body_max, want;
 	uint8_t *grown;
 
-	if (req->body_error != 0 || len > max - req->body_len) {
+	if (req->body_error != 0) {
+		req->discarded += len;  /* the first error stands */
+		return;
+	}
+	if (len > max - req->body_len) {
 		req->body_error = P8V_ERR_TOO_LARGE;
 		req->discarded += len;
 		secmem_free(req->body);
@@ -691,6 +705,8 @@ append_body(struct api_request *req, const char *data, size_t len)
 		 * uploads') from the locked heap, without an mmap and mlock
 		 * per request; larger from guarded pages. */
 		if ((grown = secmem_alloc_short(want)) == NULL) {
+			/* The locked budget is spent (crypto/secmem.h):
+			 * 503 busy, never a body in unlocked memory. */
 			req->body_error = P8V_ERR_SECMEM;
 			secmem_free(req->body);
 			req->body = NULL;

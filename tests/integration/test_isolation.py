@@ -12,10 +12,18 @@
   address (the per-address limit is 64): each is answered, 201 or 503
   too_many_connections with Retry-After, never a close without an
   answer; once the 503s are sent again, all 150 are stored.
+- locked_memory_spent_is_503_busy: a daemon with RLIMIT_MEMLOCK at 1 MiB
+  and slow clients each holding an upload body of 60 000 bytes open (in
+  locked memory) until that budget is spent: an upload of 5 KiB (which
+  needs guarded pages for its body) then is answered
+  503 busy with Retry-After (never served from unlocked memory), and so
+  are the slow clients that found no room; once they are gone, uploads
+  are stored again.
 """
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -96,6 +104,16 @@ class WriterHold:
 BURST = 150
 BURST_ROUNDS = 20
 BARRIER_TIMEOUT_S = 60
+
+
+# The daemon's RLIMIT_MEMLOCK: OpenSSL's secure heap (256 KiB) and room for
+# about a dozen bodies of SLOW_BODY bytes (15 locked pages each).
+MEMLOCK_BYTES = 1 << 20
+SLOW_BODY = 60000
+SLOW_CLIENTS = 16
+# Then bodies of two locked pages each, to spend what the large ones left.
+SMALL_BODY = 5000
+SMALL_CLIENTS = 10
 
 
 def parse_raw(raw):
@@ -304,6 +322,102 @@ def upload_burst_over_the_address_limit():
             check_eq(r.status, 200, "%s stored: %r" % (app, r))
         v.stop()
     finally:
+        v.close()
+
+
+def start_with_memlock(v, limit):
+    """Start v's daemon with RLIMIT_MEMLOCK soft limit at limit (the daemon
+    reads it at start); this process's limit is restored after."""
+    old = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    resource.setrlimit(resource.RLIMIT_MEMLOCK, (limit, old[1]))
+    try:
+        v.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, old)
+
+
+def upload_raw(v, portal, app, body):
+    s = socket.create_connection(("127.0.0.1", v.d.port),
+                                 timeout=HTTP_TIMEOUT_S)
+    try:
+        s.sendall(adversary.build(
+            "POST", "/v1/apps/%s/keys" % app,
+            [("Authorization", "Bearer " + portal),
+             ("Content-Type", "application/json")], body))
+        return parse_raw(read_all(s, HTTP_TIMEOUT_S) or b"")
+    finally:
+        s.close()
+
+
+@runner.test
+def locked_memory_spent_is_503_busy():
+    v = SignVault()
+    slow = []
+    try:
+        start_with_memlock(v, MEMLOCK_BYTES)
+        portal = v.token("portal")
+
+        def body():
+            # Over SECMEM_SHORT_MAX_BYTES (4 KiB): held in guarded pages,
+            # not in OpenSSL's secure heap (which has its own share).
+            return json.dumps({"key_id": apple_id(), "team_id": apple_id(),
+                               "p8": new_p8()}).encode() + b" " * 5000
+
+        got = upload_raw(v, portal, "before.app", body())
+        check(got is not None and got[0] == 201,
+              "upload before the slow clients: %r" % (got,))
+        # Slow clients: headers and the first bytes of a large body, then
+        # nothing; each holds a locked buffer of the body's length.
+        for size, count in ((SLOW_BODY, SLOW_CLIENTS),
+                            (SMALL_BODY, SMALL_CLIENTS)):
+            head = adversary.build(
+                "POST", "/v1/apps/slow.app/keys",
+                [("Authorization", "Bearer " + portal),
+                 ("Content-Type", "application/json"),
+                 ("Content-Length", str(size))], None)
+            for _ in range(count):
+                s = socket.create_connection(("127.0.0.1", v.d.port),
+                                             timeout=HTTP_TIMEOUT_S)
+                s.sendall(head + b"{" + b" " * 99)
+                slow.append((s, size))
+            time.sleep(0.2)
+        time.sleep(0.5)
+        busy = [v.d.proc.poll() is None]
+        got = upload_raw(v, portal, "during.app", body())
+        check(got is not None, "upload while the budget is spent: no answer")
+        status, headers, rbody = got
+        check_eq(status, 503, "upload while the locked budget is spent "
+                 "(%r)" % (rbody[:200],))
+        check_eq(json.loads(rbody)["error"]["code"], "busy",
+                 "upload while the locked budget is spent: error code")
+        check_eq(headers.get("retry-after"), "1", "Retry-After of busy")
+        r = v.portal("GET", "/v1/apps/during.app/keys", token=portal)
+        check(r.status == 404 or (r.json or {}).get("keys") == [],
+              "an upload answered busy was stored: %r" % r)
+        # The slow clients finish their bodies: those that found no room
+        # are answered busy too, the others by their (bad) body.
+        statuses = []
+        for s, size in slow:
+            s.sendall(b" " * (size - 101) + b"}")
+        for s, _ in slow:
+            got = parse_raw(read_all(s, HTTP_TIMEOUT_S) or b"")
+            check(got is not None, "a slow client got no answer")
+            statuses.append((got[0], json.loads(got[2])["error"]["code"]))
+            s.close()
+        slow = []
+        print("slow clients: %r" % sorted(set(statuses)), file=sys.stderr)
+        check((503, "busy") in statuses, "no slow client was over the "
+              "budget: the test did not spend it")
+        check(all(st in ((503, "busy"), (422, "missing_field"))
+                  for st in statuses), "slow clients: %r" % statuses)
+        got = upload_raw(v, portal, "after.app", body())
+        check(got is not None and got[0] == 201,
+              "upload once the slow clients are gone: %r" % (got,))
+        check(busy[0], "the daemon died")
+        v.stop()
+    finally:
+        for s, _ in slow:
+            s.close()
         v.close()
 
 
