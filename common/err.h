@@ -82,7 +82,11 @@
 	X(UNSUPPORTED_MEDIA_TYPE, -83, "unsupported_media_type", "the request's Content-Type is not one this route accepts") \
 	/* tenant isolation (issue 15) */ \
 	X(WOULD_BLOCK,        -90, "would_block",           "the operation would have to wait; internal: the caller retries it where it may wait") \
-	X(TOO_MANY_CONNECTIONS, -91, "too_many_connections", "too many connections from this address or in total; retry later")
+	X(TOO_MANY_CONNECTIONS, -91, "too_many_connections", "too many connections from this address or in total; retry later") \
+	X(TOO_MANY_KEYS,      -92, "too_many_keys",         "the app holds as many keys (not revoked) as its quota allows: revoke one first") \
+	X(TOO_MANY_APPS,      -93, "too_many_apps",         "this token has created keys in as many apps as its quota allows") \
+	X(RATE_LIMITED,       -94, "rate_limited",          "this token made as many uploads in the last minute as its quota allows; retry later") \
+	X(VAULT_FULL,         -95, "vault_full",            "the vault holds as many key records as its quota allows")
 
 enum p8v_err {
 	P8V_OK = 0,

@@ -28,6 +28,8 @@
 /* Bounds of the numeric options. */
 #define TIMEOUT_MAX_S 3600
 #define CONNECTIONS_MAX 1000000
+/* Largest value of a quota option (0 is no limit). */
+#define QUOTA_MAX 1000000000
 
 enum opt_id {
 	OPT_CONFIG = 0,
@@ -46,6 +48,10 @@ enum opt_id {
 	OPT_MAX_CONNECTIONS,
 	OPT_MAX_CONNECTIONS_PER_ADDRESS,
 	OPT_APNS_TOKEN_REUSE,
+	OPT_MAX_KEYS_PER_APP,
+	OPT_MAX_APPS_PER_TOKEN,
+	OPT_MAX_UPLOADS_PER_MINUTE,
+	OPT_MAX_RECORDS,
 	OPT_COUNT,
 	/* Command line only. */
 	OPT_HELP = 'h',
@@ -102,6 +108,17 @@ static const struct opt_def {
 	    "connections per client address (IPv6: per /64; default 64)" },
 	[OPT_APNS_TOKEN_REUSE] = { "apns-token-reuse", KIND_STRING, "SECONDS",
 	    "reuse an APNs provider token this long, 1200-3300 (default 3000)" },
+	[OPT_MAX_KEYS_PER_APP] = { "max-keys-per-app", KIND_STRING, "N",
+	    "keys (not revoked) per app; 0: no limit (default 100)" },
+	[OPT_MAX_APPS_PER_TOKEN] = { "max-apps-per-token", KIND_STRING, "N",
+	    "apps one API token may create keys in; 0: no limit "
+	    "(default 10000)" },
+	[OPT_MAX_UPLOADS_PER_MINUTE] = { "max-uploads-per-minute",
+	    KIND_STRING, "N",
+	    "uploads per API token per minute; 0: no limit (default 6000)" },
+	[OPT_MAX_RECORDS] = { "max-records", KIND_STRING, "N",
+	    "key records in the vault, revoked ones too; 0: no limit "
+	    "(default 1000000)" },
 };
 
 /* One source of values: the command line, the environment or the file. */
@@ -547,6 +564,10 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 	cfg->max_connections = API_CONNECTIONS_MAX_DEFAULT;
 	cfg->max_connections_per_address = API_CONNECTIONS_PER_ADDRESS_DEFAULT;
 	cfg->apns_token_reuse_s = VAULT_APNS_REUSE_DEFAULT_S;
+	cfg->max_keys_per_app = VAULT_QUOTA_KEYS_PER_APP_DEFAULT;
+	cfg->max_apps_per_token = VAULT_QUOTA_APPS_PER_TOKEN_DEFAULT;
+	cfg->max_uploads_per_minute = VAULT_QUOTA_UPLOADS_PER_MINUTE_DEFAULT;
+	cfg->max_records = VAULT_QUOTA_RECORDS_DEFAULT;
 
 	if ((v = pick(layers, n, OPT_STATE, &where)) != NULL &&
 	    (r = dup_opt(&cfg->state_dir, v)) != 0)
@@ -589,6 +610,21 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 	if ((v = pick(layers, n, OPT_APNS_TOKEN_REUSE, &where)) != NULL &&
 	    (r = parse_uint(v, where, VAULT_APNS_REUSE_MIN_S,
 	    VAULT_APNS_REUSE_MAX_S, &cfg->apns_token_reuse_s)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_MAX_KEYS_PER_APP, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, QUOTA_MAX,
+	    &cfg->max_keys_per_app)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_MAX_APPS_PER_TOKEN, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, QUOTA_MAX,
+	    &cfg->max_apps_per_token)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_MAX_UPLOADS_PER_MINUTE, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, QUOTA_MAX,
+	    &cfg->max_uploads_per_minute)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_MAX_RECORDS, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, QUOTA_MAX, &cfg->max_records)) != 0)
 		return r;
 
 	/* Master key files: all from the highest layer that names any. */

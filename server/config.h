@@ -57,6 +57,11 @@ struct config {
 	unsigned int max_connections;
 	unsigned int max_connections_per_address;
 	unsigned int apns_token_reuse_s; /* APNs token reuse period, seconds */
+	/* Quotas (struct vault_quotas; 0: no limit). */
+	unsigned int max_keys_per_app;
+	unsigned int max_apps_per_token;
+	unsigned int max_uploads_per_minute;
+	unsigned int max_records;
 };
 
 /* What config_load wants the caller to do. */

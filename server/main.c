@@ -269,6 +269,7 @@ main(int argc, char **argv)
 	struct daemon d;
 	struct api_options opts;
 	struct api_backend backend;
+	struct vault_quotas quotas;
 	enum config_action action;
 	sigset_t set;
 	rlim_t fds;
@@ -343,6 +344,11 @@ main(int argc, char **argv)
 		api_server_set_not_ready(d.srv, p8v_errname(r));
 		goto out;
 	}
+	quotas.keys_per_app = d.cfg.max_keys_per_app;
+	quotas.apps_per_token = d.cfg.max_apps_per_token;
+	quotas.uploads_per_minute = d.cfg.max_uploads_per_minute;
+	quotas.records = d.cfg.max_records;
+	vault_set_quotas(d.state.vault, &quotas);
 	memset(&backend, 0, sizeof(backend));
 	backend.store = d.state.store;
 	backend.vault = d.state.vault;

@@ -443,10 +443,16 @@ test_error_statuses(void)
 	    "too_many_connections");
 	CHECK_INT(api_error_retry_after(P8V_ERR_BUSY), 1);
 	CHECK_STR(api_error_code(P8V_ERR_BUSY), "busy");
+	CHECK_INT(api_error_retry_after(P8V_ERR_RATE_LIMITED), 60);
+	CHECK_INT(api_error_status(P8V_ERR_RATE_LIMITED), 429);
+	CHECK_INT(api_error_status(P8V_ERR_TOO_MANY_KEYS), 422);
+	CHECK_INT(api_error_status(P8V_ERR_TOO_MANY_APPS), 422);
+	CHECK_INT(api_error_status(P8V_ERR_VAULT_FULL), 422);
 	for (i = 0; i < sizeof(all_codes) / sizeof(all_codes[0]); i++)
 		if (all_codes[i] != P8V_ERR_STORE_UNAVAILABLE &&
 		    all_codes[i] != P8V_ERR_TOO_MANY_CONNECTIONS &&
-		    all_codes[i] != P8V_ERR_BUSY)
+		    all_codes[i] != P8V_ERR_BUSY &&
+		    all_codes[i] != P8V_ERR_RATE_LIMITED)
 			CHECKF(api_error_retry_after(all_codes[i]) == 0, "%s",
 			    p8v_errname(all_codes[i]));
 	CHECK_INT(api_error_retry_after(0), 0);

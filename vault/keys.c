@@ -14,6 +14,7 @@
 #include "crypto/secmem.h"
 #include "store/audit.h"
 #include "common/ids.h"
+#include "vault/quota.h"
 #include "vault/tokcache.h"
 #include "vault/vault.h"
 #include "vault/vault_internal.h"
@@ -187,6 +188,7 @@ struct scan {
 	const struct key_record *subject; /* the key being added/activated */
 	int check_material;               /* refuse its fingerprint elsewhere */
 	struct keylist demote;            /* ACTIVE keys that overlap */
+	uint64_t live;                    /* other keys, not revoked */
 };
 
 static int
@@ -196,6 +198,8 @@ scan_one(const struct key_record *rec, void *arg)
 
 	if (strcmp(rec->key_id, s->subject->key_id) == 0)
 		return 0;
+	if (rec->state != KEY_STATE_REVOKED)
+		s->live++;
 	/* One key has one Key ID at Apple: the same material under another
 	 * Key ID would sign tokens with a kid that does not match. */
 	if (s->check_material &&
@@ -310,6 +314,7 @@ upload_txn(struct store_txn *txn, void *arg)
 	keylist_free(&u->scan.demote);
 	u->scan.subject = rec;
 	u->scan.check_material = 1;
+	u->scan.live = 0;
 
 	r = key_record_get(txn, rec->app, rec->key_id, &old);
 	if (r == 0) {
@@ -329,6 +334,8 @@ upload_txn(struct store_txn *txn, void *arg)
 	if (r != P8V_ERR_NOT_FOUND)
 		goto out;
 	if ((r = key_record_list(txn, rec->app, scan_one, &u->scan)) != 0)
+		goto out;
+	if ((r = vault_quota_new_record(u->v, txn, u->scan.live)) != 0)
 		goto out;
 	if (rec->state != KEY_STATE_ACTIVE)
 		keylist_free(&u->scan.demote);
@@ -389,6 +396,10 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	if ((r = key_record_set_topics(&rec, up->topics, up->n_topics)) != 0)
 		goto out;
 	if ((r = vault_actor_valid(up->actor)) != 0)
+		goto out;
+	/* Quotas first: what a tenant may not do costs no seal. */
+	if ((r = vault_quota_upload_rate(v, up->actor)) != 0 ||
+	    (r = vault_quota_new_app(v, up->app, up->actor)) != 0)
 		goto out;
 
 	copy_id(rec.app, sizeof(rec.app), up->app);

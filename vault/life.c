@@ -4,6 +4,7 @@
  * on vault.c (the caches) and apns.c (loading persisted tokens); neither
  * calls back into this file.
  */
+#include "vault/quota.h"
 #include "vault/vault.h"
 
 #include <stdatomic.h>
@@ -54,9 +55,14 @@ vault_create(struct store *store, struct keeper *keeper,
 	v->store = store;
 	v->keeper = keeper;
 	keeper = NULL;
-	if ((r = vault_caches_create(v)) != 0)
+	if ((r = vault_caches_create(v)) != 0 ||
+	    (r = vault_quota_create(v)) != 0)
 		goto out;
 	v->apns_reuse_s = reuse;
+	v->quotas.keys_per_app = VAULT_QUOTA_KEYS_PER_APP_DEFAULT;
+	v->quotas.apps_per_token = VAULT_QUOTA_APPS_PER_TOKEN_DEFAULT;
+	v->quotas.uploads_per_minute = VAULT_QUOTA_UPLOADS_PER_MINUTE_DEFAULT;
+	v->quotas.records = VAULT_QUOTA_RECORDS_DEFAULT;
 	if ((r = vault_keys_check(store, v->keeper)) != 0)
 		goto out;
 	if ((r = tokcache_create(reuse, &v->tokens)) != 0)
@@ -76,11 +82,19 @@ vault_create(struct store *store, struct keeper *keeper,
 }
 
 void
+vault_set_quotas(struct vault *v, const struct vault_quotas *q)
+{
+	if (v != NULL && q != NULL)
+		v->quotas = *q;
+}
+
+void
 vault_destroy(struct vault *v)
 {
 	if (v == NULL)
 		return;
 	vault_caches_destroy(v);
+	vault_quota_destroy(v);
 	tokcache_destroy(v->tokens);
 	/* No call may be running: the keeper wipes its keys. */
 	keeper_destroy(v->keeper);

@@ -61,7 +61,38 @@ struct vault_options {
 	int64_t apns_reuse_seconds;
 };
 
+/*
+ * Quotas of one tenant (issue 15, tenant isolation); 0 for no limit.
+ * vault_create sets the defaults; the daemon takes its configuration
+ * (vault_set_quotas). Checked on uploads only: a key already stored keeps
+ * working whatever the quotas become.
+ */
+struct vault_quotas {
+	unsigned int keys_per_app;       /* keys of one app, not revoked:
+	                                    P8V_ERR_TOO_MANY_KEYS */
+	unsigned int apps_per_token;     /* apps in which one token created
+	                                    keys: P8V_ERR_TOO_MANY_APPS */
+	unsigned int uploads_per_minute; /* uploads by one token per minute:
+	                                    P8V_ERR_RATE_LIMITED */
+	uint64_t records;                /* key records in the vault,
+	                                    revoked ones too: P8V_ERR_VAULT_FULL */
+};
+/* A few keys an app rotates through (Apple allows two APNs keys per team
+ * at once), with room for many topic-specific ones. */
+#define VAULT_QUOTA_KEYS_PER_APP_DEFAULT 100
+/* A portal backend creates one app per customer app it onboards. */
+#define VAULT_QUOTA_APPS_PER_TOKEN_DEFAULT 10000
+/* A hundred a second: a portal onboarding a batch of apps goes through,
+ * a token hammering the single writer does not. */
+#define VAULT_QUOTA_UPLOADS_PER_MINUTE_DEFAULT 6000
+/* A million records: LMDB holds them in about 1 GiB. */
+#define VAULT_QUOTA_RECORDS_DEFAULT 1000000
+
 struct vault;
+
+/* Replace the vault's quotas (copied). Call before serving: not
+ * synchronised with uploads running. NULL-safe. */
+void vault_set_quotas(struct vault *v, const struct vault_quotas *q);
 
 /*
  * Create the vault over an open store, taking ownership of keeper (also on
@@ -148,7 +179,9 @@ struct vault_upload {
  * revoked Key ID is never reused), P8V_ERR_INVALID_ARGUMENT (NULL pointers,
  * a missing or invalid actor), P8V_ERR_NO_MASTER_KEY, P8V_ERR_SECMEM,
  * P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_INTEGRITY (a stored record of the
- * app fails to decode or to re-seal), P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ * app fails to decode or to re-seal), P8V_ERR_NO_SPACE, P8V_ERR_STORE,
+ * and the quotas (struct vault_quotas): P8V_ERR_RATE_LIMITED,
+ * P8V_ERR_TOO_MANY_APPS, P8V_ERR_TOO_MANY_KEYS, P8V_ERR_VAULT_FULL.
  * On any error nothing is stored and *meta is NULL.
  */
 int vault_key_upload(struct vault *v, const struct vault_upload *up,

@@ -45,6 +45,8 @@ struct vault {
 	pthread_mutex_t checked_lock;
 	int64_t apns_reuse_s;
 	uint8_t boot_id[VAULT_BOOT_ID_BYTES]; /* all zero: unknown */
+	struct vault_quotas quotas;     /* vault_set_quotas */
+	struct vault_rates *rates;      /* uploads per token (quota.c) */
 
 	/* Counters for vault_stats (relaxed atomics: metrics only). */
 	_Atomic uint64_t apns_mints[VAULT_MINT_REASONS];

@@ -19,6 +19,12 @@
   503 busy with Retry-After (never served from unlocked memory), and so
   are the slow clients that found no room; once they are gone, uploads
   are stored again.
+- quota_keys_per_app, quota_apps_per_token, quota_uploads_per_minute,
+  quota_records: each quota from one of the three places options come
+  from (command line, P8VAULT_* variable, config file): the upload past
+  it is refused with its stable code (422 too_many_keys, too_many_apps,
+  vault_full; 429 rate_limited with Retry-After) and stores nothing;
+  other tenants are not hurt; a revoked key frees its app's quota.
 """
 
 import json
@@ -418,6 +424,102 @@ def locked_memory_spent_is_503_busy():
     finally:
         for s, _ in slow:
             s.close()
+        v.close()
+
+
+def quota_vault(args=(), env=None, config=None):
+    v = SignVault(extra_args=list(args), env=env)
+    if config is not None:
+        path = os.path.join(v.tmp, "p8vault.conf")
+        with open(path, "w") as f:
+            f.write(config)
+        v.extra_args += ["--config", path]
+    v.start()
+    return v
+
+
+def new_upload(v, app, token, want, code=None):
+    key_id, team_id = apple_id(), apple_id()
+    body = {"key_id": key_id, "team_id": team_id, "p8": new_p8()}
+    r = v.portal("POST", "/v1/apps/%s/keys" % app, body, token=token)
+    check_eq(r.status, want, "upload to %s: %r" % (app, r))
+    if code is not None:
+        check_eq(r.json["error"]["code"], code, "upload to %s: code" % app)
+        g = v.portal("GET", "/v1/apps/%s/keys/%s" % (app, key_id),
+                     token=token)
+        check_eq(g.status, 404, "a refused upload was stored: %r" % g)
+    return key_id, r
+
+
+@runner.test
+def quota_keys_per_app():
+    v = quota_vault(args=["--max-keys-per-app", "2"])
+    try:
+        portal = v.token("portal")
+        k1, _ = new_upload(v, "keys.app", portal, 201)
+        new_upload(v, "keys.app", portal, 201)
+        new_upload(v, "keys.app", portal, 422, "too_many_keys")
+        new_upload(v, "other.app", portal, 201)
+        r = v.portal("DELETE", "/v1/apps/keys.app/keys/%s" % k1,
+                     token=portal)
+        check(r.status in (200, 204), "revoke: %r" % r)
+        new_upload(v, "keys.app", portal, 201)
+        v.stop()
+    finally:
+        v.close()
+
+
+@runner.test
+def quota_apps_per_token():
+    v = quota_vault(env={"P8VAULT_MAX_APPS_PER_TOKEN": "2"})
+    try:
+        a = v.token("portal")
+        b = v.token("admin")
+        new_upload(v, "one.app", a, 201)
+        new_upload(v, "two.app", a, 201)
+        new_upload(v, "three.app", a, 422, "too_many_apps")
+        # More keys in its own apps, and other tokens' apps, still go.
+        new_upload(v, "one.app", a, 201)
+        new_upload(v, "three.app", b, 201)
+        v.stop()
+    finally:
+        v.close()
+
+
+@runner.test
+def quota_uploads_per_minute():
+    v = quota_vault(config="max-uploads-per-minute = 3\n")
+    try:
+        a = v.token("portal")
+        b = v.token("admin")
+        for i in range(3):
+            new_upload(v, "rate%d.app" % i, a, 201)
+        _, r = new_upload(v, "rate3.app", a, 429, "rate_limited")
+        check_eq(r.headers.get("retry-after"), "60", "Retry-After")
+        new_upload(v, "rate3.app", b, 201)
+        v.stop()
+    finally:
+        v.close()
+
+
+@runner.test
+def quota_records():
+    v = quota_vault(args=["--max-records", "3"])
+    try:
+        a = v.token("portal")
+        b = v.token("admin")
+        k, _ = new_upload(v, "rec1.app", a, 201)
+        new_upload(v, "rec2.app", a, 201)
+        new_upload(v, "rec3.app", b, 201)
+        new_upload(v, "rec4.app", b, 422, "vault_full")
+        # A revoked record stays (a tombstone): still full.
+        v.portal("DELETE", "/v1/apps/rec1.app/keys/%s" % k, token=a)
+        new_upload(v, "rec4.app", a, 422, "vault_full")
+        # Signing for what is stored goes on.
+        r = v.apns("rec2.app")
+        check_eq(r.status, 200, "APNs token in a full vault: %r" % r)
+        v.stop()
+    finally:
         v.close()
 
 
