@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "store/appindex.h"
 
 /*
  * Name a stored record that does not decode (damaged, or altered by hand),
@@ -75,18 +76,46 @@ key_record_put_envelope(struct store_txn *txn, const uint8_t *key,
 	return r;
 }
 
+/* The record stored under dbkey, decoded into old: 1, 0 if there is none
+ * or it does not decode (the index then only adds), or a store error. */
+static int
+get_old(struct store_txn *txn, const uint8_t *dbkey, size_t klen,
+    struct key_record *old)
+{
+	const uint8_t *v;
+	size_t vlen;
+	int r;
+
+	memset(old, 0, sizeof(*old));
+	r = store_get(txn, STORE_DB_KEYS, dbkey, klen, &v, &vlen);
+	if (r == P8V_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	return key_record_decode(dbkey, klen, v, vlen, old) == 0 ? 1 : 0;
+}
+
 int
 key_record_put(struct store_txn *txn, const struct key_record *rec)
 {
 	uint8_t dbkey[KEY_RECORD_DB_KEY_MAX], *val = NULL;
-	size_t klen, vlen;
-	int r;
+	struct key_record old = { 0 };
+	size_t klen;
+	size_t vlen;
+	int had, r;
 
 	if ((r = key_record_encode(rec, &val, &vlen)) != 0 ||
 	    (r = key_record_db_key(rec->app, rec->key_id, dbkey, &klen)) != 0)
 		goto out;
-	r = store_put(txn, STORE_DB_KEYS, dbkey, klen, val, vlen, 0);
+	/* The per-app index (store/appindex.h) changes with the record. */
+	if ((had = r = get_old(txn, dbkey, klen, &old)) < 0)
+		goto out;
+	if ((r = store_put(txn, STORE_DB_KEYS, dbkey, klen, val, vlen,
+	    0)) != 0)
+		goto out;
+	r = appindex_on_put(txn, had ? &old : NULL, rec);
  out:
+	key_record_free(&old);
 	free(val);
 	return r;
 }
@@ -119,9 +148,17 @@ key_record_delete(struct store_txn *txn, const char *app, const char *key_id)
 	size_t klen;
 	int r;
 
+	struct key_record old;
+	int had;
+
 	if ((r = key_record_db_key(app, key_id, dbkey, &klen)) != 0)
 		return r;
-	return store_del(txn, STORE_DB_KEYS, dbkey, klen);
+	if ((had = r = get_old(txn, dbkey, klen, &old)) < 0)
+		return r;
+	if ((r = store_del(txn, STORE_DB_KEYS, dbkey, klen)) == 0 && had)
+		r = appindex_on_delete(txn, &old);
+	key_record_free(&old);
+	return r;
 }
 
 struct walk {

@@ -7,6 +7,8 @@
  *   admin_tamper record-flip DIR APP KEY_ID
  *       flip one bit of the record's sealed payload (the envelope's
  *       ciphertext): the record decodes but no longer opens
+ *   admin_tamper record-garble DIR APP KEY_ID
+ *       replace the record's value with bytes that do not decode
  *   admin_tamper audit-delete DIR SEQ
  *       remove audit event SEQ
  *   admin_tamper audit-alter DIR SEQ
@@ -61,6 +63,22 @@ record_flip(struct store_txn *txn, const struct job *j)
 	r = store_put(txn, STORE_DB_KEYS, key, klen, copy, vlen, 0);
 	free(copy);
 	return r;
+}
+
+static int
+record_garble(struct store_txn *txn, const struct job *j)
+{
+	static const char junk[] = "not a key record";
+	uint8_t key[KEY_RECORD_DB_KEY_MAX];
+	const uint8_t *val;
+	size_t klen, vlen;
+	int r;
+
+	if ((r = key_record_db_key(j->app, j->key_id, key, &klen)) != 0 ||
+	    (r = store_get(txn, STORE_DB_KEYS, key, klen, &val, &vlen)) != 0)
+		return r;
+	return store_put(txn, STORE_DB_KEYS, key, klen, junk,
+	    sizeof(junk) - 1, 0);
 }
 
 static int
@@ -119,6 +137,8 @@ tamper_txn(struct store_txn *txn, void *arg)
 
 	if (strcmp(j->what, "record-flip") == 0)
 		return record_flip(txn, j);
+	if (strcmp(j->what, "record-garble") == 0)
+		return record_garble(txn, j);
 	return audit_edit(txn, j);
 }
 
@@ -130,7 +150,8 @@ main(int argc, char **argv)
 	int r;
 
 	memset(&j, 0, sizeof(j));
-	if (argc == 5 && strcmp(argv[1], "record-flip") == 0) {
+	if (argc == 5 && (strcmp(argv[1], "record-flip") == 0 ||
+	    strcmp(argv[1], "record-garble") == 0)) {
 		j.app = argv[3];
 		j.key_id = argv[4];
 	} else if (argc == 4 && (strcmp(argv[1], "audit-delete") == 0 ||
@@ -144,7 +165,7 @@ main(int argc, char **argv)
 		store_close(s);
 		return r == P8V_ERR_BUSY ? 0 : 1;
 	} else {
-		fprintf(stderr, "usage: admin_tamper record-flip DIR APP KEY_ID"
+		fprintf(stderr, "usage: admin_tamper record-flip|record-garble DIR APP KEY_ID"
 		    " | audit-delete DIR SEQ | audit-alter DIR SEQ"
 		    " | hold-write DIR\n");
 		return 2;

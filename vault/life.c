@@ -4,6 +4,7 @@
  * on vault.c (the caches) and apns.c (loading persisted tokens); neither
  * calls back into this file.
  */
+#include "store/appindex.h"
 #include "vault/quota.h"
 #include "vault/vault.h"
 
@@ -72,6 +73,12 @@ vault_create(struct store *store, struct keeper *keeper,
 		    "APNs tokens will be aged on the wall clock");
 	if ((r = vault_apns_load(v)) != 0)
 		goto out;
+	/* A vault of an earlier release has no per-app index: built now, in
+	 * transactions within store_limits. Without it uploads scan their
+	 * app, as before: a failure here costs speed, not correctness. */
+	if ((r = appindex_build(store)) != 0)
+		log_warnf("appindex", "cannot build the per-app key index (%s): "
+		    "uploads scan their app", p8v_strerror(r));
 	*out = v;
 	v = NULL;
 	r = 0;
