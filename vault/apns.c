@@ -149,8 +149,10 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 		goto out;
 	m->minted = &kt;
 	m->why = why;
-	/* No token leaves the vault unless its mint is on record. */
-	if ((r = store_write(m->v->store, persist_txn, m)) != 0)
+	/* No token leaves the vault unless its mint is on record. A full
+	 * disk does not stop renewals: a mint may use the room reserved
+	 * for it, which uploads cannot (store/reserve.h). */
+	if ((r = store_write_reserved(m->v->store, persist_txn, m)) != 0)
 		goto out;
 	out->token = kt.t.token;
 	kt.t.token = NULL;

@@ -388,7 +388,8 @@ def traversal_and_percent_encoding_in_ids():
                           for k in recs))
         check(all(APP_ID.match(a) and a not in (".", "..") for a in apps),
               "records under strange app ids: %r" % apps)
-        check_eq(sorted(os.listdir(v.state)), ["data.mdb", "lock.mdb"],
+        check_eq(sorted(os.listdir(v.state)),
+                 ["data.mdb", "lock.mdb", "mint.reserve"],
                  "files in the state directory")
         check_eq(sorted(os.listdir(v.tmp)), ["master.key", "sign.sock",
                                              "state"],

@@ -115,7 +115,6 @@ class WriterHold:
 # (64) and under the total one (1024).
 BURST = 150
 BURST_ROUNDS = 20
-BARRIER_TIMEOUT_S = 60
 
 
 # The daemon's RLIMIT_MEMLOCK: OpenSSL's secure heap (256 KiB) and room for
@@ -276,33 +275,26 @@ def upload_burst_over_the_address_limit():
         for rnd in range(BURST_ROUNDS):
             if not pending:
                 break
-            answers = [None] * len(pending)
-            barrier = threading.Barrier(len(pending),
-                                        timeout=BARRIER_TIMEOUT_S)
-
-            def upload(i, app):
-                s = socket.create_connection(("127.0.0.1", v.d.port),
-                                             timeout=HTTP_TIMEOUT_S)
-                try:
-                    req = adversary.build(
-                        "POST", "/v1/apps/%s/keys" % app,
-                        [("Authorization", "Bearer " + portal),
-                         ("Content-Type", "application/json")], body)
-                    barrier.wait()
+            # Every connection first, then every request, then the
+            # answers: all at once for the daemon, sent right after the
+            # connects (a connection over the limit has 2 s from its
+            # accept to send its request).
+            socks = [socket.create_connection(("127.0.0.1", v.d.port),
+                                              timeout=HTTP_TIMEOUT_S)
+                     for _ in pending]
+            try:
+                for s, app in zip(socks, pending):
                     try:
-                        s.sendall(req)
+                        s.sendall(adversary.build(
+                            "POST", "/v1/apps/%s/keys" % app,
+                            [("Authorization", "Bearer " + portal),
+                             ("Content-Type", "application/json")], body))
                     except OSError:
                         pass    # an answer may still be there to read
-                    answers[i] = read_all(s, HTTP_TIMEOUT_S)
-                finally:
+                answers = [read_all(s, HTTP_TIMEOUT_S) for s in socks]
+            finally:
+                for s in socks:
                     s.close()
-
-            threads = [threading.Thread(target=upload, args=(i, a))
-                       for i, a in enumerate(pending)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
             retry = []
             for app, raw in zip(pending, answers):
                 got = parse_raw(raw or b"")
