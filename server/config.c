@@ -28,6 +28,8 @@
 /* Bounds of the numeric options. */
 #define TIMEOUT_MAX_S 3600
 #define CONNECTIONS_MAX 1000000
+/* Longest audit retention: a hundred years, in seconds. */
+#define AUDIT_RETENTION_MAX_S 3153600000u
 /* Largest value of a quota option (0 is no limit). */
 #define QUOTA_MAX 1000000000
 
@@ -52,6 +54,7 @@ enum opt_id {
 	OPT_MAX_APPS_PER_TOKEN,
 	OPT_MAX_UPLOADS_PER_MINUTE,
 	OPT_MAX_RECORDS,
+	OPT_AUDIT_RETENTION,
 	OPT_COUNT,
 	/* Command line only. */
 	OPT_HELP = 'h',
@@ -119,6 +122,9 @@ static const struct opt_def {
 	[OPT_MAX_RECORDS] = { "max-records", KIND_STRING, "N",
 	    "key records in the vault, revoked ones too; 0: no limit "
 	    "(default 1000000)" },
+	[OPT_AUDIT_RETENTION] = { "audit-retention", KIND_STRING, "SECONDS",
+	    "prune audit events older than this once exported (p8vault "
+	    "audit export); 0: keep all (default)" },
 };
 
 /* One source of values: the command line, the environment or the file. */
@@ -625,6 +631,10 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 		return r;
 	if ((v = pick(layers, n, OPT_MAX_RECORDS, &where)) != NULL &&
 	    (r = parse_uint(v, where, 0, QUOTA_MAX, &cfg->max_records)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_AUDIT_RETENTION, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, AUDIT_RETENTION_MAX_S,
+	    &cfg->audit_retention_s)) != 0)
 		return r;
 
 	/* Master key files: all from the highest layer that names any. */

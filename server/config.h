@@ -62,6 +62,7 @@ struct config {
 	unsigned int max_apps_per_token;
 	unsigned int max_uploads_per_minute;
 	unsigned int max_records;
+	unsigned int audit_retention_s; /* 0: keep every audit event */
 };
 
 /* What config_load wants the caller to do. */

@@ -31,8 +31,15 @@
   standby record of the app that no longer decodes (admin_tamper
   record-garble) is never read: both succeed (before: 500, every record
   of the app decoded under the writer).
+- audit_retention_behind_a_checkpoint: `p8vault audit export` writes the
+  events out (as stored, one a line) and records them; a daemon with
+  --audit-retention 2 prunes those older than 2 s, and only those (an
+  older event not exported stays); `p8vault audit verify` checks the kept
+  chain from its checkpoint (the first kept event names the hash of the
+  last exported line), and still finds an event removed after it.
 """
 
+import hashlib
 import json
 import os
 import resource
@@ -45,7 +52,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Runner, check, check_eq, read_all, request  # noqa
 from signing import (SignVault, apple_id, bearer, check_apns_answer,  # noqa
-                     new_p8)
+                     new_p8, p8vault)
 import adversary  # noqa
 
 runner = Runner("test_isolation")
@@ -551,6 +558,68 @@ def upload_and_activation_read_only_what_they_need():
         # (Signing walks the app to choose its key, and answers 500 for
         # an app with a damaged record, as test_faults.py expects.)
         v.stop()
+    finally:
+        v.close()
+
+
+RETENTION_S = 2
+
+
+@runner.test
+def audit_retention_behind_a_checkpoint():
+    v = SignVault()
+    try:
+        v.start()
+        portal = v.token("portal")
+        for i in range(3):
+            new_upload(v, "audit%d.app" % i, portal, 201)
+        out = os.path.join(v.tmp, "audit.jsonl")
+        exp = json.loads(p8vault("audit", "export", "--state", v.state,
+                                 "--out", out, "--json"))
+        with open(out, "rb") as f:
+            lines = f.read().splitlines()
+        check_eq(len(lines), exp["events"], "lines exported")
+        check(len(lines) >= 4, "events exported: %d" % len(lines))
+        exported = [json.loads(l) for l in lines]
+        check_eq([e["seq"] for e in exported],
+                 list(range(1, len(lines) + 1)), "exported seqs")
+        # Not exported: stays, however old.
+        for i in range(3):
+            new_upload(v, "late.app", portal, 201)
+        time.sleep(RETENTION_S + 1)
+        v.stop()
+        v.extra_args += ["--audit-retention", str(RETENTION_S)]
+        v.start()
+        v.d.wait_log(lambda l: v.d.log_events("audit_pruned"), 30,
+                     "an audit_pruned log line")
+        ev = v.d.log_events("audit_pruned")[0]
+        check_eq(ev.get("pruned"), len(lines), "events pruned")
+        kept = json.loads(p8vault("audit", "list", "--state", v.state,
+                                  "--json"))
+        check_eq(kept[0]["seq"], len(lines) + 1, "first kept event")
+        check_eq(kept[0]["prev"], hashlib.sha256(lines[-1]).hexdigest(),
+                 "the first kept event chains to the last exported line")
+        check(any(e.get("app") == "late.app" for e in kept),
+              "the event not exported was pruned")
+        ver = json.loads(p8vault("audit", "verify", "--state", v.state,
+                                 "--json"))
+        check_eq((ver["intact"], ver["events"]), (True, len(kept)),
+                 "audit verify from the checkpoint")
+        v.stop()
+        p = subprocess.run([tamper_path(), "audit-delete", v.state,
+                            str(kept[1]["seq"])], capture_output=True,
+                           text=True, timeout=HTTP_TIMEOUT_S)
+        check_eq(p.returncode, 0, "admin_tamper audit-delete")
+        env = {k: val for k, val in os.environ.items()
+               if not k.startswith("P8VAULT_")}
+        p = subprocess.run([os.environ["P8VAULT"], "audit", "verify",
+                            "--state", v.state, "--json"], env=env,
+                           capture_output=True, text=True,
+                           timeout=HTTP_TIMEOUT_S)
+        check_eq(p.returncode, 3, "audit verify after a removal: %s" %
+                 p.stderr)
+        check_eq(json.loads(p.stdout)["bad_seq"], kept[2]["seq"],
+                 "where the chain breaks")
     finally:
         v.close()
 
