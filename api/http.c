@@ -1235,8 +1235,11 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_HEADER_MEMORY_BYTES,
 	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.connection_timeout_s,
 	    /* The real limits are counted in notify_connection, across the
-	     * daemons of this listener; this is only a backstop. */
-	    MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections,
+	     * daemons of this listener; this is only a backstop, above them
+	     * by the refusals waiting for their 503 (else the connection
+	     * past the limit is closed by libmicrohttpd, unanswered). */
+	    MHD_OPTION_CONNECTION_LIMIT,
+	    srv->opts.max_connections + (unsigned int)API_REFUSED_MAX,
 	    MHD_OPTION_NOTIFY_CONNECTION, notify_connection, lst,
 	    MHD_OPTION_URI_LOG_CALLBACK, request_begin, lst,
 	    MHD_OPTION_NOTIFY_COMPLETED, request_completed, lst,

@@ -5,7 +5,6 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "store/records.h"
 
 #define AI_FP "appidx/fp/"
 #define AI_ACTIVE "appidx/active/"
