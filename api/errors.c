@@ -8,6 +8,7 @@
 /* HTTP statuses used below that are not in every client's vocabulary. */
 #define HTTP_UNPROCESSABLE 422      /* RFC 9110: well-formed, but invalid */
 #define HTTP_INSUFFICIENT_STORAGE 507 /* RFC 4918 */
+#define HTTP_TOO_MANY_REQUESTS 429  /* RFC 6585 */
 
 /* Seconds a client is told to wait (Retry-After) before it tries again
  * when a networked store cannot be reached: about one leader election of
@@ -15,6 +16,15 @@
 #define STORE_RETRY_AFTER_S 1
 /* A restarted keeper is ready within 2 s (keeper/client.c). */
 #define KEEPER_RETRY_AFTER_S 1
+/* Seconds a client over a connection limit is told to wait: connections
+ * of the signing and upload APIs last milliseconds. */
+#define CONNECTIONS_RETRY_AFTER_S 1
+/* Seconds a client is told to wait when the locked-memory budget is spent
+ * (503 busy): the bodies and keys holding it live for one request. */
+#define BUSY_RETRY_AFTER_S 1
+/* Seconds a token over its upload rate is told to wait: the rate's
+ * window, an upper bound (vault/quota.c counts per minute). */
+#define RATE_RETRY_AFTER_S 60
 
 struct status_entry {
 	int err;
@@ -90,6 +100,15 @@ static const struct status_entry status_table[] = {
 	{ P8V_ERR_APPLE_UNREACHABLE, 502 },
 	{ P8V_ERR_APPLE_TIMEOUT, 504 },
 	{ P8V_ERR_APPLE_CHECK_FAILED, HTTP_UNPROCESSABLE },
+	/* Tenant isolation: over the per-address or total connection limit
+	 * of a listener. */
+	{ P8V_ERR_TOO_MANY_CONNECTIONS, 503 },
+	/* Quotas: a count a tenant reached (the request is valid, the
+	 * vault will not take more of it), and a rate. */
+	{ P8V_ERR_TOO_MANY_KEYS, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_TOO_MANY_APPS, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_VAULT_FULL, HTTP_UNPROCESSABLE },
+	{ P8V_ERR_RATE_LIMITED, HTTP_TOO_MANY_REQUESTS },
 };
 
 /* The errors whose answer tells the client when to try again: each also
@@ -100,6 +119,9 @@ static const struct {
 } retry_table[] = {
 	{ P8V_ERR_STORE_UNAVAILABLE, STORE_RETRY_AFTER_S },
 	{ P8V_ERR_KEEPER_UNAVAILABLE, KEEPER_RETRY_AFTER_S },
+	{ P8V_ERR_TOO_MANY_CONNECTIONS, CONNECTIONS_RETRY_AFTER_S },
+	{ P8V_ERR_BUSY, BUSY_RETRY_AFTER_S },
+	{ P8V_ERR_RATE_LIMITED, RATE_RETRY_AFTER_S },
 };
 
 unsigned int

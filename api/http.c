@@ -29,11 +29,23 @@
  * per daemon, so the total and per-address limits are counted here across
  * the daemons of a listener (api/connlimit.c), which also keeps the portal
  * and the signing API on separate budgets.
+ *
+ * No handler waits on an event loop. A thread serves every connection it
+ * accepted, so a handler sleeping in pthread_cond_wait until another
+ * caller's mint is done stalls the cached answers of every other team on
+ * that thread. A handler that would wait returns P8V_ERR_WOULD_BLOCK
+ * instead; its connection is suspended (MHD_suspend_connection), the
+ * request goes to a small pool of defer threads that run the handler
+ * again, allowed to wait, and the connection is resumed when its answer
+ * is ready (MHD_resume_connection, from the defer thread: libmicrohttpd
+ * wakes the event loop through its inter-thread channel). libmicrohttpd
+ * then calls handle_request once more, which sends the answer.
  */
 #include "api/http.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,14 +78,61 @@
 static const char fallback_body[] =
     "{\"error\":{\"code\":\"internal_error\",\"message\":\"internal error\"}}";
 
-/* A connection refused by the limits: its socket context. */
+/* A connection refused by the limits when no refusal slot was free: its
+ * socket context. It is shut at once, without an answer. */
 static char conn_refused;
+/* Seconds a connection over a limit has to send its request (headers and
+ * a body up to the route's cap, which it sends anyway): it gets its 503
+ * answer once the request is in, or is shut this long after it was
+ * accepted, however it trickles. Short, so that slow senders over the
+ * limit hold nothing for long. */
+#define API_REFUSED_TIMEOUT_S 2
+/* Connections over a limit waiting for their 503, per server, at once:
+ * a burst far larger than the per-address limit (a client's 150 uploads
+ * at once, 86 over) is answered; past this many, a connection is shut
+ * without an answer, as libmicrohttpd's own backstop limit would. */
+#define API_REFUSED_MAX 1024
+/* How often the refusal reaper looks for connections past their time. */
+#define API_REFUSED_SWEEP_US 250000
 
 /* One per listener kind: what its daemons' callbacks need. */
 struct listener {
 	struct api_server *srv;
 	enum api_listener kind;
 	struct connlimit *limit;
+};
+
+/* Requests deferred off the event loops, and the threads that run them. */
+struct defer_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work;
+	struct api_request *head, *tail;
+	pthread_t threads[API_DEFER_THREADS];
+	size_t n_threads;
+	int ready;                      /* lock and work initialised */
+	int stopping;
+};
+
+/* A connection over a limit, until it is answered or shut. */
+struct refused_conn {
+	int used;
+	int shut;                       /* shut by the reaper */
+	MHD_socket fd;
+	int64_t deadline_us;            /* CLOCK_MONOTONIC */
+};
+
+/* The refused connections of the server and the thread that shuts those
+ * past their time (libmicrohttpd's timeout is an idle timeout, which a
+ * sender of a byte a second never reaches). */
+struct refusals {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_t reaper;
+	int ready;                      /* lock and wake initialised */
+	int running;                    /* reaper started */
+	int stopping;
+	size_t n_used;
+	struct refused_conn conn[API_REFUSED_MAX];
 };
 
 struct api_server {
@@ -93,6 +152,15 @@ struct api_server {
 	/* 1 while a daemon starts: libmicrohttpd's messages then say why a
 	 * start fails, so they are warnings, not debug noise. */
 	int mhd_starting;
+	struct defer_pool defer;
+	struct refusals refusals;
+};
+
+/* Where a request stands with the defer pool. */
+enum defer_state {
+	DEFER_NONE = 0,         /* handled on its event loop */
+	DEFER_QUEUED,           /* suspended, queued or running on the pool */
+	DEFER_DONE,             /* answer set, connection resumed */
 };
 
 struct api_request {
@@ -122,6 +190,10 @@ struct api_request {
 	unsigned int n_transfer_encoding;
 	unsigned int allowed;           /* for the Allow header of a 405 */
 	int headers_done;
+	int refused;                    /* over a connection limit: 503 */
+	int can_wait;                   /* runs on a defer thread */
+	int defer_state;                /* enum defer_state, atomic */
+	struct api_request *defer_next; /* the defer queue */
 	int64_t start_us;
 	/* The response. */
 	unsigned int status;
@@ -144,6 +216,17 @@ now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* 1 if ctx, a connection's socket context, marks it over a limit. */
+static int
+is_refused(struct api_server *srv, const void *ctx)
+{
+	uintptr_t p = (uintptr_t)ctx;
+	uintptr_t lo = (uintptr_t)&srv->refusals.conn[0];
+	uintptr_t hi = (uintptr_t)&srv->refusals.conn[API_REFUSED_MAX];
+
+	return ctx == &conn_refused || (p >= lo && p < hi);
 }
 
 static const char *
@@ -304,13 +387,23 @@ api_respond_header(struct api_request *req, const char *name,
 
 /*
  * Replace whatever response is set with the error response for err. The
- * Allow header of a 405 is added here, so that it survives.
+ * Allow header of a 405 is added here, so that it survives. Guarded
+ * memory that cannot be had (P8V_ERR_SECMEM) is the locked budget spent
+ * by the requests in flight (secmem_init proved at start that guarded
+ * memory works): answered 503 busy with Retry-After, and logged.
  */
 static void
 set_error(struct api_request *req, int err, unsigned int allowed)
 {
 	char allow[API_ALLOW_MAX];
 
+	if (err == P8V_ERR_SECMEM) {
+		log_warnf("secmem_busy", "%s %s: the locked-memory budget "
+		    "(RLIMIT_MEMLOCK, LimitMEMLOCK=) is spent: answered 503 "
+		    "busy", req->method_name != NULL ? req->method_name : "-",
+		    req->route != NULL ? req->route->pattern : "-");
+		err = P8V_ERR_BUSY;
+	}
 	clear_response(req);
 	if (api_respond_error(req, err, NULL) != 0) {
 		req->status = 500;
@@ -643,7 +736,11 @@ append_body(struct api_request *req, const char *data, size_t len)
 	size_t max = req->route->body_max, want;
 	uint8_t *grown;
 
-	if (req->body_error != 0 || len > max - req->body_len) {
+	if (req->body_error != 0) {
+		req->discarded += len;  /* the first error stands */
+		return;
+	}
+	if (len > max - req->body_len) {
 		req->body_error = P8V_ERR_TOO_LARGE;
 		req->discarded += len;
 		secmem_free(req->body);
@@ -662,6 +759,8 @@ append_body(struct api_request *req, const char *data, size_t len)
 		 * uploads') from the locked heap, without an mmap and mlock
 		 * per request; larger from guarded pages. */
 		if ((grown = secmem_alloc_short(want)) == NULL) {
+			/* The locked budget is spent (crypto/secmem.h):
+			 * 503 busy, never a body in unlocked memory. */
 			req->body_error = P8V_ERR_SECMEM;
 			secmem_free(req->body);
 			req->body = NULL;
@@ -678,21 +777,21 @@ append_body(struct api_request *req, const char *data, size_t len)
 	req->body_len += len;
 }
 
-/* Last call: the whole body is here. Run the handler, respond. */
-static enum MHD_Result
-finish_request(struct api_request *req)
+/*
+ * Run the handler and settle its answer (set, or the error's). 1 if it
+ * would wait and may not (P8V_ERR_WOULD_BLOCK on an event loop): nothing
+ * is set, the body is kept for the deferred run.
+ */
+static int
+run_handler(struct api_request *req)
 {
 	int r;
 
-	if (req->early_error != 0) {
-		set_error(req, req->early_error, req->allowed);
-		return send_response(req);
-	}
-	if (req->body_error != 0) {
-		set_error(req, req->body_error, 0);
-		return send_response(req);
-	}
 	r = req->route->handler(req);
+	if (r == P8V_ERR_WOULD_BLOCK && !req->can_wait) {
+		clear_response(req);
+		return 1;
+	}
 	/* The body may have held a .p8: wiped as soon as it has been used. */
 	secmem_free(req->body);
 	req->body = NULL;
@@ -704,6 +803,73 @@ finish_request(struct api_request *req)
 	}
 	if (r != 0)
 		set_error(req, r, 0);
+	return 0;
+}
+
+/* A defer thread: run queued handlers, allowed to wait, then resume their
+ * connections. Drains the queue before it stops. */
+static void *
+defer_main(void *arg)
+{
+	struct defer_pool *p = arg;
+	struct api_request *req;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (p->head == NULL && !p->stopping)
+			pthread_cond_wait(&p->work, &p->lock);
+		if ((req = p->head) == NULL)
+			break;  /* stopping, nothing left */
+		if ((p->head = req->defer_next) == NULL)
+			p->tail = NULL;
+		req->defer_next = NULL;
+		pthread_mutex_unlock(&p->lock);
+		req->can_wait = 1;
+		(void)run_handler(req);
+		__atomic_store_n(&req->defer_state, DEFER_DONE,
+		    __ATOMIC_RELEASE);
+		MHD_resume_connection(req->conn);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Suspend req's connection and queue it for a defer thread. Called from
+ * the access handler, as libmicrohttpd requires of a suspension. */
+static void
+defer_request(struct api_request *req)
+{
+	struct defer_pool *p = &req->lst->srv->defer;
+
+	__atomic_store_n(&req->defer_state, DEFER_QUEUED, __ATOMIC_RELEASE);
+	MHD_suspend_connection(req->conn);
+	pthread_mutex_lock(&p->lock);
+	if (p->tail != NULL)
+		p->tail->defer_next = req;
+	else
+		p->head = req;
+	p->tail = req;
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Last call: the whole body is here. Run the handler, respond. */
+static enum MHD_Result
+finish_request(struct api_request *req)
+{
+	if (req->early_error != 0) {
+		set_error(req, req->early_error, req->allowed);
+		return send_response(req);
+	}
+	if (req->body_error != 0) {
+		set_error(req, req->body_error, 0);
+		return send_response(req);
+	}
+	if (run_handler(req) != 0) {
+		defer_request(req);
+		return MHD_YES;
+	}
 	return send_response(req);
 }
 
@@ -726,8 +892,17 @@ handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 		req->headers_done = 1;
 		info = MHD_get_connection_info(conn,
 		    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		if (info != NULL && info->socket_context == &conn_refused)
-			return MHD_NO;  /* over a connection limit */
+		if (info != NULL && is_refused(req->lst->srv,
+		    info->socket_context)) {
+			/* Over a connection limit: nothing of the request is
+			 * looked at; its body is read and dropped, then it is
+			 * answered 503 too_many_connections (the client can
+			 * tell a limit from a crash, as nginx's limit_conn
+			 * lets it) and the connection closed. */
+			req->method_name = method;
+			req->refused = 1;
+			return MHD_YES;
+		}
 		if ((r = begin_request(req, method, &allowed)) != 0) {
 			/* With a body coming, answer now: libmicrohttpd then
 			 * closes the connection instead of reading a body
@@ -742,6 +917,19 @@ handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 		}
 		return MHD_YES;
 	}
+	if (*upload_data_size != 0 && req->refused) {
+		req->discarded += *upload_data_size;
+		*upload_data_size = 0;
+		/* More than any route takes: not a request to answer. */
+		return req->discarded > API_BODY_DISCARD_BYTES ? MHD_NO :
+		    MHD_YES;
+	}
+	if (req->refused) {
+		set_error(req, P8V_ERR_TOO_MANY_CONNECTIONS, 0);
+		(void)api_respond_header(req, MHD_HTTP_HEADER_CONNECTION,
+		    "close");
+		return send_response(req);
+	}
 	if (*upload_data_size != 0) {
 		append_body(req, upload_data, *upload_data_size);
 		*upload_data_size = 0;
@@ -754,10 +942,121 @@ handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 		}
 		return MHD_YES;
 	}
-	return finish_request(req);
+	switch (__atomic_load_n(&req->defer_state, __ATOMIC_ACQUIRE)) {
+	case DEFER_DONE:        /* resumed: the defer thread set the answer */
+		return send_response(req);
+	case DEFER_QUEUED:      /* not resumed yet (cannot happen) */
+		return MHD_YES;
+	default:
+		return finish_request(req);
+	}
 }
 
 /* -- connections ------------------------------------------------------- */
+
+/* A refusal slot for fd, or NULL if all are taken. */
+static struct refused_conn *
+refusal_add(struct refusals *rf, MHD_socket fd)
+{
+	struct refused_conn *c = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&rf->lock);
+	for (i = 0; i < API_REFUSED_MAX && rf->n_used < API_REFUSED_MAX; i++) {
+		if (rf->conn[i].used)
+			continue;
+		c = &rf->conn[i];
+		c->used = 1;
+		c->shut = 0;
+		c->fd = fd;
+		c->deadline_us = now_us() +
+		    (int64_t)API_REFUSED_TIMEOUT_S * 1000000;
+		rf->n_used++;
+		break;
+	}
+	pthread_mutex_unlock(&rf->lock);
+	return c;
+}
+
+/* The connection is closed (libmicrohttpd closes its fd after this). */
+static void
+refusal_remove(struct refusals *rf, struct refused_conn *c)
+{
+	pthread_mutex_lock(&rf->lock);
+	c->used = 0;
+	rf->n_used--;
+	pthread_mutex_unlock(&rf->lock);
+}
+
+/* The reaper: shut refused connections past their deadline, so that
+ * libmicrohttpd reads EOF and closes them. Under the lock, so that an fd
+ * is never shut after its connection was closed (and the number reused). */
+static void *
+refusal_reaper(void *arg)
+{
+	struct refusals *rf = arg;
+	struct timespec until;
+	int64_t now;
+	size_t i;
+
+	pthread_mutex_lock(&rf->lock);
+	while (!rf->stopping) {
+		now = now_us();
+		for (i = 0; i < API_REFUSED_MAX && rf->n_used > 0; i++) {
+			struct refused_conn *c = &rf->conn[i];
+
+			if (c->used && !c->shut && now >= c->deadline_us) {
+				(void)shutdown(c->fd, SHUT_RDWR);
+				c->shut = 1;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += API_REFUSED_SWEEP_US * 1000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		(void)pthread_cond_timedwait(&rf->wake, &rf->lock, &until);
+	}
+	pthread_mutex_unlock(&rf->lock);
+	return NULL;
+}
+
+/* 0, or P8V_ERR_ALLOC. */
+static int
+refusals_start(struct refusals *rf)
+{
+	pthread_condattr_t attr;
+
+	if (pthread_mutex_init(&rf->lock, NULL) != 0)
+		return P8V_ERR_ALLOC;
+	if (pthread_condattr_init(&attr) != 0 ||
+	    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&rf->wake, &attr) != 0) {
+		pthread_mutex_destroy(&rf->lock);
+		return P8V_ERR_ALLOC;
+	}
+	pthread_condattr_destroy(&attr);
+	rf->ready = 1;
+	if (pthread_create(&rf->reaper, NULL, refusal_reaper, rf) != 0)
+		return P8V_ERR_ALLOC;
+	rf->running = 1;
+	return 0;
+}
+
+/* Stop the reaper (the lock stays for the daemons' last notifications). */
+static void
+refusals_stop(struct refusals *rf)
+{
+	if (!rf->running)
+		return;
+	pthread_mutex_lock(&rf->lock);
+	rf->stopping = 1;
+	pthread_cond_signal(&rf->wake);
+	pthread_mutex_unlock(&rf->lock);
+	pthread_join(rf->reaper, NULL);
+	rf->running = 0;
+}
 
 static void
 notify_connection(void *cls, struct MHD_Connection *conn,
@@ -768,8 +1067,14 @@ notify_connection(void *cls, struct MHD_Connection *conn,
 	const struct sockaddr *addr = NULL;
 	void *slot;
 
+	struct refused_conn *refused;
+
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-		if (*socket_context != NULL && *socket_context != &conn_refused)
+		if (*socket_context == &conn_refused)
+			;
+		else if (is_refused(lst->srv, *socket_context))
+			refusal_remove(&lst->srv->refusals, *socket_context);
+		else if (*socket_context != NULL)
 			connlimit_release(lst->limit, *socket_context);
 		*socket_context = NULL;
 		return;
@@ -782,12 +1087,20 @@ notify_connection(void *cls, struct MHD_Connection *conn,
 		*socket_context = slot;
 		return;
 	}
-	/* Refused: shut the socket so that libmicrohttpd reads EOF and closes
-	 * it, and mark it so that a request already buffered is not served. */
-	*socket_context = &conn_refused;
+	/* Refused: marked so that its request is answered 503 and not
+	 * served (handle_request), with API_REFUSED_TIMEOUT_S to send it.
+	 * With every refusal slot taken, or no fd to watch: shut at once, so
+	 * that libmicrohttpd reads EOF and closes it. */
 	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (info != NULL)
-		(void)shutdown(info->connect_fd, SHUT_RDWR);
+	refused = info != NULL ?
+	    refusal_add(&lst->srv->refusals, info->connect_fd) : NULL;
+	if (refused != NULL) {
+		*socket_context = refused;
+	} else {
+		*socket_context = &conn_refused;
+		if (info != NULL)
+			(void)shutdown(info->connect_fd, SHUT_RDWR);
+	}
 	log_debugf("connection_refused", "%s listener: connection limit "
 	    "reached", listener_name(lst->kind));
 }
@@ -819,6 +1132,49 @@ listener_init(struct listener *lst, struct api_server *srv,
 	lst->kind = kind;
 	return connlimit_create(srv->opts.max_connections,
 	    srv->opts.max_connections_per_address, &lst->limit);
+}
+
+/* Start the defer threads. 0 or P8V_ERR_ALLOC. */
+static int
+defer_start(struct defer_pool *p)
+{
+	if (pthread_mutex_init(&p->lock, NULL) != 0)
+		return P8V_ERR_ALLOC;
+	if (pthread_cond_init(&p->work, NULL) != 0) {
+		pthread_mutex_destroy(&p->lock);
+		return P8V_ERR_ALLOC;
+	}
+	/* From here on defer_stop cleans up, however few threads started. */
+	p->ready = 1;
+	p->n_threads = 0;
+	while (p->n_threads < API_DEFER_THREADS) {
+		if (pthread_create(&p->threads[p->n_threads], NULL, defer_main,
+		    p) != 0)
+			return P8V_ERR_ALLOC;
+		p->n_threads++;
+	}
+	return 0;
+}
+
+/* Run what is queued, stop the defer threads. Before the daemons stop:
+ * every suspended connection is resumed by then. */
+static void
+defer_stop(struct defer_pool *p)
+{
+	size_t i;
+
+	if (!p->ready)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = 1;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; i < p->n_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	p->n_threads = 0;
+	p->ready = 0;
+	pthread_cond_destroy(&p->work);
+	pthread_mutex_destroy(&p->lock);
 }
 
 int
@@ -861,7 +1217,9 @@ api_server_create(const struct api_route *routes, size_t n_routes,
 		    API_CONNECTIONS_PER_ADDRESS_DEFAULT;
 	srv->not_ready_reason = "starting";
 	if ((r = listener_init(&srv->portal, srv, API_LISTENER_PORTAL)) != 0 ||
-	    (r = listener_init(&srv->sign, srv, API_LISTENER_SIGN)) != 0)
+	    (r = listener_init(&srv->sign, srv, API_LISTENER_SIGN)) != 0 ||
+	    (r = defer_start(&srv->defer)) != 0 ||
+	    (r = refusals_start(&srv->refusals)) != 0)
 		goto out;
 	*out = srv;
 	srv = NULL;
@@ -908,7 +1266,7 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 		goto out;
 	}
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-	    MHD_USE_ERROR_LOG | (threads > 1 ? MHD_USE_POLL : MHD_USE_EPOLL);
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (threads > 1 ? MHD_USE_POLL : MHD_USE_EPOLL);
 	if (threads > 1)
 		extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE,
 		    (intptr_t)threads, NULL };
@@ -931,8 +1289,11 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_HEADER_MEMORY_BYTES,
 	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.connection_timeout_s,
 	    /* The real limits are counted in notify_connection, across the
-	     * daemons of this listener; this is only a backstop. */
-	    MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections,
+	     * daemons of this listener; this is only a backstop, above them
+	     * by the refusals waiting for their 503 (else the connection
+	     * past the limit is closed by libmicrohttpd, unanswered). */
+	    MHD_OPTION_CONNECTION_LIMIT,
+	    srv->opts.max_connections + (unsigned int)API_REFUSED_MAX,
 	    MHD_OPTION_NOTIFY_CONNECTION, notify_connection, lst,
 	    MHD_OPTION_URI_LOG_CALLBACK, request_begin, lst,
 	    MHD_OPTION_NOTIFY_COMPLETED, request_completed, lst,
@@ -1004,9 +1365,17 @@ api_server_destroy(struct api_server *srv)
 
 	if (srv == NULL)
 		return;
+	/* Handlers still running on the defer threads resume their
+	 * connections on the daemons: they finish first. */
+	defer_stop(&srv->defer);
+	refusals_stop(&srv->refusals);
 	for (i = 0; i < srv->n_daemons; i++)
 		MHD_stop_daemon(srv->daemons[i]);
 	free(srv->daemons);
+	if (srv->refusals.ready) {
+		pthread_cond_destroy(&srv->refusals.wake);
+		pthread_mutex_destroy(&srv->refusals.lock);
+	}
 	connlimit_destroy(srv->portal.limit);
 	connlimit_destroy(srv->sign.limit);
 	free(srv);
@@ -1089,6 +1458,12 @@ api_request_server_ready(const struct api_request *req, const char **reason)
 	if (reason != NULL)
 		*reason = why;
 	return 0;
+}
+
+int
+api_request_can_wait(const struct api_request *req)
+{
+	return req->can_wait;
 }
 
 struct api_principal *

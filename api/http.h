@@ -80,6 +80,10 @@
 #define API_CONNECTIONS_PER_ADDRESS_DEFAULT 64
 /* Threads per listener: more rarely help, signing is fast. */
 #define API_THREADS_MAX 64
+/* Threads that run handlers deferred off the event loops (a request
+ * waiting for another caller's mint): each waits on one stalled mint at
+ * most, so a few cover every team minting at once; more queue. */
+#define API_DEFER_THREADS 4
 /* Most extra headers one response may carry (Allow, Retry-After, ...). */
 #define API_RESPONSE_HEADERS_MAX 8
 
@@ -214,6 +218,10 @@ const struct api_backend *api_request_backend(const struct api_request *req);
  * reason given to api_server_set_not_ready. For /readyz. */
 int api_request_server_ready(const struct api_request *req,
     const char **reason);
+/* 1 when the handler runs off the listeners' event loops (a deferred run,
+ * see api_handler_fn) and may wait for other requests' work; 0 on an event
+ * loop, where waiting stalls every connection of that thread. */
+int api_request_can_wait(const struct api_request *req);
 /* The caller as established by the authentication hook, which fills it
  * (mutable for the hook). */
 struct api_principal *api_request_principal(struct api_request *req);

@@ -67,6 +67,11 @@ struct api_request;
  * api_respond_error()) once and returns 0, or returns a P8V_ERR_* code and
  * the framework answers with that error (any response it set is dropped).
  * Returning 0 without responding is a bug, answered 500 and logged.
+ * A handler that would have to wait for another request's work (a mint
+ * another caller runs) returns P8V_ERR_WOULD_BLOCK while
+ * api_request_can_wait(req) is 0: the framework then suspends the
+ * connection and runs the handler again, from the start, on a thread
+ * off the event loop, where api_request_can_wait(req) is 1 (api/http.h).
  */
 typedef int (*api_handler_fn)(struct api_request *req);
 

@@ -307,12 +307,30 @@ api_sign_handle_apns_token(struct api_request *req)
 			goto out;
 		}
 	}
+	/* On an event loop only a cached token is answered: a mint, or
+	 * waiting for another caller's, runs on a defer thread (api/http.h),
+	 * so that the cached answers of other teams never wait for it. */
+	if (!api_request_can_wait(req)) {
+		if (rejected != NULL) {
+			r = P8V_ERR_WOULD_BLOCK;
+			goto out;
+		}
+		r = vault_apns_token_cached(v, app, env, &tok);
+		if (r == 0)
+			goto respond;
+		if (r == P8V_ERR_WOULD_BLOCK)
+			goto out;
+		if (r == P8V_ERR_NO_ACTIVE_KEY)
+			r = refine_no_active_key(v, app, env);
+		goto out;
+	}
 	if ((r = vault_apns_token(v, app, env, rejected, reason,
 	    api_request_principal(req)->actor, &tok)) != 0) {
 		if (r == P8V_ERR_NO_ACTIVE_KEY)
 			r = refine_no_active_key(v, app, env);
 		goto out;
 	}
+ respond:
 	r = respond_token(req, &tok, NULL);
  out:
 	vault_token_finish(&tok);

@@ -1,9 +1,14 @@
 /*
- * cmd_audit.c: p8vault audit list|verify: the hash-chained audit log
- * (store/audit.h). Both only read, need no master key and are safe while
- * p8vaultd runs.
+ * cmd_audit.c: p8vault audit list|verify|export: the hash-chained audit
+ * log (store/audit.h). list and verify only read; export writes the events
+ * out and records how far it got, which lets retention (p8vaultd
+ * --audit-retention) prune them. None needs a master key; all are safe
+ * while p8vaultd runs.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,7 @@
 static const char audit_usage_text[] =
     "Usage: p8vault audit list --state DIR [--since TIME] [--json]\n"
     "       p8vault audit verify --state DIR [--json]\n"
+    "       p8vault audit export --state DIR --out FILE [--json]\n"
     "\n"
     "The audit log: every key upload, activation, revocation, APNs token\n"
     "mint, API token change, master-key rotation, backup and restore, each\n"
@@ -30,12 +36,18 @@ static const char audit_usage_text[] =
     "          TIME (2026-11-23T22:50:01Z, 2026-11-23, or seconds since the\n"
     "          epoch). --json prints a JSON array of the events as stored\n"
     "          (with \"seq\" and \"prev\", the hash of the event before).\n"
-    "  verify  walk the whole chain and the stored head; names the first\n"
-    "          event where it breaks.\n"
+    "  verify  walk the chain from its checkpoint (where retention pruned\n"
+    "          older events) and the stored head; names the first event\n"
+    "          where it breaks.\n"
+    "  export  write the events not exported before to FILE (created,\n"
+    "          mode 0600, one stored event per line, as stored), then\n"
+    "          record them as exported: only exported events are ever\n"
+    "          pruned (p8vaultd --audit-retention).\n"
     "\n"
     "Options:\n"
     "  --state DIR    the state directory\n"
     "  --since TIME   list: only events at or after TIME\n"
+    "  --out FILE     export: the file to write (must not exist)\n"
     "  --json         print JSON\n"
     "  -h, --help     show this help\n"
     "\n"
@@ -47,6 +59,7 @@ struct audit_args {
 	const char *cmd;
 	const char *dir;
 	const char *since;
+	const char *out;
 	int json;
 	int help;
 };
@@ -63,6 +76,7 @@ parse(int argc, char **argv, const char *allowed, struct audit_args *a)
 	static const struct option options[] = {
 		{ "state", required_argument, NULL, 's' },
 		{ "since", required_argument, NULL, 'S' },
+		{ "out", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -80,6 +94,9 @@ parse(int argc, char **argv, const char *allowed, struct audit_args *a)
 			break;
 		case 'S':
 			a->since = optarg;
+			break;
+		case 'o':
+			a->out = optarg;
 			break;
 		case 'j':
 			a->json = 1;
@@ -303,9 +320,134 @@ audit_verify(int argc, char **argv)
 	return ret;
 }
 
+struct export {
+	int fd;
+	uint64_t from, last, n;
+	int io_error;
+};
+
+static int
+export_one(uint64_t seq, const char *text, size_t len, void *arg)
+{
+	struct export *e = arg;
+	size_t off = 0;
+	ssize_t w;
+
+	while (off < len + 1) {
+		/* The event as stored, and a newline. */
+		if (off < len)
+			w = write(e->fd, text + off, len - off);
+		else
+			w = write(e->fd, "\n", 1);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			e->io_error = errno != 0 ? errno : EIO;
+			return P8V_ERR_IO;
+		}
+		off += (size_t)w;
+	}
+	e->last = seq;
+	e->n++;
+	return 0;
+}
+
+static int
+export_txn(struct store_txn *txn, void *arg)
+{
+	struct export *e = arg;
+	uint8_t prev[AUDIT_HASH_BYTES];
+	uint64_t first, done;
+	int r;
+
+	if ((r = store_audit_checkpoint(txn, &first, prev)) != 0 ||
+	    (r = store_audit_exported(txn, &done)) != 0)
+		return r;
+	e->from = done + 1 > first ? done + 1 : first;
+	return store_audit_foreach(txn, e->from, export_one, e);
+}
+
+static int
+exported_txn(struct store_txn *txn, void *arg)
+{
+	return store_audit_set_exported(txn, *(uint64_t *)arg);
+}
+
+static int
+audit_export(int argc, char **argv)
+{
+	struct audit_args a;
+	struct export e;
+	struct store *store = NULL;
+	int r, ret;
+
+	memset(&a, 0, sizeof(a));
+	memset(&e, 0, sizeof(e));
+	e.fd = -1;
+	a.cmd = "audit export";
+	if ((ret = parse(argc, argv, "sojh", &a)) != CLI_EXIT_OK)
+		return ret;
+	if (a.help) {
+		usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (a.out == NULL || *a.out == '\0')
+		return cli_usage_error("audit", "audit export: --out FILE is "
+		    "required");
+	admin_quiet_logs();
+	if ((ret = cli_store_open_existing(a.dir, &store)) != CLI_EXIT_OK)
+		goto out;
+	ret = CLI_EXIT_FAILURE;
+	if ((e.fd = open(a.out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+	    O_NOFOLLOW, 0600)) < 0) {
+		cli_fail("audit export: cannot create %s: %s", a.out,
+		    strerror(errno));
+		goto out;
+	}
+	r = store_read(store, export_txn, &e);
+	if (r == P8V_ERR_IO) {
+		cli_fail("audit export: writing %s: %s", a.out,
+		    strerror(e.io_error));
+		goto out;
+	}
+	if (r != 0) {
+		cli_store_fail(a.dir, "reading the audit log", r);
+		goto out;
+	}
+	/* On disk before the events count as exported (and may go). */
+	if (fsync(e.fd) != 0 || close(e.fd) != 0) {
+		e.fd = -1;
+		cli_fail("audit export: writing %s: %s", a.out,
+		    strerror(errno));
+		goto out;
+	}
+	e.fd = -1;
+	if (e.n > 0 && (r = store_write(store, exported_txn, &e.last)) != 0) {
+		cli_store_fail(a.dir, "recording the export", r);
+		goto out;
+	}
+	if (a.json)
+		ret = admin_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I}",
+		    "state_dir", a.dir, "file", a.out, "events",
+		    (json_int_t)e.n, "first_seq", (json_int_t)(e.n ? e.from : 0),
+		    "last_seq", (json_int_t)e.last));
+	else {
+		printf("audit log of state directory %s: %llu event(s) "
+		    "written to %s\n", a.dir, (unsigned long long)e.n, a.out);
+		ret = admin_flush();
+	}
+ out:
+	if (e.fd >= 0)
+		close(e.fd);
+	store_close(store);
+	return ret;
+}
+
 static const struct cli_command subcommands[] = {
 	{ "list", "", "list events", audit_list },
 	{ "verify", "", "check the hash chain", audit_verify },
+	{ "export", "", "write events out (before retention prunes them)",
+	    audit_export },
 };
 
 int

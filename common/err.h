@@ -91,7 +91,14 @@
 	/* master-key life cycle (store/masterkeys.c, vault/) */ \
 	X(MASTER_KEY_RETIRED, -93, "master_key_retired",    "the master key was retired from this state directory and may not be loaded or used again") \
 	X(MASTER_KEY_IN_USE,  -94, "master_key_in_use",     "the master key still seals key records or cached tokens, or is the only one the state directory records") \
-	X(MASTER_KEY_PRIMARY_MISSING, -95, "master_key_primary_missing", "the new master keys lack the key new records are being sealed under")
+	X(MASTER_KEY_PRIMARY_MISSING, -95, "master_key_primary_missing", "the new master keys lack the key new records are being sealed under") \
+	/* tenant isolation (issue 15) */ \
+	X(WOULD_BLOCK,        -100, "would_block",           "the operation would have to wait; internal: the caller retries it where it may wait") \
+	X(TOO_MANY_CONNECTIONS,-101, "too_many_connections", "too many connections from this address or in total; retry later") \
+	X(TOO_MANY_KEYS,      -102, "too_many_keys",         "the app holds as many keys (not revoked) as its quota allows: revoke one first") \
+	X(TOO_MANY_APPS,      -103, "too_many_apps",         "this token has created keys in as many apps as its quota allows") \
+	X(RATE_LIMITED,       -104, "rate_limited",          "this token made as many uploads in the last minute as its quota allows; retry later") \
+	X(VAULT_FULL,         -105, "vault_full",            "the vault holds as many key records as its quota allows")
 
 enum p8v_err {
 	P8V_OK = 0,

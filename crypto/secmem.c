@@ -13,7 +13,10 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -30,7 +33,28 @@
 /* Largest request passed to RAND_bytes at once (it takes an int). */
 #define SECMEM_RANDOM_CHUNK ((size_t)INT_MAX)
 
+/* Bytes before each guarded block's data: the locked size it is counted
+ * at, so that secmem_free can give it back, and that size masked with a
+ * random word, checked by secmem_free as libsodium checks its canary
+ * just before (a write just before the block aborts there). 16 keeps the
+ * data's alignment what sodium_malloc's would be. */
+#define SECMEM_GUARDED_HEADER 16
+/* libsodium's canary before a guarded block (crypto_... CANARY_SIZE). */
+#define SECMEM_SODIUM_CANARY 16
+
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * The locked budget. sodium_malloc locks each block's pages and ignores a
+ * failed mlock: past RLIMIT_MEMLOCK, "guarded" blocks would quietly be
+ * swappable. So the locked pages of guarded blocks are counted here, and
+ * a block that would take them past what RLIMIT_MEMLOCK leaves after
+ * OpenSSL's secure heap is refused (NULL) instead. Set by secmem_init;
+ * SIZE_MAX when the limit is infinite.
+ */
+static size_t guarded_budget = SIZE_MAX;
+static size_t guarded_locked;  /* atomic */
+static size_t header_mask;     /* random, set once by secmem_init */
+static size_t page_bytes = 4096;
 /* Set (release) once secmem_init has succeeded; read (acquire) lock-free. */
 static int initialised;
 
@@ -103,6 +127,26 @@ init_openssl_heap(void)
 	return P8V_ERR_SECMEM;
 }
 
+/* The locked budget from RLIMIT_MEMLOCK (the soft limit mlock obeys for
+ * a process without CAP_IPC_LOCK; counted the same with it, so that the
+ * daemon's limit is the operator's setting, not its privileges). */
+static void
+set_budget(void)
+{
+	struct rlimit rl;
+	long pg = sysconf(_SC_PAGESIZE);
+
+	if (pg > 0)
+		page_bytes = (size_t)pg;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 ||
+	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SIZE_MAX) {
+		guarded_budget = SIZE_MAX;
+		return;
+	}
+	guarded_budget = rl.rlim_cur > SECMEM_OPENSSL_HEAP_BYTES ?
+	    (size_t)rl.rlim_cur - SECMEM_OPENSSL_HEAP_BYTES : 0;
+}
+
 int
 secmem_init(void)
 {
@@ -122,11 +166,47 @@ secmem_init(void)
 		goto out;
 	if ((r = probe_guarded_memory()) != 0)
 		goto out;
+	set_budget();
+	if (RAND_bytes((unsigned char *)&header_mask, sizeof(header_mask)) != 1) {
+		ERR_clear_error();
+		r = P8V_ERR_RANDOM;
+		goto out;
+	}
 	__atomic_store_n(&initialised, 1, __ATOMIC_RELEASE);
 	r = 0;
  out:
 	pthread_mutex_unlock(&init_lock);
 	return r;
+}
+
+/* A guarded block of n bytes within the locked budget, or NULL. */
+static void *
+guarded_alloc(size_t n)
+{
+	size_t locked, total;
+	uint8_t *p;
+
+	if (n > SIZE_MAX - SECMEM_GUARDED_HEADER - SECMEM_SODIUM_CANARY -
+	    page_bytes)
+		return NULL;
+	/* The pages sodium_malloc locks: canary, header and data, rounded
+	 * up to whole pages. */
+	total = n + SECMEM_GUARDED_HEADER + SECMEM_SODIUM_CANARY;
+	locked = (total + page_bytes - 1) / page_bytes * page_bytes;
+	if (__atomic_add_fetch(&guarded_locked, locked, __ATOMIC_RELAXED) >
+	    guarded_budget) {
+		__atomic_sub_fetch(&guarded_locked, locked, __ATOMIC_RELAXED);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if ((p = sodium_malloc(n + SECMEM_GUARDED_HEADER)) == NULL) {
+		__atomic_sub_fetch(&guarded_locked, locked, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	memcpy(p, &locked, sizeof(locked));
+	total = locked ^ header_mask;
+	memcpy(p + sizeof(locked), &total, sizeof(total));
+	return p + SECMEM_GUARDED_HEADER;
 }
 
 void *
@@ -139,7 +219,13 @@ secmem_alloc(size_t n)
 	if (!__atomic_load_n(&initialised, __ATOMIC_ACQUIRE) &&
 	    secmem_init() != 0)
 		return NULL;
-	return sodium_malloc(n);
+	return guarded_alloc(n);
+}
+
+size_t
+secmem_guarded_bytes(void)
+{
+	return __atomic_load_n(&guarded_locked, __ATOMIC_RELAXED);
 }
 
 /* Bytes of the secure heap secmem_alloc_short holds (atomic). */
@@ -169,19 +255,19 @@ secmem_alloc_short(size_t n)
 	    secmem_init() != 0)
 		return NULL;
 	if (n > SECMEM_SHORT_MAX_BYTES)
-		return sodium_malloc(n);
+		return guarded_alloc(n);
 	want = heap_block(n);
 	if (__atomic_add_fetch(&short_used, want, __ATOMIC_RELAXED) >
 	    SECMEM_SHORT_BUDGET_BYTES) {
 		__atomic_sub_fetch(&short_used, want, __ATOMIC_RELAXED);
-		return sodium_malloc(n);
+		return guarded_alloc(n);
 	}
 	/* secmem_init made sure the heap exists and is locked: this never
 	 * falls back to OpenSSL's ordinary malloc. */
 	if ((p = OPENSSL_secure_malloc(n)) == NULL) {
 		__atomic_sub_fetch(&short_used, want, __ATOMIC_RELAXED);
 		ERR_clear_error();
-		return sodium_malloc(n);
+		return guarded_alloc(n);
 	}
 	return p;
 }
@@ -195,7 +281,7 @@ secmem_short_bytes(void)
 void
 secmem_free(void *p)
 {
-	size_t n;
+	size_t n, check;
 
 	if (p == NULL)
 		return;
@@ -206,9 +292,19 @@ secmem_free(void *p)
 		__atomic_sub_fetch(&short_used, n, __ATOMIC_RELAXED);
 		return;
 	}
-	/* sodium_free checks the canary, wipes the whole block and unlocks it;
-	 * it accepts NULL. */
-	sodium_free(p);
+	/* sodium_free checks the canary, wipes the whole block (the header
+	 * too) and unlocks it. */
+	memcpy(&n, (uint8_t *)p - SECMEM_GUARDED_HEADER, sizeof(n));
+	memcpy(&check, (uint8_t *)p - SECMEM_GUARDED_HEADER + sizeof(n),
+	    sizeof(check));
+	if ((n ^ header_mask) != check) {
+		/* Written before the block: as libsodium does on a damaged
+		 * canary, stop rather than go on with corrupted memory. */
+		log_errorf("secmem_free", "guarded block header damaged");
+		abort();
+	}
+	sodium_free((uint8_t *)p - SECMEM_GUARDED_HEADER);
+	__atomic_sub_fetch(&guarded_locked, n, __ATOMIC_RELAXED);
 }
 
 void

@@ -31,8 +31,10 @@
  * memory really works (an allocation succeeds, is locked, can be protected
  * and freed). Call once at start-up before any thread is created; calling it
  * again is harmless.
+ * Reads the locked budget (secmem_alloc) from RLIMIT_MEMLOCK.
  * Returns 0, or P8V_ERR_SECMEM if guarded memory cannot be had (for example
- * RLIMIT_MEMLOCK too low), or P8V_ERR_CRYPTO if libsodium fails to start.
+ * RLIMIT_MEMLOCK too low), P8V_ERR_CRYPTO if libsodium fails to start, or
+ * P8V_ERR_RANDOM.
  */
 int secmem_init(void);
 
@@ -44,10 +46,17 @@ int secmem_init(void);
  */
 
 /* Guarded allocation of n bytes (n > 0). NULL on failure (also for n == 0,
- * or when secmem_init, called here if it was not yet, fails). Contents are
- * not zeroed. The block ends at a guard page: a write past its end faults.
- * Free with secmem_free. */
+ * or when secmem_init, called here if it was not yet, fails), and when the
+ * block's locked pages would take the guarded blocks past the locked
+ * budget: RLIMIT_MEMLOCK less SECMEM_OPENSSL_HEAP_BYTES, as read by
+ * secmem_init (sodium_malloc alone would hand out unlocked memory past the
+ * limit, silently). Contents are not zeroed. The block ends at a guard
+ * page: a write past its end faults. Free with secmem_free. */
 void *secmem_alloc(size_t n);
+
+/* Locked bytes the guarded blocks of secmem_alloc (and the larger ones of
+ * secmem_alloc_short) hold now, counted against the locked budget. */
+size_t secmem_guarded_bytes(void);
 
 /*
  * Locked allocation of n bytes (n > 0) for a secret that lives for one
@@ -58,8 +67,9 @@ void *secmem_alloc(size_t n);
  * secmem_alloc the block has no guard page and canary of its own; what it
  * saves is sodium_malloc's mmap, mprotect, mlock, munmap per call, which
  * under concurrent requests serialise every thread on the process's
- * memory map (measured in docs/benchmarks.md). NULL on failure. Contents
- * are not zeroed. Free with secmem_free.
+ * memory map (measured in docs/benchmarks.md). NULL on failure (also past
+ * the locked budget, as secmem_alloc). Contents are not zeroed. Free with
+ * secmem_free.
  */
 void *secmem_alloc_short(size_t n);
 

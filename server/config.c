@@ -28,6 +28,10 @@
 /* Bounds of the numeric options. */
 #define TIMEOUT_MAX_S 3600
 #define CONNECTIONS_MAX 1000000
+/* Longest audit retention: a hundred years, in seconds. */
+#define AUDIT_RETENTION_MAX_S 3153600000u
+/* Largest value of a quota option (0 is no limit). */
+#define QUOTA_MAX 1000000000
 
 enum opt_id {
 	OPT_CONFIG = 0,
@@ -50,6 +54,11 @@ enum opt_id {
 	OPT_APNS_PRODUCTION_URL,
 	OPT_APNS_CA_FILE,
 	OPT_APNS_PROXY,
+	OPT_MAX_KEYS_PER_APP,
+	OPT_MAX_APPS_PER_TOKEN,
+	OPT_MAX_UPLOADS_PER_MINUTE,
+	OPT_MAX_RECORDS,
+	OPT_AUDIT_RETENTION,
 	OPT_COUNT,
 	/* Command line only. */
 	OPT_HELP = 'h',
@@ -118,6 +127,20 @@ static const struct opt_def {
 	[OPT_APNS_PROXY] = { "apns-proxy", KIND_STRING, "URL",
 	    "HTTP CONNECT proxy for the key check (http://HOST:PORT; default: "
 	    "none, proxy variables ignored)" },
+	[OPT_MAX_KEYS_PER_APP] = { "max-keys-per-app", KIND_STRING, "N",
+	    "keys (not revoked) per app; 0: no limit (default 100)" },
+	[OPT_MAX_APPS_PER_TOKEN] = { "max-apps-per-token", KIND_STRING, "N",
+	    "apps one API token may create keys in; 0: no limit "
+	    "(default 10000)" },
+	[OPT_MAX_UPLOADS_PER_MINUTE] = { "max-uploads-per-minute",
+	    KIND_STRING, "N",
+	    "uploads per API token per minute; 0: no limit (default 6000)" },
+	[OPT_MAX_RECORDS] = { "max-records", KIND_STRING, "N",
+	    "key records in the vault, revoked ones too; 0: no limit "
+	    "(default 1000000)" },
+	[OPT_AUDIT_RETENTION] = { "audit-retention", KIND_STRING, "SECONDS",
+	    "prune audit events older than this once exported (p8vault "
+	    "audit export); 0: keep all (default)" },
 };
 
 /* One source of values: the command line, the environment or the file. */
@@ -591,6 +614,10 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 	cfg->max_connections = API_CONNECTIONS_MAX_DEFAULT;
 	cfg->max_connections_per_address = API_CONNECTIONS_PER_ADDRESS_DEFAULT;
 	cfg->apns_token_reuse_s = VAULT_APNS_REUSE_DEFAULT_S;
+	cfg->max_keys_per_app = VAULT_QUOTA_KEYS_PER_APP_DEFAULT;
+	cfg->max_apps_per_token = VAULT_QUOTA_APPS_PER_TOKEN_DEFAULT;
+	cfg->max_uploads_per_minute = VAULT_QUOTA_UPLOADS_PER_MINUTE_DEFAULT;
+	cfg->max_records = VAULT_QUOTA_RECORDS_DEFAULT;
 
 	if ((v = pick(layers, n, OPT_STATE, &where)) != NULL &&
 	    (r = dup_opt(&cfg->state_dir, v)) != 0)
@@ -641,6 +668,25 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 	    (r = parse_apns(layers, n, OPT_APNS_CA_FILE,
 	    &cfg->apns_ca_file)) != 0 ||
 	    (r = parse_apns(layers, n, OPT_APNS_PROXY, &cfg->apns_proxy)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_MAX_KEYS_PER_APP, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, QUOTA_MAX,
+	    &cfg->max_keys_per_app)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_MAX_APPS_PER_TOKEN, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, QUOTA_MAX,
+	    &cfg->max_apps_per_token)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_MAX_UPLOADS_PER_MINUTE, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, QUOTA_MAX,
+	    &cfg->max_uploads_per_minute)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_MAX_RECORDS, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, QUOTA_MAX, &cfg->max_records)) != 0)
+		return r;
+	if ((v = pick(layers, n, OPT_AUDIT_RETENTION, &where)) != NULL &&
+	    (r = parse_uint(v, where, 0, AUDIT_RETENTION_MAX_S,
+	    &cfg->audit_retention_s)) != 0)
 		return r;
 
 	/* Master key files: all from the highest layer that names any. */

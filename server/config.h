@@ -63,6 +63,12 @@ struct config {
 	char *apns_production_url;
 	char *apns_ca_file;
 	char *apns_proxy;
+	/* Quotas (struct vault_quotas; 0: no limit). */
+	unsigned int max_keys_per_app;
+	unsigned int max_apps_per_token;
+	unsigned int max_uploads_per_minute;
+	unsigned int max_records;
+	unsigned int audit_retention_s; /* 0: keep every audit event */
 };
 
 /* What config_load wants the caller to do. */

@@ -38,6 +38,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
+#include "store/audit.h"
 #include "server/config.h"
 #include "server/dev.h"
 #include "server/harden.h"
@@ -212,6 +213,31 @@ reload_keys(struct daemon *d)
 	config_finish(&cfg);
 }
 
+/* Audit retention (--audit-retention): prune the exported events older
+ * than the setting, behind the chain's checkpoint (store/audit.h). */
+static void
+prune_audit(struct daemon *d)
+{
+	uint64_t pruned, first;
+	int r;
+
+	if (d->cfg.audit_retention_s == 0 || d->state.store == NULL)
+		return;
+	r = store_audit_prune(d->state.store, (int64_t)time(NULL) -
+	    (int64_t)d->cfg.audit_retention_s, &pruned, &first);
+	if (r != 0)
+		log_warnf("audit_prune", "pruning the audit log: %s",
+		    p8v_strerror(r));
+	else if (pruned > 0)
+		log_fields(LOG_LEVEL_INFO, "audit_pruned",
+		    json_pack("{s:I, s:I}", "pruned", (json_int_t)pruned,
+		    "first_seq", (json_int_t)first),
+		    "audit log: %llu exported event(s) older than %u s pruned; "
+		    "the chain is checked from event %llu",
+		    (unsigned long long)pruned, d->cfg.audit_retention_s,
+		    (unsigned long long)first);
+}
+
 /* Wait for signals; run housekeeping between them. Returns on SIGTERM or
  * SIGINT. */
 static void
@@ -223,6 +249,7 @@ run(struct daemon *d, const sigset_t *set)
 		sig = wait_signal(set, MAINTAIN_INTERVAL_S * 1000L);
 		if (sig == 0) {
 			state_maintain(&d->state);
+			prune_audit(d);
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -269,6 +296,7 @@ main(int argc, char **argv)
 	struct daemon d;
 	struct api_options opts;
 	struct api_backend backend;
+	struct vault_quotas quotas;
 	enum config_action action;
 	const char *generate = NULL;
 	sigset_t set;
@@ -362,6 +390,12 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
+	quotas.keys_per_app = d.cfg.max_keys_per_app;
+	quotas.apps_per_token = d.cfg.max_apps_per_token;
+	quotas.uploads_per_minute = d.cfg.max_uploads_per_minute;
+	quotas.records = d.cfg.max_records;
+	vault_set_quotas(d.state.vault, &quotas);
+	prune_audit(&d);
 	memset(&backend, 0, sizeof(backend));
 	backend.store = d.state.store;
 	backend.vault = d.state.vault;

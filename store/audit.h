@@ -70,4 +70,36 @@ int store_audit_foreach(struct store_txn *txn, uint64_t from_seq,
 int store_audit_verify(struct store_txn *txn, uint64_t *events,
     uint64_t *bad_seq);
 
+/*
+ * Retention. Old events may be pruned behind a checkpoint in meta
+ * ("audit/checkpoint": the first kept sequence number and the SHA-256 of
+ * the last pruned event, which the first kept event's "prev" names), so
+ * that store_audit_verify checks the kept chain from there: sequence
+ * numbers from the checkpoint on, without gaps, the first chained to the
+ * checkpoint's hash. (*events then counts the kept events.) Nothing is
+ * pruned that p8vault audit export has not written out
+ * ("audit/exported", store_audit_set_exported), nor the newest event.
+ */
+
+/* The checkpoint: *first_seq 1 and prev all zero when nothing was pruned.
+ * 0, P8V_ERR_INTEGRITY (malformed), P8V_ERR_STORE. */
+int store_audit_checkpoint(struct store_txn *txn, uint64_t *first_seq,
+    uint8_t prev[AUDIT_HASH_BYTES]);
+
+/* The last event written out by an export (0: none), and recording it
+ * (write transactions; it never moves back). 0 or a store error. */
+int store_audit_exported(struct store_txn *txn, uint64_t *seq);
+int store_audit_set_exported(struct store_txn *txn, uint64_t seq);
+
+/*
+ * Delete the events whose "time" is before cutoff (seconds since the
+ * epoch), oldest first, up to the last exported one and never the newest,
+ * in transactions of at most 100 (within store_limits), moving the
+ * checkpoint with each. *pruned gets how many went, *first_seq the first
+ * kept. 0, P8V_ERR_INTEGRITY (a malformed event or checkpoint),
+ * P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ */
+int store_audit_prune(struct store *store, int64_t cutoff, uint64_t *pruned,
+    uint64_t *first_seq);
+
 #endif /* P8V_STORE_AUDIT_H */

@@ -1,4 +1,5 @@
 /* backup.c: backups of a state directory and their restore; see backup.h. */
+#include "store/reserve.h"
 #include "store/backup.h"
 
 #include <dirent.h>
@@ -320,8 +321,10 @@ store_restore(const char *backup, const char *dir, int *created_dir)
 void
 store_restore_discard(const char *dir, int created_dir)
 {
+	/* The store's files, the room reserved for mints too (reserve.h):
+	 * a restore the CLI opened and then refused leaves none. */
 	static const char *const files[] = { BACKUP_DATA_FILE,
-	    BACKUP_LOCK_FILE };
+	    BACKUP_LOCK_FILE, STORE_RESERVE_FILE };
 	char path[BACKUP_PATH_MAX];
 	size_t i;
 

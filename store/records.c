@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "store/appindex.h"
 
 /*
  * Name a stored record that does not decode (damaged, or altered by hand),
@@ -194,7 +195,10 @@ key_record_put(struct store_txn *txn, const struct key_record *rec)
 		goto out;
 	if ((r = store_put(txn, STORE_DB_KEYS, dbkey, klen, val, vlen, 0)) != 0)
 		goto out;
-	r = index_put(txn, rec, dbkey, klen);
+	if ((r = index_put(txn, rec, dbkey, klen)) != 0)
+		goto out;
+	/* The per-app index (store/appindex.h) changes with the record. */
+	r = appindex_on_put(txn, found ? &old : NULL, rec);
  out:
 	key_record_free(&old);
 	free(val);
@@ -235,9 +239,10 @@ key_record_delete(struct store_txn *txn, const char *app, const char *key_id)
 		return r;
 	if ((r = store_del(txn, STORE_DB_KEYS, dbkey, klen)) == 0 && found &&
 	    (r = entry_del(txn, KEY_FP_INDEX_PREFIX, old.fingerprint, dbkey,
+	    klen)) == 0 &&
+	    (r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, dbkey,
 	    klen)) == 0)
-		r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, dbkey,
-		    klen);
+		r = appindex_on_delete(txn, &old);
 	key_record_free(&old);
 	return r;
 }

@@ -4,6 +4,7 @@
  * nested transactions, no use from a forked child, the retry loop of
  * store_write, argument checks, and the schema version in meta.
  */
+#include "store/reserve.h"
 #include "store/store.h"
 
 #include <inttypes.h>
@@ -35,6 +36,7 @@ struct store {
 	pid_t pid;              /* the process that opened the store */
 	char *dir;
 	uint64_t instance;      /* store_instance */
+	struct store_reserve *reserve; /* room for mints; NULL: none */
 };
 
 /* The last store_instance handed out (atomic). */
@@ -85,8 +87,43 @@ store_limits(const struct store *store, size_t *max_ops, size_t *max_bytes)
 	*max_bytes = store == NULL ? 0 : store->be->max_txn_bytes;
 }
 
+static int write_txn(struct store *store,
+    int (*fn)(struct store_txn *, void *), void *arg);
+
 int
 store_write(struct store *store, int (*fn)(struct store_txn *, void *),
+    void *arg)
+{
+	struct store_reserve *rs = store != NULL ? store->reserve : NULL;
+	int r;
+
+	if (fn == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	/* Room given to mints is taken back before anything else writes:
+	 * nothing runs while the disk cannot give it (reserve.h). */
+	if ((r = store_reserve_refill(rs)) != 0)
+		return r;
+	return write_txn(store, fn, arg);
+}
+
+int
+store_write_reserved(struct store *store,
+    int (*fn)(struct store_txn *, void *), void *arg)
+{
+	struct store_reserve *rs = store != NULL ? store->reserve : NULL;
+	int r;
+
+	if (fn == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	(void)store_reserve_refill(rs);
+	while ((r = write_txn(store, fn, arg)) == P8V_ERR_NO_SPACE &&
+	    store_reserve_release(rs) == 0)
+		;
+	return r;
+}
+
+static int
+write_txn(struct store *store, int (*fn)(struct store_txn *, void *),
     void *arg)
 {
 	struct store_txn t;
@@ -233,7 +270,8 @@ store_open(const char *dir, const struct store_options *opts,
 	s->instance = __atomic_add_fetch(&last_instance, 1, __ATOMIC_RELAXED);
 	if ((r = s->be->open(dir, &o, &s->impl)) != 0)
 		goto out;
-	if ((r = store_write(s, setup, NULL)) != 0)
+	s->reserve = store_reserve_open(dir);
+	if ((r = write_txn(s, setup, NULL)) != 0)
 		goto out;
 	*out = s;
 	s = NULL;
@@ -250,6 +288,7 @@ store_close(struct store *store)
 		return;
 	if (store->impl != NULL)
 		store->be->close(store->impl, getpid() != store->pid);
+	store_reserve_close(store->reserve);
 	free(store->dir);
 	free(store);
 }

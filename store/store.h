@@ -178,6 +178,15 @@ int store_write(struct store *store,
  * error, P8V_ERR_INTERNAL, P8V_ERR_STORE (a networked backend also
  * P8V_ERR_STORE_UNAVAILABLE).
  */
+/*
+ * store_write for the writes of an APNs token mint (its sealed token and
+ * audit event): when the file system is full, it frees room kept for
+ * mints (store/reserve.h) and runs fn again, so that renewals go on after
+ * uploads get P8V_ERR_NO_SPACE. Returns as store_write.
+ */
+int store_write_reserved(struct store *store,
+    int (*fn)(struct store_txn *, void *), void *arg);
+
 int store_read(struct store *store,
     int (*fn)(struct store_txn *txn, void *arg), void *arg);
 

@@ -434,17 +434,32 @@ test_error_statuses(void)
 		    api_error_status(status_cases[i].err),
 		    status_cases[i].status);
 	/* Retry-After: the store that cannot be reached, the keeper being
-	 * started again, and no other code
-	 * (a 500 is not worth retrying blindly; not_ready has none). */
+	 * started again, a connection over a limit, the locked budget spent,
+	 * an upload rate, and no other code (a 500 is not worth retrying
+	 * blindly; not_ready has none). */
 	CHECK_INT(api_error_retry_after(P8V_ERR_STORE_UNAVAILABLE), 1);
 	CHECK_STR(api_error_code(P8V_ERR_STORE_UNAVAILABLE),
 	    "store_unavailable");
 	CHECK_INT(api_error_retry_after(P8V_ERR_KEEPER_UNAVAILABLE), 1);
 	CHECK_STR(api_error_code(P8V_ERR_KEEPER_UNAVAILABLE),
 	    "keeper_unavailable");
+	CHECK_INT(api_error_retry_after(P8V_ERR_TOO_MANY_CONNECTIONS), 1);
+	CHECK_INT(api_error_status(P8V_ERR_TOO_MANY_CONNECTIONS), 503);
+	CHECK_STR(api_error_code(P8V_ERR_TOO_MANY_CONNECTIONS),
+	    "too_many_connections");
+	CHECK_INT(api_error_retry_after(P8V_ERR_BUSY), 1);
+	CHECK_STR(api_error_code(P8V_ERR_BUSY), "busy");
+	CHECK_INT(api_error_retry_after(P8V_ERR_RATE_LIMITED), 60);
+	CHECK_INT(api_error_status(P8V_ERR_RATE_LIMITED), 429);
+	CHECK_INT(api_error_status(P8V_ERR_TOO_MANY_KEYS), 422);
+	CHECK_INT(api_error_status(P8V_ERR_TOO_MANY_APPS), 422);
+	CHECK_INT(api_error_status(P8V_ERR_VAULT_FULL), 422);
 	for (i = 0; i < sizeof(all_codes) / sizeof(all_codes[0]); i++)
 		if (all_codes[i] != P8V_ERR_STORE_UNAVAILABLE &&
-		    all_codes[i] != P8V_ERR_KEEPER_UNAVAILABLE)
+		    all_codes[i] != P8V_ERR_KEEPER_UNAVAILABLE &&
+		    all_codes[i] != P8V_ERR_TOO_MANY_CONNECTIONS &&
+		    all_codes[i] != P8V_ERR_BUSY &&
+		    all_codes[i] != P8V_ERR_RATE_LIMITED)
 			CHECKF(api_error_retry_after(all_codes[i]) == 0, "%s",
 			    p8v_errname(all_codes[i]));
 	CHECK_INT(api_error_retry_after(0), 0);

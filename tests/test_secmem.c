@@ -115,6 +115,52 @@ child_underflow(void)
 	return 0;
 }
 
+/* The locked budget: RLIMIT_MEMLOCK less OpenSSL's secure heap. */
+#define BUDGET_LIMIT_BYTES (SECMEM_OPENSSL_HEAP_BYTES + 64 * 1024)
+#define BUDGET_BLOCKS 64
+
+/*
+ * With RLIMIT_MEMLOCK at the secure heap plus 64 KiB, guarded blocks of
+ * 5000 bytes (two locked pages each) run out after 8, whatever the
+ * process's privileges: secmem_alloc answers NULL rather than an unlocked
+ * block, the large blocks of secmem_alloc_short too, and freeing one
+ * makes room again. Exit 0 when all of that holds.
+ */
+static int
+child_budget(void)
+{
+	struct rlimit rl = { BUDGET_LIMIT_BYTES, BUDGET_LIMIT_BYTES };
+	void *p[BUDGET_BLOCKS];
+	size_t n = 0, i;
+	int r = 1;
+
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+		return CHILD_SKIP;
+	if (secmem_init() != 0)
+		return 2;
+	while (n < BUDGET_BLOCKS && (p[n] = secmem_alloc(5000)) != NULL)
+		n++;
+	if (n == BUDGET_BLOCKS || n < 4 || secmem_guarded_bytes() >
+	    BUDGET_LIMIT_BYTES - SECMEM_OPENSSL_HEAP_BYTES) {
+		fprintf(stderr, "budget: %zu blocks, %zu bytes locked\n", n,
+		    secmem_guarded_bytes());
+		goto out;
+	}
+	if (secmem_alloc_short(SECMEM_SHORT_MAX_BYTES + 1) != NULL)
+		goto out;
+	secmem_free(p[--n]);
+	if ((p[n] = secmem_alloc(5000)) == NULL)
+		goto out;
+	n++;
+	r = 0;
+ out:
+	for (i = 0; i < n; i++)
+		secmem_free(p[i]);
+	if (r == 0 && secmem_guarded_bytes() != 0)
+		r = 3;
+	return r;
+}
+
 static void
 test_init(void)
 {
@@ -127,6 +173,7 @@ test_init(void)
 		    "skipped\n");
 	else
 		CHECK_INT(st, 0);
+	CHECK_INT(in_child(child_budget), 0);
 
 	CHECK_OK(secmem_init());
 	CHECK_OK(secmem_init()); /* idempotent */

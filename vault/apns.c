@@ -239,8 +239,10 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 		goto out;
 	m->minted = &kt;
 	m->why = why;
-	/* No token leaves the vault unless its mint is on record. */
-	if ((r = store_write(m->v->store, persist_txn, m)) != 0)
+	/* No token leaves the vault unless its mint is on record. A full
+	 * disk does not stop renewals: a mint may use the room reserved
+	 * for it, which uploads cannot (store/reserve.h). */
+	if ((r = store_write_reserved(m->v->store, persist_txn, m)) != 0)
 		goto out;
 	out->token = kt.t.token;
 	kt.t.token = NULL;
@@ -441,6 +443,29 @@ vault_devicecheck_token(struct vault *v, const char *app, enum key_env env,
 	return shared_token(v, app, env,
 	    KEY_SERVICE_APNS | KEY_SERVICE_DEVICECHECK, NULL, VAULT_REJECT_NONE,
 	    actor, out);
+}
+
+int
+vault_apns_token_cached(struct vault *v, const char *app, enum key_env env,
+    struct vault_token *out)
+{
+	struct tokcache_id id;
+	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (v == NULL || out == NULL || (unsigned int)env > KEY_ENV_BOTH)
+		goto out;
+	if ((r = vault_find_active_ids(v, app, env, KEY_SERVICE_APNS, &id,
+	    &found)) != 0)
+		goto out;
+	if ((r = tokcache_peek(v->tokens, &id, out)) != 0)
+		goto out;
+	VAULT_COUNT(v->apns_cache_hits);
+ out:
+	if (r != 0 && r != P8V_ERR_WOULD_BLOCK && found)
+		VAULT_COUNT(v->apns_failures);
+	return r;
 }
 
 /* --- revocation --- */

@@ -14,6 +14,8 @@
 #include "crypto/secmem.h"
 #include "store/audit.h"
 #include "common/ids.h"
+#include "store/appindex.h"
+#include "vault/quota.h"
 #include "vault/tokcache.h"
 #include "vault/vault.h"
 #include "vault/vault_internal.h"
@@ -187,6 +189,8 @@ struct scan {
 	const struct key_record *subject; /* the key being added/activated */
 	int check_material;               /* refuse its fingerprint elsewhere */
 	struct keylist demote;            /* ACTIVE keys that overlap */
+	uint64_t live;                    /* other keys, not revoked */
+	struct store_txn *txn;            /* for scan_active */
 };
 
 static int
@@ -196,6 +200,8 @@ scan_one(const struct key_record *rec, void *arg)
 
 	if (strcmp(rec->key_id, s->subject->key_id) == 0)
 		return 0;
+	if (rec->state != KEY_STATE_REVOKED)
+		s->live++;
 	/* One key has one Key ID at Apple: the same material under another
 	 * Key ID would sign tokens with a kid that does not match. */
 	if (s->check_material &&
@@ -205,6 +211,71 @@ scan_one(const struct key_record *rec, void *arg)
 	    vault_env_overlap(rec->environment, s->subject->environment))
 		return keylist_add(&s->demote, rec->key_id);
 	return 0;
+}
+
+/* appindex_active_cb: an ACTIVE key the index names, demoted if its
+ * environment overlaps the subject's; read first, so that a stale entry
+ * (the record gone, or no longer active) changes nothing. */
+static int
+scan_active(const char *key_id, enum key_env env, void *arg)
+{
+	struct scan *s = arg;
+	struct key_record rec;
+	int r;
+
+	(void)env;
+	if (strcmp(key_id, s->subject->key_id) == 0)
+		return 0;
+	r = key_record_get(s->txn, s->subject->app, key_id, &rec);
+	if (r == P8V_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	if (rec.state == KEY_STATE_ACTIVE &&
+	    vault_env_overlap(rec.environment, s->subject->environment))
+		r = keylist_add(&s->demote, rec.key_id);
+	key_record_free(&rec);
+	return r;
+}
+
+/*
+ * What a change of s->subject in app must know: its fingerprint under
+ * another Key ID of the app (check_material: P8V_ERR_KEY_EXISTS), the
+ * ACTIVE keys it overlaps (s->demote) and the keys that are not revoked
+ * (s->live). Under the single writer, so from the per-app index
+ * (store/appindex.h), reading only the records it names: the work does
+ * not grow with the app's history. Before the index is built (a vault of
+ * an earlier release, between start and appindex_build): every record of
+ * the app, decoded.
+ */
+static int
+scan_app(struct store_txn *txn, const char *app, struct scan *s)
+{
+	char other_id[IDS_APPLE_ID_LEN + 1];
+	struct key_record other;
+	int r;
+
+	if ((r = appindex_ready(txn)) < 0)
+		return r;
+	if (r == 0)
+		return key_record_list(txn, app, scan_one, s);
+	s->txn = txn;
+	if (s->check_material) {
+		r = appindex_fingerprint(txn, app, s->subject->fingerprint,
+		    other_id);
+		if (r == 0 && strcmp(other_id, s->subject->key_id) != 0) {
+			r = key_record_get(txn, app, other_id, &other);
+			if (r == 0 && strcmp(other.fingerprint,
+			    s->subject->fingerprint) == 0)
+				r = P8V_ERR_KEY_EXISTS;
+			key_record_free(&other);
+		}
+		if (r != 0 && r != P8V_ERR_NOT_FOUND)
+			return r;
+	}
+	if ((r = appindex_active(txn, app, scan_active, s)) != 0)
+		return r;
+	return appindex_live(txn, app, &s->live);
 }
 
 static int
@@ -330,6 +401,7 @@ upload_txn(struct store_txn *txn, void *arg)
 	keylist_free(&u->scan.demote);
 	u->scan.subject = rec;
 	u->scan.check_material = 1;
+	u->scan.live = 0;
 
 	r = key_record_get(txn, rec->app, rec->key_id, &old);
 	if (r == 0) {
@@ -355,7 +427,9 @@ upload_txn(struct store_txn *txn, void *arg)
 	if ((r = key_record_by_fingerprint(txn, rec->fingerprint,
 	    identity_one, (void *)rec)) != 0)
 		goto out;
-	if ((r = key_record_list(txn, rec->app, scan_one, &u->scan)) != 0)
+	if ((r = scan_app(txn, rec->app, &u->scan)) != 0)
+		goto out;
+	if ((r = vault_quota_new_record(u->v, txn, u->scan.live)) != 0)
 		goto out;
 	if (rec->state != KEY_STATE_ACTIVE)
 		keylist_free(&u->scan.demote);
@@ -422,6 +496,10 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	if ((r = key_record_set_topics(&rec, up->topics, up->n_topics)) != 0)
 		goto out;
 	if ((r = vault_actor_valid(up->actor)) != 0)
+		goto out;
+	/* Quotas first: what a tenant may not do costs no seal. */
+	if ((r = vault_quota_upload_rate(v, up->actor)) != 0 ||
+	    (r = vault_quota_new_app(v, up->app, up->actor)) != 0)
 		goto out;
 
 	copy_id(rec.app, sizeof(rec.app), up->app);
@@ -653,7 +731,7 @@ activate_txn(struct store_txn *txn, void *arg)
 	}
 	c->scan.subject = &cur;
 	c->scan.check_material = 0;
-	if ((r = key_record_list(txn, c->app, scan_one, &c->scan)) != 0 ||
+	if ((r = scan_app(txn, c->app, &c->scan)) != 0 ||
 	    (r = demote_all(txn, c->v->keeper, c->app, &c->scan.demote,
 	    c->now)) != 0 ||
 	    (r = update(txn, c->v->keeper, c->app, c->key_id, c->now,

@@ -4,6 +4,8 @@
  * on vault.c (the caches) and apns.c (loading persisted tokens); neither
  * calls back into this file.
  */
+#include "store/appindex.h"
+#include "vault/quota.h"
 #include "vault/vault.h"
 
 #include <stdatomic.h>
@@ -54,9 +56,14 @@ vault_create(struct store *store, struct keeper *keeper,
 	v->store = store;
 	v->keeper = keeper;
 	keeper = NULL;
-	if ((r = vault_caches_create(v)) != 0)
+	if ((r = vault_caches_create(v)) != 0 ||
+	    (r = vault_quota_create(v)) != 0)
 		goto out;
 	v->apns_reuse_s = reuse;
+	v->quotas.keys_per_app = VAULT_QUOTA_KEYS_PER_APP_DEFAULT;
+	v->quotas.apps_per_token = VAULT_QUOTA_APPS_PER_TOKEN_DEFAULT;
+	v->quotas.uploads_per_minute = VAULT_QUOTA_UPLOADS_PER_MINUTE_DEFAULT;
+	v->quotas.records = VAULT_QUOTA_RECORDS_DEFAULT;
 	if ((r = vault_keys_check(store, v->keeper)) != 0)
 		goto out;
 	if ((r = tokcache_create(reuse, &v->tokens)) != 0)
@@ -66,6 +73,12 @@ vault_create(struct store *store, struct keeper *keeper,
 		    "APNs tokens will be aged on the wall clock");
 	if ((r = vault_apns_load(v)) != 0)
 		goto out;
+	/* A vault of an earlier release has no per-app index: built now, in
+	 * transactions within store_limits. Without it uploads scan their
+	 * app, as before: a failure here costs speed, not correctness. */
+	if ((r = appindex_build(store)) != 0)
+		log_warnf("appindex", "cannot build the per-app key index (%s): "
+		    "uploads scan their app", p8v_strerror(r));
 	*out = v;
 	v = NULL;
 	r = 0;
@@ -76,11 +89,19 @@ vault_create(struct store *store, struct keeper *keeper,
 }
 
 void
+vault_set_quotas(struct vault *v, const struct vault_quotas *q)
+{
+	if (v != NULL && q != NULL)
+		v->quotas = *q;
+}
+
+void
 vault_destroy(struct vault *v)
 {
 	if (v == NULL)
 		return;
 	vault_caches_destroy(v);
+	vault_quota_destroy(v);
 	tokcache_destroy(v->tokens);
 	vault_check_config_free(v->apns_check);
 	/* No call may be running: the keeper wipes its keys. */

@@ -465,6 +465,30 @@ tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
 }
 
 int
+tokcache_peek(struct tokcache *tc, const struct tokcache_id *id,
+    struct vault_token *out)
+{
+	enum vault_mint_reason reason;
+	struct tok_entry *e;
+	int r = P8V_ERR_WOULD_BLOCK;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (tc == NULL || id == NULL || out == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if ((e = find_or_add(tc, id, 0)) == NULL)
+		return P8V_ERR_WOULD_BLOCK; /* never minted: a mint is due */
+	/* The entry's lock is never held across a mint (tokcache_get drops
+	 * it first), so this waits for a few compares at most. */
+	pthread_mutex_lock(&e->lock);
+	if (!e->minting && decide(e, clock_boot_now_ns(), tc->reuse_ns, NULL,
+	    0, VAULT_REJECT_NONE, &reason) == DECIDE_HIT)
+		r = copy_out(e, 0, out);
+	pthread_mutex_unlock(&e->lock);
+	return r;
+}
+
+int
 tokcache_seed(struct tokcache *tc, const struct tokcache_id *id,
     const char *token, int64_t issued_at, int64_t boot_ns)
 {

@@ -91,6 +91,16 @@ int tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
     enum vault_mint_reason *why);
 
 /*
+ * The cached token for id if tokcache_get would hand it out without a
+ * mint and without waiting for one: 0 (out as for tokcache_get, minted 0),
+ * P8V_ERR_WOULD_BLOCK (no token, a mint is running, or one is due: call
+ * tokcache_get from a thread that may wait), P8V_ERR_ALLOC,
+ * P8V_ERR_INVALID_ARGUMENT. Never mints, never waits for a mint.
+ */
+int tokcache_peek(struct tokcache *tc, const struct tokcache_id *id,
+    struct vault_token *out);
+
+/*
  * Put a token loaded from the store (minted at boot_ns on this boot's
  * CLOCK_BOOTTIME, or an estimate of it). An entry that holds a token
  * already keeps it. 0, P8V_ERR_INTEGRITY (not a compact JWS's characters,

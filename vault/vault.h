@@ -66,7 +66,38 @@ struct vault_options {
 	int64_t apns_reuse_seconds;
 };
 
+/*
+ * Quotas of one tenant (issue 15, tenant isolation); 0 for no limit.
+ * vault_create sets the defaults; the daemon takes its configuration
+ * (vault_set_quotas). Checked on uploads only: a key already stored keeps
+ * working whatever the quotas become.
+ */
+struct vault_quotas {
+	unsigned int keys_per_app;       /* keys of one app, not revoked:
+	                                    P8V_ERR_TOO_MANY_KEYS */
+	unsigned int apps_per_token;     /* apps in which one token created
+	                                    keys: P8V_ERR_TOO_MANY_APPS */
+	unsigned int uploads_per_minute; /* uploads by one token per minute:
+	                                    P8V_ERR_RATE_LIMITED */
+	uint64_t records;                /* key records in the vault,
+	                                    revoked ones too: P8V_ERR_VAULT_FULL */
+};
+/* A few keys an app rotates through (Apple allows two APNs keys per team
+ * at once), with room for many topic-specific ones. */
+#define VAULT_QUOTA_KEYS_PER_APP_DEFAULT 100
+/* A portal backend creates one app per customer app it onboards. */
+#define VAULT_QUOTA_APPS_PER_TOKEN_DEFAULT 10000
+/* A hundred a second: a portal onboarding a batch of apps goes through,
+ * a token hammering the single writer does not. */
+#define VAULT_QUOTA_UPLOADS_PER_MINUTE_DEFAULT 6000
+/* A million records: LMDB holds them in about 1 GiB. */
+#define VAULT_QUOTA_RECORDS_DEFAULT 1000000
+
 struct vault;
+
+/* Replace the vault's quotas (copied). Call before serving: not
+ * synchronised with uploads running. NULL-safe. */
+void vault_set_quotas(struct vault *v, const struct vault_quotas *q);
 
 /*
  * Create the vault over an open store, taking ownership of keeper (also on
@@ -166,7 +197,9 @@ struct vault_upload {
  * revoked Key ID is never reused), P8V_ERR_INVALID_ARGUMENT (NULL pointers,
  * a missing or invalid actor), P8V_ERR_NO_MASTER_KEY, P8V_ERR_SECMEM,
  * P8V_ERR_ALLOC, P8V_ERR_CRYPTO, P8V_ERR_INTEGRITY (a stored record of the
- * app fails to decode or to re-seal), P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ * app fails to decode or to re-seal), P8V_ERR_NO_SPACE, P8V_ERR_STORE,
+ * and the quotas (struct vault_quotas): P8V_ERR_RATE_LIMITED,
+ * P8V_ERR_TOO_MANY_APPS, P8V_ERR_TOO_MANY_KEYS, P8V_ERR_VAULT_FULL.
  * On any error nothing is stored and *meta is NULL.
  * With up->check, after the .p8 is sealed and before anything is stored,
  * the key is checked with Apple as vault_key_check does: a new key with a
@@ -337,6 +370,19 @@ enum vault_reject_reason {
 int vault_apns_token(struct vault *v, const char *app, enum key_env env,
     const char *rejected_token, enum vault_reject_reason reason,
     const char *actor, struct vault_token *out);
+
+/*
+ * vault_apns_token without a rejection report, for a caller that must not
+ * wait (a libmicrohttpd event-loop thread): the cached token of the app's
+ * active key if vault_apns_token would hand it out as it is; else
+ * P8V_ERR_WOULD_BLOCK (no token yet, too old, or a mint is running),
+ * and the caller calls vault_apns_token where waiting for a mint stalls no
+ * one else. Never mints, never waits for a mint, audits nothing (a cached
+ * token is not audited either way). The other errors are those of
+ * vault_apns_token's key choice.
+ */
+int vault_apns_token_cached(struct vault *v, const char *app,
+    enum key_env env, struct vault_token *out);
 
 /*
  * The key metadata object (see the top of this file) of rec, as the API and

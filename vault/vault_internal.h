@@ -48,6 +48,8 @@ struct vault {
 	/* Where the key check reaches APNs (vault_set_apns_check; NULL:
 	 * the defaults); strings owned. */
 	struct apns_client_config *apns_check;
+	struct vault_quotas quotas;     /* vault_set_quotas */
+	struct vault_rates *rates;      /* uploads per token (quota.c) */
 
 	/* Counters for vault_stats (relaxed atomics: metrics only). */
 	_Atomic uint64_t apns_mints[VAULT_MINT_REASONS];

@@ -2,6 +2,7 @@
 """test_limits.py: connection timeout, per-address and total connection
 limits, and a graceful stop that finishes requests in flight."""
 
+import json
 import os
 import signal
 import socket
@@ -55,6 +56,20 @@ def slow_and_idle_clients_are_dropped_after_the_timeout():
         d.stop()
 
 
+def check_over_limit(raw, what):
+    """raw: all a connection over a limit got until it was closed: one
+    503 too_many_connections with Retry-After and Connection: close."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    check(lines[0].startswith("HTTP/1.1 503 "), "%s: answer %r" % (what, raw))
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (l.partition(":") for l in lines[1:])}
+    check_eq(headers.get("retry-after"), "1", what + ": Retry-After")
+    check_eq(headers.get("connection"), "close", what + ": Connection")
+    check_eq(json.loads(body)["error"]["code"], "too_many_connections",
+             what + ": error code")
+
+
 @runner.test
 def per_address_limit_while_others_are_served():
     limit = 3
@@ -65,15 +80,12 @@ def per_address_limit_while_others_are_served():
         for s in held:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             check_eq(read_response(s).status, 200, "held connection")
-        # One more from the same address is closed without an answer.
+        # One more from the same address is answered 503, never served
+        # and never closed without an answer.
         extra = d.connect_raw()
-        try:
-            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        got = read_all(extra, 5)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        check_over_limit(read_all(extra, 5), "past the per-address limit")
         extra.close()
-        check_eq(got, b"", "answer past the per-address limit")
         # Another address (127.0.0.2 is loopback too) is still served.
         other = d.connect_raw(source="127.0.0.2")
         other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -111,11 +123,8 @@ def total_limit_per_listener():
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             check_eq(read_response(s).status, 200, "held")
         extra = d.connect_raw(source="127.0.0.9")
-        try:
-            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        check_eq(read_all(extra, 5), b"", "answer past the total limit")
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        check_over_limit(read_all(extra, 5), "past the total limit")
         extra.close()
         # The signing socket is a separate budget.
         check_eq(d.get("/readyz", unix=True).status, 200, "signing socket")

@@ -1,0 +1,212 @@
+/*
+ * quota.c: per-tenant quotas; see quota.h.
+ *
+ * The upload rate is counted in memory, per token, in fixed windows of a
+ * minute on CLOCK_MONOTONIC: a restart forgets it, which costs a tenant
+ * at most one more minute's uploads. The counts (keys of an app, apps of
+ * a token, records) are read from the store, so that the CLI's uploads
+ * count too.
+ */
+#include "vault/quota.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/keyrecord.h"
+#include "store/records.h"
+#include "vault/vault.h"
+#include "vault/vault_internal.h"
+
+/* Buckets of the rate table: tokens are created by an administrator, a
+ * few hundred at most. Power of two. */
+#define QUOTA_RATE_BUCKETS 256
+/* The rate window. */
+#define QUOTA_RATE_WINDOW_NS (60 * CLOCK_NS_PER_S)
+
+struct rate_entry {
+	struct rate_entry *next;
+	char actor[KEY_RECORD_ACTOR_MAX + 1];
+	int64_t window_start_ns;
+	unsigned int count;
+};
+
+struct vault_rates {
+	pthread_mutex_t lock;
+	struct rate_entry *bucket[QUOTA_RATE_BUCKETS];
+};
+
+int
+vault_quota_create(struct vault *v)
+{
+	struct vault_rates *rt;
+
+	if ((rt = calloc(1, sizeof(*rt))) == NULL)
+		return P8V_ERR_ALLOC;
+	if (pthread_mutex_init(&rt->lock, NULL) != 0) {
+		free(rt);
+		return P8V_ERR_ALLOC;
+	}
+	v->rates = rt;
+	return 0;
+}
+
+void
+vault_quota_destroy(struct vault *v)
+{
+	struct vault_rates *rt = v != NULL ? v->rates : NULL;
+	struct rate_entry *e, *next;
+	size_t i;
+
+	if (rt == NULL)
+		return;
+	for (i = 0; i < QUOTA_RATE_BUCKETS; i++)
+		for (e = rt->bucket[i]; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+	pthread_mutex_destroy(&rt->lock);
+	free(rt);
+	v->rates = NULL;
+}
+
+static uint32_t
+hash_actor(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+int
+vault_quota_upload_rate(struct vault *v, const char *actor)
+{
+	struct vault_rates *rt = v->rates;
+	struct rate_entry *e;
+	unsigned int max = v->quotas.uploads_per_minute;
+	int64_t now = clock_boot_now_ns();
+	uint32_t b;
+	int r = 0;
+
+	if (max == 0 || rt == NULL)
+		return 0;
+	b = hash_actor(actor) & (QUOTA_RATE_BUCKETS - 1);
+	pthread_mutex_lock(&rt->lock);
+	for (e = rt->bucket[b]; e != NULL; e = e->next)
+		if (strcmp(e->actor, actor) == 0)
+			break;
+	if (e == NULL) {
+		if ((e = calloc(1, sizeof(*e))) == NULL) {
+			r = P8V_ERR_ALLOC;
+			goto out;
+		}
+		strncpy(e->actor, actor, sizeof(e->actor) - 1);
+		e->window_start_ns = now;
+		e->next = rt->bucket[b];
+		rt->bucket[b] = e;
+	}
+	if (now - e->window_start_ns >= QUOTA_RATE_WINDOW_NS) {
+		e->window_start_ns = now;
+		e->count = 0;
+	}
+	if (e->count >= max) {
+		r = P8V_ERR_RATE_LIMITED;
+		goto out;
+	}
+	e->count++;
+ out:
+	pthread_mutex_unlock(&rt->lock);
+	return r;
+}
+
+/* --- apps of a token --- */
+
+struct apps_of {
+	const char *app, *actor;
+	int app_exists;
+	char last[IDS_APP_MAX + 1]; /* the last app counted */
+	uint64_t n;
+};
+
+static int
+app_has_one(const struct key_record *rec, void *arg)
+{
+	(void)rec;
+	((struct apps_of *)arg)->app_exists = 1;
+	return STORE_SCAN_STOP;
+}
+
+/* Records come in key order, so an app's records are together: an app is
+ * counted once, at its first record by actor. */
+static int
+count_app(const struct key_record *rec, void *arg)
+{
+	struct apps_of *a = arg;
+
+	if (strcmp(rec->created_by, a->actor) != 0 ||
+	    strcmp(rec->app, a->last) == 0)
+		return 0;
+	memcpy(a->last, rec->app, sizeof(a->last));
+	a->n++;
+	return 0;
+}
+
+static int
+apps_txn(struct store_txn *txn, void *arg)
+{
+	struct apps_of *a = arg;
+	int r;
+
+	a->app_exists = 0;
+	a->last[0] = '\0';
+	a->n = 0;
+	if ((r = key_record_list(txn, a->app, app_has_one, a)) != 0 ||
+	    a->app_exists)
+		return r;
+	return key_record_foreach(txn, count_app, a);
+}
+
+int
+vault_quota_new_app(struct vault *v, const char *app, const char *actor)
+{
+	struct apps_of a;
+	int r;
+
+	if (v->quotas.apps_per_token == 0)
+		return 0;
+	memset(&a, 0, sizeof(a));
+	a.app = app;
+	a.actor = actor;
+	/* A read transaction: the whole vault is walked (only for a token's
+	 * first upload to an app) without holding the writer. Two uploads
+	 * racing to two new apps may both pass: the quota is a bound on a
+	 * tenant's growth, not an exact count. */
+	if ((r = store_read(v->store, apps_txn, &a)) != 0)
+		return r;
+	if (!a.app_exists && a.n >= v->quotas.apps_per_token)
+		return P8V_ERR_TOO_MANY_APPS;
+	return 0;
+}
+
+int
+vault_quota_new_record(struct vault *v, struct store_txn *txn,
+    uint64_t app_keys)
+{
+	uint64_t n;
+	int r;
+
+	if (v->quotas.records != 0) {
+		if ((r = key_record_count(txn, &n)) != 0)
+			return r;
+		if (n >= v->quotas.records)
+			return P8V_ERR_VAULT_FULL;
+	}
+	if (v->quotas.keys_per_app != 0 &&
+	    app_keys >= v->quotas.keys_per_app)
+		return P8V_ERR_TOO_MANY_KEYS;
+	return 0;
+}
