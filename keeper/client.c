@@ -468,6 +468,7 @@ struct kcall {
 	struct kbuf b;
 	uint8_t *secret;        /* a guarded request buffer (seal) */
 	size_t secret_len;
+	size_t answer_len;      /* of the answer in the channel's rbuf */
 	int broken;
 };
 
@@ -534,7 +535,9 @@ call_run(struct kcall *c, unsigned int type, struct kcur *ans,
 	secmem_wipe(c->b.p, c->b.len);
 	if (r != 0)
 		goto broken;
-	if ((n = recv_answer(c->ch->fd, c->ch->rbuf)) < 0 ||
+	if ((n = recv_answer(c->ch->fd, c->ch->rbuf)) > 0)
+		c->answer_len = (size_t)n;
+	if (n < 0 ||
 	    kproto_open(c->ch->rbuf, (size_t)n, &atype, ans) != 0 ||
 	    atype != (type | KPROTO_ANSWER))
 		goto broken;
@@ -564,6 +567,10 @@ call_end(struct kcall *c)
 	c->secret = NULL;
 	if (p == NULL)
 		return;
+	/* The answer (a token, an envelope) was copied out by the caller:
+	 * no copy stays in the channel's buffer. */
+	secmem_wipe(c->ch->rbuf, c->answer_len);
+	c->answer_len = 0;
 	pthread_mutex_lock(&rm->lock);
 	c->ch->busy = 0;
 	p->n_free++;
@@ -582,8 +589,6 @@ call_end(struct kcall *c)
 		wake(rm);
 	pthread_cond_broadcast(&rm->cond);
 	pthread_mutex_unlock(&rm->lock);
-	/* The answer's copy of a token or envelope stays in rbuf until the
-	 * next call; tokens are wiped by their owners. */
 	c->p = NULL;
 }
 

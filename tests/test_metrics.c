@@ -175,7 +175,7 @@ test_upload_rejections(void)
 	metrics_count_upload_rejection(P8V_ERR_BAD_KEY_ID);
 	metrics_count_upload_rejection(P8V_ERR_INTERNAL);
 	metrics_count_upload_rejection(-999);       /* no such code */
-	metrics_count_upload_rejection(-100);       /* in range, unnamed */
+	metrics_count_upload_rejection(-120);       /* in range, unnamed */
 	metrics_count_upload_rejection(5);          /* not an error */
 	t = render(NULL);
 	CHECK_LINE(t, "# TYPE p8vault_upload_rejections_total counter");

@@ -15,8 +15,10 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/ids.h"
 #include "common/keyrecord.h"
 #include "store/records.h"
+#include "store/store.h"
 #include "vault/vault.h"
 #include "vault/vault_internal.h"
 
@@ -132,14 +134,6 @@ struct apps_of {
 	uint64_t n;
 };
 
-static int
-app_has_one(const struct key_record *rec, void *arg)
-{
-	(void)rec;
-	((struct apps_of *)arg)->app_exists = 1;
-	return STORE_SCAN_STOP;
-}
-
 /* Records come in key order, so an app's records are together: an app is
  * counted once, at its first record by actor. */
 static int
@@ -155,19 +149,55 @@ count_app(const struct key_record *rec, void *arg)
 	return 0;
 }
 
+/* The app has a record (any bytes under "app" 0x00: nothing decoded). */
+static int
+app_key_seen(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+    void *arg)
+{
+	(void)key;
+	(void)klen;
+	(void)val;
+	(void)vlen;
+	((struct apps_of *)arg)->app_exists = 1;
+	return STORE_SCAN_STOP;
+}
+
+/* count_app over every record that decodes: a damaged record (logged
+ * where it is used) is one tenant's problem and must not stop another
+ * tenant's uploads. */
+static int
+count_decodable(const uint8_t *key, size_t klen, const uint8_t *val,
+    size_t vlen, void *arg)
+{
+	struct key_record rec;
+	int r;
+
+	if ((r = key_record_decode(key, klen, val, vlen, &rec)) != 0)
+		return r == P8V_ERR_INTEGRITY ? 0 : r;
+	r = count_app(&rec, arg);
+	key_record_free(&rec);
+	return r;
+}
+
 static int
 apps_txn(struct store_txn *txn, void *arg)
 {
 	struct apps_of *a = arg;
+	char prefix[IDS_APP_MAX + 1];
+	size_t n;
 	int r;
 
 	a->app_exists = 0;
 	a->last[0] = '\0';
 	a->n = 0;
-	if ((r = key_record_list(txn, a->app, app_has_one, a)) != 0 ||
-	    a->app_exists)
+	if ((r = ids_app_valid(a->app)) != 0)
 		return r;
-	return key_record_foreach(txn, count_app, a);
+	n = strlen(a->app);
+	memcpy(prefix, a->app, n + 1);  /* the NUL ends the prefix */
+	if ((r = store_scan(txn, STORE_DB_KEYS, prefix, n + 1, app_key_seen,
+	    a)) != 0 || a->app_exists)
+		return r;
+	return store_scan(txn, STORE_DB_KEYS, NULL, 0, count_decodable, a);
 }
 
 int

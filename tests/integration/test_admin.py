@@ -192,7 +192,7 @@ class Vault:
     def import_key(self, app, key_files=None, extra=()):
         p8 = P8(self.tmp)
         args = ["keys", "import", "--state", self.state, "--app", app,
-                "--team-id", TEAM, "--services", "apns,devicecheck"]
+                "--team-id", TEAM, "--services", "apns,devicecheck,musickit"]
         for f in key_files or [self.old]:
             args += ["--master-key-file", f]
         obj = cli_json(*(args + list(extra) + [p8.path]))
@@ -244,14 +244,15 @@ class Vault:
                                 "Content-Type": "application/json"})
 
     def jwt(self, app, conn=None):
-        """A DeviceCheck JWT (signed afresh: the key is unsealed for every
-        request), verified against the app's public key. None if the
-        request failed."""
+        """A MusicKit JWT (signed afresh: the key is unsealed for every
+        request; a DeviceCheck request answers the shared APNs token),
+        verified against the app's public key. None if the request
+        failed."""
         own = conn is None
         conn = conn or self.d.unix()
         try:
             r = self.post(conn, "/v1/apps/%s/jwt" % app,
-                          {"profile": "devicecheck"})
+                          {"profile": "musickit"})
         finally:
             if own:
                 conn.close()
@@ -437,7 +438,7 @@ def keys_commands():
         # The same file again: nothing changes.
         obj = cli_json("keys", "import", "--state", s, "--master-key-file",
                        v.old, "--app", "app.one", "--team-id", TEAM,
-                       "--services", "apns,devicecheck", a.path)
+                       "--services", "apns,devicecheck,musickit", a.path)
         check_eq(obj["created"], False, "second import")
         # The API's refusals, with its names: file name vs --key-id.
         res = cli("keys", "import", "--state", s, "--master-key-file", v.old,
@@ -460,7 +461,7 @@ def keys_commands():
         b = P8(v.tmp)
         obj = cli_json("keys", "import", "--state", s, "--master-key-file",
                        v.old, "--app", "app.one", "--team-id", TEAM,
-                       "--services", "apns,devicecheck", "--topic",
+                       "--services", "apns,devicecheck,musickit", "--topic",
                        "com.example.one", "--no-activate", b.path)
         check_eq(obj["key"]["state"], "standby", "--no-activate")
         check_eq(obj["key"]["topics"], ["com.example.one"], "topics")
