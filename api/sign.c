@@ -356,8 +356,18 @@ api_sign_handle_jwt(struct api_request *req)
 	}
 	if ((r = api_request_json(req, &body)) != 0)
 		goto out;
-	if ((r = vault_profile_token(v, app, body,
-	    api_request_principal(req)->actor, &tok, &detail)) != 0) {
+	/* On an event loop a DeviceCheck request (the shared APNs token) is
+	 * answered only from the cache; a mint, or waiting for another
+	 * caller's, runs on a defer thread (api/http.h), as for apns-token. */
+	if (!api_request_can_wait(req))
+		r = vault_profile_token_nowait(v, app, body,
+		    api_request_principal(req)->actor, &tok, &detail);
+	else
+		r = vault_profile_token(v, app, body,
+		    api_request_principal(req)->actor, &tok, &detail);
+	if (r == P8V_ERR_WOULD_BLOCK)
+		goto out;
+	if (r != 0) {
 		if (detail != NULL) {
 			r = refuse(req, r, detail);
 		} else if (r == P8V_ERR_NO_ACTIVE_KEY) {

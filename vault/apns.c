@@ -445,9 +445,11 @@ vault_devicecheck_token(struct vault *v, const char *app, enum key_env env,
 	    actor, out);
 }
 
-int
-vault_apns_token_cached(struct vault *v, const char *app, enum key_env env,
-    struct vault_token *out)
+/* The cached token of the app's active key with service, never a mint
+ * nor a wait (P8V_ERR_WOULD_BLOCK: the caller goes where it may wait). */
+static int
+cached_token(struct vault *v, const char *app, enum key_env env,
+    uint32_t service, struct vault_token *out)
 {
 	struct tokcache_id id;
 	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
@@ -456,7 +458,7 @@ vault_apns_token_cached(struct vault *v, const char *app, enum key_env env,
 		memset(out, 0, sizeof(*out));
 	if (v == NULL || out == NULL || (unsigned int)env > KEY_ENV_BOTH)
 		goto out;
-	if ((r = vault_find_active_ids(v, app, env, KEY_SERVICE_APNS, &id,
+	if ((r = vault_find_active_ids(v, app, env, service, &id,
 	    &found)) != 0)
 		goto out;
 	if ((r = tokcache_peek(v->tokens, &id, out)) != 0)
@@ -466,6 +468,21 @@ vault_apns_token_cached(struct vault *v, const char *app, enum key_env env,
 	if (r != 0 && r != P8V_ERR_WOULD_BLOCK && found)
 		VAULT_COUNT(v->apns_failures);
 	return r;
+}
+
+int
+vault_apns_token_cached(struct vault *v, const char *app, enum key_env env,
+    struct vault_token *out)
+{
+	return cached_token(v, app, env, KEY_SERVICE_APNS, out);
+}
+
+int
+vault_devicecheck_token_cached(struct vault *v, const char *app,
+    enum key_env env, struct vault_token *out)
+{
+	return cached_token(v, app, env,
+	    KEY_SERVICE_APNS | KEY_SERVICE_DEVICECHECK, out);
 }
 
 /* --- revocation --- */

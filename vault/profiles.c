@@ -253,9 +253,10 @@ profile_build(const struct profile_request *req,
 	    header, claims);
 }
 
-int
-vault_profile_token(struct vault *v, const char *app, const json_t *request,
-    const char *actor, struct vault_token *out, const char **detail)
+static int
+profile_token(struct vault *v, const char *app, const json_t *request,
+    const char *actor, struct vault_token *out, const char **detail,
+    int may_wait)
 {
 	struct profile_request req;
 	int r = P8V_ERR_INTERNAL;
@@ -274,7 +275,10 @@ vault_profile_token(struct vault *v, const char *app, const json_t *request,
 	 * signing one afresh per request would hand out new APNs tokens
 	 * outside the shared cache, unaudited, and burn the team's token
 	 * updates. It is the shared APNs token instead. */
-	if (req.service == KEY_SERVICE_DEVICECHECK)
+	if (req.service == KEY_SERVICE_DEVICECHECK && !may_wait)
+		r = vault_devicecheck_token_cached(v, app, req.environment,
+		    out);
+	else if (req.service == KEY_SERVICE_DEVICECHECK)
 		r = vault_devicecheck_token(v, app, req.environment, actor,
 		    out);
 	else
@@ -286,4 +290,19 @@ vault_profile_token(struct vault *v, const char *app, const json_t *request,
  out:
 	profile_request_finish(&req);
 	return r;
+}
+
+int
+vault_profile_token(struct vault *v, const char *app, const json_t *request,
+    const char *actor, struct vault_token *out, const char **detail)
+{
+	return profile_token(v, app, request, actor, out, detail, 1);
+}
+
+int
+vault_profile_token_nowait(struct vault *v, const char *app,
+    const json_t *request, const char *actor, struct vault_token *out,
+    const char **detail)
+{
+	return profile_token(v, app, request, actor, out, detail, 0);
 }

@@ -139,6 +139,15 @@ int vault_profile_token(struct vault *v, const char *app,
     const json_t *request, const char *actor, struct vault_token *out,
     const char **detail);
 
+/* vault_profile_token for a thread that may not wait (a libmicrohttpd
+ * event loop): a DeviceCheck request is answered only with a cached
+ * token (vault_devicecheck_token_cached), else P8V_ERR_WOULD_BLOCK and
+ * the caller calls vault_profile_token where it may wait for a mint; the
+ * other profiles sign at once, as vault_profile_token does. */
+int vault_profile_token_nowait(struct vault *v, const char *app,
+    const json_t *request, const char *actor, struct vault_token *out,
+    const char **detail);
+
 /* The names of every profile, in table order, for docs and errors:
  * names[i] for i < profile_count(). */
 size_t profile_count(void);

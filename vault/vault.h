@@ -384,6 +384,11 @@ int vault_apns_token(struct vault *v, const char *app, enum key_env env,
 int vault_apns_token_cached(struct vault *v, const char *app,
     enum key_env env, struct vault_token *out);
 
+/* vault_apns_token_cached for DeviceCheck (vault_devicecheck_token's key:
+ * "apns" and "devicecheck"). */
+int vault_devicecheck_token_cached(struct vault *v, const char *app,
+    enum key_env env, struct vault_token *out);
+
 /*
  * The key metadata object (see the top of this file) of rec, as the API and
  * the CLI print it: "public_key_pem" and "public_key_jwk" (kid = Key ID)

@@ -176,11 +176,14 @@ def held_back(realtime):
     try:
         v.start()
         signer = v.token("signer")
-        meta, kid, team, _ = v.new_key("held.app")
+        # DeviceCheck answers the shared APNs token (issue 15): its
+        # requests take the same path and are held and sampled too.
+        svc = ["apns", "devicecheck"]
+        meta, kid, team, _ = v.new_key("held.app", services=svc)
         others = []
         for i in range(OTHER_TEAMS):
             app = "other%d.app" % i
-            v.new_key(app)
+            v.new_key(app, services=svc)
             r = v.apns(app)
             check_eq(r.status, 200, "first token of %s: %r" % (app, r))
             others.append((app, r.json["token"]))
@@ -197,7 +200,8 @@ def held_back(realtime):
 
         def held_caller(i):
             try:
-                held[i] = v.apns("held.app")
+                held[i] = v.apns("held.app") if i % 2 == 0 else \
+                    v.jwt("held.app", {"profile": "devicecheck"})
             except Exception as e:  # noqa: reported below
                 held[i] = e
 
@@ -219,8 +223,13 @@ def held_back(realtime):
                 app, token = others[n % OTHER_TEAMS]
                 c = conns[n % OTHER_TEAMS]
                 t0 = time.monotonic()
-                r = request(c, "POST", "/v1/apps/%s/apns-token" % app,
-                            body=b"{}", headers=h)
+                if n % 2 == 0:
+                    r = request(c, "POST", "/v1/apps/%s/apns-token" % app,
+                                body=b"{}", headers=h)
+                else:
+                    r = request(c, "POST", "/v1/apps/%s/jwt" % app,
+                                body=b'{"profile":"devicecheck"}',
+                                headers=h)
                 lat.append(time.monotonic() - t0)
                 check_eq(r.status, 200, "cached token of %s: %r" % (app, r))
                 check_eq(r.json["token"], token, "cached token of %s" % app)
@@ -251,6 +260,9 @@ def held_back(realtime):
         for i, r in enumerate(held):
             check(r is not None and not isinstance(r, Exception),
                   "held caller %d: %r" % (i, r))
+            if i % 2 == 1:
+                check_eq(r.json.pop("profile", None), "devicecheck",
+                         "held caller %d: profile" % i)
             check_apns_answer(r, kid, team, meta["public_key_pem"],
                               "held caller %d" % i)
         check_eq(len({r.json["token"] for r in held}), 1,
