@@ -65,17 +65,25 @@ def comm(pid):
         return f.read().strip()
 
 
+def running_keeper(pid):
+    """1 if pid is a p8vault-keeper that runs (not a zombie; gone: 0)."""
+    try:
+        return comm(pid) == KEEPER and \
+            status(pid).get("State", "").split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def keeper_of(daemon_pid, timeout=5.0):
     """The pid of the daemon's running p8vault-keeper."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        ks = [p for p in children(daemon_pid) if comm(p) == KEEPER and
-              status(p).get("State", "").split()[0] not in ("Z", "X")]
+        ks = [p for p in children(daemon_pid) if running_keeper(p)]
         if len(ks) == 1:
             return ks[0]
         time.sleep(0.02)
-    check(False, "the daemon has no single %s child: %r" %
-          (KEEPER, [(p, comm(p)) for p in children(daemon_pid)]))
+    check(False, "the daemon has no single running %s child: %r" %
+          (KEEPER, children(daemon_pid)))
 
 
 def status(pid):
