@@ -29,7 +29,13 @@ ai_key(uint8_t out[AI_KEY_MAX], const char *prefix, const char *app,
 	n += l;
 	if (tail != NULL) {
 		out[n++] = '\0';
-		l = strnlen(tail, KEY_RECORD_FINGERPRINT_HEX);
+		/* A Key ID or a fingerprint, NUL-terminated in its own
+		 * (shorter or longer) array: counted by hand, as strnlen's
+		 * fixed bound would read past a Key ID's array for the
+		 * compiler (-Wstringop-overread in release builds). */
+		for (l = 0; l < KEY_RECORD_FINGERPRINT_HEX && tail[l] != '\0';
+		    l++)
+			;
 		memcpy(out + n, tail, l);
 		n += l;
 	}
