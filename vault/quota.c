@@ -27,12 +27,22 @@
 #define QUOTA_RATE_BUCKETS 256
 /* The rate window. */
 #define QUOTA_RATE_WINDOW_NS (60 * CLOCK_NS_PER_S)
+/* How long a token's count of apps is taken from memory before it is
+ * counted again from the store (a walk of every record): a token's new
+ * apps made by another process (the CLI) count from then on. */
+#define QUOTA_APPS_RECOUNT_NS (60 * CLOCK_NS_PER_S)
 
 struct rate_entry {
 	struct rate_entry *next;
 	char actor[KEY_RECORD_ACTOR_MAX + 1];
 	int64_t window_start_ns;
 	unsigned int count;
+	/* The token's apps (vault_quota_new_app): counted from the store at
+	 * most every QUOTA_APPS_RECOUNT_NS, plus the new apps this process
+	 * let it create since. */
+	int apps_known;
+	int64_t apps_counted_ns;
+	uint64_t apps;
 };
 
 struct vault_rates {
@@ -84,6 +94,25 @@ hash_actor(const char *s)
 	return h;
 }
 
+/* The entry of actor (created), under rt->lock. NULL: out of memory. */
+static struct rate_entry *
+entry_of(struct vault_rates *rt, const char *actor, int64_t now)
+{
+	struct rate_entry *e;
+	uint32_t b = hash_actor(actor) & (QUOTA_RATE_BUCKETS - 1);
+
+	for (e = rt->bucket[b]; e != NULL; e = e->next)
+		if (strcmp(e->actor, actor) == 0)
+			return e;
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	strncpy(e->actor, actor, sizeof(e->actor) - 1);
+	e->window_start_ns = now;
+	e->next = rt->bucket[b];
+	rt->bucket[b] = e;
+	return e;
+}
+
 int
 vault_quota_upload_rate(struct vault *v, const char *actor)
 {
@@ -91,25 +120,14 @@ vault_quota_upload_rate(struct vault *v, const char *actor)
 	struct rate_entry *e;
 	unsigned int max = v->quotas.uploads_per_minute;
 	int64_t now = clock_boot_now_ns();
-	uint32_t b;
 	int r = 0;
 
 	if (max == 0 || rt == NULL)
 		return 0;
-	b = hash_actor(actor) & (QUOTA_RATE_BUCKETS - 1);
 	pthread_mutex_lock(&rt->lock);
-	for (e = rt->bucket[b]; e != NULL; e = e->next)
-		if (strcmp(e->actor, actor) == 0)
-			break;
-	if (e == NULL) {
-		if ((e = calloc(1, sizeof(*e))) == NULL) {
-			r = P8V_ERR_ALLOC;
-			goto out;
-		}
-		strncpy(e->actor, actor, sizeof(e->actor) - 1);
-		e->window_start_ns = now;
-		e->next = rt->bucket[b];
-		rt->bucket[b] = e;
+	if ((e = entry_of(rt, actor, now)) == NULL) {
+		r = P8V_ERR_ALLOC;
+		goto out;
 	}
 	if (now - e->window_start_ns >= QUOTA_RATE_WINDOW_NS) {
 		e->window_start_ns = now;
@@ -129,6 +147,7 @@ vault_quota_upload_rate(struct vault *v, const char *actor)
 
 struct apps_of {
 	const char *app, *actor;
+	int count;                  /* 0: whether app exists; 1: count */
 	int app_exists;
 	char last[IDS_APP_MAX + 1]; /* the last app counted */
 	uint64_t n;
@@ -190,35 +209,71 @@ apps_txn(struct store_txn *txn, void *arg)
 	a->app_exists = 0;
 	a->last[0] = '\0';
 	a->n = 0;
+	if (a->count)
+		return store_scan(txn, STORE_DB_KEYS, NULL, 0, count_decodable,
+		    a);
 	if ((r = ids_app_valid(a->app)) != 0)
 		return r;
 	n = strlen(a->app);
 	memcpy(prefix, a->app, n + 1);  /* the NUL ends the prefix */
-	if ((r = store_scan(txn, STORE_DB_KEYS, prefix, n + 1, app_key_seen,
-	    a)) != 0 || a->app_exists)
-		return r;
-	return store_scan(txn, STORE_DB_KEYS, NULL, 0, count_decodable, a);
+	return store_scan(txn, STORE_DB_KEYS, prefix, n + 1, app_key_seen, a);
 }
 
 int
 vault_quota_new_app(struct vault *v, const char *app, const char *actor)
 {
+	struct vault_rates *rt = v->rates;
+	struct rate_entry *e;
 	struct apps_of a;
-	int r;
+	int64_t now = clock_boot_now_ns();
+	uint64_t n;
+	int known, r;
 
 	if (v->quotas.apps_per_token == 0)
 		return 0;
 	memset(&a, 0, sizeof(a));
 	a.app = app;
 	a.actor = actor;
-	/* A read transaction: the whole vault is walked (only for a token's
-	 * first upload to an app) without holding the writer. Two uploads
-	 * racing to two new apps may both pass: the quota is a bound on a
-	 * tenant's growth, not an exact count. */
+	/* Does the app exist? Its keys' bytes, one seek. */
+	a.count = 0;
 	if ((r = store_read(v->store, apps_txn, &a)) != 0)
 		return r;
-	if (!a.app_exists && a.n >= v->quotas.apps_per_token)
+	if (a.app_exists)
+		return 0;
+	/* The token's apps: from memory while the count is fresh; else a
+	 * read transaction walks the vault (without holding the writer).
+	 * Every upload to a new app, the first of many in a bulk import,
+	 * used to walk it: O(records) each. Uploads racing to new apps may
+	 * both pass, and another process's new apps count once recounted:
+	 * the quota bounds a tenant's growth, it is not an exact count. */
+	if (rt == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	pthread_mutex_lock(&rt->lock);
+	e = entry_of(rt, actor, now);
+	known = e != NULL && e->apps_known &&
+	    now - e->apps_counted_ns < QUOTA_APPS_RECOUNT_NS;
+	n = known ? e->apps : 0;
+	pthread_mutex_unlock(&rt->lock);
+	if (e == NULL)
+		return P8V_ERR_ALLOC;
+	if (!known) {
+		a.count = 1;
+		if ((r = store_read(v->store, apps_txn, &a)) != 0)
+			return r;
+		n = a.n;
+	}
+	if (n >= v->quotas.apps_per_token)
 		return P8V_ERR_TOO_MANY_APPS;
+	/* This upload makes one more (if it fails, the next recount mends
+	 * the count). */
+	pthread_mutex_lock(&rt->lock);
+	if (!known) {
+		e->apps_known = 1;
+		e->apps_counted_ns = now;
+		e->apps = n;
+	}
+	e->apps++;
+	pthread_mutex_unlock(&rt->lock);
 	return 0;
 }
 
