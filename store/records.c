@@ -513,6 +513,84 @@ key_record_by_team(struct store_txn *txn, const char *team_id,
 	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, team_of, cb, arg);
 }
 
+/* key_record_identity_conflict's walk over one fingerprint's entries. */
+struct identity_walk {
+	struct store_txn *txn;
+	size_t skip;                    /* the prefix before the db key */
+	const char *fingerprint, *key_id, *team_id;
+	int conflict;
+};
+
+static int
+identity_entry(const uint8_t *key, size_t klen, const uint8_t *val,
+    size_t vlen, void *arg)
+{
+	struct identity_walk *w = arg;
+	const uint8_t *dbkey = key + w->skip, *sep, *rval;
+	size_t dlen = klen - w->skip, rlen;
+	struct key_record rec;
+	int r;
+
+	if (klen <= w->skip || dlen > KEY_RECORD_DB_KEY_MAX ||
+	    (sep = memchr(dbkey, '\0', dlen)) == NULL)
+		return 0;       /* not an entry this code writes */
+	/* The entry names the copy's Key ID (its key) and Team ID (its
+	 * value): a copy under the same ids needs no read. */
+	if ((size_t)(dbkey + dlen - sep - 1) == strlen(w->key_id) &&
+	    memcmp(sep + 1, w->key_id, strlen(w->key_id)) == 0 &&
+	    vlen == strlen(w->team_id) && memcmp(val, w->team_id, vlen) == 0)
+		return 0;
+	/* Another id, by the entry: the record is the truth. Gone, damaged
+	 * (it signs nothing; logged where it is used), revoked, or under
+	 * another fingerprint now: no conflict. */
+	r = store_get(w->txn, STORE_DB_KEYS, dbkey, dlen, &rval, &rlen);
+	if (r == P8V_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	if ((r = key_record_decode(dbkey, dlen, rval, rlen, &rec)) != 0)
+		return r == P8V_ERR_INTEGRITY ? 0 : r;
+	if (rec.state != KEY_STATE_REVOKED &&
+	    strcmp(rec.fingerprint, w->fingerprint) == 0 &&
+	    (strcmp(rec.key_id, w->key_id) != 0 ||
+	    strcmp(rec.team_id, w->team_id) != 0))
+		w->conflict = 1;
+	key_record_free(&rec);
+	return w->conflict ? STORE_SCAN_STOP : 0;
+}
+
+int
+key_record_identity_conflict(struct store_txn *txn, const char *fingerprint,
+    const char *key_id, const char *team_id, int *conflict)
+{
+	struct identity_walk w;
+	uint8_t pfx[KEY_IDX_KEY_MAX];
+	size_t plen;
+	int r;
+
+	if (conflict == NULL || key_id == NULL || team_id == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	*conflict = 0;
+	if (!fp_valid(fingerprint))
+		return P8V_ERR_BAD_FIELD;
+	plen = strlen(KEY_FP_INDEX_PREFIX);
+	memcpy(pfx, KEY_FP_INDEX_PREFIX, plen);
+	memcpy(pfx + plen, fingerprint, KEY_RECORD_FINGERPRINT_HEX);
+	plen += KEY_RECORD_FINGERPRINT_HEX;
+	pfx[plen++] = '/';
+	memset(&w, 0, sizeof(w));
+	w.txn = txn;
+	w.skip = plen;
+	w.fingerprint = fingerprint;
+	w.key_id = key_id;
+	w.team_id = team_id;
+	if ((r = store_scan(txn, STORE_DB_META, pfx, plen, identity_entry,
+	    &w)) != 0)
+		return r;
+	*conflict = w.conflict;
+	return 0;
+}
+
 static int
 count_one(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
     void *arg)

@@ -98,6 +98,20 @@ int key_record_by_team(struct store_txn *txn, const char *team_id,
     key_record_cb cb, void *arg);
 
 /*
+ * *conflict = 1 if a copy of the key with this fingerprint, not revoked,
+ * is stored under another Key ID or Team ID (in any app), else 0. From
+ * the fingerprint index: a copy under the same ids costs no read (the
+ * upload of a key already in many apps stays cheap); a record listed
+ * under other ids is read, and counts only if it decodes, is not revoked
+ * and still has this fingerprint (a damaged copy signs nothing and does
+ * not stop another app's upload). Returns 0, P8V_ERR_BAD_FIELD,
+ * P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC, P8V_ERR_STORE.
+ */
+int key_record_identity_conflict(struct store_txn *txn,
+    const char *fingerprint, const char *key_id, const char *team_id,
+    int *conflict);
+
+/*
  * Bring both indexes in step with the records (write transaction): when
  * either's number of entries differs from the number of records (a vault
  * written by a release without them), drop every entry and index every

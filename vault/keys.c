@@ -356,25 +356,6 @@ audit_change(struct store_txn *txn, int64_t now, const char *actor,
 
 /* --- upload --- */
 
-/*
- * key_record_cb over the copies of an uploaded key's fingerprint: a copy
- * that is not revoked under another (Key ID, Team ID) pair is a conflict.
- * A revoked copy signs nothing, and revoking is how an operator corrects
- * an upload with swapped or wrong ids.
- */
-static int
-identity_one(const struct key_record *rec, void *arg)
-{
-	const struct key_record *subject = arg;
-
-	if (rec->state == KEY_STATE_REVOKED)
-		return 0;
-	if (strcmp(rec->key_id, subject->key_id) != 0 ||
-	    strcmp(rec->team_id, subject->team_id) != 0)
-		return P8V_ERR_KEY_IDENTITY_CONFLICT;
-	return 0;
-}
-
 struct upload {
 	struct vault *v;
 	const struct key_record *rec;   /* sealed, ready to store */
@@ -394,7 +375,7 @@ upload_txn(struct store_txn *txn, void *arg)
 	struct upload *u = arg;
 	const struct key_record *rec = u->rec;
 	struct key_record old = { 0 };
-	int r;
+	int conflict = 0, r;
 
 	u->existed = 0;
 	key_record_free(&u->stored);
@@ -424,8 +405,11 @@ upload_txn(struct store_txn *txn, void *arg)
 	/* Apple issues a key to one team under one Key ID: the same material
 	 * under other ids, in any app, would sign tokens whose kid or iss
 	 * does not belong to it. Found through the fingerprint index. */
-	if ((r = key_record_by_fingerprint(txn, rec->fingerprint,
-	    identity_one, (void *)rec)) != 0)
+	if ((r = key_record_identity_conflict(txn, rec->fingerprint,
+	    rec->key_id, rec->team_id, &conflict)) != 0)
+		goto out;
+	r = P8V_ERR_KEY_IDENTITY_CONFLICT;
+	if (conflict)
 		goto out;
 	if ((r = scan_app(txn, rec->app, &u->scan)) != 0)
 		goto out;
