@@ -376,6 +376,7 @@ struct keybuf {
 	uint8_t *buf;
 	size_t *lens;
 	size_t n, cap, stride, skip;    /* skip: leading bytes not kept */
+	const char *skip_val;           /* entries with this value: not kept */
 };
 
 static void
@@ -403,10 +404,11 @@ keybuf_add(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
 	void *grown;
 	size_t cap;
 
-	(void)val;
-	(void)vlen;
 	if (klen <= k->skip || klen - k->skip > k->stride)
 		return 0; /* not an entry this code writes: ignored */
+	if (k->skip_val != NULL && vlen == strlen(k->skip_val) &&
+	    memcmp(val, k->skip_val, vlen) == 0)
+		return 0;
 	if (k->n == k->cap) {
 		cap = k->cap == 0 ? 8 : k->cap * 2;
 		if ((grown = realloc(k->buf, cap * k->stride)) == NULL)
@@ -430,8 +432,8 @@ keybuf_add(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
  */
 static int
 by_index(struct store_txn *txn, const char *prefix, const char *ident,
-    const char *(*field)(const struct key_record *), key_record_cb cb,
-    void *arg)
+    const char *skip_val, const char *(*field)(const struct key_record *),
+    key_record_cb cb, void *arg)
 {
 	uint8_t pfx[KEY_IDX_KEY_MAX];
 	struct keybuf k = { .stride = KEY_RECORD_DB_KEY_MAX };
@@ -449,6 +451,7 @@ by_index(struct store_txn *txn, const char *prefix, const char *ident,
 	pfx[plen++] = '/';
 	/* The entries' tails are the records' db keys. */
 	k.skip = plen;
+	k.skip_val = skip_val;
 	if ((r = store_scan(txn, STORE_DB_META, pfx, plen, keybuf_add,
 	    &k)) != 0)
 		goto out;
@@ -498,8 +501,8 @@ key_record_by_fingerprint(struct store_txn *txn, const char *fingerprint,
 {
 	if (!fp_valid(fingerprint))
 		return P8V_ERR_BAD_FIELD;
-	return by_index(txn, KEY_FP_INDEX_PREFIX, fingerprint, fingerprint_of,
-	    cb, arg);
+	return by_index(txn, KEY_FP_INDEX_PREFIX, fingerprint, NULL,
+	    fingerprint_of, cb, arg);
 }
 
 int
@@ -510,7 +513,22 @@ key_record_by_team(struct store_txn *txn, const char *team_id,
 
 	if ((r = ids_team_id_valid(team_id)) != 0)
 		return r;
-	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, team_of, cb, arg);
+	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, NULL, team_of, cb,
+	    arg);
+}
+
+int
+key_record_by_team_other(struct store_txn *txn, const char *team_id,
+    const char *fingerprint, key_record_cb cb, void *arg)
+{
+	int r;
+
+	if ((r = ids_team_id_valid(team_id)) != 0)
+		return r;
+	if (!fp_valid(fingerprint))
+		return P8V_ERR_BAD_FIELD;
+	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, fingerprint,
+	    team_of, cb, arg);
 }
 
 /* key_record_identity_conflict's walk over one fingerprint's entries. */

@@ -96,6 +96,12 @@ int key_record_by_fingerprint(struct store_txn *txn, const char *fingerprint,
     key_record_cb cb, void *arg);
 int key_record_by_team(struct store_txn *txn, const char *team_id,
     key_record_cb cb, void *arg);
+/* key_record_by_team without the copies of the key with this fingerprint,
+ * which the index lists with their fingerprint and which are not read: a
+ * team's other keys, at a cost that does not grow with the copies of one
+ * key (a key in many apps). */
+int key_record_by_team_other(struct store_txn *txn, const char *team_id,
+    const char *fingerprint, key_record_cb cb, void *arg);
 
 /*
  * *conflict = 1 if a copy of the key with this fingerprint, not revoked,

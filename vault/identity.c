@@ -114,7 +114,8 @@ team_txn(struct store_txn *txn, void *arg)
 	struct team *t = arg;
 
 	json_array_clear(t->others);
-	return key_record_by_team(txn, t->subject->team_id, team_one, t);
+	return key_record_by_team_other(txn, t->subject->team_id,
+	    t->subject->fingerprint, team_one, t);
 }
 
 int
