@@ -483,7 +483,11 @@ call_begin(struct kremote *rm, struct kcall *c, size_t secret)
 	memset(c, 0, sizeof(*c));
 	c->rm = rm;
 	if (secret > 0) {
-		if ((c->secret = secmem_alloc(secret)) == NULL)
+		/* A .p8 and its record's fields: a few hundred bytes, from
+		 * the locked secure heap (secmem_alloc_short); guarded pages
+		 * of their own (an mmap and a munmap with its TLB shootdown
+		 * per upload) only for a larger one. */
+		if ((c->secret = secmem_alloc_short(secret)) == NULL)
 			return P8V_ERR_SECMEM;
 		c->secret_len = secret;
 	}
@@ -1014,7 +1018,8 @@ keeper_remote_seal(struct kremote *rm, const uint8_t *p8, size_t p8_len,
 	if (p8_len > P8_MAX_INPUT_BYTES)
 		return P8V_ERR_P8_TOO_LARGE;
 	/* The .p8 goes from guarded memory to the keeper, and is wiped. */
-	if ((r = call_begin(rm, &c, kproto_max(KP_SEAL))) != 0)
+	if ((r = call_begin(rm, &c, KPROTO_HEADER_BYTES + 4 + p8_len +
+	    kproto_fields_len(rec))) != 0)
 		return r;
 	kbuf_start(&c.b, KP_SEAL);
 	kbuf_bytes(&c.b, p8, p8_len);

@@ -310,6 +310,20 @@ kbuf_fields(struct kbuf *b, const struct key_record *rec)
 	kbuf_u64(b, rec->version);
 }
 
+size_t
+kproto_fields_len(const struct key_record *rec)
+{
+	size_t n, i;
+
+	n = 4 + strlen(rec->app) + 4 + strlen(rec->key_id) + 4 +
+	    strlen(rec->team_id) + 1 + 4 + 4;
+	for (i = 0; i < rec->n_topics; i++)
+		n += 4 + strlen(rec->topics[i]);
+	n += 1 + 4 + strlen(rec->fingerprint) + 4 + KEY_RECORD_PUBLIC_BYTES +
+	    8 + 4 + strlen(rec->created_by) + 8 + 8;
+	return n;
+}
+
 int
 kcur_fields(struct kcur *c, struct key_record *rec)
 {

@@ -130,6 +130,8 @@ void kcur_record(struct kcur *c, struct keeper_record *rec);
 
 /* The clear fields of rec (not its envelope). */
 void kbuf_fields(struct kbuf *b, const struct key_record *rec);
+/* The bytes kbuf_fields writes for rec. */
+size_t kproto_fields_len(const struct key_record *rec);
 /* Into rec (zeroed first; topics malloc'd: key_record_free). Sets c->bad
  * on a malformed field; the values are checked by the keeper's functions
  * (key_record_check's rules). P8V_ERR_ALLOC or 0. */
