@@ -104,5 +104,7 @@ struct store_backend {
 
 /* The LMDB backend (store/backend_lmdb.c). */
 extern const struct store_backend store_backend_lmdb;
+/* The etcd backend (store/backend_etcd.c). */
+extern const struct store_backend store_backend_etcd;
 
 #endif /* P8V_STORE_BACKEND_H */

@@ -26,7 +26,12 @@
  * (STORE_DEFAULT_BACKEND when none is given). */
 static const struct store_backend *const backends[] = {
 	&store_backend_lmdb,
+	&store_backend_etcd,
 };
+
+/* store_set_default_options */
+static struct store_options default_options;
+static int have_default_options;
 
 struct store {
 	const struct store_backend *be;
@@ -200,6 +205,8 @@ store_open(const char *dir, const struct store_options *opts,
 		return P8V_ERR_INVALID_ARGUMENT;
 	if (opts != NULL)
 		o = *opts;
+	else if (have_default_options)
+		o = default_options;
 	if (o.initial_map_bytes == 0)
 		o.initial_map_bytes = STORE_DEFAULT_MAP_BYTES;
 	if (o.max_map_bytes == 0 || o.max_map_bytes > STORE_MAP_HARD_MAX)
@@ -214,7 +221,8 @@ store_open(const char *dir, const struct store_options *opts,
 	    (s->dir = strdup(dir)) == NULL)
 		goto out;
 	if (o.backend == NULL)
-		o.backend = STORE_DEFAULT_BACKEND;
+		o.backend = store_location_is_etcd(dir) ? "etcd" :
+		    STORE_DEFAULT_BACKEND;
 	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
 		if (strcmp(o.backend, backends[i]->name) == 0) {
 			s->be = backends[i];
@@ -238,6 +246,25 @@ store_open(const char *dir, const struct store_options *opts,
  out:
 	store_close(s);
 	return r;
+}
+
+int
+store_location_is_etcd(const char *location)
+{
+	return location != NULL && strncmp(location, STORE_ETCD_SCHEME,
+	    strlen(STORE_ETCD_SCHEME)) == 0;
+}
+
+void
+store_set_default_options(const struct store_options *opts)
+{
+	if (opts == NULL) {
+		memset(&default_options, 0, sizeof(default_options));
+		have_default_options = 0;
+		return;
+	}
+	default_options = *opts;
+	have_default_options = 1;
 }
 
 void

@@ -123,7 +123,31 @@ struct store_options {
 	uint64_t max_map_bytes;     /* 0: grow until STORE_MAP_HARD_MAX or
 	                               the disk is full */
 	unsigned int max_readers;   /* 0: STORE_DEFAULT_MAX_READERS */
+	/* etcd only (NULL: not used): TLS to etcd (a CA or client
+	 * certificate makes the endpoints https) and etcd auth. */
+	const char *etcd_cacert;
+	const char *etcd_cert;
+	const char *etcd_key;
+	const char *etcd_user;
+	const char *etcd_password_file;
 };
+
+/* A store location starting with this names an etcd store:
+ * etcd://HOST:PORT[,HOST:PORT...]/PREFIX (backend "etcd"); anything else
+ * is a state directory (backend "lmdb"). */
+#define STORE_ETCD_SCHEME "etcd://"
+
+/* 1 if location names an etcd store (STORE_ETCD_SCHEME), else 0. */
+int store_location_is_etcd(const char *location);
+
+/*
+ * The options store_open uses when it is given none (opts NULL): the
+ * daemon and the CLI set the etcd options once from their command line,
+ * so that every store_open of the process reaches etcd the same way. The
+ * strings are not copied: they must outlive every store_open. NULL
+ * resets to the defaults.
+ */
+void store_set_default_options(const struct store_options *opts);
 
 struct store;
 struct store_txn;
@@ -145,6 +169,10 @@ struct store_txn;
  */
 int store_open(const char *dir, const struct store_options *opts,
     struct store **out);
+/* dir may also be an etcd location (STORE_ETCD_SCHEME): the backend is
+ * then "etcd" unless opts->backend names another. The etcd backend loads
+ * the prefix into its mirror and starts its watch before returning; it
+ * returns P8V_ERR_STORE_UNAVAILABLE when no endpoint answers. */
 
 /* Close the environment. No transaction may be running. NULL-safe. */
 void store_close(struct store *store);
