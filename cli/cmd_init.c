@@ -140,7 +140,8 @@ cmd_init(int argc, char **argv)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
 
-	dir_created = stat(dir, &st) != 0 && errno == ENOENT;
+	dir_created = !store_location_is_etcd(dir) && stat(dir, &st) != 0 &&
+	    errno == ENOENT;
 	if ((r = store_open(dir, NULL, &store)) != 0) {
 		cli_store_fail(dir, "opening the store", r);
 		goto out;
