@@ -891,6 +891,7 @@ struct watch_ctx {
 	struct store_impl *im;
 	struct buf b;
 	int reload;             /* compacted: load again */
+	int created;            /* the watch was established */
 	int failed;             /* etcd refused the watch */
 };
 
@@ -923,6 +924,7 @@ watch_line(struct watch_ctx *w, const char *line, size_t n)
 		goto out;
 	}
 	if (json_is_true(json_object_get(res, "created"))) {
+		w->created = 1;
 		pthread_mutex_lock(&im->mu);
 		im->connected = 1;
 		pthread_cond_broadcast(&im->cond);
@@ -1062,6 +1064,7 @@ watcher(void *arg)
 	struct watch_ctx w;
 	struct snap *s;
 	unsigned int ep;
+	size_t failures = 0;
 
 	while (!__atomic_load_n(&im->stop, __ATOMIC_RELAXED)) {
 		memset(&w, 0, sizeof(w));
@@ -1091,10 +1094,16 @@ watcher(void *arg)
 			}
 			continue;
 		}
-		/* Next endpoint (the current one may be the dead one). */
+		/* Next endpoint at once (the current one may be the dead
+		 * one); a pause once every endpoint failed in a row. */
 		__atomic_store_n(&im->cur_ep, (ep + 1) % im->n_eps,
 		    __ATOMIC_RELAXED);
-		sleep_ms(ETCD_RETRY_PAUSE_MS);
+		if (w.created)
+			failures = 0;
+		if (++failures >= im->n_eps) {
+			failures = 0;
+			sleep_ms(ETCD_RETRY_PAUSE_MS);
+		}
 	}
 	return NULL;
 }

@@ -1,0 +1,380 @@
+#!/usr/bin/python3
+"""test_etcd.py: p8vault nodes sharing one etcd cluster (issue 14).
+
+A real 3-member etcd cluster (Debian's etcd-server, /usr/bin/etcd) on
+loopback, free ports, data in a temporary folder, stopped after. `p8vault
+init --store etcd://...` prepares a prefix; three p8vaultd nodes run on it
+(--store etcd://A,B,C/PREFIX):
+
+- an upload on node 1 is listed on nodes 2 and 3 within 1 s, and all three
+  answer the same apns-token;
+- revocations on node 3 are refused on nodes 1 and 2 within 1 s (p50 and
+  max printed);
+- `p8vault export` of the prefix, `import` into LMDB and into another
+  prefix, `verify` on both, and an LMDB node serves tokens of the imported
+  key that verify under the uploaded public key;
+- one etcd member killed: uploads and tokens go on;
+- all etcd members stopped: cached tokens still served, uploads 503
+  store_unavailable, and everything resumes once etcd is back.
+"""
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Daemon, Runner, TestFailure, check, check_eq  # noqa
+from signing import (SignVault, check_apns_answer, check_error,  # noqa
+                     p8vault, verify)
+
+ETCD = "/usr/bin/etcd"
+MEMBERS = 3
+PREFIX = "p8v-it"
+SPREAD_S = 1.0          # the promise: seen on every node within a second
+REVOCATIONS = 20
+
+runner = Runner("test_etcd")
+S = {}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class EtcdCluster:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.members = []
+        for i in range(MEMBERS):
+            self.members.append({"name": "m%d" % i, "client": free_port(),
+                                 "peer": free_port(), "proc": None})
+        self.initial = ",".join("%s=http://127.0.0.1:%d" % (m["name"],
+                                m["peer"]) for m in self.members)
+
+    def endpoints(self):
+        return ",".join("127.0.0.1:%d" % m["client"] for m in self.members)
+
+    def url(self, prefix=PREFIX):
+        return "etcd://%s/%s" % (self.endpoints(), prefix)
+
+    def start_member(self, i):
+        m = self.members[i]
+        log = open(os.path.join(self.tmp, m["name"] + ".log"), "ab")
+        m["proc"] = subprocess.Popen([
+            ETCD, "--name", m["name"],
+            "--data-dir", os.path.join(self.tmp, m["name"]),
+            "--listen-client-urls", "http://127.0.0.1:%d" % m["client"],
+            "--advertise-client-urls", "http://127.0.0.1:%d" % m["client"],
+            "--listen-peer-urls", "http://127.0.0.1:%d" % m["peer"],
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:%d" % m["peer"],
+            "--initial-cluster", self.initial,
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", "p8v-it-%d" % os.getpid(),
+            # The watch's progress notifications (a quiet watch from a
+            # dead one) and quick elections on loopback.
+            "--heartbeat-interval", "50", "--election-timeout", "500"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+
+    def start(self):
+        for i in range(MEMBERS):
+            self.start_member(i)
+        self.wait_healthy(range(MEMBERS))
+        return self
+
+    def wait_healthy(self, which, timeout=30):
+        deadline = time.monotonic() + timeout
+        for i in which:
+            url = "http://127.0.0.1:%d/health" % self.members[i]["client"]
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as r:
+                        if json.loads(r.read()).get("health") == "true":
+                            break
+                except (OSError, ValueError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise TestFailure("etcd member %d not healthy" % i)
+                time.sleep(0.1)
+
+    def stop_member(self, i):
+        p = self.members[i]["proc"]
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        self.members[i]["proc"] = None
+
+    def stop(self):
+        for i in range(MEMBERS):
+            self.stop_member(i)
+
+
+class Node(SignVault):
+    """A p8vaultd on the etcd store; CLI calls go to the same store."""
+
+    def __init__(self, url, key, tmp):
+        self.tmp = tmp
+        self.own_tmp = False
+        self.state = url                # the CLI's --state takes it
+        self.key = key
+        self.extra_args = []
+        self.env = None
+        self.d = None
+        self.sign_port = None
+        self.tokens = {}
+
+    def start(self):
+        self.d = Daemon(tmpdir=self.tmp, cwd=self.tmp,
+                        args=["--store", self.state, "--master-key-file",
+                              self.key, "--sign-listen", "127.0.0.1:0"])
+        self.d.start()
+        for l in self.d.logs:
+            if l.get("event") == "listening" and \
+                    l.get("listener") == "sign" and "port" in l:
+                self.sign_port = l["port"]
+        check(self.sign_port, "no --sign-listen port in the logs")
+        return self
+
+    def mint_events(self, key_id=None):
+        evs = json.loads(p8vault("audit", "list", "--store", self.state,
+                                 "--json"))
+        return [e for e in evs if e.get("what") == "apns.mint" and
+                (key_id is None or e.get("key_id") == key_id)]
+
+
+def wait_for(pred, timeout, what):
+    """Seconds until pred() held; fails after timeout."""
+    t0 = time.monotonic()
+    while True:
+        if pred():
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise TestFailure("%s not within %ss" % (what, timeout))
+        time.sleep(0.01)
+
+
+def listed(node, app, kid):
+    r = node.portal("GET", "/v1/apps/%s/keys" % app)
+    return r.status == 200 and any(k.get("key_id") == kid
+                                   for k in r.json.get("keys", r.json)
+                                   if isinstance(k, dict))
+
+
+@runner.test
+def cluster_and_init():
+    if not os.access(ETCD, os.X_OK):
+        raise TestFailure("no %s: apt-get install etcd-server" % ETCD)
+    tmp = tempfile.mkdtemp(prefix="p8v-etcd-")
+    S["tmp"] = tmp
+    S["etcd"] = EtcdCluster(tmp).start()
+    url = S["etcd"].url()
+    key = os.path.join(tmp, "master.key")
+    out = json.loads(p8vault("init", "--store", url, "--master-key-file",
+                             key, "--json"))
+    check_eq(out["state_dir"], url, "init: the store")
+    S["key"] = key
+    # A second init with the same key finds the prefix prepared.
+    p8vault("init", "--store", url, "--master-key-file", key)
+    nodes = []
+    for i in range(3):
+        d = os.path.join(tmp, "node%d" % i)
+        os.mkdir(d, 0o700)
+        nodes.append(Node(url, key, d).start())
+    S["nodes"] = nodes
+    # One set of bearer tokens, made once: they live in etcd too.
+    for n in nodes[1:]:
+        n.tokens = nodes[0].tokens
+    nodes[0].token("portal")
+    nodes[0].token("signer")
+
+
+@runner.test
+def upload_on_one_node_is_seen_on_the_others():
+    n1, n2, n3 = S["nodes"]
+    meta, kid, team, pem = n1.new_key("fleet.app")
+    S["fleet"] = (meta["public_key_pem"], kid, team)
+    for n in (n2, n3):
+        took = wait_for(lambda: listed(n, "fleet.app", kid), SPREAD_S,
+                        "the upload listed on another node")
+        print("# upload seen on another node after %.3f s" % took)
+    a = check_apns_answer(n1.apns("fleet.app"), kid, team,
+                          meta["public_key_pem"], "node 1")
+    for i, n in enumerate((n2, n3)):
+        b = check_apns_answer(n.apns("fleet.app"), kid, team,
+                              meta["public_key_pem"], "node %d" % (i + 2))
+        check_eq(b["token"], a["token"], "node %d's apns-token" % (i + 2))
+    S["fleet_token"] = a["token"]
+
+
+@runner.test
+def revocation_reaches_every_node_within_a_second():
+    n1, n2, n3 = S["nodes"]
+    delays = []
+    for i in range(REVOCATIONS):
+        app = "rev%d.app" % i
+        meta, kid, team, _ = n3.new_key(app)
+        for n in (n1, n2):
+            wait_for(lambda: n.apns(app).status == 200, 2 * SPREAD_S,
+                     "the new key signing on every node")
+        r = n3.portal("DELETE", "/v1/apps/%s/keys/%s" % (app, kid))
+        check_eq(r.status, 200, "revoke on node 3: %r" % r)
+        t0 = time.monotonic()
+        for n in (n1, n2):
+            wait_for(lambda: n.apns(app).status != 200, 2 * SPREAD_S,
+                     "the revocation refused on another node")
+        delays.append(time.monotonic() - t0)
+        for n in (n1, n2):
+            r = n.apns(app)
+            check(r.status in (404, 409, 410),
+                  "revoked key on another node: %r" % r)
+    p50 = statistics.median(delays)
+    print("# revocation refused on nodes 1 and 2 after: p50 %.3f s, max "
+          "%.3f s over %d" % (p50, max(delays), len(delays)))
+    check(max(delays) < SPREAD_S, "a revocation took %.3f s" % max(delays))
+
+
+@runner.test
+def export_import_verify_across_backends():
+    tmp, url, key = S["tmp"], S["etcd"].url(), S["key"]
+    n1 = S["nodes"][0]
+    out = os.path.join(tmp, "fleet.p8vexport")
+    info = json.loads(p8vault("export", "--store", url, "--json", out))
+    check(info["entries"] >= 4, "export from etcd: %r" % info)
+    p8vault("verify", "--store", url, "--master-key-file", key)
+    # Into LMDB.
+    lm = os.path.join(tmp, "lmdb")
+    os.mkdir(lm, 0o700)
+    p8vault("import", "--state", os.path.join(lm, "state"), out)
+    p8vault("verify", "--state", os.path.join(lm, "state"),
+            "--master-key-file", key)
+    p8vault("audit", "verify", "--state", os.path.join(lm, "state"))
+    # Into another etcd prefix, and back out to LMDB again.
+    url2 = S["etcd"].url(PREFIX + "-copy")
+    p8vault("import", "--store", url2, out)
+    p8vault("verify", "--store", url2, "--master-key-file", key)
+    p8vault("audit", "verify", "--store", url2)
+    out2 = os.path.join(tmp, "copy.p8vexport")
+    p8vault("export", "--store", url2, out2)
+    lm2 = os.path.join(tmp, "lmdb2")
+    os.mkdir(lm2, 0o700)
+    p8vault("import", "--state", os.path.join(lm2, "state"), out2)
+    p8vault("verify", "--state", os.path.join(lm2, "state"),
+            "--master-key-file", key)
+    # A prefix that is not empty is refused.
+    proc = subprocess.run([p8vault.__globals__["cli_path"](), "import",
+                           "--store", url2, out], capture_output=True,
+                          text=True, timeout=60)
+    check_eq(proc.returncode, 1, "import into a used prefix: %r" %
+             proc.stderr)
+    # The imported key signs in an LMDB node, under its public key.
+    shutil.copy2(key, os.path.join(lm, "master.key"))
+    v = SignVault(tmp=lm)
+    v.tokens = dict(n1.tokens)
+    v.start()
+    try:
+        pub, kid, team = S["fleet"]
+        a = check_apns_answer(v.apns("fleet.app"), kid, team, pub,
+                              "LMDB node after the import")
+        check_eq(a["token"], S["fleet_token"], "the imported cached token")
+        r = v.jwt("fleet.app", {"profile": "devicecheck"})
+        if r.status == 200:
+            verify(pub, r.json["token"])
+    finally:
+        v.stop()
+
+
+@runner.test
+def one_etcd_member_down_service_goes_on():
+    etcd = S["etcd"]
+    n1, n2, n3 = S["nodes"]
+    # The first endpoint of every node's list: the one they use.
+    etcd.stop_member(0)
+    try:
+        meta, kid, team, _ = n1.new_key("member.app")
+        for n in (n2, n3):
+            took = wait_for(lambda: listed(n, "member.app", kid), 5,
+                            "an upload with a member down, on another node")
+            print("# with a member down, an upload seen on another node "
+                  "after %.3f s" % took)
+        for n in (n1, n2, n3):
+            check_eq(n.apns("fleet.app").status, 200,
+                     "apns-token with a member down")
+            check_eq(n.apns("member.app").status, 200,
+                     "new key's token with a member down")
+    finally:
+        etcd.start_member(0)
+        etcd.wait_healthy([0])
+
+
+@runner.test
+def etcd_down_503_then_recovers():
+    etcd = S["etcd"]
+    n1, n2, n3 = S["nodes"]
+    pub, kid, team = S["fleet"]
+    etcd.stop()
+    try:
+        for i, n in enumerate((n1, n2, n3)):
+            a = check_apns_answer(n.apns("fleet.app"), kid, team, pub,
+                                  "cached token, etcd down, node %d" % i)
+            check_eq(a["token"], S["fleet_token"], "cached token")
+        r = n1.portal("POST", "/v1/apps/down.app/keys", {
+            "key_id": "DOWNKEY001", "team_id": "DOWNTEAM01",
+            "p8": __import__("signing").new_p8()})
+        check_error(r, 503, "store_unavailable", "upload with etcd down")
+    finally:
+        for i in range(MEMBERS):
+            etcd.start_member(i)
+        etcd.wait_healthy(range(MEMBERS))
+    deadline = time.monotonic() + 20
+    while True:
+        r = n2.portal("POST", "/v1/apps/up.app/keys", {
+            "key_id": "UPKEY00001", "team_id": "UPTEAM0001",
+            "p8": __import__("signing").new_p8()})
+        if r.status == 201:
+            break
+        check_eq(r.status, 503, "upload while etcd comes back: %r" % r)
+        if time.monotonic() > deadline:
+            raise TestFailure("uploads did not resume after etcd came back")
+        time.sleep(0.2)
+    wait_for(lambda: listed(n1, "up.app", "UPKEY00001"), 5,
+             "the upload after recovery on another node")
+    p8vault("verify", "--store", etcd.url(), "--master-key-file", S["key"])
+    p8vault("audit", "verify", "--store", etcd.url())
+
+
+@runner.test
+def nodes_stop_cleanly():
+    for n in S.get("nodes", []):
+        n.stop()
+    S["nodes"] = []
+
+
+def cleanup():
+    for n in S.get("nodes", []):
+        try:
+            n.d.kill()
+        except Exception:
+            pass
+    if "etcd" in S:
+        S["etcd"].stop()
+    if "tmp" in S:
+        shutil.rmtree(S["tmp"], ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        runner.main()
+    finally:
+        cleanup()
