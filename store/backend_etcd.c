@@ -70,9 +70,11 @@
 #define ETCD_RANGE_PAGE 1000
 /* Connecting to one endpoint: loopback or a LAN answers in far less. */
 #define ETCD_CONNECT_TIMEOUT_MS 1000L
-/* One request, answer included: above etcd's own request timeout (5 s
- * plus election) would only delay failover. */
-#define ETCD_REQUEST_TIMEOUT_MS 5000L
+/* One request, answer included. A commit forwarded to a leader that
+ * just died waits for etcd's own request timeout (5 s plus two election
+ * timeouts) before etcd says so; giving up sooner and reading the marker
+ * back (which then runs against the new leader) recovers faster. */
+#define ETCD_REQUEST_TIMEOUT_MS 3000L
 /* How long a writer waits for its own commit (or a conflicting one) to
  * reach the mirror through the watch. */
 #define ETCD_MIRROR_WAIT_MS 5000
@@ -1589,8 +1591,10 @@ etcd_commit(struct store_txn *txn)
 		case LANDED:
 			break;
 		case NOT_LANDED:
-			r = wait_rev(im, base_rev + 1, ETCD_MIRROR_WAIT_MS) == 0 ?
-			    STORE_BACKEND_RETRY : P8V_ERR_STORE_UNAVAILABLE;
+			/* Run again on a fresh snapshot (if another commit
+			 * is what moved the marker and the mirror lags, the
+			 * next compare fails and waits for it). */
+			r = STORE_BACKEND_RETRY;
 			goto out;
 		default:
 			log_errorf("store_unavailable", "etcd commit %s may "
