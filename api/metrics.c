@@ -257,12 +257,17 @@ render_vault(FILE *f, const struct vault_stats *vs)
 	    "# HELP p8vault_app_token_failures_total Other Apple JWTs that "
 	    "failed to sign.\n"
 	    "# TYPE p8vault_app_token_failures_total counter\n"
-	    "p8vault_app_token_failures_total %llu\n",
+	    "p8vault_app_token_failures_total %llu\n"
+	    "# HELP p8vault_apns_mint_lock_waits_total APNs mints that waited "
+	    "for the fleet's mint lock (another node was minting).\n"
+	    "# TYPE p8vault_apns_mint_lock_waits_total counter\n"
+	    "p8vault_apns_mint_lock_waits_total %llu\n",
 	    (unsigned long long)vs->apns_cache_hits,
 	    (unsigned long long)vs->apns_rejections,
 	    (unsigned long long)vs->apns_failures,
 	    (unsigned long long)vs->app_signs,
-	    (unsigned long long)vs->app_sign_failures);
+	    (unsigned long long)vs->app_sign_failures,
+	    (unsigned long long)vs->apns_mint_lock_waits);
 }
 
 int

@@ -1761,6 +1761,187 @@ etcd_stats(struct store_impl *im, struct store_stats *st)
 	return 0;
 }
 
+/* ---- locks: a key created only if absent, on a lease kept alive ---- */
+
+struct store_lock {
+	struct store_impl *im;
+	char lease[32];         /* the lease id, decimal */
+	unsigned int ttl_s;
+	pthread_t keeper;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int done;
+};
+
+/* Locks live beside the prefix, not under it ("PREFIX.locks/NAME"): a
+ * lock taken or expiring is no commit of the store and must not fail
+ * writers' compares on the prefix. */
+static json_t *
+lock_key(const struct store_impl *im, const char *name)
+{
+	char buf[ETCD_MAX_PREFIX + 160];
+
+	snprintf(buf, sizeof(buf), "%.*s.locks/%s", (int)im->plen - 1,
+	    im->prefix, name);
+	return b64_json(buf, strlen(buf), NULL, 0, NULL, 0);
+}
+
+static void
+lease_revoke(struct store_impl *im, const char *lease)
+{
+	json_t *req, *resp = NULL;
+
+	if ((req = json_pack("{s:s}", "ID", lease)) == NULL)
+		return;
+	if (call(im, "/v3/lease/revoke", req, 1, &resp) != 0)
+		log_warnf("store_etcd", "could not revoke etcd lease %s: it "
+		    "expires by itself", lease);
+	json_decref(req);
+	json_decref(resp);
+}
+
+/* Keeps the lease alive (a third of its TTL apart) until released. */
+static void *
+lock_keeper(void *arg)
+{
+	struct store_lock *l = arg;
+	struct timespec ts;
+	json_t *req, *resp;
+
+	pthread_mutex_lock(&l->mu);
+	while (!l->done) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(l->ttl_s * 1000 / 3 % 1000) * 1000000L;
+		ts.tv_sec += l->ttl_s / 3 + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (pthread_cond_timedwait(&l->cond, &l->mu, &ts) == 0 ||
+		    l->done)
+			continue;
+		pthread_mutex_unlock(&l->mu);
+		resp = NULL;
+		if ((req = json_pack("{s:s}", "ID", l->lease)) != NULL &&
+		    call(l->im, "/v3/lease/keepalive", req, 1, &resp) != 0)
+			log_warnf("store_etcd", "etcd lease %s not renewed",
+			    l->lease);
+		json_decref(req);
+		json_decref(resp);
+		pthread_mutex_lock(&l->mu);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+static int
+etcd_lock_take(struct store_impl *im, const char *name, unsigned int ttl_s,
+    struct store_lock **out)
+{
+	struct store_lock *l = NULL;
+	json_t *req = NULL, *resp = NULL, *kv;
+	char id[64];
+	const char *lease;
+	uint8_t *v;
+	size_t vlen;
+	int r = P8V_ERR_ALLOC, granted = 0;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return P8V_ERR_ALLOC;
+	l->im = im;
+	l->ttl_s = ttl_s < 3 ? 3 : ttl_s;
+	if ((req = json_pack("{s:I}", "TTL", (json_int_t)l->ttl_s)) == NULL)
+		goto out;
+	if ((r = call(im, "/v3/lease/grant", req, 1, &resp)) != 0)
+		goto out;
+	r = P8V_ERR_STORE;
+	if ((lease = json_string_value(json_object_get(resp, "ID"))) == NULL ||
+	    strlen(lease) >= sizeof(l->lease))
+		goto out;
+	snprintf(l->lease, sizeof(l->lease), "%s", lease);
+	granted = 1;
+	json_decref(req);
+	json_decref(resp);
+	resp = NULL;
+	snprintf(id, sizeof(id), "%s-%" PRIu64, im->node,
+	    __atomic_add_fetch(&im->txn_seq, 1, __ATOMIC_RELAXED));
+	r = P8V_ERR_ALLOC;
+	if ((req = json_pack("{s:[{s:o, s:s, s:s, s:i}], s:[{s:{s:o, s:o, "
+	    "s:s}}]}", "compare", "key", lock_key(im, name), "target",
+	    "CREATE", "result", "EQUAL", "create_revision", 0, "success",
+	    "request_put", "key", lock_key(im, name), "value",
+	    b64_json(id, strlen(id), NULL, 0, NULL, 0), "lease",
+	    l->lease)) == NULL)
+		goto out;
+	r = call(im, "/v3/kv/txn", req, 0, &resp);
+	if (r == E_UNKNOWN) {
+		/* Ours if the key holds our id. */
+		json_decref(req);
+		json_decref(resp);
+		resp = NULL;
+		r = P8V_ERR_ALLOC;
+		if ((req = json_pack("{s:o}", "key", lock_key(im, name))) ==
+		    NULL)
+			goto out;
+		if ((r = call(im, "/v3/kv/range", req, 1, &resp)) != 0)
+			goto out;
+		kv = json_array_get(json_object_get(resp, "kvs"), 0);
+		r = P8V_ERR_BUSY;
+		if (kv == NULL || (v = unb64(json_object_get(kv, "value"),
+		    &vlen)) == NULL)
+			goto out;
+		if (vlen != strlen(id) || memcmp(v, id, vlen) != 0) {
+			free(v);
+			goto out;
+		}
+		free(v);
+	} else if (r != 0) {
+		goto out;
+	} else if (!json_is_true(json_object_get(resp, "succeeded"))) {
+		r = P8V_ERR_BUSY;
+		goto out;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	if (pthread_create(&l->keeper, NULL, lock_keeper, l) != 0) {
+		pthread_mutex_destroy(&l->mu);
+		pthread_cond_destroy(&l->cond);
+		r = P8V_ERR_INTERNAL;
+		goto out;
+	}
+	*out = l;
+	l = NULL;
+	r = 0;
+ out:
+	if (r == E_UNKNOWN)
+		r = P8V_ERR_STORE_UNAVAILABLE;
+	if (l != NULL && granted)
+		lease_revoke(im, l->lease);
+	free(l);
+	json_decref(req);
+	json_decref(resp);
+	return r;
+}
+
+static void
+etcd_lock_release(struct store_impl *im, struct store_lock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->done = 1;
+	pthread_cond_signal(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->keeper, NULL);
+	/* Revoking the lease deletes the lock key with it. */
+	lease_revoke(im, l->lease);
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cond);
+	free(l);
+}
+
+static int
+etcd_wait_change(struct store_impl *im, uint64_t gen, int ms)
+{
+	(void)wait_rev(im, (int64_t)gen + 1, ms);
+	return 0;
+}
+
 const struct store_backend store_backend_etcd = {
 	.name = "etcd",
 	.max_txn_ops = ETCD_MAX_TXN_OPS,
@@ -1780,4 +1961,7 @@ const struct store_backend store_backend_etcd = {
 	.generation = etcd_generation,
 	.txn_generation = etcd_txn_generation,
 	.stats = etcd_stats,
+	.lock_take = etcd_lock_take,
+	.lock_release = etcd_lock_release,
+	.wait_change = etcd_wait_change,
 };

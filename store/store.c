@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -21,6 +22,8 @@
  * store and only stops a loop on a broken one. */
 #define STORE_MAX_ATTEMPTS 64
 #define META_SCHEMA "schema"
+/* Longest lock name (store_lock_take). */
+#define STORE_LOCK_NAME_MAX 128
 
 /* The backends store_open can choose from, by name
  * (STORE_DEFAULT_BACKEND when none is given). */
@@ -320,6 +323,58 @@ store_copy_fd(struct store *store, int fd)
 		return P8V_ERR_UNSUPPORTED;
 	}
 	return store->be->copy_fd(store->impl, fd);
+}
+
+int
+store_lock_take(struct store *store, const char *name, unsigned int ttl_s,
+    struct store_lock **out)
+{
+	size_t i, n;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (name == NULL || out == NULL || ttl_s == 0)
+		return P8V_ERR_INVALID_ARGUMENT;
+	n = strlen(name);
+	if (n == 0 || n > STORE_LOCK_NAME_MAX)
+		return P8V_ERR_INVALID_ARGUMENT;
+	for (i = 0; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		    (name[i] >= 'A' && name[i] <= 'Z') ||
+		    (name[i] >= '0' && name[i] <= '9') ||
+		    strchr("._/-", name[i]) != NULL))
+			return P8V_ERR_INVALID_ARGUMENT;
+	if ((r = check_caller(store)) != 0)
+		return r;
+	if (store->be->lock_take == NULL)
+		return 0;
+	return store->be->lock_take(store->impl, name, ttl_s, out);
+}
+
+void
+store_lock_release(struct store *store, struct store_lock *lock)
+{
+	if (store == NULL || lock == NULL || store->be->lock_release == NULL)
+		return;
+	store->be->lock_release(store->impl, lock);
+}
+
+int
+store_wait_change(struct store *store, uint64_t gen, int ms)
+{
+	struct timespec ts;
+
+	if (store == NULL || ms < 0)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if (txn_running)
+		return P8V_ERR_INTERNAL;
+	if (store->be->wait_change != NULL)
+		return store->be->wait_change(store->impl, gen, ms);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+	return 0;
 }
 
 int

@@ -348,6 +348,34 @@ int store_count(struct store_txn *txn, enum store_db db, uint64_t *n);
  * P8V_ERR_STORE. */
 int store_clear(struct store_txn *txn, enum store_db db);
 
+/*
+ * Locks shared by every process and node on the store, for work that must
+ * not run twice at once anywhere (one APNs mint per key for the whole
+ * fleet). A lock lives as long as its holder: with etcd it is a key
+ * created only if absent, attached to a lease of ttl_s seconds that a
+ * thread keeps alive until store_lock_release; a holder that dies or
+ * loses etcd loses it when the lease runs out. A backend without locks
+ * (LMDB: one host, and the callers already single-flight in process)
+ * grants every lock at once with *out NULL.
+ * name: 1..128 bytes of [A-Za-z0-9._/-]. Not inside a transaction.
+ * Returns 0 (held; release it), P8V_ERR_BUSY (another holds it),
+ * P8V_ERR_STORE_UNAVAILABLE, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC,
+ * P8V_ERR_STORE.
+ */
+struct store_lock;
+int store_lock_take(struct store *store, const char *name,
+    unsigned int ttl_s, struct store_lock **out);
+/* Release (NULL-safe): the lock is gone at once for everyone. */
+void store_lock_release(struct store *store, struct store_lock *lock);
+
+/*
+ * Wait until the generation differs from gen or ms milliseconds passed
+ * (a backend without a watch: just waits). For a caller that waits on
+ * another node's work (a mint lock held elsewhere). 0; P8V_ERR_INTERNAL
+ * inside a transaction.
+ */
+int store_wait_change(struct store *store, uint64_t gen, int ms);
+
 /* Big-endian integers in keys and values (so that keys sort numerically). */
 void store_put_u64(uint8_t out[8], uint64_t v);
 uint64_t store_get_u64(const uint8_t in[8]);

@@ -346,6 +346,8 @@ const char *vault_mint_reason_name(enum vault_mint_reason why);
 struct vault_stats {
 	uint64_t apns_mints[VAULT_MINT_REASONS]; /* tokens minted, by reason */
 	uint64_t apns_cache_hits;     /* tokens served from the cache */
+	uint64_t apns_mint_lock_waits; /* mints that waited for the fleet's
+	                                  mint lock (etcd store) */
 	uint64_t apns_rejections;     /* rejection reports received */
 	uint64_t apns_failures;       /* vault_apns_token calls that failed
 	                                 after finding the key (open, sign,
