@@ -292,6 +292,22 @@ metrics_render(const struct vault_stats *vs, char **text, size_t *len)
 	render_uploads(f);
 	if (vs != NULL)
 		render_vault(f, vs);
+	if (vs != NULL && vs->store_remote)
+		fprintf(f, "# HELP p8vault_store_round_trips_total Requests "
+		    "sent to etcd.\n"
+		    "# TYPE p8vault_store_round_trips_total counter\n"
+		    "p8vault_store_round_trips_total %llu\n"
+		    "# HELP p8vault_store_revision The etcd revision this "
+		    "node's mirror has applied.\n"
+		    "# TYPE p8vault_store_revision gauge\n"
+		    "p8vault_store_revision %llu\n"
+		    "# HELP p8vault_store_watch_down_seconds How long this "
+		    "node's etcd watch has been down (0: up).\n"
+		    "# TYPE p8vault_store_watch_down_seconds gauge\n"
+		    "p8vault_store_watch_down_seconds %.3f\n",
+		    (unsigned long long)vs->store_round_trips,
+		    (unsigned long long)vs->store_revision,
+		    (double)vs->store_watch_down_ms / 1000.0);
 	/* A memory stream fails only when it cannot grow. */
 	if (ferror(f) || fclose(f) != 0) {
 		f = NULL;

@@ -11,8 +11,10 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
 # drives the daemon's clock in tests/integration/test_sign_clock.py;
 # nodejs runs the mock APNs (HTTP/2, tests/apns_mock.mjs) of
 # tests/integration/test_check.py; strace shows who opens a master-key
-# file (tests/integration/test_keeper_process.py).
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace"
+# file (tests/integration/test_keeper_process.py) and slows a keeper down
+# from outside (tests/integration/test_etcd.py); etcd-server (etcd 3.4,
+# /usr/bin/etcd) runs the 3-member cluster of test_etcd.py.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server"
 
 p8v_missing_packages() {
 	local p missing=""

@@ -106,6 +106,8 @@ struct store_backend {
 	    unsigned int ttl_s, struct store_lock **out);
 	void (*lock_release)(struct store_impl *impl, struct store_lock *lock);
 	int (*wait_change)(struct store_impl *impl, uint64_t gen, int ms);
+	/* Optional: store_ready (absent: always ready). */
+	int (*ready)(struct store_impl *impl);
 };
 
 /* The LMDB backend (store/backend_lmdb.c). */

@@ -135,6 +135,7 @@ struct store_impl {
 	pthread_cond_t cond;    /* signalled on every new snapshot */
 	struct snap *snap;
 	int connected;          /* the watch is established */
+	int64_t down_since_ms;  /* when the watch went down (monotonic) */
 	int64_t applied_rev;    /* atomic copy of snap->rev */
 
 	pthread_mutex_t wlock;  /* one writer of this process at a time */
@@ -928,7 +929,11 @@ watch_line(struct watch_ctx *w, const char *line, size_t n)
 	if (json_is_true(json_object_get(res, "created"))) {
 		w->created = 1;
 		pthread_mutex_lock(&im->mu);
+		if (im->down_since_ms != 0)
+			log_infof("store_etcd_watch", "the etcd watch is back "
+			    "after %" PRId64 " ms", now_ms() - im->down_since_ms);
 		im->connected = 1;
+		im->down_since_ms = 0;
 		pthread_cond_broadcast(&im->cond);
 		pthread_mutex_unlock(&im->mu);
 		r = 0;
@@ -1081,6 +1086,8 @@ watcher(void *arg)
 			log_warnf("store_etcd_watch", "the etcd watch on %s "
 			    "ended at revision %" PRId64 "; resuming",
 			    im->eps[ep], im->snap->rev);
+		if (im->connected || im->down_since_ms == 0)
+			im->down_since_ms = now_ms();
 		im->connected = 0;
 		pthread_mutex_unlock(&im->mu);
 		if (__atomic_load_n(&im->stop, __ATOMIC_RELAXED))
@@ -1756,9 +1763,27 @@ etcd_txn_generation(const struct store_txn *txn)
 static int
 etcd_stats(struct store_impl *im, struct store_stats *st)
 {
-	(void)im;
-	(void)st;
+	st->remote = 1;
+	st->round_trips = __atomic_load_n(&im->round_trips, __ATOMIC_RELAXED);
+	st->revision = (uint64_t)__atomic_load_n(&im->applied_rev,
+	    __ATOMIC_ACQUIRE);
+	pthread_mutex_lock(&im->mu);
+	st->watch_down_ms = im->connected || im->down_since_ms == 0 ? 0 :
+	    (uint64_t)(now_ms() - im->down_since_ms);
+	pthread_mutex_unlock(&im->mu);
 	return 0;
+}
+
+static int
+etcd_ready(struct store_impl *im)
+{
+	int ready;
+
+	pthread_mutex_lock(&im->mu);
+	ready = im->connected || im->down_since_ms == 0 ||
+	    now_ms() - im->down_since_ms <= STORE_UNREADY_AFTER_MS;
+	pthread_mutex_unlock(&im->mu);
+	return ready;
 }
 
 /* ---- locks: a key created only if absent, on a lease kept alive ---- */
@@ -1964,4 +1989,5 @@ const struct store_backend store_backend_etcd = {
 	.lock_take = etcd_lock_take,
 	.lock_release = etcd_lock_release,
 	.wait_change = etcd_wait_change,
+	.ready = etcd_ready,
 };

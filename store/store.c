@@ -309,6 +309,14 @@ store_stats(struct store *store, struct store_stats *st)
 }
 
 int
+store_ready(struct store *store)
+{
+	if (store == NULL)
+		return 0;
+	return store->be->ready == NULL ? 1 : store->be->ready(store->impl);
+}
+
+int
 store_copy_fd(struct store *store, int fd)
 {
 	int r;

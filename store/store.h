@@ -227,7 +227,21 @@ struct store_stats {
 	uint64_t used_bytes;
 	unsigned int max_readers;
 	unsigned int readers_used;
+	/* A networked backend's (etcd): */
+	int remote;                 /* 1: the figures below mean something */
+	uint64_t round_trips;       /* requests sent to it since open */
+	uint64_t revision;          /* the revision the mirror applied */
+	uint64_t watch_down_ms;     /* how long the watch has been down
+	                               (0: it is up) */
 };
+
+/* The store can serve writes as far as it knows: 1, or 0 while a
+ * networked backend has lost its watch for more than
+ * STORE_UNREADY_AFTER_MS (reads are then served from a mirror that may
+ * be stale: /readyz says not ready so that a load balancer prefers other
+ * nodes). LMDB: always 1. */
+#define STORE_UNREADY_AFTER_MS 5000
+int store_ready(struct store *store);
 int store_stats(struct store *store, struct store_stats *st);
 
 /*

@@ -225,6 +225,16 @@ vault_stats(struct vault *v, struct vault_stats *st)
 	VAULT_LOAD(app_signs);
 	VAULT_LOAD(app_sign_failures);
 #undef VAULT_LOAD
+	{
+		struct store_stats ss;
+
+		if (store_stats(v->store, &ss) == 0 && ss.remote) {
+			st->store_remote = 1;
+			st->store_round_trips = ss.round_trips;
+			st->store_revision = ss.revision;
+			st->store_watch_down_ms = ss.watch_down_ms;
+		}
+	}
 }
 
 

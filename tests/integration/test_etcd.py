@@ -463,6 +463,19 @@ def etcd_down_503_then_recovers():
             "key_id": "DOWNKEY001", "team_id": "DOWNTEAM01",
             "p8": __import__("signing").new_p8()})
         check_error(r, 503, "store_unavailable", "upload with etcd down")
+        # After 5 s without a watch, /readyz sends load balancers away;
+        # cached tokens are still served.
+        wait_for(lambda: n3.d.get("/readyz").status == 503, 8,
+                 "/readyz not ready with etcd down")
+        r = n3.d.get("/readyz")
+        check_eq(r.json.get("reason"), "store_unavailable",
+                 "/readyz reason: %r" % r)
+        m = n3.metrics()
+        check(m.get("p8vault_store_watch_down_seconds", 0) > 5,
+              "watch lag in /metrics: %r" %
+              m.get("p8vault_store_watch_down_seconds"))
+        check_eq(n3.apns("fleet.app").status, 200,
+                 "cached token while not ready")
     finally:
         for i in range(MEMBERS):
             etcd.start_member(i)
@@ -480,6 +493,15 @@ def etcd_down_503_then_recovers():
         time.sleep(0.2)
     wait_for(lambda: listed(n1, "up.app", "UPKEY00001"), 5,
              "the upload after recovery on another node")
+    for n in (n1, n2, n3):
+        wait_for(lambda: n.d.get("/readyz").status == 200, 5,
+                 "/readyz ready again")
+        m = n.metrics()
+        check_eq(m.get("p8vault_store_watch_down_seconds"), 0.0,
+                 "watch down after recovery")
+        check(m.get("p8vault_store_revision", 0) > 0, "mirror revision")
+        check(m.get("p8vault_store_round_trips_total", 0) > 0,
+              "etcd round trips")
     p8vault("verify", "--store", etcd.url(), "--master-key-file", S["key"])
     p8vault("audit", "verify", "--store", etcd.url())
 
