@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -58,10 +59,10 @@ def free_port():
 
 
 class EtcdCluster:
-    def __init__(self, tmp):
+    def __init__(self, tmp, n=MEMBERS):
         self.tmp = tmp
         self.members = []
-        for i in range(MEMBERS):
+        for i in range(n):
             self.members.append({"name": "m%d" % i, "client": free_port(),
                                  "peer": free_port(), "proc": None})
         self.initial = ",".join("%s=http://127.0.0.1:%d" % (m["name"],
@@ -94,9 +95,9 @@ class EtcdCluster:
         log.close()
 
     def start(self):
-        for i in range(MEMBERS):
+        for i in range(len(self.members)):
             self.start_member(i)
-        self.wait_healthy(range(MEMBERS))
+        self.wait_healthy(range(len(self.members)))
         return self
 
     def wait_healthy(self, which, timeout=30):
@@ -139,8 +140,19 @@ class EtcdCluster:
         self.members[i]["proc"] = None
 
     def stop(self):
-        for i in range(MEMBERS):
+        for i in range(len(self.members)):
             self.stop_member(i)
+
+    def api(self, path, body, token=None):
+        """POST to the first member's v3 JSON gateway."""
+        h = {"Content-Type": "application/json"}
+        if token:
+            h["Authorization"] = token
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d%s" % (self.members[0]["client"], path),
+            data=json.dumps(body).encode(), headers=h)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
 
 
 class Node(SignVault):
@@ -506,6 +518,102 @@ def etcd_down_503_then_recovers():
     p8vault("audit", "verify", "--store", etcd.url())
 
 
+def b64(b):
+    import base64
+    return base64.b64encode(b).decode()
+
+
+def run_cli(*args):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("P8VAULT_")}
+    return subprocess.run([p8vault.__globals__["cli_path"]()] + list(args),
+                          env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+@runner.test
+def etcd_auth():
+    """A one-member etcd with auth on: a user allowed the prefix (and its
+    locks) only; p8vault init and a node with --etcd-user and
+    --etcd-password-file work, a wrong password or none is refused."""
+    tmp = os.path.join(S["tmp"], "auth")
+    os.mkdir(tmp, 0o700)
+    e = EtcdCluster(tmp, 1).start()
+    S["auth_etcd"] = e
+    e.api("/v3/auth/user/add", {"name": "root", "password": "rootpw"})
+    e.api("/v3/auth/user/grant", {"user": "root", "role": "root"})
+    e.api("/v3/auth/user/add", {"name": "p8v", "password": "s3cret pw"})
+    e.api("/v3/auth/role/add", {"name": "p8v"})
+    for start in (b"pv/", b"pv.locks/"):
+        e.api("/v3/auth/role/grant", {"name": "p8v", "perm": {
+            "permType": "READWRITE", "key": b64(start),
+            "range_end": b64(start[:-1] + b"0")}})
+    e.api("/v3/auth/user/grant", {"user": "p8v", "role": "p8v"})
+    e.api("/v3/auth/enable", {})
+    pw = os.path.join(tmp, "pw")
+    with open(pw, "w") as f:
+        f.write("s3cret pw\n")
+    bad = os.path.join(tmp, "badpw")
+    with open(bad, "w") as f:
+        f.write("nope\n")
+    url = "etcd://127.0.0.1:%d/pv" % e.members[0]["client"]
+    key = os.path.join(tmp, "master.key")
+    proc = run_cli("init", "--store", url, "--master-key-file", key)
+    check_eq(proc.returncode, 1, "init without credentials: %r" %
+             proc.stderr)
+    proc = run_cli("init", "--store", url, "--master-key-file", key,
+                   "--etcd-user", "p8v", "--etcd-password-file", bad)
+    check_eq(proc.returncode, 1, "init with a wrong password: %r" %
+             proc.stderr)
+    p8vault("init", "--store", url, "--master-key-file", key,
+            "--etcd-user", "p8v", "--etcd-password-file", pw)
+    d = os.path.join(tmp, "node")
+    os.mkdir(d, 0o700)
+    n = Node(url, key, d)
+    n.d = Daemon(tmpdir=d, cwd=d, args=[
+        "--store", url, "--master-key-file", key, "--sign-listen",
+        "127.0.0.1:0"], env={"P8VAULT_ETCD_USER": "p8v",
+                             "P8VAULT_ETCD_PASSWORD_FILE": pw})
+    n.d.start()
+    try:
+        for l in n.d.logs:
+            if l.get("event") == "listening" and \
+                    l.get("listener") == "sign" and "port" in l:
+                n.sign_port = l["port"]
+        out = run_cli("token", "create", "--store", url, "--role", "portal",
+                      "--json", "--etcd-user", "p8v",
+                      "--etcd-password-file", pw)
+        check_eq(out.returncode, 0, "token create: %r" % out.stderr)
+        n.tokens[("portal", ())] = json.loads(out.stdout)["token"]
+        out = run_cli("token", "create", "--store", url, "--role", "signer",
+                      "--json", "--etcd-user", "p8v",
+                      "--etcd-password-file", pw)
+        n.tokens[("signer", ())] = json.loads(out.stdout)["token"]
+        meta, kid, team, _ = n.new_key("auth.app")
+        check_apns_answer(n.apns("auth.app"), kid, team,
+                          meta["public_key_pem"], "token with etcd auth")
+        n.d.stop()
+    finally:
+        n.d.close()
+        e.stop()
+    # Nothing readable without a token.
+    e.start()
+    try:
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/v3/kv/range" % e.members[0]["client"],
+            data=json.dumps({"key": b64(b"pv/"), "range_end": b64(b"pv0")
+                             }).encode(),
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                body = json.loads(r.read())
+            check("kvs" not in body, "read without a token: %r" % body)
+        except urllib.error.HTTPError:
+            pass
+    finally:
+        e.stop()
+
+
 @runner.test
 def nodes_stop_cleanly():
     for n in S.get("nodes", []):
@@ -519,8 +627,9 @@ def cleanup():
             n.d.kill()
         except Exception:
             pass
-    if "etcd" in S:
-        S["etcd"].stop()
+    for k in ("etcd", "auth_etcd"):
+        if k in S:
+            S[k].stop()
     if "tmp" in S:
         shutil.rmtree(S["tmp"], ignore_errors=True)
 
