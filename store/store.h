@@ -11,12 +11,14 @@
  *
  * The store only ever sees ciphertext (envelopes) and clear metadata.
  * store.c is a thin dispatch over a backend chosen by name at store_open
- * (store_options.backend; store/backend.h is the table). Today's only
- * backend, "lmdb" (store/backend_lmdb.c, the one file that calls LMDB),
+ * (store_options.backend, or by the location: store/backend.h is the
+ * table). "lmdb" (store/backend_lmdb.c, the one file that calls LMDB)
  * keeps one environment per state directory (files data.mdb and lock.mdb,
- * mode 0600, directory 0700). The store's modules (records, creds, cache,
- * audit, master keys) use only the functions below, so a backend added
- * next (etcd) changes nothing above store/.
+ * mode 0600, directory 0700); "etcd" (store/backend_etcd.c) keeps the
+ * store in an etcd cluster under a prefix, shared by every node
+ * (docs/cluster.md). The store's modules (records, creds, cache, audit,
+ * master keys) use only the functions below, so the backend changes
+ * nothing above store/.
  *
  * Transactions. Every access runs inside store_write() or store_read(), which
  * call the caller's function with a transaction:
@@ -73,10 +75,13 @@
  *   nothing written. Most transactions write a handful of small entries
  *   (an upload: the record, an audit event and the audit head). Those that
  *   write many split their work into transactions within store_limits:
- *   store_import does; master-key rotation (vault/rotate.c, 256 records per
- *   transaction by default), the start-up drop of stale cached tokens
- *   (vault/apns.c) and store_cache_purge (all in one) do not yet, and must
- *   before a backend with a cap is used. Keys are 1..STORE_MAX_KEY_BYTES bytes.
+ *   store_import does, and so does master-key rotation (vault/rotate.c:
+ *   256 records per transaction by default, fewer under a cap); the
+ *   start-up drop of stale cached tokens (vault/apns.c) and
+ *   store_cache_purge still write all in one (etcd: one range delete when
+ *   a whole database is emptied, else one operation per entry: a vault
+ *   with more than ~120 stale cached tokens at start fails that drop with
+ *   P8V_ERR_TOO_LARGE). Keys are 1..STORE_MAX_KEY_BYTES bytes.
  *
  * Durability (LMDB). LMDB's default synchronous commits (no NOSYNC,
  * NOMETASYNC, WRITEMAP or NOMEMINIT flag): when store_write returns 0,
