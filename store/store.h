@@ -76,12 +76,10 @@
  *   (an upload: the record, an audit event and the audit head). Those that
  *   write many split their work into transactions within store_limits:
  *   store_import does, and so does master-key rotation (vault/rotate.c:
- *   256 records per transaction by default, fewer under a cap); the
- *   start-up drop of stale cached tokens (vault/apns.c) and
- *   store_cache_purge still write all in one (etcd: one range delete when
- *   a whole database is emptied, else one operation per entry: a vault
- *   with more than ~120 stale cached tokens at start fails that drop with
- *   P8V_ERR_TOO_LARGE). Keys are 1..STORE_MAX_KEY_BYTES bytes.
+ *   256 records per transaction by default, fewer under a cap) and the
+ *   start-up drop of stale cached tokens (vault/apns.c);
+ *   store_cache_purge still writes all in one (etcd: one range delete
+ *   when it empties the whole cache, else one operation per entry). Keys are 1..STORE_MAX_KEY_BYTES bytes.
  *
  * Durability (LMDB). LMDB's default synchronous commits (no NOSYNC,
  * NOMETASYNC, WRITEMAP or NOMEMINIT flag): when store_write returns 0,

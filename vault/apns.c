@@ -491,6 +491,7 @@ struct loaded {
 struct load {
 	struct loaded *items;
 	size_t n, cap;
+	size_t from, to;        /* delete_txn: this window of items */
 };
 
 static void
@@ -550,7 +551,7 @@ delete_txn(struct store_txn *txn, void *arg)
 	size_t i;
 	int r;
 
-	for (i = 0; i < l->n; i++) {
+	for (i = l->from; i < l->to; i++) {
 		if (!l->items[i].drop)
 			continue;
 		r = store_cache_delete(txn, l->items[i].key);
@@ -621,7 +622,7 @@ int
 vault_apns_load(struct vault *v)
 {
 	struct load l = { 0 };
-	size_t i, kept = 0, dropped = 0;
+	size_t i, kept = 0, dropped = 0, max_ops, max_bytes;
 	int r;
 
 	if ((r = store_read(v->store, load_txn, &l)) != 0)
@@ -633,8 +634,14 @@ vault_apns_load(struct vault *v)
 		else
 			kept++;
 	}
-	if (dropped > 0 && (r = store_write(v->store, delete_txn, &l)) != 0)
-		goto out;
+	/* In windows of at most the store's cap per transaction (etcd). */
+	store_limits(v->store, &max_ops, &max_bytes);
+	for (l.from = 0; dropped > 0 && l.from < l.n; l.from = l.to) {
+		l.to = max_ops == 0 || l.n - l.from <= max_ops ? l.n :
+		    l.from + max_ops;
+		if ((r = store_write(v->store, delete_txn, &l)) != 0)
+			goto out;
+	}
 	if (l.n > 0)
 		log_infof("apns_cache_loaded", "APNs token cache: %zu kept, "
 		    "%zu dropped", kept, dropped);
