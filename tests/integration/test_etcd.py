@@ -59,8 +59,9 @@ def free_port():
 
 
 class EtcdCluster:
-    def __init__(self, tmp, n=MEMBERS):
+    def __init__(self, tmp, n=MEMBERS, tls=None):
         self.tmp = tmp
+        self.tls = tls          # (ca, cert, key): https with client certs
         self.members = []
         for i in range(n):
             self.members.append({"name": "m%d" % i, "client": free_port(),
@@ -77,11 +78,18 @@ class EtcdCluster:
     def start_member(self, i):
         m = self.members[i]
         log = open(os.path.join(self.tmp, m["name"] + ".log"), "ab")
+        sch = "https" if self.tls else "http"
+        tls = []
+        if self.tls:
+            tls = ["--trusted-ca-file", self.tls[0], "--cert-file",
+                   self.tls[1], "--key-file", self.tls[2],
+                   "--client-cert-auth"]
         m["proc"] = subprocess.Popen([
-            ETCD, "--name", m["name"],
+            ETCD] + tls + ["--name", m["name"],
             "--data-dir", os.path.join(self.tmp, m["name"]),
-            "--listen-client-urls", "http://127.0.0.1:%d" % m["client"],
-            "--advertise-client-urls", "http://127.0.0.1:%d" % m["client"],
+            "--listen-client-urls", "%s://127.0.0.1:%d" % (sch, m["client"]),
+            "--advertise-client-urls",
+            "%s://127.0.0.1:%d" % (sch, m["client"]),
             "--listen-peer-urls", "http://127.0.0.1:%d" % m["peer"],
             "--initial-advertise-peer-urls",
             "http://127.0.0.1:%d" % m["peer"],
@@ -102,11 +110,18 @@ class EtcdCluster:
 
     def wait_healthy(self, which, timeout=30):
         deadline = time.monotonic() + timeout
+        ctx = None
+        if self.tls:
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.tls[0])
+            ctx.load_cert_chain(self.tls[1], self.tls[2])
         for i in which:
-            url = "http://127.0.0.1:%d/health" % self.members[i]["client"]
+            url = "%s://127.0.0.1:%d/health" % (
+                "https" if self.tls else "http", self.members[i]["client"])
             while True:
                 try:
-                    with urllib.request.urlopen(url, timeout=2) as r:
+                    with urllib.request.urlopen(url, timeout=2,
+                                                context=ctx) as r:
                         if json.loads(r.read()).get("health") == "true":
                             break
                 except (OSError, ValueError):
@@ -735,6 +750,91 @@ def etcd_auth():
         e.stop()
 
 
+def openssl(*args):
+    proc = subprocess.run(["openssl"] + list(args), capture_output=True,
+                          text=True, timeout=60)
+    check_eq(proc.returncode, 0, "openssl %s: %s" % (args[0], proc.stderr))
+
+
+def make_pki(d):
+    """A test CA, a server certificate for 127.0.0.1 (also usable as a
+    client: etcd's gateway dials etcd with it) and a client certificate."""
+    ca, cakey = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:P-256", "-nodes", "-keyout", cakey, "-out",
+            ca, "-subj", "/CN=p8v test etcd CA", "-days", "2")
+    out = {}
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\n"
+                       "extendedKeyUsage=serverAuth,clientAuth\n"),
+                      ("client", "extendedKeyUsage=clientAuth\n")):
+        key, csr = os.path.join(d, name + ".key"), os.path.join(d, name +
+                                                               ".csr")
+        pem, extf = os.path.join(d, name + ".pem"), os.path.join(d, name +
+                                                                ".ext")
+        with open(extf, "w") as f:
+            f.write(ext)
+        openssl("req", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
+                csr, "-subj", "/CN=p8v-" + name)
+        openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cakey,
+                "-CAcreateserial", "-out", pem, "-days", "2", "-extfile",
+                extf)
+        out[name] = (pem, key)
+    return ca, out["server"], out["client"]
+
+
+@runner.test
+def etcd_tls():
+    """etcd on https with client certificates: init, the CLI and a node
+    with --etcd-cacert/--etcd-cert/--etcd-key; refused without the client
+    certificate or without the CA."""
+    tmp = os.path.join(S["tmp"], "tls")
+    os.mkdir(tmp, 0o700)
+    ca, server, client = make_pki(tmp)
+    e = EtcdCluster(tmp, 1, tls=(ca, server[0], server[1])).start()
+    S["tls_etcd"] = e
+    url = "etcd://127.0.0.1:%d/pvt" % e.members[0]["client"]
+    key = os.path.join(tmp, "master.key")
+    opts = ["--etcd-cacert", ca, "--etcd-cert", client[0], "--etcd-key",
+            client[1]]
+    try:
+        proc = run_cli("init", "--store", url, "--master-key-file", key,
+                       "--etcd-cacert", ca)
+        check_eq(proc.returncode, 1, "init without a client certificate: "
+                 "%r" % proc.stderr)
+        proc = run_cli("init", "--store", url, "--master-key-file", key,
+                       "--etcd-cert", client[0], "--etcd-key", client[1])
+        check_eq(proc.returncode, 1, "init without the CA: %r" %
+                 proc.stderr)
+        p8vault("init", "--store", url, "--master-key-file", key, *opts)
+        d = os.path.join(tmp, "node")
+        os.mkdir(d, 0o700)
+        n = Node(url, key, d)
+        n.d = Daemon(tmpdir=d, cwd=d, args=[
+            "--store", url, "--master-key-file", key, "--sign-listen",
+            "127.0.0.1:0"] + opts)
+        n.d.start()
+        try:
+            for l in n.d.logs:
+                if l.get("event") == "listening" and \
+                        l.get("listener") == "sign" and "port" in l:
+                    n.sign_port = l["port"]
+            for role in ("portal", "signer"):
+                out = run_cli("token", "create", "--store", url, "--role",
+                              role, "--json", *opts)
+                check_eq(out.returncode, 0, "token create: %r" % out.stderr)
+                n.tokens[(role, ())] = json.loads(out.stdout)["token"]
+            meta, kid, team, _ = n.new_key("tls.app")
+            check_apns_answer(n.apns("tls.app"), kid, team,
+                              meta["public_key_pem"], "token over TLS")
+            n.d.stop()
+        finally:
+            n.d.close()
+        p8vault("verify", "--store", url, "--master-key-file", key, *opts)
+    finally:
+        e.stop()
+
+
 @runner.test
 def nodes_stop_cleanly():
     for n in S.get("nodes", []):
@@ -748,7 +848,7 @@ def cleanup():
             n.d.kill()
         except Exception:
             pass
-    for k in ("etcd", "auth_etcd"):
+    for k in ("etcd", "auth_etcd", "tls_etcd"):
         if k in S:
             S[k].stop()
     if "tmp" in S:
