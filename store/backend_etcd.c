@@ -1923,6 +1923,19 @@ etcd_lock_take(struct store_impl *im, const char *name, unsigned int ttl_s,
 		r = P8V_ERR_BUSY;
 		goto out;
 	}
+	/* Held. What the previous holder committed before it let go must be
+	 * in the mirror before the caller looks (else it would mint again):
+	 * the marker names the last commit; wait for the mirror to show it. */
+	{
+		char val[128];
+		int64_t mod = 0, head = 0;
+
+		if (read_marker(im, 0, val, sizeof(val), &mod, &head) != 0 ||
+		    wait_rev(im, mod, ETCD_MIRROR_WAIT_MS) != 0) {
+			r = P8V_ERR_STORE_UNAVAILABLE;
+			goto out;
+		}
+	}
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cond, NULL);
 	if (pthread_create(&l->keeper, NULL, lock_keeper, l) != 0) {
