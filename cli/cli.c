@@ -145,12 +145,16 @@ cli_store_args(int *argc, char **argv)
 			 * command opens either through store_open. */
 			if (eq == NULL) {
 				argv[out++] = (char *)"--state";
-				in++;
 			} else {
-				argv[out++] = (char *)"--state";
-				argv[out++] = (char *)(eq + 1);
-				in++;
+				/* One word for one: out never passes in.
+				 * Lives as long as the process. */
+				char *w;
+
+				if (asprintf(&w, "--state=%s", eq + 1) < 0)
+					return cli_fail("out of memory");
+				argv[out++] = w;
 			}
+			in++;
 			continue;
 		}
 		matched = 0;

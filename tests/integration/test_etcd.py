@@ -236,8 +236,15 @@ def cluster_and_init():
                              key, "--json"))
     check_eq(out["state_dir"], url, "init: the store")
     S["key"] = key
-    # A second init with the same key finds the prefix prepared.
-    p8vault("init", "--store", url, "--master-key-file", key)
+    # A second init with the same key finds the prefix prepared (and the
+    # --store=LOCATION form works as well).
+    out = p8vault("init", "--store=" + url, "--master-key-file", key)
+    check("prepared before" in out, "second init: %r" % out)
+    # A prefix nobody prepared is refused by the other commands.
+    proc = run_cli("keys", "list", "--store", S["etcd"].url("nothing-here"))
+    check_eq(proc.returncode, 1, "keys list on an empty prefix: %r" %
+             proc.stderr)
+    check("holds no p8vault store" in proc.stderr, proc.stderr)
     # The nodes run with two key paths (docs/operations.md, rotation
     # without a restart): the previous key first, the current one last;
     # both the same key until a rotation.
