@@ -78,6 +78,10 @@
 /* How long a writer waits for its own commit (or a conflicting one) to
  * reach the mirror through the watch. */
 #define ETCD_MIRROR_WAIT_MS 5000
+/* How often the prober reads the commit marker (linearizable): a watch
+ * that is connected but silent while commits happen, or an etcd that no
+ * longer answers reads (quorum lost), is found this way. */
+#define ETCD_PROBE_MS 1000
 /* How long a write may wait at begin for the watch to be (re)connected. */
 #define ETCD_CONNECT_WAIT_MS 2000
 /* The watch thread's pause between failed attempts. */
@@ -146,7 +150,16 @@ struct store_impl {
 
 	pthread_t watcher;
 	int watcher_started;
+	pthread_t prober;
+	int prober_started;
 	int stop;               /* atomic */
+	/* The prober's findings (under mu): since when etcd has not answered
+	 * its linearizable read, since when the mirror has been behind the
+	 * last commit etcd reports; 0: not. */
+	int64_t probe_fail_since_ms;
+	int64_t probe_started_ms;       /* a probe in flight since; 0: none */
+	int64_t behind_since_ms;
+	int stalled;            /* atomic: the watch must be dropped */
 
 	char node[33];          /* random, names this process's commits */
 	uint64_t txn_seq;       /* atomic */
@@ -1003,7 +1016,8 @@ watch_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
 {
 	struct store_impl *im = arg;
 
-	return __atomic_load_n(&im->stop, __ATOMIC_RELAXED) ? 1 : 0;
+	return __atomic_load_n(&im->stop, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&im->stalled, __ATOMIC_RELAXED) ? 1 : 0;
 }
 
 /* Stream one watch from the mirror's next revision at endpoint ep until it
@@ -1080,6 +1094,7 @@ watcher(void *arg)
 		    im->n_eps;
 		watch_once(im, ep, &w);
 		free(w.b.p);
+		__atomic_store_n(&im->stalled, 0, __ATOMIC_RELAXED);
 		pthread_mutex_lock(&im->mu);
 		if (im->connected && !__atomic_load_n(&im->stop,
 		    __ATOMIC_RELAXED))
@@ -1113,6 +1128,63 @@ watcher(void *arg)
 			failures = 0;
 			sleep_ms(ETCD_RETRY_PAUSE_MS);
 		}
+	}
+	return NULL;
+}
+
+static int read_marker(struct store_impl *im, int64_t rev, char *val,
+    size_t vsz, int64_t *mod, int64_t *head);
+
+/*
+ * Once a second, the commit marker read linearizably: etcd's last commit
+ * under the prefix. A mirror that has not applied it for
+ * STORE_UNREADY_AFTER_MS has a watch that is stuck (connected, silent):
+ * it is dropped and opened again. An etcd that does not answer the read
+ * for as long (quorum lost, this node cut off while its watch connection
+ * looks alive) makes the store not ready (etcd_ready).
+ */
+static void *
+prober(void *arg)
+{
+	struct store_impl *im = arg;
+	char val[128];
+	int64_t mod, head, now, start;
+	int i, r;
+
+	while (!__atomic_load_n(&im->stop, __ATOMIC_RELAXED)) {
+		for (i = 0; i < ETCD_PROBE_MS / 50 &&
+		    !__atomic_load_n(&im->stop, __ATOMIC_RELAXED); i++)
+			sleep_ms(50);
+		if (__atomic_load_n(&im->stop, __ATOMIC_RELAXED))
+			break;
+		pthread_mutex_lock(&im->mu);
+		im->probe_started_ms = start = now_ms();
+		pthread_mutex_unlock(&im->mu);
+		r = read_marker(im, 0, val, sizeof(val), &mod, &head);
+		now = now_ms();
+		pthread_mutex_lock(&im->mu);
+		im->probe_started_ms = 0;
+		if (r != 0) {
+			if (im->probe_fail_since_ms == 0)
+				im->probe_fail_since_ms = start;
+		} else {
+			im->probe_fail_since_ms = 0;
+			if (mod <= im->snap->rev)
+				im->behind_since_ms = 0;
+			else if (im->behind_since_ms == 0)
+				im->behind_since_ms = now;
+			else if (now - im->behind_since_ms >
+			    STORE_UNREADY_AFTER_MS && im->connected) {
+				log_warnf("store_etcd_watch", "the etcd watch "
+				    "is stuck at revision %" PRId64 " (etcd "
+				    "has %" PRId64 "): opening it again",
+				    im->snap->rev, mod);
+				__atomic_store_n(&im->stalled, 1,
+				    __ATOMIC_RELAXED);
+				im->behind_since_ms = now;
+			}
+		}
+		pthread_mutex_unlock(&im->mu);
 	}
 	return NULL;
 }
@@ -1280,6 +1352,8 @@ etcd_open(const char *location, const struct store_options *opts,
 		goto out;
 	}
 	im->watcher_started = 1;
+	if (pthread_create(&im->prober, NULL, prober, im) == 0)
+		im->prober_started = 1;
 	*out = im;
 	im = NULL;
 	r = 0;
@@ -1296,6 +1370,8 @@ etcd_close(struct store_impl *im, int forked)
 	if (!forked && im->watcher_started) {
 		__atomic_store_n(&im->stop, 1, __ATOMIC_RELAXED);
 		pthread_join(im->watcher, NULL);
+		if (im->prober_started)
+			pthread_join(im->prober, NULL);
 	}
 	impl_free(im, forked);
 }
@@ -1779,9 +1855,17 @@ etcd_ready(struct store_impl *im)
 {
 	int ready;
 
+	int64_t now = now_ms();
+
 	pthread_mutex_lock(&im->mu);
-	ready = im->connected || im->down_since_ms == 0 ||
-	    now_ms() - im->down_since_ms <= STORE_UNREADY_AFTER_MS;
+	ready = (im->connected || im->down_since_ms == 0 ||
+	    now - im->down_since_ms <= STORE_UNREADY_AFTER_MS) &&
+	    (im->probe_fail_since_ms == 0 ||
+	    now - im->probe_fail_since_ms <= STORE_UNREADY_AFTER_MS) &&
+	    (im->probe_started_ms == 0 ||
+	    now - im->probe_started_ms <= STORE_UNREADY_AFTER_MS) &&
+	    (im->behind_since_ms == 0 ||
+	    now - im->behind_since_ms <= STORE_UNREADY_AFTER_MS);
 	pthread_mutex_unlock(&im->mu);
 	return ready;
 }

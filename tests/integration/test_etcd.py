@@ -600,6 +600,41 @@ def run_cli(*args):
 
 
 @runner.test
+def quorum_lost_not_ready_then_back():
+    """Two of three members stopped: the third still takes connections
+    (a watch may stay open on it) but etcd can neither commit nor read
+    linearizably. Every node says not ready within seconds, serves cached
+    tokens, refuses uploads with 503, and is back once quorum is."""
+    etcd = S["etcd"]
+    nodes = S["nodes"]
+    pub, kid, team = S["fleet"]
+    etcd.stop_member(1)
+    etcd.stop_member(2)
+    try:
+        for i, n in enumerate(nodes):
+            took = wait_for(lambda: n.d.get("/readyz").status == 503, 12,
+                            "/readyz not ready without quorum")
+            print("# node %d not ready %.1f s after quorum was lost" %
+                  (i + 1, took))
+            check_eq(n.d.get("/readyz").json.get("reason"),
+                     "store_unavailable", "reason")
+            check_apns_answer(n.apns("fleet.app"), kid, team, pub,
+                              "cached token without quorum")
+        r = nodes[0].portal("POST", "/v1/apps/noquorum.app/keys", {
+            "key_id": "NOQUORUM01", "team_id": "NOQUORUM01",
+            "p8": __import__("signing").new_p8()})
+        check_error(r, 503, "store_unavailable", "upload without quorum")
+    finally:
+        etcd.start_member(1)
+        etcd.start_member(2)
+        etcd.wait_healthy([1, 2])
+    for n in nodes:
+        wait_for(lambda: n.d.get("/readyz").status == 200, 15,
+                 "/readyz ready again with quorum")
+    nodes[1].new_key("quorum.app")
+
+
+@runner.test
 def master_rotate_while_every_node_signs():
     """docs/operations.md's rotation runbook on a cluster: a new key
     reloaded by every node (SIGHUP), `p8vault master rotate` through the
