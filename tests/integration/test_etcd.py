@@ -15,7 +15,13 @@ init --store etcd://...` prepares a prefix; three p8vaultd nodes run on it
   key that verify under the uploaded public key;
 - one etcd member killed: uploads and tokens go on;
 - all etcd members stopped: cached tokens still served, uploads 503
-  store_unavailable, and everything resumes once etcd is back.
+  store_unavailable, /readyz not ready after 5 s, and everything resumes
+  once etcd is back; quorum lost (two members stopped): the same;
+- one APNs mint for 60 concurrent cold requests over three nodes, and a
+  node killed while it holds the mint lock loses it with its lease;
+- a node whose watch cannot resume after a compaction reloads the prefix;
+- `master rotate` through the CLI while three nodes sign; etcd auth; TLS
+  with client certificates.
 """
 
 import json
@@ -632,6 +638,80 @@ def quorum_lost_not_ready_then_back():
         wait_for(lambda: n.d.get("/readyz").status == 200, 15,
                  "/readyz ready again with quorum")
     nodes[1].new_key("quorum.app")
+
+
+@runner.test
+def compacted_while_away_reloads():
+    """A node that knows only member 0 loses it; the others commit and
+    etcd compacts its history past the node's revision; member 0 back,
+    the node's watch cannot resume there, so it reloads the prefix and
+    sees what it missed."""
+    etcd = S["etcd"]
+    n1 = S["nodes"][0]
+    m0 = "127.0.0.1:%d" % etcd.members[0]["client"]
+    url0 = "etcd://%s/%s" % (m0, PREFIX)
+    d = os.path.join(S["tmp"], "lonely")
+    os.mkdir(d, 0o700)
+    lone = Node(url0, S["key"], d, keys=S["keys"])
+    lone.tokens = n1.tokens
+    lone.start()
+    try:
+        etcd.stop_member(0)
+        meta, kid, team, _ = n1.new_key("away.app")
+        n1.new_key("away2.app")
+        # Compact everything up to now (asked of a live member): the
+        # revision after the node's next one is gone.
+        live = etcd.members[1]["client"]
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/v3/kv/range" % live,
+            data=json.dumps({"key": b64(b"x")}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            rev = int(json.loads(r.read())["header"]["revision"])
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/v3/kv/compaction" % live,
+            data=json.dumps({"revision": rev, "physical": True}).encode(),
+            headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+        check(not listed(lone, "away.app", kid), "seen while away")
+        # The node held still until member 0 is back and has applied the
+        # compaction (a member that just came back serves its old history
+        # for a moment, and the watch would simply resume).
+        os.kill(lone.d.proc.pid, signal.SIGSTOP)
+        try:
+            etcd.start_member(0)
+            etcd.wait_healthy([0])
+
+            def compacted_on_0():
+                req = urllib.request.Request(
+                    "http://127.0.0.1:%d/v3/kv/range" %
+                    etcd.members[0]["client"],
+                    data=json.dumps({"key": b64(b"x"), "revision": 2
+                                     }).encode(),
+                    headers={"Content-Type": "application/json"})
+                try:
+                    urllib.request.urlopen(req, timeout=5).read()
+                    return False
+                except urllib.error.HTTPError as e:
+                    return b"compacted" in e.read()
+            wait_for(compacted_on_0, 10, "member 0 compacted")
+        finally:
+            os.kill(lone.d.proc.pid, signal.SIGCONT)
+        took = wait_for(lambda: listed(lone, "away.app", kid), 10,
+                        "the key committed while away")
+        print("# the node reloaded after the compaction, %.1f s after "
+              "member 0 was back" % took)
+        check(lone.d.log_events("store_etcd_reload"),
+              "no store_etcd_reload event")
+        check_apns_answer(lone.apns("away.app"), kid, team,
+                          meta["public_key_pem"], "after the reload")
+        lone.stop()
+    finally:
+        if lone.d is not None:
+            lone.d.close()
+        if etcd.members[0]["proc"] is None:
+            etcd.start_member(0)
+            etcd.wait_healthy([0])
 
 
 @runner.test
