@@ -5,6 +5,7 @@
 
 #include "api/http.h"
 #include "common/err.h"
+#include "store/store.h"
 #include "vault/vault.h"
 
 int
@@ -29,6 +30,12 @@ api_health_ready(struct api_request *req)
 	if (ready && !vault_keeper_ready(api_request_backend(req)->vault)) {
 		ready = 0;
 		reason = "keeper_unavailable";
+	}
+	/* An etcd store whose watch has been down for a while: this node's
+	 * mirror may be stale and it refuses writes. */
+	if (ready && !store_ready(api_request_backend(req)->store)) {
+		ready = 0;
+		reason = "store_unavailable";
 	}
 	if (ready) {
 		if ((body = json_pack("{s:s}", "status", "ready")) == NULL)

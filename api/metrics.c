@@ -257,12 +257,17 @@ render_vault(FILE *f, const struct vault_stats *vs)
 	    "# HELP p8vault_app_token_failures_total Other Apple JWTs that "
 	    "failed to sign.\n"
 	    "# TYPE p8vault_app_token_failures_total counter\n"
-	    "p8vault_app_token_failures_total %llu\n",
+	    "p8vault_app_token_failures_total %llu\n"
+	    "# HELP p8vault_apns_mint_lock_waits_total APNs mints that waited "
+	    "for the fleet's mint lock (another node was minting).\n"
+	    "# TYPE p8vault_apns_mint_lock_waits_total counter\n"
+	    "p8vault_apns_mint_lock_waits_total %llu\n",
 	    (unsigned long long)vs->apns_cache_hits,
 	    (unsigned long long)vs->apns_rejections,
 	    (unsigned long long)vs->apns_failures,
 	    (unsigned long long)vs->app_signs,
-	    (unsigned long long)vs->app_sign_failures);
+	    (unsigned long long)vs->app_sign_failures,
+	    (unsigned long long)vs->apns_mint_lock_waits);
 }
 
 int
@@ -287,6 +292,22 @@ metrics_render(const struct vault_stats *vs, char **text, size_t *len)
 	render_uploads(f);
 	if (vs != NULL)
 		render_vault(f, vs);
+	if (vs != NULL && vs->store_remote)
+		fprintf(f, "# HELP p8vault_store_round_trips_total Requests "
+		    "sent to etcd.\n"
+		    "# TYPE p8vault_store_round_trips_total counter\n"
+		    "p8vault_store_round_trips_total %llu\n"
+		    "# HELP p8vault_store_revision The etcd revision this "
+		    "node's mirror has applied.\n"
+		    "# TYPE p8vault_store_revision gauge\n"
+		    "p8vault_store_revision %llu\n"
+		    "# HELP p8vault_store_watch_down_seconds How long this "
+		    "node's etcd watch has been down (0: up).\n"
+		    "# TYPE p8vault_store_watch_down_seconds gauge\n"
+		    "p8vault_store_watch_down_seconds %.3f\n",
+		    (unsigned long long)vs->store_round_trips,
+		    (unsigned long long)vs->store_revision,
+		    (double)vs->store_watch_down_ms / 1000.0);
 	/* A memory stream fails only when it cannot grow. */
 	if (ferror(f) || fclose(f) != 0) {
 		f = NULL;

@@ -5,7 +5,7 @@
 #
 #   bench/run.sh [--duration S] [--rounds R] [--connections C]
 #                [--threads T] [--sign-threads S] [--scale N] [--no-scale]
-#                [--no-node] [--quick]
+#                [--no-node] [--no-etcd] [--quick]
 #
 #   --duration S     seconds of load per row and round (default 10), after
 #                    a 1 s warm-up on the same connections
@@ -35,6 +35,8 @@
 #                    the N keys are measured too
 #   --no-scale       skip the scale rows (populating takes ~30 s for 1M)
 #   --no-node        skip the Node.js peer
+#   --no-etcd        skip the etcd rows (they need /usr/bin/etcd, Debian's
+#                    etcd-server; skipped with a message when it is absent)
 #   --quick          --duration 3 --rounds 1 --no-scale: a smoke test
 #
 # Rows:
@@ -52,6 +54,11 @@
 #   upload          p8vaultd POST /v1/apps/{app}/keys, a new app each
 #   lmdb commit     bench/lmdb_commit: durable single-record commits/s on
 #                   the filesystem of the state directory
+#   apns-token etcd the apns-token row on a node whose store is a 3-member
+#                   etcd cluster on loopback (--store etcd://...)
+#   upload etcd     the upload row on that node
+#   etcd put        etcd's own durable puts/s on the same cluster: POST
+#                   /v3/kv/put of a 200-byte value, same wrk load
 # Every server is started before the first round and listens on 127.0.0.1
 # only (an idle one takes no CPU); every load run ends by itself.
 #
@@ -72,6 +79,7 @@ WARMUP=1
 SCALE=1000000
 SMALL=1000
 NODE=1
+ETCD=1
 CPUS=$(nproc)
 THREADS=$(( CPUS > 1 ? CPUS - 1 : 1 ))
 SIGN_THREADS=$CPUS
@@ -87,6 +95,7 @@ while [ $# -gt 0 ]; do
 	--scale) SCALE=$2; shift 2 ;;
 	--no-scale) SCALE=0; shift ;;
 	--no-node) NODE=0; shift ;;
+	--no-etcd) ETCD=0; shift ;;
 	--quick) DURATION=3; ROUNDS=1; SCALE=0; shift ;;
 	-h|--help) usage ;;
 	*) echo "run.sh: unknown option $1" >&2; usage ;;
@@ -117,6 +126,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 		echo "run.sh: missing ${need_pkgs[*]}; run as root to install" >&2
 		exit 1
 	fi
+fi
+if [ "$ETCD" = 1 ] && [ ! -x /usr/bin/etcd ]; then
+	echo "run.sh: /usr/bin/etcd is not installed (etcd-server): the etcd rows are skipped" >&2
+	ETCD=0
 fi
 if [ "$NODE" = 1 ] && ! command -v node >/dev/null; then
 	echo "run.sh: node is not installed: the Node.js peer is skipped" >&2
@@ -349,6 +362,44 @@ if [ "$SCALE" -gt 0 ]; then
 	upload_bench_key "$D_PORTAL" "$BIG_PORTAL_TOKEN"
 fi
 
+# A 3-member etcd cluster on loopback and a node on it.
+if [ "$ETCD" = 1 ]; then
+	say "starting a 3-member etcd cluster"
+	EPORTS=($(python3 -c 'import socket
+ss = [socket.socket() for _ in range(6)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))'))
+	INITIAL=""
+	for i in 0 1 2; do
+		INITIAL+="${INITIAL:+,}e$i=http://127.0.0.1:${EPORTS[$((i + 3))]}"
+	done
+	for i in 0 1 2; do
+		/usr/bin/etcd --name "e$i" --data-dir "$RUN/etcd$i" \
+		    --listen-client-urls "http://127.0.0.1:${EPORTS[$i]}" \
+		    --advertise-client-urls "http://127.0.0.1:${EPORTS[$i]}" \
+		    --listen-peer-urls "http://127.0.0.1:${EPORTS[$((i + 3))]}" \
+		    --initial-advertise-peer-urls "http://127.0.0.1:${EPORTS[$((i + 3))]}" \
+		    --initial-cluster "$INITIAL" --initial-cluster-state new \
+		    >"$RUN/etcd$i.log" 2>&1 &
+		PIDS+=("$!")
+	done
+	for i in 0 1 2; do
+		for t in $(seq 400); do
+			curl -sf "http://127.0.0.1:${EPORTS[$i]}/health" |
+			    grep -q '"true"' && break
+			sleep 0.05
+		done
+	done
+	ETCD_URL="etcd://127.0.0.1:${EPORTS[0]},127.0.0.1:${EPORTS[1]},127.0.0.1:${EPORTS[2]}/bench"
+	"$P8VAULT" init --store "$ETCD_URL" --master-key-file "$RUN/master.key" \
+	    >/dev/null
+	ETCD_PORTAL_TOKEN=$(token "$ETCD_URL" portal)
+	ETCD_SIGNER_TOKEN=$(token "$ETCD_URL" signer)
+	start_daemon "$ETCD_URL" --threads "$THREADS"
+	ETCD_NODE_PORTAL=$D_PORTAL ETCD_NODE_SIGN=$D_SIGN
+	upload_bench_key "$ETCD_NODE_PORTAL" "$ETCD_PORTAL_TOKEN"
+fi
+
 DC='BENCH_BODY={"profile":"musickit"}'
 add_row "ceiling fixed" "http://127.0.0.1:$FIXED_PORT/" "$BENCH/post.lua"
 add_row "apns-token" \
@@ -357,6 +408,9 @@ add_row "apns-token" \
 [ "$SCALE" -gt 0 ] && add_row "apns-token $SCALE keys" \
     "http://127.0.0.1:$BIG_SIGN/v1/apps/com.bench.app/apns-token" \
     "$BENCH/post.lua" "BENCH_TOKEN=$BIG_SIGNER_TOKEN"
+[ "$ETCD" = 1 ] && add_row "apns-token etcd" \
+    "http://127.0.0.1:$ETCD_NODE_SIGN/v1/apps/com.bench.app/apns-token" \
+    "$BENCH/post.lua" "BENCH_TOKEN=$ETCD_SIGNER_TOKEN"
 [ "$NODE" = 1 ] && add_row "node cached" \
     "http://127.0.0.1:$NODE_CACHED_PORT/v1/apps/com.bench.app/apns-token" \
     "$BENCH/post.lua" "BENCH_TOKEN=$SIGNER_TOKEN"
@@ -389,6 +443,19 @@ for round in $(seq "$ROUNDS"); do
 	    >>"$RUN/results/lmdb_commit"
 	ENVS[upload]="BENCH_TOKEN=$PORTAL_TOKEN BENCH_P8_FILE=$KEY BENCH_PREFIX=com.bench.up$round."
 	measure "upload"
+	if [ "$ETCD" = 1 ]; then
+		if [ "$round" = 1 ]; then
+			add_row "upload etcd" \
+			    "http://127.0.0.1:$ETCD_NODE_PORTAL" "$BENCH/upload.lua"
+			add_row "etcd put" \
+			    "http://127.0.0.1:${EPORTS[0]}/v3/kv/put" \
+			    "$BENCH/post.lua" \
+			    "BENCH_BODY={\"key\":\"cHV0\",\"value\":\"$(head -c 150 /dev/zero | base64 -w0)\"}"
+		fi
+		ENVS["upload etcd"]="BENCH_TOKEN=$ETCD_PORTAL_TOKEN BENCH_P8_FILE=$KEY BENCH_PREFIX=com.bench.eup$round."
+		measure "upload etcd"
+		measure "etcd put"
+	fi
 done
 ROWS+=("lmdb commit")
 
@@ -464,6 +531,15 @@ check "jwt / ceiling sign" "$(ratio_rounds "jwt" "ceiling sign")" ">=" 0.85 \
     "$(ratio_rounds "jwt" "node sign")" ">=" 2 "$(ratio "$J" "$NS")"
 check "upload / lmdb commit" "$(ratio_rounds "upload" "lmdb commit")" ">=" \
     0.7 "$(ratio "$U" "$L")"
+if [ "$ETCD" = 1 ]; then
+	check "apns-token etcd / apns-token" \
+	    "$(ratio_rounds "apns-token etcd" "apns-token")" ">=" 0.95 \
+	    "$(ratio "${REQ["apns-token etcd"]}" "$A")"
+	# No target set: what uploads cost on etcd, as a ratio to etcd's own
+	# durable put rate under the same load.
+	printf '  %-44s %6s\n' "upload etcd / etcd put (recorded)" \
+	    "$(ratio_rounds "upload etcd" "etcd put")"
+fi
 if [ "$SCALE" -gt 0 ]; then
 	check "apns-token $SCALE keys / $SMALL keys" \
 	    "$(ratio_rounds "apns-token $SCALE keys" "apns-token")" ">=" 0.9 \

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -96,8 +97,103 @@ cli_secmem_init(void)
 int
 cli_store_fail(const char *dir, const char *what, int err)
 {
+	if (store_location_is_etcd(dir))
+		return cli_fail("%s in store %s: %s", what, dir,
+		    p8v_strerror(err));
 	return cli_fail("%s in state directory %s: %s", what, dir,
 	    p8v_strerror(err));
+}
+
+/* The etcd options of this invocation (cli_store_args). */
+static const char *etcd_opt[5];
+static const char *const etcd_opt_names[5] = {
+	"etcd-cacert", "etcd-cert", "etcd-key", "etcd-user",
+	"etcd-password-file",
+};
+static const char *const etcd_opt_env[5] = {
+	"P8VAULT_ETCD_CACERT", "P8VAULT_ETCD_CERT", "P8VAULT_ETCD_KEY",
+	"P8VAULT_ETCD_USER", "P8VAULT_ETCD_PASSWORD_FILE",
+};
+
+int
+cli_store_args(int *argc, char **argv)
+{
+	struct store_options o = { 0 };
+	const char *name, *eq, *val;
+	size_t i, n;
+	int in = 1, out = 1, matched;
+
+	for (i = 0; i < 5; i++)
+		if ((val = getenv(etcd_opt_env[i])) != NULL && *val != '\0')
+			etcd_opt[i] = val;
+	while (in < *argc) {
+		name = argv[in];
+		if (strcmp(name, "--") == 0) {
+			while (in < *argc)
+				argv[out++] = argv[in++];
+			break;
+		}
+		if (strncmp(name, "--", 2) != 0) {
+			argv[out++] = argv[in++];
+			continue;
+		}
+		name += 2;
+		eq = strchr(name, '=');
+		n = eq != NULL ? (size_t)(eq - name) : strlen(name);
+		if (n == 5 && strncmp(name, "store", 5) == 0) {
+			/* --store LOCATION is --state LOCATION: every
+			 * command opens either through store_open. */
+			if (eq == NULL) {
+				argv[out++] = (char *)"--state";
+			} else {
+				/* One word for one: out never passes in.
+				 * Lives as long as the process. */
+				char *w;
+
+				if (asprintf(&w, "--state=%s", eq + 1) < 0)
+					return cli_fail("out of memory");
+				argv[out++] = w;
+			}
+			in++;
+			continue;
+		}
+		matched = 0;
+		for (i = 0; i < 5; i++) {
+			if (strlen(etcd_opt_names[i]) != n ||
+			    strncmp(name, etcd_opt_names[i], n) != 0)
+				continue;
+			matched = 1;
+			if (eq != NULL)
+				val = eq + 1;
+			else if (in + 1 < *argc)
+				val = argv[++in];
+			else
+				return cli_usage_error(argv[0], "option '--%s' "
+				    "requires an argument", etcd_opt_names[i]);
+			etcd_opt[i] = val;
+			in++;
+			break;
+		}
+		if (!matched)
+			argv[out++] = argv[in++];
+	}
+	argv[out] = NULL;
+	*argc = out;
+	o.etcd_cacert = etcd_opt[0];
+	o.etcd_cert = etcd_opt[1];
+	o.etcd_key = etcd_opt[2];
+	o.etcd_user = etcd_opt[3];
+	o.etcd_password_file = etcd_opt[4];
+	store_set_default_options(&o);
+	return CLI_EXIT_OK;
+}
+
+/* A prefix p8vault init (or import) prepared holds more in meta than
+ * the schema version store_open writes. */
+static int
+count_meta(struct store_txn *txn, void *arg)
+{
+	return store_count(txn, STORE_DB_META, arg);
 }
 
 int
@@ -108,6 +204,21 @@ cli_store_open_existing(const char *dir, struct store **out)
 	int r;
 
 	*out = NULL;
+	if (store_location_is_etcd(dir)) {
+		uint64_t n = 0;
+
+		if ((r = store_open(dir, NULL, out)) != 0)
+			return cli_fail("opening the store %s: %s", dir,
+			    p8v_strerror(r));
+		if ((r = store_read(*out, count_meta, &n)) != 0 || n < 2) {
+			store_close(*out);
+			*out = NULL;
+			return r != 0 ? cli_store_fail(dir, "reading", r) :
+			    cli_fail("store %s holds no p8vault store; create "
+			    "one with 'p8vault init --store %s'", dir, dir);
+		}
+		return CLI_EXIT_OK;
+	}
 	if (stat(dir, &st) != 0)
 		return cli_fail("state directory %s: %s (create it with "
 		    "'p8vault init')", dir, strerror(errno));

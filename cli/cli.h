@@ -81,6 +81,18 @@ int cli_secmem_init(void);
  */
 int cli_store_open_existing(const char *dir, struct store **out);
 
+/*
+ * Take the store options every command shares out of argv (argv[0] is
+ * the command; *argc updated, argv NULL-terminated again): --store
+ * LOCATION becomes --state LOCATION (an etcd://HOST:PORT[,...]/PREFIX
+ * location or a state directory), and --etcd-cacert, --etcd-cert,
+ * --etcd-key, --etcd-user, --etcd-password-file (or P8VAULT_ETCD_*
+ * variables) become the options of every store_open of this process
+ * (store_set_default_options). Arguments after "--" are left alone.
+ * CLI_EXIT_OK or CLI_EXIT_USAGE (printed).
+ */
+int cli_store_args(int *argc, char **argv);
+
 /* Print a store error for dir on one line: "<what> in state directory
  * <dir>: <message>". Returns CLI_EXIT_FAILURE. */
 int cli_store_fail(const char *dir, const char *what, int err);

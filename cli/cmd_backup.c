@@ -135,6 +135,11 @@ parse(int argc, char **argv, const char *allowed, struct backup_args *a)
 		return CLI_EXIT_OK;
 	if (a->dir == NULL || *a->dir == '\0')
 		return cli_usage_error(a->cmd, "--state DIR is required");
+	/* LMDB's hot copy: an etcd store moves with export and import. */
+	if (store_location_is_etcd(a->dir))
+		return cli_usage_error(a->cmd, "%s works on an LMDB state "
+		    "directory; for an etcd store use 'p8vault export' and "
+		    "'p8vault import'", a->cmd);
 	if (argc - optind != 1)
 		return cli_usage_error(a->cmd, "give one %s", strcmp(a->cmd,
 		    "backup") == 0 ? "OUT file" : "BACKUP file");

@@ -228,7 +228,8 @@ cmd_import(int argc, char **argv)
 		return CLI_EXIT_OK;
 	}
 	admin_quiet_logs();
-	if (target_ok(a.dir, &created) != 0)
+	/* An etcd prefix: store_import refuses one that is not empty. */
+	if (!store_location_is_etcd(a.dir) && target_ok(a.dir, &created) != 0)
 		return errno == ENOTEMPTY ? cli_fail("import: %s is not an "
 		    "empty directory; import only into a new or empty state "
 		    "directory", a.dir) : cli_fail("import: %s: %s", a.dir,
@@ -270,7 +271,7 @@ cmd_import(int argc, char **argv)
 	store_close(store);
 	/* Leave nothing of a failed import: the directory was new or
 	 * empty. */
-	if (opened && !done)
+	if (opened && !done && !store_location_is_etcd(a.dir))
 		store_restore_discard(a.dir, created);
 	return ret;
 }

@@ -29,6 +29,11 @@ static void
 usage(FILE *f)
 {
 	fputs("Usage: p8vault init --state DIR --master-key-file FILE [--json]\n"
+	    "       p8vault init --store etcd://HOST:PORT[,...]/PREFIX\n"
+	    "           --master-key-file FILE [--etcd-* ...] [--json]\n"
+	    "\n"
+	    "With --store, prepare the etcd prefix (docs/cluster.md) as DIR\n"
+	    "below; the --etcd-* options are listed by 'p8vault --help'.\n"
 	    "\n"
 	    "Create the state directory DIR (mode 0700) if it does not exist,\n"
 	    "create a new random master key in FILE (mode 0600) if FILE does\n"
@@ -41,6 +46,7 @@ usage(FILE *f)
 	    "\n"
 	    "Options:\n"
 	    "  --state DIR             the state directory\n"
+	    "  --store LOCATION        an etcd store, or a state directory\n"
 	    "  --master-key-file FILE  the master key file\n"
 	    "  --json                  print the result as one JSON object\n"
 	    "  -h, --help              show this help\n"
@@ -140,7 +146,8 @@ cmd_init(int argc, char **argv)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
 
-	dir_created = stat(dir, &st) != 0 && errno == ENOENT;
+	dir_created = !store_location_is_etcd(dir) && stat(dir, &st) != 0 &&
+	    errno == ENOENT;
 	if ((r = store_open(dir, NULL, &store)) != 0) {
 		cli_store_fail(dir, "opening the store", r);
 		goto out;
@@ -199,16 +206,22 @@ cmd_init(int argc, char **argv)
 		}
 		putchar('\n');
 	} else {
-		printf("state directory %s: %s\n", dir,
-		    dir_created ? "created" : "exists");
+		if (store_location_is_etcd(dir))
+			printf("store %s: %s\n", dir, rec.found ?
+			    "prepared before" : "prepared");
+		else
+			printf("state directory %s: %s\n", dir,
+			    dir_created ? "created" : "exists");
 		printf("master key file %s: %s (key id %s)\n", key_file,
 		    key_created ? "created, mode 0600" : "exists", id_hex);
 		printf("master key %s: %s\n", id_hex, rec.found ?
 		    "already recorded in the state directory" :
 		    "recorded in the state directory");
-		if (dir_created || key_created)
-			printf("next: p8vault token create --state %s "
-			    "--role portal|signer|admin\n", dir);
+		if (dir_created || key_created || (!rec.found &&
+		    store_location_is_etcd(dir)))
+			printf("next: p8vault token create --%s %s "
+			    "--role portal|signer|admin\n",
+			    store_location_is_etcd(dir) ? "store" : "state", dir);
 	}
 	if (fflush(stdout) != 0) {
 		cli_fail("writing to stdout failed");

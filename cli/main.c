@@ -60,6 +60,12 @@ usage(FILE *f)
 	fputs("\n"
 	    "Run 'p8vault COMMAND --help' for a command's options.\n"
 	    "\n"
+	    "Every command that takes --state DIR also takes --store LOCATION:\n"
+	    "a state directory (LMDB) or etcd://HOST:PORT[,HOST:PORT...]/PREFIX,\n"
+	    "with --etcd-cacert FILE, --etcd-cert FILE, --etcd-key FILE (TLS to\n"
+	    "etcd), --etcd-user NAME and --etcd-password-file FILE (etcd auth);\n"
+	    "the same as P8VAULT_ETCD_CACERT, P8VAULT_ETCD_CERT, ... variables.\n"
+	    "\n"
 	    "Exit status:\n"
 	    "  0  success\n"
 	    "  1  the command failed (one line on stderr says why and names\n"
@@ -108,6 +114,10 @@ main(int argc, char **argv)
 		if (strcmp(argv[optind], commands[i].name) == 0) {
 			argv += optind;
 			argc -= optind;
+			/* --store and the etcd options, for every
+			 * command that opens a store. */
+			if ((c = cli_store_args(&argc, argv)) != CLI_EXIT_OK)
+				return c;
 			/* The command's own getopt_long starts afresh. */
 			optind = 0;
 			opterr = 1;

@@ -16,8 +16,11 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
 # tests/integration/test_low_s.py (installed by that test from npm).
 # Debian packages npm apart from nodejs; a nodejs from elsewhere
 # (NodeSource) brings its own npm and conflicts with Debian's, so the npm
-# package is asked for only when there is no npm command.
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace"
+# package is asked for only when there is no npm command. strace also
+# slows a keeper down from outside (tests/integration/test_etcd.py);
+# etcd-server (etcd 3.4, /usr/bin/etcd) runs the 3-member cluster of
+# test_etcd.py.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server"
 command -v npm >/dev/null 2>&1 || P8V_TEST_PACKAGES="$P8V_TEST_PACKAGES npm"
 
 p8v_missing_packages() {

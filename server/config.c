@@ -16,6 +16,7 @@
 #include "api/http.h"
 #include "common/err.h"
 #include "server/listen.h"
+#include "store/store.h"
 
 #ifndef P8V_VERSION
 #define P8V_VERSION "unknown"
@@ -59,6 +60,12 @@ enum opt_id {
 	OPT_MAX_UPLOADS_PER_MINUTE,
 	OPT_MAX_RECORDS,
 	OPT_AUDIT_RETENTION,
+	OPT_STORE,
+	OPT_ETCD_CACERT,
+	OPT_ETCD_CERT,
+	OPT_ETCD_KEY,
+	OPT_ETCD_USER,
+	OPT_ETCD_PASSWORD_FILE,
 	OPT_COUNT,
 	/* Command line only. */
 	OPT_HELP = 'h',
@@ -141,6 +148,20 @@ static const struct opt_def {
 	[OPT_AUDIT_RETENTION] = { "audit-retention", KIND_STRING, "SECONDS",
 	    "prune audit events older than this once exported (p8vault "
 	    "audit export); 0: keep all (default)" },
+	[OPT_STORE] = { "store", KIND_STRING, "LOCATION",
+	    "instead of --state: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (a "
+	    "cluster's shared store) or a state directory" },
+	[OPT_ETCD_CACERT] = { "etcd-cacert", KIND_STRING, "FILE",
+	    "CA certificates (PEM) etcd's certificate is checked with "
+	    "(makes the etcd endpoints https)" },
+	[OPT_ETCD_CERT] = { "etcd-cert", KIND_STRING, "FILE",
+	    "client certificate (PEM) for etcd" },
+	[OPT_ETCD_KEY] = { "etcd-key", KIND_STRING, "FILE",
+	    "client certificate's private key (PEM) for etcd" },
+	[OPT_ETCD_USER] = { "etcd-user", KIND_STRING, "NAME",
+	    "etcd user (etcd auth; with --etcd-password-file)" },
+	[OPT_ETCD_PASSWORD_FILE] = { "etcd-password-file", KIND_STRING,
+	    "FILE", "file holding the etcd user's password" },
 };
 
 /* One source of values: the command line, the environment or the file. */
@@ -622,6 +643,36 @@ merge(struct layer *layers[], size_t n, struct config *cfg)
 	if ((v = pick(layers, n, OPT_STATE, &where)) != NULL &&
 	    (r = dup_opt(&cfg->state_dir, v)) != 0)
 		return r;
+	/* --store names the store as --state does (an etcd location or a
+	 * directory); both at once is a mistake, whatever the layers. */
+	if ((v = pick(layers, n, OPT_STORE, &where)) != NULL) {
+		const char *w2;
+
+		if (pick(layers, n, OPT_STATE, &w2) != NULL) {
+			log_errorf("config", "%s and %s: give either --state "
+			    "DIR or --store LOCATION", w2, where);
+			return P8V_ERR_INVALID_ARGUMENT;
+		}
+		if (store_location_is_etcd(v) && strchr(v +
+		    strlen(STORE_ETCD_SCHEME), '/') == NULL) {
+			log_errorf("config", "%s %s: expected etcd://HOST:PORT"
+			    "[,HOST:PORT...]/PREFIX", where, v);
+			return P8V_ERR_INVALID_ARGUMENT;
+		}
+		if ((r = dup_opt(&cfg->state_dir, v)) != 0)
+			return r;
+	}
+	if (((v = pick(layers, n, OPT_ETCD_CACERT, &where)) != NULL &&
+	    (r = dup_opt(&cfg->etcd_cacert, v)) != 0) ||
+	    ((v = pick(layers, n, OPT_ETCD_CERT, &where)) != NULL &&
+	    (r = dup_opt(&cfg->etcd_cert, v)) != 0) ||
+	    ((v = pick(layers, n, OPT_ETCD_KEY, &where)) != NULL &&
+	    (r = dup_opt(&cfg->etcd_key, v)) != 0) ||
+	    ((v = pick(layers, n, OPT_ETCD_USER, &where)) != NULL &&
+	    (r = dup_opt(&cfg->etcd_user, v)) != 0) ||
+	    ((v = pick(layers, n, OPT_ETCD_PASSWORD_FILE, &where)) != NULL &&
+	    (r = dup_opt(&cfg->etcd_password_file, v)) != 0))
+		return r;
 	if ((v = pick(layers, n, OPT_LISTEN, &where)) != NULL &&
 	    (r = dup_opt(&cfg->listen, strcmp(v, "none") == 0 ? NULL : v)) != 0)
 		return r;
@@ -714,7 +765,17 @@ validate(const struct config *cfg)
 {
 	if (cfg->state_dir == NULL || cfg->state_dir[0] == '\0') {
 		log_errorf("config", "no state directory: give --state DIR "
-		    "(or P8VAULT_STATE, or state = DIR in the config file)");
+		    "(or P8VAULT_STATE, or state = DIR in the config file) "
+		    "or --store LOCATION");
+		return P8V_ERR_INVALID_ARGUMENT;
+	}
+	if ((cfg->etcd_cert == NULL) != (cfg->etcd_key == NULL)) {
+		log_errorf("config", "--etcd-cert and --etcd-key go together");
+		return P8V_ERR_INVALID_ARGUMENT;
+	}
+	if ((cfg->etcd_user == NULL) != (cfg->etcd_password_file == NULL)) {
+		log_errorf("config", "--etcd-user and --etcd-password-file go "
+		    "together");
 		return P8V_ERR_INVALID_ARGUMENT;
 	}
 	if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
@@ -822,5 +883,10 @@ config_finish(struct config *cfg)
 	free(cfg->apns_production_url);
 	free(cfg->apns_ca_file);
 	free(cfg->apns_proxy);
+	free(cfg->etcd_cacert);
+	free(cfg->etcd_cert);
+	free(cfg->etcd_key);
+	free(cfg->etcd_user);
+	free(cfg->etcd_password_file);
 	memset(cfg, 0, sizeof(*cfg));
 }

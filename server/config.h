@@ -42,7 +42,8 @@
 struct config {
 	char *config_file;         /* NULL: none */
 	int dev;                   /* --dev given */
-	char *state_dir;           /* required */
+	char *state_dir;           /* required: a directory, or an etcd
+	                              location (--store etcd://...) */
 	char *master_key_files[CONFIG_MASTER_KEY_FILES_MAX];
 	size_t n_master_key_files; /* 0: try the systemd credential */
 	char *listen;              /* portal API HOST:PORT; NULL: not served */
@@ -69,6 +70,13 @@ struct config {
 	unsigned int max_uploads_per_minute;
 	unsigned int max_records;
 	unsigned int audit_retention_s; /* 0: keep every audit event */
+	/* The etcd store (--store etcd://...; state_dir holds the location):
+	 * TLS and auth; NULL: not used. */
+	char *etcd_cacert;
+	char *etcd_cert;
+	char *etcd_key;
+	char *etcd_user;
+	char *etcd_password_file;
 };
 
 /* What config_load wants the caller to do. */

@@ -37,6 +37,7 @@
 #include "api/routes.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "store/store.h"
 #include "crypto/secmem.h"
 #include "store/audit.h"
 #include "server/config.h"
@@ -371,6 +372,19 @@ main(int argc, char **argv)
 	    json_pack("{s:s, s:i}", "state", d.cfg.state_dir, "pid",
 	    (int)getpid()), "p8vaultd started");
 
+	{
+		/* The etcd options reach every store_open of this process
+		 * (cfg outlives the store). */
+		struct store_options so = {
+			.etcd_cacert = d.cfg.etcd_cacert,
+			.etcd_cert = d.cfg.etcd_cert,
+			.etcd_key = d.cfg.etcd_key,
+			.etcd_user = d.cfg.etcd_user,
+			.etcd_password_file = d.cfg.etcd_password_file,
+		};
+
+		store_set_default_options(&so);
+	}
 	if ((r = state_open(&d.state, d.cfg.state_dir,
 	    d.cfg.apns_token_reuse_s)) != 0) {
 		api_server_set_not_ready(d.srv, p8v_errname(r));

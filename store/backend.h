@@ -100,9 +100,19 @@ struct store_backend {
 	 * P8V_ERR_UNSUPPORTED. */
 	int (*maintain)(struct store_impl *impl, int *cleared);
 	int (*copy_fd)(struct store_impl *impl, int fd);
+	/* Optional: locks (store_lock_take; absent: granted at once, *out
+	 * NULL) and waiting for a change (absent: a sleep). */
+	int (*lock_take)(struct store_impl *impl, const char *name,
+	    unsigned int ttl_s, struct store_lock **out);
+	void (*lock_release)(struct store_impl *impl, struct store_lock *lock);
+	int (*wait_change)(struct store_impl *impl, uint64_t gen, int ms);
+	/* Optional: store_ready (absent: always ready). */
+	int (*ready)(struct store_impl *impl);
 };
 
 /* The LMDB backend (store/backend_lmdb.c). */
 extern const struct store_backend store_backend_lmdb;
+/* The etcd backend (store/backend_etcd.c). */
+extern const struct store_backend store_backend_etcd;
 
 #endif /* P8V_STORE_BACKEND_H */

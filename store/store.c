@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -23,12 +24,19 @@
  * store and only stops a loop on a broken one. */
 #define STORE_MAX_ATTEMPTS 64
 #define META_SCHEMA "schema"
+/* Longest lock name (store_lock_take). */
+#define STORE_LOCK_NAME_MAX 128
 
 /* The backends store_open can choose from, by name
  * (STORE_DEFAULT_BACKEND when none is given). */
 static const struct store_backend *const backends[] = {
 	&store_backend_lmdb,
+	&store_backend_etcd,
 };
+
+/* store_set_default_options */
+static struct store_options default_options;
+static int have_default_options;
 
 struct store {
 	const struct store_backend *be;
@@ -240,6 +248,8 @@ store_open(const char *dir, const struct store_options *opts,
 		return P8V_ERR_INVALID_ARGUMENT;
 	if (opts != NULL)
 		o = *opts;
+	else if (have_default_options)
+		o = default_options;
 	if (o.initial_map_bytes == 0)
 		o.initial_map_bytes = STORE_DEFAULT_MAP_BYTES;
 	if (o.max_map_bytes == 0 || o.max_map_bytes > STORE_MAP_HARD_MAX)
@@ -254,7 +264,8 @@ store_open(const char *dir, const struct store_options *opts,
 	    (s->dir = strdup(dir)) == NULL)
 		goto out;
 	if (o.backend == NULL)
-		o.backend = STORE_DEFAULT_BACKEND;
+		o.backend = store_location_is_etcd(dir) ? "etcd" :
+		    STORE_DEFAULT_BACKEND;
 	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
 		if (strcmp(o.backend, backends[i]->name) == 0) {
 			s->be = backends[i];
@@ -279,6 +290,25 @@ store_open(const char *dir, const struct store_options *opts,
  out:
 	store_close(s);
 	return r;
+}
+
+int
+store_location_is_etcd(const char *location)
+{
+	return location != NULL && strncmp(location, STORE_ETCD_SCHEME,
+	    strlen(STORE_ETCD_SCHEME)) == 0;
+}
+
+void
+store_set_default_options(const struct store_options *opts)
+{
+	if (opts == NULL) {
+		memset(&default_options, 0, sizeof(default_options));
+		have_default_options = 0;
+		return;
+	}
+	default_options = *opts;
+	have_default_options = 1;
 }
 
 void
@@ -321,6 +351,14 @@ store_stats(struct store *store, struct store_stats *st)
 }
 
 int
+store_ready(struct store *store)
+{
+	if (store == NULL)
+		return 0;
+	return store->be->ready == NULL ? 1 : store->be->ready(store->impl);
+}
+
+int
 store_copy_fd(struct store *store, int fd)
 {
 	int r;
@@ -335,6 +373,58 @@ store_copy_fd(struct store *store, int fd)
 		return P8V_ERR_UNSUPPORTED;
 	}
 	return store->be->copy_fd(store->impl, fd);
+}
+
+int
+store_lock_take(struct store *store, const char *name, unsigned int ttl_s,
+    struct store_lock **out)
+{
+	size_t i, n;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (name == NULL || out == NULL || ttl_s == 0)
+		return P8V_ERR_INVALID_ARGUMENT;
+	n = strlen(name);
+	if (n == 0 || n > STORE_LOCK_NAME_MAX)
+		return P8V_ERR_INVALID_ARGUMENT;
+	for (i = 0; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		    (name[i] >= 'A' && name[i] <= 'Z') ||
+		    (name[i] >= '0' && name[i] <= '9') ||
+		    strchr("._/-", name[i]) != NULL))
+			return P8V_ERR_INVALID_ARGUMENT;
+	if ((r = check_caller(store)) != 0)
+		return r;
+	if (store->be->lock_take == NULL)
+		return 0;
+	return store->be->lock_take(store->impl, name, ttl_s, out);
+}
+
+void
+store_lock_release(struct store *store, struct store_lock *lock)
+{
+	if (store == NULL || lock == NULL || store->be->lock_release == NULL)
+		return;
+	store->be->lock_release(store->impl, lock);
+}
+
+int
+store_wait_change(struct store *store, uint64_t gen, int ms)
+{
+	struct timespec ts;
+
+	if (store == NULL || ms < 0)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if (txn_running)
+		return P8V_ERR_INTERNAL;
+	if (store->be->wait_change != NULL)
+		return store->be->wait_change(store->impl, gen, ms);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+	return 0;
 }
 
 int

@@ -11,12 +11,14 @@
  *
  * The store only ever sees ciphertext (envelopes) and clear metadata.
  * store.c is a thin dispatch over a backend chosen by name at store_open
- * (store_options.backend; store/backend.h is the table). Today's only
- * backend, "lmdb" (store/backend_lmdb.c, the one file that calls LMDB),
+ * (store_options.backend, or by the location: store/backend.h is the
+ * table). "lmdb" (store/backend_lmdb.c, the one file that calls LMDB)
  * keeps one environment per state directory (files data.mdb and lock.mdb,
- * mode 0600, directory 0700). The store's modules (records, creds, cache,
- * audit, master keys) use only the functions below, so a backend added
- * next (etcd) changes nothing above store/.
+ * mode 0600, directory 0700); "etcd" (store/backend_etcd.c) keeps the
+ * store in an etcd cluster under a prefix, shared by every node
+ * (docs/cluster.md). The store's modules (records, creds, cache, audit,
+ * master keys) use only the functions below, so the backend changes
+ * nothing above store/.
  *
  * Transactions. Every access runs inside store_write() or store_read(), which
  * call the caller's function with a transaction:
@@ -73,10 +75,11 @@
  *   nothing written. Most transactions write a handful of small entries
  *   (an upload: the record, an audit event and the audit head). Those that
  *   write many split their work into transactions within store_limits:
- *   store_import does; master-key rotation (vault/rotate.c, 256 records per
- *   transaction by default), the start-up drop of stale cached tokens
- *   (vault/apns.c) and store_cache_purge (all in one) do not yet, and must
- *   before a backend with a cap is used. Keys are 1..STORE_MAX_KEY_BYTES bytes.
+ *   store_import does, and so does master-key rotation (vault/rotate.c:
+ *   256 records per transaction by default, fewer under a cap) and the
+ *   start-up drop of stale cached tokens (vault/apns.c);
+ *   store_cache_purge still writes all in one (etcd: one range delete
+ *   when it empties the whole cache, else one operation per entry). Keys are 1..STORE_MAX_KEY_BYTES bytes.
  *
  * Durability (LMDB). LMDB's default synchronous commits (no NOSYNC,
  * NOMETASYNC, WRITEMAP or NOMEMINIT flag): when store_write returns 0,
@@ -123,7 +126,31 @@ struct store_options {
 	uint64_t max_map_bytes;     /* 0: grow until STORE_MAP_HARD_MAX or
 	                               the disk is full */
 	unsigned int max_readers;   /* 0: STORE_DEFAULT_MAX_READERS */
+	/* etcd only (NULL: not used): TLS to etcd (a CA or client
+	 * certificate makes the endpoints https) and etcd auth. */
+	const char *etcd_cacert;
+	const char *etcd_cert;
+	const char *etcd_key;
+	const char *etcd_user;
+	const char *etcd_password_file;
 };
+
+/* A store location starting with this names an etcd store:
+ * etcd://HOST:PORT[,HOST:PORT...]/PREFIX (backend "etcd"); anything else
+ * is a state directory (backend "lmdb"). */
+#define STORE_ETCD_SCHEME "etcd://"
+
+/* 1 if location names an etcd store (STORE_ETCD_SCHEME), else 0. */
+int store_location_is_etcd(const char *location);
+
+/*
+ * The options store_open uses when it is given none (opts NULL): the
+ * daemon and the CLI set the etcd options once from their command line,
+ * so that every store_open of the process reaches etcd the same way. The
+ * strings are not copied: they must outlive every store_open. NULL
+ * resets to the defaults.
+ */
+void store_set_default_options(const struct store_options *opts);
 
 struct store;
 struct store_txn;
@@ -145,6 +172,10 @@ struct store_txn;
  */
 int store_open(const char *dir, const struct store_options *opts,
     struct store **out);
+/* dir may also be an etcd location (STORE_ETCD_SCHEME): the backend is
+ * then "etcd" unless opts->backend names another. The etcd backend loads
+ * the prefix into its mirror and starts its watch before returning; it
+ * returns P8V_ERR_STORE_UNAVAILABLE when no endpoint answers. */
 
 /* Close the environment. No transaction may be running. NULL-safe. */
 void store_close(struct store *store);
@@ -208,7 +239,21 @@ struct store_stats {
 	uint64_t used_bytes;
 	unsigned int max_readers;
 	unsigned int readers_used;
+	/* A networked backend's (etcd): */
+	int remote;                 /* 1: the figures below mean something */
+	uint64_t round_trips;       /* requests sent to it since open */
+	uint64_t revision;          /* the revision the mirror applied */
+	uint64_t watch_down_ms;     /* how long the watch has been down
+	                               (0: it is up) */
 };
+
+/* The store can serve writes as far as it knows: 1, or 0 while a
+ * networked backend has lost its watch for more than
+ * STORE_UNREADY_AFTER_MS (reads are then served from a mirror that may
+ * be stale: /readyz says not ready so that a load balancer prefers other
+ * nodes). LMDB: always 1. */
+#define STORE_UNREADY_AFTER_MS 5000
+int store_ready(struct store *store);
 int store_stats(struct store *store, struct store_stats *st);
 
 /*
@@ -328,6 +373,34 @@ int store_count(struct store_txn *txn, enum store_db db, uint64_t *n);
 /* Delete every entry of db (write transactions). 0, P8V_ERR_INVALID_ARGUMENT,
  * P8V_ERR_STORE. */
 int store_clear(struct store_txn *txn, enum store_db db);
+
+/*
+ * Locks shared by every process and node on the store, for work that must
+ * not run twice at once anywhere (one APNs mint per key for the whole
+ * fleet). A lock lives as long as its holder: with etcd it is a key
+ * created only if absent, attached to a lease of ttl_s seconds that a
+ * thread keeps alive until store_lock_release; a holder that dies or
+ * loses etcd loses it when the lease runs out. A backend without locks
+ * (LMDB: one host, and the callers already single-flight in process)
+ * grants every lock at once with *out NULL.
+ * name: 1..128 bytes of [A-Za-z0-9._/-]. Not inside a transaction.
+ * Returns 0 (held; release it), P8V_ERR_BUSY (another holds it),
+ * P8V_ERR_STORE_UNAVAILABLE, P8V_ERR_INVALID_ARGUMENT, P8V_ERR_ALLOC,
+ * P8V_ERR_STORE.
+ */
+struct store_lock;
+int store_lock_take(struct store *store, const char *name,
+    unsigned int ttl_s, struct store_lock **out);
+/* Release (NULL-safe): the lock is gone at once for everyone. */
+void store_lock_release(struct store *store, struct store_lock *lock);
+
+/*
+ * Wait until the generation differs from gen or ms milliseconds passed
+ * (a backend without a watch: just waits). For a caller that waits on
+ * another node's work (a mint lock held elsewhere). 0; P8V_ERR_INTERNAL
+ * inside a transaction.
+ */
+int store_wait_change(struct store *store, uint64_t gen, int ms);
 
 /* Big-endian integers in keys and values (so that keys sort numerically). */
 void store_put_u64(uint8_t out[8], uint64_t v);

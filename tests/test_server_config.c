@@ -136,6 +136,25 @@ static const struct config_case cases[] = {
 	    "state = /f\nstate = /g\n", REFUSED },
 	{ "file missing", { "--config", "/nonexistent/p8v.conf", NULL },
 	    { { NULL, NULL } }, NULL, REFUSED },
+	{ "store etcd", { "--store", "etcd://127.0.0.1:2379,127.0.0.1:22379/pv",
+	    NULL }, { { NULL, NULL } }, NULL, 0,
+	    "etcd://127.0.0.1:2379,127.0.0.1:22379/pv", NULL, NULL, NULL, 0, 0,
+	    0, 0, 0, -1 },
+	{ "store env", { NULL }, { { "P8VAULT_STORE", "etcd://h:1/p" } }, NULL,
+	    0, "etcd://h:1/p", NULL, NULL, NULL, 0, 0, 0, 0, 0, -1 },
+	{ "store file", { "--config", "@", NULL }, { { NULL, NULL } },
+	    "store = etcd://h:1/f\n", 0, "etcd://h:1/f", NULL, NULL, NULL, 0,
+	    0, 0, 0, 0, -1 },
+	{ "store dir", { "--store", "/d", NULL }, { { NULL, NULL } }, NULL, 0,
+	    "/d", NULL, NULL, NULL, 0, 0, 0, 0, 0, -1 },
+	{ "store and state", { "--store", "etcd://h:1/p", NULL },
+	    { { "P8VAULT_STATE", "/e" } }, NULL, REFUSED },
+	{ "store no prefix", { "--store", "etcd://h:1", NULL },
+	    { { NULL, NULL } }, NULL, REFUSED },
+	{ "etcd cert alone", { "--store", "etcd://h:1/p", "--etcd-cert", "/c",
+	    NULL }, { { NULL, NULL } }, NULL, REFUSED },
+	{ "etcd user alone", { "--store", "etcd://h:1/p", "--etcd-user", "u",
+	    NULL }, { { NULL, NULL } }, NULL, REFUSED },
 	{ "too many keys", { "--state", "/s", NULL },
 	    { { "P8VAULT_MASTER_KEY_FILE", "1:2:3:4:5:6:7:8:9" } }, NULL,
 	    REFUSED },
@@ -147,7 +166,9 @@ clear_env(void)
 	static const char *const names[] = { "P8VAULT_STATE",
 	    "P8VAULT_THREADS", "P8VAULT_LOG_LEVEL", "P8VAULT_MASTER_KEY_FILE",
 	    "P8VAULT_LISTEN", "P8VAULT_CONFIG", "P8VAULT_DEV",
-	    "P8VAULT_INSECURE_HTTP" };
+	    "P8VAULT_INSECURE_HTTP", "P8VAULT_STORE", "P8VAULT_ETCD_CACERT",
+	    "P8VAULT_ETCD_CERT", "P8VAULT_ETCD_KEY", "P8VAULT_ETCD_USER",
+	    "P8VAULT_ETCD_PASSWORD_FILE" };
 	size_t i;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -394,6 +415,68 @@ test_listen_addr(void)
 	}
 }
 
+/* The etcd options, from each layer: command line, environment, file. */
+static void
+test_etcd_options(void)
+{
+	static const char conf[] = "store = etcd://f:1/p\n"
+	    "etcd-cacert = /f/ca\netcd-cert = /f/c\netcd-key = /f/k\n"
+	    "etcd-user = fu\netcd-password-file = /f/pw\n";
+	char *argv[16];
+	struct config cfg;
+	enum config_action action;
+
+	clear_env();
+	argv[0] = (char *)"p8vaultd";
+	argv[1] = (char *)"--store";
+	argv[2] = (char *)"etcd://a:1,b:2/p";
+	argv[3] = (char *)"--etcd-cacert";
+	argv[4] = (char *)"/ca";
+	argv[5] = (char *)"--etcd-cert";
+	argv[6] = (char *)"/c";
+	argv[7] = (char *)"--etcd-key";
+	argv[8] = (char *)"/k";
+	argv[9] = (char *)"--etcd-user";
+	argv[10] = (char *)"u";
+	argv[11] = (char *)"--etcd-password-file";
+	argv[12] = (char *)"/pw";
+	argv[13] = NULL;
+	REQUIRE(config_load(13, argv, &cfg, &action) == 0);
+	CHECK_STR(cfg.state_dir, "etcd://a:1,b:2/p");
+	CHECK_STR(cfg.etcd_cacert, "/ca");
+	CHECK_STR(cfg.etcd_cert, "/c");
+	CHECK_STR(cfg.etcd_key, "/k");
+	CHECK_STR(cfg.etcd_user, "u");
+	CHECK_STR(cfg.etcd_password_file, "/pw");
+	config_finish(&cfg);
+
+	setenv("P8VAULT_STORE", "etcd://e:1/p", 1);
+	setenv("P8VAULT_ETCD_CACERT", "/e/ca", 1);
+	setenv("P8VAULT_ETCD_USER", "eu", 1);
+	setenv("P8VAULT_ETCD_PASSWORD_FILE", "/e/pw", 1);
+	REQUIRE(config_load(1, argv, &cfg, &action) == 0);
+	CHECK_STR(cfg.state_dir, "etcd://e:1/p");
+	CHECK_STR(cfg.etcd_cacert, "/e/ca");
+	CHECK_STR(cfg.etcd_user, "eu");
+	CHECK_STR(cfg.etcd_password_file, "/e/pw");
+	CHECK(cfg.etcd_cert == NULL && cfg.etcd_key == NULL);
+	config_finish(&cfg);
+
+	clear_env();
+	REQUIRE(tu_write_file(conf_path, conf, strlen(conf), 0600) == 0);
+	argv[1] = (char *)"--config";
+	argv[2] = conf_path;
+	argv[3] = NULL;
+	REQUIRE(config_load(3, argv, &cfg, &action) == 0);
+	CHECK_STR(cfg.state_dir, "etcd://f:1/p");
+	CHECK_STR(cfg.etcd_cacert, "/f/ca");
+	CHECK_STR(cfg.etcd_cert, "/f/c");
+	CHECK_STR(cfg.etcd_key, "/f/k");
+	CHECK_STR(cfg.etcd_user, "fu");
+	CHECK_STR(cfg.etcd_password_file, "/f/pw");
+	config_finish(&cfg);
+}
+
 int
 main(void)
 {
@@ -404,6 +487,7 @@ main(void)
 	snprintf(conf_path, sizeof(conf_path), "%s/p8vault.conf", tmpdir);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run_case(&cases[i]);
+	test_etcd_options();
 	test_apns_reuse();
 	test_apns_check();
 	test_help_and_version();

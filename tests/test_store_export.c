@@ -112,7 +112,7 @@ count_audit(struct store_txn *txn, void *arg)
 static void
 test_dispatch(void)
 {
-	struct store_options o = { .backend = "etcd" };
+	struct store_options o = { .backend = "nosuch" };
 	struct store_stats st;
 	struct runs runs = { 0, 1 << 20 };
 	struct store *s = NULL;
@@ -121,11 +121,18 @@ test_dispatch(void)
 	uint64_t n = 0, g1 = 0, g2 = 0;
 	int cleared = -1;
 
-	/* Backends are chosen by name; today only "lmdb" exists. */
+	/* Backends are chosen by name: "lmdb" and "etcd". */
 	CHECK_ERR(store_open(dir2, &o, &s), P8V_ERR_UNSUPPORTED);
 	CHECK(s == NULL);
 	CHECK(store_backend_known("lmdb"));
-	CHECK(!store_backend_known("etcd"));
+	CHECK(store_backend_known("etcd"));
+	CHECK(!store_backend_known("nosuch"));
+	/* etcd's location is a URL: a directory is no etcd store. */
+	o.backend = "etcd";
+	CHECK_ERR(store_open(dir2, &o, &s), P8V_ERR_INVALID_ARGUMENT);
+	CHECK(s == NULL);
+	CHECK(store_location_is_etcd("etcd://127.0.0.1:1/p"));
+	CHECK(!store_location_is_etcd(dir2));
 	o.backend = "lmdb";
 	o.initial_map_bytes = 256 << 10;
 	CHECK_OK(store_open(dir, &o, &s));

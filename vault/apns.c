@@ -32,6 +32,16 @@ static const char *const reject_names[] = {
 
 /* --- minting --- */
 
+/* The fleet's mint lock (store_lock_take): its lease, kept alive while
+ * the mint runs; a node that dies mid-mint holds it this long at most. */
+#define VAULT_MINT_LOCK_TTL_S 5
+/* A waiter looks for the other node's token this often (and on every
+ * change of the store). */
+#define VAULT_MINT_LOCK_POLL_MS 100
+/* A waiter gives up (503) after this long: a dead holder's lease has
+ * ended twice over by then. */
+#define VAULT_MINT_LOCK_WAIT_MS (3 * VAULT_MINT_LOCK_TTL_S * 1000)
+
 struct mint {
 	struct vault *v;
 	/* the key the token is cached under, and how it was found */
@@ -170,6 +180,62 @@ adopt_persisted(struct mint *m, enum vault_mint_reason why, const char *key,
 	return r;
 }
 
+/*
+ * The fleet's mint lock of one cache key ("mint/apns/<team>/<key id>/
+ * <fingerprint>"): taken, or another node's token adopted while waiting
+ * for it (m->adopted set, out filled, *lock NULL). A holder that dies
+ * loses the lock when its lease ends (VAULT_MINT_LOCK_TTL_S) and a
+ * waiter takes it. Without a lock in the store (LMDB) granted at once.
+ * 0, P8V_ERR_STORE_UNAVAILABLE (etcd unreachable, or still held after
+ * VAULT_MINT_LOCK_WAIT_MS) or another store error.
+ */
+static int
+take_mint_lock(struct mint *m, enum vault_mint_reason why, const char *key,
+    struct tokcache_minted *out, struct store_lock **lock)
+{
+	char name[8 + TOKCACHE_KEY_BYTES];
+	struct timespec t0, now;
+	uint64_t gen = 0;
+	int r, waited = 0;
+
+	*lock = NULL;
+	snprintf(name, sizeof(name), "mint/%s", key);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		(void)store_generation(m->v->store, &gen);
+		r = store_lock_take(m->v->store, name, VAULT_MINT_LOCK_TTL_S,
+		    lock);
+		if (r == 0) {
+			/* Minted and released between our look and our
+			 * lock: take that one. */
+			if (*lock != NULL && adopt_persisted(m, why, key,
+			    out) == 0) {
+				store_lock_release(m->v->store, *lock);
+				*lock = NULL;
+				m->adopted = 1;
+			}
+			return 0;
+		}
+		if (r != P8V_ERR_BUSY)
+			return r;
+		if (!waited++)
+			VAULT_COUNT(m->v->apns_mint_lock_waits);
+		(void)store_wait_change(m->v->store, gen,
+		    VAULT_MINT_LOCK_POLL_MS);
+		if (adopt_persisted(m, why, key, out) == 0) {
+			m->adopted = 1;
+			return 0;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec -
+		    t0.tv_nsec) / 1000000 > VAULT_MINT_LOCK_WAIT_MS) {
+			log_warnf("store_unavailable", "the mint lock %s is "
+			    "still held elsewhere", name);
+			return P8V_ERR_STORE_UNAVAILABLE;
+		}
+	}
+}
+
 /* tokcache_mint_fn: have the keeper sign a new token for m->rec and seal
  * its copy; persist it, audit it. */
 static int
@@ -183,6 +249,7 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	char key[TOKCACHE_KEY_BYTES];
 	uint8_t *aad = NULL;
 	size_t aad_len = 0;
+	struct store_lock *lock = NULL;
 	int found = 0;
 	int r = P8V_ERR_ALLOC;
 
@@ -218,6 +285,12 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 		r = 0;
 		goto out;
 	}
+	/* One mint for the whole fleet: the store's lock (etcd), or the
+	 * token another node minted while this one waited for it. */
+	if ((r = take_mint_lock(m, why, key, out, &lock)) != 0)
+		goto out;
+	if (m->adopted)
+		goto out;
 	if ((r = key_record_aad(m->rec, &aad, &aad_len)) != 0) {
 		vault_log_unusable(m->rec, "aad", r);
 		goto out;
@@ -250,6 +323,7 @@ mint_token(void *arg, enum vault_mint_reason why, struct tokcache_minted *out)
 	out->boot_ns = kt.boot_ns;
 	r = 0;
  out:
+	store_lock_release(m->v->store, lock);
 	m->minted = NULL;
 	keeper_apns_token_finish(&kt);
 	free(aad);
@@ -521,6 +595,7 @@ struct loaded {
 struct load {
 	struct loaded *items;
 	size_t n, cap;
+	size_t from, to;        /* delete_txn: this window of items */
 };
 
 static void
@@ -580,7 +655,7 @@ delete_txn(struct store_txn *txn, void *arg)
 	size_t i;
 	int r;
 
-	for (i = 0; i < l->n; i++) {
+	for (i = l->from; i < l->to; i++) {
 		if (!l->items[i].drop)
 			continue;
 		r = store_cache_delete(txn, l->items[i].key);
@@ -651,7 +726,7 @@ int
 vault_apns_load(struct vault *v)
 {
 	struct load l = { 0 };
-	size_t i, kept = 0, dropped = 0;
+	size_t i, kept = 0, dropped = 0, max_ops, max_bytes;
 	int r;
 
 	if ((r = store_read(v->store, load_txn, &l)) != 0)
@@ -663,8 +738,14 @@ vault_apns_load(struct vault *v)
 		else
 			kept++;
 	}
-	if (dropped > 0 && (r = store_write(v->store, delete_txn, &l)) != 0)
-		goto out;
+	/* In windows of at most the store's cap per transaction (etcd). */
+	store_limits(v->store, &max_ops, &max_bytes);
+	for (l.from = 0; dropped > 0 && l.from < l.n; l.from = l.to) {
+		l.to = max_ops == 0 || l.n - l.from <= max_ops ? l.n :
+		    l.from + max_ops;
+		if ((r = store_write(v->store, delete_txn, &l)) != 0)
+			goto out;
+	}
 	if (l.n > 0)
 		log_infof("apns_cache_loaded", "APNs token cache: %zu kept, "
 		    "%zu dropped", kept, dropped);

@@ -49,6 +49,7 @@ vault_create(struct store *store, struct keeper *keeper,
 	for (i = 0; i < VAULT_MINT_REASONS; i++)
 		atomic_init(&v->apns_mints[i], 0);
 	atomic_init(&v->apns_cache_hits, 0);
+	atomic_init(&v->apns_mint_lock_waits, 0);
 	atomic_init(&v->apns_rejections, 0);
 	atomic_init(&v->apns_failures, 0);
 	atomic_init(&v->app_signs, 0);
@@ -276,11 +277,22 @@ vault_stats(struct vault *v, struct vault_stats *st)
 		    memory_order_relaxed);
 #define VAULT_LOAD(f) st->f = atomic_load_explicit(&v->f, memory_order_relaxed)
 	VAULT_LOAD(apns_cache_hits);
+	VAULT_LOAD(apns_mint_lock_waits);
 	VAULT_LOAD(apns_rejections);
 	VAULT_LOAD(apns_failures);
 	VAULT_LOAD(app_signs);
 	VAULT_LOAD(app_sign_failures);
 #undef VAULT_LOAD
+	{
+		struct store_stats ss;
+
+		if (store_stats(v->store, &ss) == 0 && ss.remote) {
+			st->store_remote = 1;
+			st->store_round_trips = ss.round_trips;
+			st->store_revision = ss.revision;
+			st->store_watch_down_ms = ss.watch_down_ms;
+		}
+	}
 }
 
 

@@ -28,6 +28,11 @@
 #include "vault/vault_internal.h"
 #include "vault/verify.h"
 
+/* Operations of a rotation transaction besides its records: the wrap
+ * counters of the keys it re-wraps to and from (vault_count_wraps), with
+ * room to spare. */
+#define ROTATE_TXN_EXTRA_OPS 16
+
 /* The audit actor when the caller names none. */
 #define ROTATE_ACTOR_DEFAULT "cli"
 /* The audit event lists at most this many distinct old key ids. */
@@ -661,6 +666,16 @@ vault_master_rotate(struct store *store, struct keeper *keeper,
 	rot.keeper = keeper;
 	rot.new_id = new_id;
 	rot.batch = opts->batch == 0 ? VAULT_ROTATE_BATCH_DEFAULT : opts->batch;
+	/* A store with a cap on one transaction (etcd: 127 operations): a
+	 * batch's records plus the wrap counters written along. */
+	{
+		size_t max_ops, max_bytes;
+
+		store_limits(store, &max_ops, &max_bytes);
+		if (max_ops > ROTATE_TXN_EXTRA_OPS &&
+		    rot.batch > max_ops - ROTATE_TXN_EXTRA_OPS)
+			rot.batch = max_ops - ROTATE_TXN_EXTRA_OPS;
+	}
 	rot.opts = opts;
 	rot.out = out;
 	l.rot = &rot;

@@ -426,10 +426,17 @@ const char *vault_mint_reason_name(enum vault_mint_reason why);
 struct vault_stats {
 	uint64_t apns_mints[VAULT_MINT_REASONS]; /* tokens minted, by reason */
 	uint64_t apns_cache_hits;     /* tokens served from the cache */
+	uint64_t apns_mint_lock_waits; /* mints that waited for the fleet's
+	                                  mint lock (etcd store) */
 	uint64_t apns_rejections;     /* rejection reports received */
 	uint64_t apns_failures;       /* vault_apns_token calls that failed
 	                                 after finding the key (open, sign,
 	                                 store) */
+	/* The store, when it is networked (etcd): */
+	int store_remote;
+	uint64_t store_round_trips;   /* requests sent to etcd */
+	uint64_t store_revision;      /* the revision the mirror applied */
+	uint64_t store_watch_down_ms; /* how long the watch has been down */
 	uint64_t app_signs;           /* other Apple JWTs signed */
 	uint64_t app_sign_failures;
 };

@@ -54,6 +54,7 @@ struct vault {
 	/* Counters for vault_stats (relaxed atomics: metrics only). */
 	_Atomic uint64_t apns_mints[VAULT_MINT_REASONS];
 	_Atomic uint64_t apns_cache_hits;
+	_Atomic uint64_t apns_mint_lock_waits;
 	_Atomic uint64_t apns_rejections;
 	_Atomic uint64_t apns_failures;
 	_Atomic uint64_t app_signs;
