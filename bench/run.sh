@@ -184,8 +184,12 @@ start_daemon() {
 	local state=$1 log=$RUN/daemon.$RANDOM.log t0 i
 	shift
 	t0=$(date +%s%N)
+	# No tenant quotas (issue 15): a benchmark is one tenant uploading
+	# as fast as it can, far past the per-token defaults.
 	"$P8VAULTD" --state "$state" --master-key-file "$RUN/master.key" \
-	    --listen 127.0.0.1:0 --sign-listen 127.0.0.1:0 "$@" 2>"$log" &
+	    --listen 127.0.0.1:0 --sign-listen 127.0.0.1:0 \
+	    --max-uploads-per-minute 0 --max-apps-per-token 0 \
+	    --max-keys-per-app 0 --max-records 0 "$@" 2>"$log" &
 	D_PID=$!
 	PIDS+=("$D_PID")
 	D_SIGN= D_PORTAL=

@@ -281,7 +281,10 @@ store_open(const char *dir, const struct store_options *opts,
 	s->instance = __atomic_add_fetch(&last_instance, 1, __ATOMIC_RELAXED);
 	if ((r = s->be->open(dir, &o, &s->impl)) != 0)
 		goto out;
-	s->reserve = store_reserve_open(dir);
+	/* Room for mints on a full disk: a state directory's file system
+	 * (LMDB). etcd keeps its own quota; a prefix has no directory. */
+	if (strcmp(s->be->name, "lmdb") == 0)
+		s->reserve = store_reserve_open(dir);
 	if ((r = write_txn(s, setup, NULL)) != 0)
 		goto out;
 	*out = s;
