@@ -17,7 +17,7 @@ init --store etcd://...` prepares a prefix; three p8vaultd nodes run on it
 - all etcd members stopped: cached tokens still served, uploads 503
   store_unavailable, /readyz not ready after 5 s, and everything resumes
   once etcd is back; quorum lost (two members stopped): the same;
-- one APNs mint for 60 concurrent cold requests over three nodes, and a
+- one APNs mint for 600 concurrent cold requests over three nodes, and a
   node killed while it holds the mint lock loses it with its lease;
 - a node whose watch cannot resume after a compaction reloads the prefix;
 - `master rotate` through the CLI while three nodes sign; etcd auth; TLS
@@ -50,7 +50,7 @@ PREFIX = "p8v-it"
 SPREAD_S = 1.0          # the promise: seen on every node within a second
 REVOCATIONS = 20
 KEEPER_DELAY_S = 2.0    # node 2's keeper answers this late
-CONCURRENT = 60         # cold requests at once, over the nodes
+CONCURRENT = 600        # cold requests at once, over the nodes (issue 14)
 
 runner = Runner("test_etcd")
 S = {}
@@ -192,7 +192,9 @@ class Node(SignVault):
         self.tokens = {}
 
     def start(self):
-        args = ["--store", self.state, "--sign-listen", "127.0.0.1:0"]
+        # 600 requests at once from one address, over three nodes.
+        args = ["--store", self.state, "--sign-listen", "127.0.0.1:0",
+                "--max-connections-per-address", "512"]
         for k in self.keys:
             args += ["--master-key-file", k]
         self.d = Daemon(tmpdir=self.tmp, cwd=self.tmp, args=args)
