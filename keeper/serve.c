@@ -25,7 +25,6 @@ struct kserve {
 	struct keeper *k;
 	pthread_mutex_t lock;           /* the APNs path, the table, counts */
 	struct mint *buckets[MINT_BUCKETS];
-	size_t n_mints;
 };
 
 int
@@ -102,7 +101,6 @@ mint_find(struct kserve *s, const char *key, int64_t now_ns)
 		if (!mint_young(m, now_ns)) {
 			*pp = m->next;
 			mint_free(m);
-			s->n_mints--;
 			continue;
 		}
 		if (strcmp(m->cache_key, key) == 0)
@@ -207,7 +205,6 @@ sign_apns(struct kserve *s, const struct keeper_record *rec,
 	m->boot_ns = now;
 	m->next = s->buckets[bucket_of(key)];
 	s->buckets[bucket_of(key)] = m;
-	s->n_mints++;
 	r = 0;
  out:
 	pthread_mutex_unlock(&s->lock);
