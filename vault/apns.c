@@ -340,6 +340,29 @@ adopted_log(const char *app, const struct tokcache_id *id)
 	    id->key_id, id->team_id);
 }
 
+/* What a token request came to, counted and logged: a mint (why), a
+ * token another process persisted (adopted), or the cached token. */
+static void
+count_outcome(struct vault *v, const char *app, const struct tokcache_id *id,
+    const struct vault_token *out, int adopted, enum vault_mint_reason why)
+{
+	if (out->minted && adopted) {
+		adopted_log(app, id);
+	} else if (out->minted) {
+		VAULT_COUNT(v->apns_mints[why]);
+		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", app,
+		    "key_id", id->key_id, "team_id", id->team_id,
+		    "fingerprint", id->fingerprint,
+		    "reason", vault_mint_reason_name(why),
+		    "issued_at", (json_int_t)out->issued_at),
+		    "new APNs provider token for key %s (team %s): %s",
+		    id->key_id, id->team_id, vault_mint_reason_name(why));
+	} else {
+		VAULT_COUNT(v->apns_cache_hits);
+	}
+}
+
 /*
  * APNs refused the current token (not an older one) as invalid: the
  * signature is ours, so the usual causes are on the key's side: the key
@@ -421,21 +444,7 @@ shared_token(struct vault *v, const char *app, enum key_env env,
 		goto out;
 	if (reason == VAULT_REJECT_INVALID)
 		warn_invalid(app, &id, rejected_token, out, why);
-	if (out->minted && m.adopted) {
-		adopted_log(app, &id);
-	} else if (out->minted) {
-		VAULT_COUNT(v->apns_mints[why]);
-		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
-		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", app,
-		    "key_id", id.key_id, "team_id", id.team_id,
-		    "fingerprint", id.fingerprint,
-		    "reason", vault_mint_reason_name(why),
-		    "issued_at", (json_int_t)out->issued_at),
-		    "new APNs provider token for key %s (team %s): %s",
-		    id.key_id, id.team_id, vault_mint_reason_name(why));
-	} else {
-		VAULT_COUNT(v->apns_cache_hits);
-	}
+	count_outcome(v, app, &id, out, m.adopted, why);
 	r = 0;
  out:
 	if (r != 0 && found)
@@ -479,21 +488,7 @@ vault_apns_token_key(struct vault *v, const struct key_record *rec,
 		VAULT_COUNT(v->apns_failures);
 		goto out;
 	}
-	if (out->minted && m.adopted) {
-		adopted_log(rec->app, &id);
-	} else if (out->minted) {
-		VAULT_COUNT(v->apns_mints[why]);
-		log_fields(LOG_LEVEL_INFO, "apns_token_minted",
-		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "app", rec->app,
-		    "key_id", id.key_id, "team_id", id.team_id,
-		    "fingerprint", id.fingerprint,
-		    "reason", vault_mint_reason_name(why),
-		    "issued_at", (json_int_t)out->issued_at),
-		    "new APNs provider token for key %s (team %s): %s",
-		    id.key_id, id.team_id, vault_mint_reason_name(why));
-	} else {
-		VAULT_COUNT(v->apns_cache_hits);
-	}
+	count_outcome(v, rec->app, &id, out, m.adopted, why);
 	r = 0;
  out:
 	return r;
