@@ -62,8 +62,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(memchr(f.detail, '\0', sizeof(f.detail)) != NULL);
 	if (r != 0) {
 		FUZZ_CHECK(FUZZ_ERR_IN(r, P8V_ERR_UNSUPPORTED_MEDIA_TYPE,
-		    P8V_ERR_BAD_REQUEST, P8V_ERR_MISSING_FIELD,
-		    P8V_ERR_UNKNOWN_FIELD, P8V_ERR_BAD_FIELD,
+		    P8V_ERR_BAD_REQUEST, P8V_ERR_P8_MISPLACED,
+		    P8V_ERR_MISSING_FIELD, P8V_ERR_UNKNOWN_FIELD, P8V_ERR_BAD_FIELD,
 		    P8V_ERR_KEY_ID_MISMATCH, P8V_ERR_SECMEM, P8V_ERR_ALLOC));
 		FUZZ_CHECK(f.key_id == NULL && f.team_id == NULL &&
 		    f.p8 == NULL && f.topics == NULL && f.n_topics == 0);
