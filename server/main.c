@@ -22,6 +22,9 @@
  * file) for its master-key files only, load them and swap the new keyring
  * into the vault while requests go on (vault_set_keyring); a refused or
  * unreadable set keeps the current keys. Other options need a restart.
+ * Under systemd (Type=notify, server/notify.h): READY=1 once step 7 is
+ * done, RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 at SIGTERM
+ * or SIGINT, and a STATUS line with each.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -44,6 +47,7 @@
 #include "server/dev.h"
 #include "server/harden.h"
 #include "server/listen.h"
+#include "server/notify.h"
 #include "server/state.h"
 #include "server/tls.h"
 
@@ -187,6 +191,37 @@ start_listeners(struct daemon *d)
 	return r;
 }
 
+static int
+count_records(struct store_txn *txn, void *arg)
+{
+	return store_count(txn, STORE_DB_KEYS, arg);
+}
+
+/* READY=1 (or only the STATUS) for the service manager: what is served. */
+static void
+notify_serving(struct daemon *d, int ready, const char *note)
+{
+	uint64_t n = 0;
+	const char *backend = store_backend_name(d->state.store);
+	const char *where = d->cfg.state_dir;
+
+	if (store_read(d->state.store, count_records, &n) != 0)
+		n = 0;
+	/* An etcd location names its backend already. */
+	if (store_location_is_etcd(where))
+		backend = NULL;
+	if (ready)
+		notify_ready("serving: %llu key record(s), store %s%s%s, "
+		    "%zu master key(s)%s", (unsigned long long)n,
+		    backend != NULL ? backend : "", backend != NULL ? ":" : "",
+		    where, d->state.n_master_keys, note);
+	else
+		notify_status("serving: %llu key record(s), store %s%s%s, "
+		    "%zu master key(s)%s", (unsigned long long)n,
+		    backend != NULL ? backend : "", backend != NULL ? ":" : "",
+		    where, d->state.n_master_keys, note);
+}
+
 /* SIGHUP: the master-key files the configuration names now, swapped in
  * if the vault accepts them. */
 static void
@@ -194,9 +229,11 @@ reload_keys(struct daemon *d)
 {
 	struct config cfg;
 	enum config_action action;
+	const char *note = "; master key reload refused, current keys kept";
 	int r;
 
 	log_infof("signal", "SIGHUP received: reloading the master keys");
+	notify_reloading("reloading the master keys");
 	if ((r = config_load(d->argc, d->argv, &cfg, &action)) != 0) {
 		log_errorf("master_key_reload", "the configuration cannot be "
 		    "read again (%s): keeping the current master keys",
@@ -210,8 +247,11 @@ reload_keys(struct daemon *d)
 	}
 	log_infof("master_key_reload", "master keys reloaded: %zu loaded",
 	    d->state.n_master_keys);
+	note = "; master keys reloaded";
  out:
 	config_finish(&cfg);
+	/* Whatever the outcome, the daemon serves again as before. */
+	notify_serving(d, 1, note);
 }
 
 /* Audit retention (--audit-retention): prune the exported events older
@@ -251,6 +291,7 @@ run(struct daemon *d, const sigset_t *set)
 		if (sig == 0) {
 			state_maintain(&d->state);
 			prune_audit(d);
+			notify_serving(d, 0, "");
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -259,6 +300,8 @@ run(struct daemon *d, const sigset_t *set)
 		}
 		log_infof("stopping", "%s received: stopping",
 		    sig == SIGINT ? "SIGINT" : "SIGTERM");
+		notify_stopping("stopping (%s): finishing the requests in "
+		    "flight", sig == SIGINT ? "SIGINT" : "SIGTERM");
 		return;
 	}
 }
@@ -335,6 +378,7 @@ main(int argc, char **argv)
 	}
 	if (dev_prepare(&d.cfg, &generate) != 0)
 		goto out;
+	notify_status("starting: the keeper loads the master keys");
 	/* The keeper process starts before any listener: it alone reads
 	 * the master keys (keeper/keeper.h). */
 	if ((r = state_load_keys(&d.state, &d.cfg, generate)) != 0) {
@@ -368,6 +412,8 @@ main(int argc, char **argv)
 	}
 	if (start_listeners(&d) != 0)
 		goto out;
+	notify_status("starting: %zu master key(s) loaded, opening store %s",
+	    d.state.n_master_keys, d.cfg.state_dir);
 	log_fields(LOG_LEVEL_INFO, "started",
 	    json_pack("{s:s, s:i}", "state", d.cfg.state_dir, "pid",
 	    (int)getpid()), "p8vaultd started");
@@ -416,11 +462,15 @@ main(int argc, char **argv)
 	api_server_set_backend(d.srv, &backend);
 	log_infof("ready", "ready: store %s open, %zu master key(s) checked",
 	    d.cfg.state_dir, d.state.n_master_keys);
+	notify_serving(&d, 1, "");
 
 	run(&d, &set);
 	drain(&d, &set);
 	status = EXIT_STOPPED;
  out:
+	if (status != EXIT_STOPPED)
+		notify_status("not started (exit status %d): see the log",
+		    status);
 	if (d.sign_socket_open)
 		listen_unix_remove(d.cfg.sign_socket, &d.sign_socket);
 	/* Stops every listener and waits for running handlers before the
