@@ -3,8 +3,10 @@
 #
 # Everything comes from Debian's archive; nothing is downloaded otherwise.
 
-P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev"
-P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
+# libsystemd-dev: sd_notify in p8vaultd (server/notify.c); scdoc: the man
+# pages (docs/man/*.scd).
+P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev libsystemd-dev scdoc"
+P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates libsystemd0"
 # Tests: the openssl command and python3-cryptography check what the vault
 # emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
 # examples; util-linux for the file-system fault tests; faketime (libfaketime)
@@ -19,8 +21,11 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
 # package is asked for only when there is no npm command. strace also
 # slows a keeper down from outside (tests/integration/test_etcd.py);
 # etcd-server (etcd 3.4, /usr/bin/etcd) runs the 3-member cluster of
-# test_etcd.py.
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server"
+# test_etcd.py. systemd brings systemd-analyze, systemd-sysusers and
+# systemd-tmpfiles for tests/systemd_unit.py (the unit's security rating
+# and verify, the sysusers.d and tmpfiles.d files), and man-db the man
+# command systemd-analyze verify checks Documentation=man: pages with.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server systemd man-db"
 command -v npm >/dev/null 2>&1 || P8V_TEST_PACKAGES="$P8V_TEST_PACKAGES npm"
 
 p8v_missing_packages() {
