@@ -36,6 +36,10 @@ MAN_DIR = os.environ.get("P8V_MAN_DIR")
 P8VAULTD = os.environ.get("P8VAULTD")
 # Where meson installs p8vaultd (the unit's ExecStart=).
 SBINDIR = os.environ.get("P8V_SBINDIR", "/usr/sbin")
+# Where the configuration and the master key are (/etc with --prefix=/usr).
+SYSCONFDIR = os.environ.get("P8V_SYSCONFDIR", "/etc")
+# Where an installed p8vaultd finds p8vault-keeper (libexecdir/p8vault).
+KEEPER_DIR = os.environ.get("P8V_LIBEXECDIR", "")
 MAX_EXPOSURE = 2.0
 
 
@@ -164,7 +168,7 @@ def unit_has_the_layout():
         "StateDirectory": "p8vault", "StateDirectoryMode": "0700",
         "RuntimeDirectory": "p8vault", "UMask": "0077",
         "NoNewPrivileges": "yes",
-        "LoadCredential": "master-key:/etc/p8vault/master.key",
+        "LoadCredential": "master-key:%s/p8vault/master.key" % SYSCONFDIR,
         "ExecReload": "/bin/kill -HUP $MAINPID",
         "After": "network.target", "WantedBy": "multi-user.target",
     }
@@ -216,6 +220,36 @@ def execstart_serves():
             d.sock_path = d.listening["sign"]["socket"]
             check_eq(d.get("/readyz", unix=True).status, 200, "/readyz")
             d.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@runner.test
+def installed_daemon_looks_in_libexecdir():
+    """A p8vaultd with no keeper beside it nor a build tree's keeper/
+    looks in libexecdir/p8vault, the unit's layout (keeper/client.c)."""
+    check(KEEPER_DIR.endswith("/p8vault"), "P8V_LIBEXECDIR: %r" %
+          KEEPER_DIR)
+    tmp = tempfile.mkdtemp(prefix="p8v-unit-")
+    try:
+        os.mkdir(os.path.join(tmp, "sbin"))
+        alone = os.path.join(tmp, "sbin", "p8vaultd")
+        shutil.copy(P8VAULTD, alone)
+        with Daemon(args=["--dev", "--listen", "127.0.0.1:0"],
+                    listen=None, sign_socket=False, master_key=False,
+                    cwd=tmp) as d:
+            d.argv[0] = alone
+            if os.access(os.path.join(KEEPER_DIR, "p8vault-keeper"),
+                         os.X_OK):
+                # Installed on this machine: the copy starts with it.
+                d.start()
+                d.stop()
+                return
+            rc, _ = d.run_to_exit()
+            check_eq(rc, 1, "exit status without a keeper")
+            errors = " ".join(l.get("msg", "") for l in d.logs)
+            check("nor in %s" % KEEPER_DIR in errors,
+                  "the error does not name %s: %s" % (KEEPER_DIR, errors))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
