@@ -290,16 +290,16 @@ static void
 render_health(FILE *f, const struct vault_stats *vs)
 {
 	fprintf(f,
-	    "# HELP p8vault_keeper_up 1 while a keeper process serves keys, 0 "
-	    "while none runs (requests that need a key get 503).\n"
+	    "# HELP p8vault_keeper_up Whether a keeper process serves keys: "
+	    "1, or 0 while none runs (requests that need a key get 503).\n"
 	    "# TYPE p8vault_keeper_up gauge\n"
 	    "p8vault_keeper_up %d\n"
 	    "# HELP p8vault_keeper_restarts_total Keeper processes started "
 	    "again after one ended.\n"
 	    "# TYPE p8vault_keeper_restarts_total counter\n"
 	    "p8vault_keeper_restarts_total %llu\n"
-	    "# HELP p8vault_store_up 1 while the store can serve writes (etcd: "
-	    "its watch and probe are live), else 0.\n"
+	    "# HELP p8vault_store_up Whether the store can serve writes: 1, "
+	    "or 0 while an etcd store's watch or probe is down.\n"
 	    "# TYPE p8vault_store_up gauge\n"
 	    "p8vault_store_up %d\n"
 	    "# HELP p8vault_store_max_records The quota of key records in the "
