@@ -143,8 +143,9 @@ for job in jobs:
     except (httpx.HTTPError, VaultError, RuntimeError, ValueError) as e:
         r = {"status": 0, "reason": str(e)}
     failed += r["status"] != 200
-    print(json.dumps(dict(app=job["app"], team_id=t and t["team_id"], key_id=t and t["key_id"],
-                          device=job["device"], **r)), flush=True)
+    line = dict(app=job["app"], team_id=t and t["team_id"], key_id=t and t["key_id"],
+                device=job["device"], **r)
+    print(json.dumps({k: v for k, v in line.items() if v is not None}), flush=True)
 for c in connections.values():
     c.close()
 sys.exit(1 if failed else 0)

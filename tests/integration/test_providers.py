@@ -14,8 +14,9 @@ sends pushes for all three apps, one over the signing socket and one over
 --sign-listen (TCP), and the test checks: every push 200; one token per
 team at the APNs across both examples (p8vault's shared token); one HTTP/2
 session per team and example (reused, and one per (team, key), not per
-app); one request to p8vault per app, not per push. Then the test APNs
-refuses the current token once (403 InvalidProviderToken, then
+app); one request to p8vault per app, not per push (and with --refresh 0,
+one per push and still one token per team: the sharing is p8vault's, not
+the example's cache). Then the test APNs refuses the current token once (403 InvalidProviderToken, then
 ExpiredProviderToken): each example reports it to p8vault as docs/api.md
 says (p8vault logs apns_token_rejected, counts the report, and hands back
 the same token within 20 minutes) and retries once, with success. A first
@@ -317,6 +318,20 @@ def python_example_pushes_for_two_teams():
     check_eq(settled_counts(asks + len(APPS), reports),
              (asks + len(APPS), reports),
              "p8vault asked once per app (apns-token answers, reports)")
+
+
+@runner.test
+def asking_for_every_push_still_gives_one_token_per_team():
+    # --refresh 0: the example asks p8vault before every push; the shared
+    # token, not the example's cache, keeps APNs at one token per team.
+    asks, reports = vault_counts()
+    run_example("node", list(APPS), 2, args=["--refresh", "0"])
+    for label in ("A", "B"):
+        check_eq(team_stats(label).get("tokens"), 1,
+                 "tokens of team %s" % label)
+    check_eq(settled_counts(asks + 2 * len(APPS), reports),
+             (asks + 2 * len(APPS), reports),
+             "p8vault asked once per push (apns-token answers, reports)")
 
 
 def rejected_once(which, reason, tcp):
