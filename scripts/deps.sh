@@ -21,8 +21,10 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
 # etcd-server (etcd 3.4, /usr/bin/etcd) runs the 3-member cluster of
 # test_etcd.py. prometheus brings promtool, which checks /metrics and
 # the alert rules of dist/prometheus/ (tests/integration/test_metrics.py,
-# with python3-yaml to read the rules).
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server prometheus python3-yaml"
+# with python3-yaml to read the rules). python3-httpx with python3-h2
+# (HTTP/2) runs the Python provider example, examples/python/provider.py,
+# and talks to the test APNs in tests/integration/test_providers.py.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server prometheus python3-yaml python3-httpx python3-h2"
 command -v npm >/dev/null 2>&1 || P8V_TEST_PACKAGES="$P8V_TEST_PACKAGES npm"
 
 p8v_missing_packages() {
