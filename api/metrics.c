@@ -268,6 +268,65 @@ render_vault(FILE *f, const struct vault_stats *vs)
 	    (unsigned long long)vs->app_signs,
 	    (unsigned long long)vs->app_sign_failures,
 	    (unsigned long long)vs->apns_mint_lock_waits);
+	fprintf(f,
+	    "# HELP p8vault_apns_token_reuse_period_seconds How long a shared "
+	    "APNs token is handed out before a new one is minted "
+	    "(--apns-token-reuse).\n"
+	    "# TYPE p8vault_apns_token_reuse_period_seconds gauge\n"
+	    "p8vault_apns_token_reuse_period_seconds %lld\n"
+	    "# HELP p8vault_apns_token_oldest_age_seconds The oldest age a "
+	    "shared APNs token had when a caller asked for it, over the tokens "
+	    "asked for in the last 5 minutes (0: none). Above the reuse period "
+	    "only when its renewal failed.\n"
+	    "# TYPE p8vault_apns_token_oldest_age_seconds gauge\n"
+	    "p8vault_apns_token_oldest_age_seconds %.3f\n",
+	    (long long)vs->apns_reuse_s,
+	    (double)vs->apns_oldest_age_ns / NS_PER_S);
+}
+
+/* The keeper process and the store: what the alert rules watch
+ * (dist/prometheus/p8vault-alerts.yml). */
+static void
+render_health(FILE *f, const struct vault_stats *vs)
+{
+	fprintf(f,
+	    "# HELP p8vault_keeper_up Whether a keeper process serves keys: "
+	    "1, or 0 while none runs (requests that need a key get 503).\n"
+	    "# TYPE p8vault_keeper_up gauge\n"
+	    "p8vault_keeper_up %d\n"
+	    "# HELP p8vault_keeper_restarts_total Keeper processes started "
+	    "again after one ended.\n"
+	    "# TYPE p8vault_keeper_restarts_total counter\n"
+	    "p8vault_keeper_restarts_total %llu\n"
+	    "# HELP p8vault_store_up Whether the store can serve writes: 1, "
+	    "or 0 while an etcd store's watch or probe is down.\n"
+	    "# TYPE p8vault_store_up gauge\n"
+	    "p8vault_store_up %d\n"
+	    "# HELP p8vault_store_max_records The quota of key records in the "
+	    "vault (--max-records; 0: none).\n"
+	    "# TYPE p8vault_store_max_records gauge\n"
+	    "p8vault_store_max_records %llu\n",
+	    vs->keeper_up ? 1 : 0,
+	    (unsigned long long)vs->keeper_restarts,
+	    vs->store_up ? 1 : 0,
+	    (unsigned long long)vs->records_max);
+	if (vs->records_known)
+		fprintf(f, "# HELP p8vault_store_records Key records in the "
+		    "vault, tombstones of revoked keys too.\n"
+		    "# TYPE p8vault_store_records gauge\n"
+		    "p8vault_store_records %llu\n",
+		    (unsigned long long)vs->records);
+	if (vs->store_max_bytes != 0)
+		fprintf(f, "# HELP p8vault_store_used_bytes Bytes of the LMDB "
+		    "map in use (up to its last page).\n"
+		    "# TYPE p8vault_store_used_bytes gauge\n"
+		    "p8vault_store_used_bytes %llu\n"
+		    "# HELP p8vault_store_max_bytes The most the LMDB map may "
+		    "grow to.\n"
+		    "# TYPE p8vault_store_max_bytes gauge\n"
+		    "p8vault_store_max_bytes %llu\n",
+		    (unsigned long long)vs->store_used_bytes,
+		    (unsigned long long)vs->store_max_bytes);
 }
 
 int
@@ -290,8 +349,10 @@ metrics_render(const struct vault_stats *vs, char **text, size_t *len)
 	}
 	render_requests(f);
 	render_uploads(f);
-	if (vs != NULL)
+	if (vs != NULL) {
 		render_vault(f, vs);
+		render_health(f, vs);
+	}
 	if (vs != NULL && vs->store_remote)
 		fprintf(f, "# HELP p8vault_store_round_trips_total Requests "
 		    "sent to etcd.\n"

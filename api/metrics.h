@@ -19,6 +19,21 @@
  *   p8vault_apns_token_failures_total                counter (vault)
  *   p8vault_app_tokens_signed_total                  counter (vault)
  *   p8vault_app_token_failures_total                 counter (vault)
+ *   p8vault_apns_mint_lock_waits_total               counter (vault)
+ *   p8vault_apns_token_reuse_period_seconds          gauge (vault)
+ *   p8vault_apns_token_oldest_age_seconds            gauge (vault)
+ *   p8vault_keeper_up, p8vault_store_up              gauge (vault)
+ *   p8vault_keeper_restarts_total                    counter (vault)
+ *   p8vault_store_records, p8vault_store_max_records gauge (vault)
+ *   p8vault_store_used_bytes, p8vault_store_max_bytes gauge (vault, LMDB)
+ *   p8vault_store_round_trips_total                  counter (vault, etcd)
+ *   p8vault_store_revision                           gauge (vault, etcd)
+ *   p8vault_store_watch_down_seconds                 gauge (vault, etcd)
+ *
+ * Names follow Prometheus' conventions (`promtool check metrics` is
+ * clean: tests/integration/test_metrics.py); the alert rules in
+ * dist/prometheus/p8vault-alerts.yml read them, so renaming one breaks
+ * alerts and dashboards.
  *
  * The "route" label is the matched route's pattern ("/v1/apps/{app}/jwt"),
  * or "unmatched" for a request that matched no route (404, 405, or a target

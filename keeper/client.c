@@ -94,6 +94,8 @@ struct kremote {
 	int wake[2];            /* wakes the supervisor */
 	int64_t backoff_ms, next_try_ms;
 	struct keeper_status want;      /* the keys a restart must load */
+	uint64_t restarts;              /* processes the supervisor started
+	                                   after one ended (metrics) */
 };
 
 static int64_t
@@ -649,6 +651,7 @@ try_restart(struct kremote *rm)
 		rm->procs = p;
 		rm->cur = p;
 		rm->backoff_ms = 0;
+		rm->restarts++;
 		pthread_cond_broadcast(&rm->cond);
 	} else {
 		rm->backoff_ms = rm->backoff_ms == 0 ? KCLIENT_BACKOFF_FIRST_MS :
@@ -878,6 +881,17 @@ keeper_remote_pid(struct kremote *rm)
 	pid = rm->cur != NULL && !rm->cur->dead ? (int)rm->cur->pid : 0;
 	pthread_mutex_unlock(&rm->lock);
 	return pid;
+}
+
+uint64_t
+keeper_remote_restarts(struct kremote *rm)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&rm->lock);
+	n = rm->restarts;
+	pthread_mutex_unlock(&rm->lock);
+	return n;
 }
 
 int

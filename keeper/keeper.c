@@ -82,6 +82,13 @@ keeper_pid(struct keeper *k)
 	    0;
 }
 
+uint64_t
+keeper_restarts(struct keeper *k)
+{
+	return k != NULL && k->remote != NULL ?
+	    keeper_remote_restarts(k->remote) : 0;
+}
+
 int
 keeper_create(struct keeper **out)
 {

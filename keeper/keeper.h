@@ -385,4 +385,9 @@ int keeper_ready(struct keeper *k);
 /* The keeper process's pid, 0 for a local keeper or while none runs. */
 int keeper_pid(struct keeper *k);
 
+/* How many times the supervisor started a keeper process again after one
+ * ended (keeper_process_options.restart), since keeper_start; 0 for a
+ * local keeper. A replacement by keeper_replace (SIGHUP) is not one. */
+uint64_t keeper_restarts(struct keeper *k);
+
 #endif /* P8V_KEEPER_KEEPER_H */

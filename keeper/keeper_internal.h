@@ -71,6 +71,7 @@ const struct master_key *keeper_target(const struct master_keyring *ring,
 void keeper_remote_destroy(struct kremote *rm);
 int keeper_remote_ready(struct kremote *rm);
 int keeper_remote_pid(struct kremote *rm);
+uint64_t keeper_remote_restarts(struct kremote *rm);
 int keeper_remote_replace(struct kremote *rm, struct kremote *fresh);
 int keeper_remote_status(struct kremote *rm, struct keeper_status *st);
 int keeper_remote_set_primary(struct kremote *rm,

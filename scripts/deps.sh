@@ -21,11 +21,16 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates libsystemd0"
 # package is asked for only when there is no npm command. strace also
 # slows a keeper down from outside (tests/integration/test_etcd.py);
 # etcd-server (etcd 3.4, /usr/bin/etcd) runs the 3-member cluster of
-# test_etcd.py. systemd brings systemd-analyze, systemd-sysusers and
-# systemd-tmpfiles for tests/systemd_unit.py (the unit's security rating
-# and verify, the sysusers.d and tmpfiles.d files), and man-db the man
-# command systemd-analyze verify checks Documentation=man: pages with.
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server systemd man-db"
+# test_etcd.py. prometheus brings promtool, which checks /metrics and
+# the alert rules of dist/prometheus/ (tests/integration/test_metrics.py,
+# with python3-yaml to read the rules). python3-httpx with python3-h2
+# (HTTP/2) runs the Python provider example, examples/python/provider.py,
+# and talks to the test APNs in tests/integration/test_providers.py.
+# systemd brings systemd-analyze, systemd-sysusers and systemd-tmpfiles
+# for tests/systemd_unit.py (the unit's security rating and verify, the
+# sysusers.d and tmpfiles.d files), and man-db the man command
+# systemd-analyze verify checks Documentation=man: pages with.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server prometheus python3-yaml python3-httpx python3-h2 systemd man-db"
 command -v npm >/dev/null 2>&1 || P8V_TEST_PACKAGES="$P8V_TEST_PACKAGES npm"
 
 p8v_missing_packages() {

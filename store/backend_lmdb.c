@@ -452,6 +452,7 @@ lmdb_stats(struct store_impl *s, struct store_stats *st)
 	}
 	pthread_rwlock_unlock(&s->grow_lock);
 	st->map_bytes = info.me_mapsize;
+	st->max_map_bytes = s->max_map;
 	st->used_bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
 	st->max_readers = info.me_maxreaders;
 	st->readers_used = info.me_numreaders;

@@ -78,10 +78,15 @@ key_record_put_envelope(struct store_txn *txn, const uint8_t *key,
 
 /* --- the fingerprint and team indexes (records.h) --- */
 
-/* The entry of one record in one index: prefix || ident || "/" || db key. */
+/*
+ * The entry of one record in one index: prefix || ident || "/" || db key,
+ * with the record's Team ID and Key ID (mid, 2 x IDS_APPLE_ID_LEN bytes)
+ * and a "/" after ident in the fingerprint index (mid may be NULL
+ * otherwise).
+ */
 static size_t
-entry_key(const char *prefix, const char *ident, const uint8_t *dbkey,
-    size_t klen, uint8_t buf[KEY_IDX_KEY_MAX])
+entry_key(const char *prefix, const char *ident, const char *mid,
+    const uint8_t *dbkey, size_t klen, uint8_t buf[KEY_IDX_KEY_MAX])
 {
 	size_t n = strlen(prefix), m = strlen(ident);
 
@@ -89,8 +94,25 @@ entry_key(const char *prefix, const char *ident, const uint8_t *dbkey,
 	memcpy(buf + n, ident, m);
 	n += m;
 	buf[n++] = '/';
+	if (mid != NULL) {
+		memcpy(buf + n, mid, KEY_FP_INDEX_MID);
+		n += KEY_FP_INDEX_MID;
+		buf[n++] = '/';
+	}
 	memcpy(buf + n, dbkey, klen);
 	return n + klen;
+}
+
+/* mid for the fingerprint index: Team ID || Key ID (both validated). */
+static const char *
+fp_mid(const char *team_id, const char *key_id, char mid[KEY_FP_INDEX_MID + 1])
+{
+	if (ids_team_id_valid(team_id) != 0 || ids_key_id_valid(key_id) != 0)
+		return NULL;
+	memcpy(mid, team_id, IDS_APPLE_ID_LEN);
+	memcpy(mid + IDS_APPLE_ID_LEN, key_id, IDS_APPLE_ID_LEN);
+	mid[KEY_FP_INDEX_MID] = '\0';
+	return mid;
 }
 
 /* 1 if fp is 64 lowercase hex characters (what records hold). */
@@ -114,30 +136,33 @@ index_put(struct store_txn *txn, const struct key_record *rec,
     const uint8_t *dbkey, size_t klen)
 {
 	uint8_t ek[KEY_IDX_KEY_MAX];
+	char mid[KEY_FP_INDEX_MID + 1];
 	size_t elen;
 	int r;
 
-	if (!fp_valid(rec->fingerprint) || ids_team_id_valid(rec->team_id) != 0)
+	if (!fp_valid(rec->fingerprint) ||
+	    fp_mid(rec->team_id, rec->key_id, mid) == NULL)
 		return P8V_ERR_BAD_FIELD;
-	elen = entry_key(KEY_FP_INDEX_PREFIX, rec->fingerprint, dbkey, klen,
-	    ek);
+	elen = entry_key(KEY_FP_INDEX_PREFIX, rec->fingerprint, mid, dbkey,
+	    klen, ek);
 	if ((r = store_put(txn, STORE_DB_META, ek, elen, rec->team_id,
 	    strlen(rec->team_id), 0)) != 0)
 		return r;
-	elen = entry_key(KEY_TEAM_INDEX_PREFIX, rec->team_id, dbkey, klen, ek);
+	elen = entry_key(KEY_TEAM_INDEX_PREFIX, rec->team_id, NULL, dbkey, klen,
+	    ek);
 	return store_put(txn, STORE_DB_META, ek, elen, rec->fingerprint,
 	    strlen(rec->fingerprint), 0);
 }
 
 static int
 entry_del(struct store_txn *txn, const char *prefix, const char *ident,
-    const uint8_t *dbkey, size_t klen)
+    const char *mid, const uint8_t *dbkey, size_t klen)
 {
 	uint8_t ek[KEY_IDX_KEY_MAX];
 	size_t elen;
 	int r;
 
-	elen = entry_key(prefix, ident, dbkey, klen, ek);
+	elen = entry_key(prefix, ident, mid, dbkey, klen, ek);
 	r = store_del(txn, STORE_DB_META, ek, elen);
 	return r == P8V_ERR_NOT_FOUND ? 0 : r;
 }
@@ -175,6 +200,7 @@ key_record_put(struct store_txn *txn, const struct key_record *rec)
 {
 	uint8_t dbkey[KEY_RECORD_DB_KEY_MAX], *val = NULL;
 	struct key_record old = { 0 };
+	char mid[KEY_FP_INDEX_MID + 1];
 	size_t klen, vlen;
 	int found = 0, r;
 
@@ -185,13 +211,15 @@ key_record_put(struct store_txn *txn, const struct key_record *rec)
 	 * replaced under another fingerprint or team loses its old entry. */
 	if ((r = stored_record(txn, dbkey, klen, &old, &found)) != 0)
 		goto out;
-	if (found && strcmp(old.fingerprint, rec->fingerprint) != 0 &&
-	    (r = entry_del(txn, KEY_FP_INDEX_PREFIX, old.fingerprint, dbkey,
-	    klen)) != 0)
+	if (found && (strcmp(old.fingerprint, rec->fingerprint) != 0 ||
+	    strcmp(old.team_id, rec->team_id) != 0) &&
+	    fp_mid(old.team_id, old.key_id, mid) != NULL &&
+	    (r = entry_del(txn, KEY_FP_INDEX_PREFIX, old.fingerprint, mid,
+	    dbkey, klen)) != 0)
 		goto out;
 	if (found && strcmp(old.team_id, rec->team_id) != 0 &&
-	    (r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, dbkey,
-	    klen)) != 0)
+	    (r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, NULL,
+	    dbkey, klen)) != 0)
 		goto out;
 	if ((r = store_put(txn, STORE_DB_KEYS, dbkey, klen, val, vlen, 0)) != 0)
 		goto out;
@@ -231,6 +259,7 @@ key_record_delete(struct store_txn *txn, const char *app, const char *key_id)
 {
 	uint8_t dbkey[KEY_RECORD_DB_KEY_MAX];
 	struct key_record old;
+	char mid[KEY_FP_INDEX_MID + 1];
 	size_t klen;
 	int found = 0, r;
 
@@ -238,10 +267,11 @@ key_record_delete(struct store_txn *txn, const char *app, const char *key_id)
 	    (r = stored_record(txn, dbkey, klen, &old, &found)) != 0)
 		return r;
 	if ((r = store_del(txn, STORE_DB_KEYS, dbkey, klen)) == 0 && found &&
-	    (r = entry_del(txn, KEY_FP_INDEX_PREFIX, old.fingerprint, dbkey,
-	    klen)) == 0 &&
-	    (r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, dbkey,
-	    klen)) == 0)
+	    (fp_mid(old.team_id, old.key_id, mid) == NULL ||
+	    (r = entry_del(txn, KEY_FP_INDEX_PREFIX, old.fingerprint, mid,
+	    dbkey, klen)) == 0) &&
+	    (r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, NULL,
+	    dbkey, klen)) == 0)
 		r = appindex_on_delete(txn, &old);
 	key_record_free(&old);
 	return r;
@@ -432,8 +462,9 @@ keybuf_add(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
  */
 static int
 by_index(struct store_txn *txn, const char *prefix, const char *ident,
-    const char *skip_val, const char *(*field)(const struct key_record *),
-    key_record_cb cb, void *arg)
+    size_t mid_len, const char *skip_val,
+    const char *(*field)(const struct key_record *), key_record_cb cb,
+    void *arg)
 {
 	uint8_t pfx[KEY_IDX_KEY_MAX];
 	struct keybuf k = { .stride = KEY_RECORD_DB_KEY_MAX };
@@ -449,8 +480,9 @@ by_index(struct store_txn *txn, const char *prefix, const char *ident,
 	memcpy(pfx + plen, ident, strlen(ident));
 	plen += strlen(ident);
 	pfx[plen++] = '/';
-	/* The entries' tails are the records' db keys. */
-	k.skip = plen;
+	/* The entries' tails, after mid_len bytes, are the records' db
+	 * keys. */
+	k.skip = plen + mid_len;
 	k.skip_val = skip_val;
 	if ((r = store_scan(txn, STORE_DB_META, pfx, plen, keybuf_add,
 	    &k)) != 0)
@@ -501,8 +533,8 @@ key_record_by_fingerprint(struct store_txn *txn, const char *fingerprint,
 {
 	if (!fp_valid(fingerprint))
 		return P8V_ERR_BAD_FIELD;
-	return by_index(txn, KEY_FP_INDEX_PREFIX, fingerprint, NULL,
-	    fingerprint_of, cb, arg);
+	return by_index(txn, KEY_FP_INDEX_PREFIX, fingerprint,
+	    KEY_FP_INDEX_MID + 1, NULL, fingerprint_of, cb, arg);
 }
 
 int
@@ -513,8 +545,8 @@ key_record_by_team(struct store_txn *txn, const char *team_id,
 
 	if ((r = ids_team_id_valid(team_id)) != 0)
 		return r;
-	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, NULL, team_of, cb,
-	    arg);
+	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, 0, NULL, team_of,
+	    cb, arg);
 }
 
 int
@@ -527,14 +559,21 @@ key_record_by_team_other(struct store_txn *txn, const char *team_id,
 		return r;
 	if (!fp_valid(fingerprint))
 		return P8V_ERR_BAD_FIELD;
-	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, fingerprint,
+	return by_index(txn, KEY_TEAM_INDEX_PREFIX, team_id, 0, fingerprint,
 	    team_of, cb, arg);
 }
 
-/* key_record_identity_conflict's walk over one fingerprint's entries. */
+/*
+ * key_record_identity_conflict's walk over the fingerprint index entries
+ * of copies under other ids (the entries of one fingerprint are grouped
+ * by Team ID and Key ID: the copies under the caller's ids are skipped by
+ * seeking past them).
+ */
 struct identity_walk {
 	struct store_txn *txn;
-	size_t skip;                    /* the prefix before the db key */
+	const uint8_t *pfx;             /* the fingerprint's entries' prefix */
+	size_t plen;
+	const char *mid;                /* the caller's Team ID || Key ID */
 	const char *fingerprint, *key_id, *team_id;
 	int conflict;
 };
@@ -544,23 +583,27 @@ identity_entry(const uint8_t *key, size_t klen, const uint8_t *val,
     size_t vlen, void *arg)
 {
 	struct identity_walk *w = arg;
-	const uint8_t *dbkey = key + w->skip, *sep, *rval;
-	size_t dlen = klen - w->skip, rlen;
+	size_t skip = w->plen + KEY_FP_INDEX_MID + 1, dlen, rlen;
+	const uint8_t *dbkey, *rval;
 	struct key_record rec;
 	int r;
 
-	if (klen <= w->skip || dlen > KEY_RECORD_DB_KEY_MAX ||
-	    (sep = memchr(dbkey, '\0', dlen)) == NULL)
+	(void)val;
+	(void)vlen;
+	if (klen < w->plen || memcmp(key, w->pfx, w->plen) != 0)
+		return STORE_SCAN_STOP; /* past this fingerprint's entries */
+	if (klen <= skip || key[skip - 1] != '/' ||
+	    (dlen = klen - skip) > KEY_RECORD_DB_KEY_MAX ||
+	    memchr(key + skip, '\0', dlen) == NULL)
 		return 0;       /* not an entry this code writes */
-	/* The entry names the copy's Key ID (its key) and Team ID (its
-	 * value): a copy under the same ids needs no read. */
-	if ((size_t)(dbkey + dlen - sep - 1) == strlen(w->key_id) &&
-	    memcmp(sep + 1, w->key_id, strlen(w->key_id)) == 0 &&
-	    vlen == strlen(w->team_id) && memcmp(val, w->team_id, vlen) == 0)
-		return 0;
+	/* The first copy under the caller's ids: the walk before them is
+	 * done (the caller seeks past them for the rest). */
+	if (memcmp(key + w->plen, w->mid, KEY_FP_INDEX_MID) == 0)
+		return STORE_SCAN_STOP;
 	/* Another id, by the entry: the record is the truth. Gone, damaged
 	 * (it signs nothing; logged where it is used), revoked, or under
 	 * another fingerprint now: no conflict. */
+	dbkey = key + skip;
 	r = store_get(w->txn, STORE_DB_KEYS, dbkey, dlen, &rval, &rlen);
 	if (r == P8V_ERR_NOT_FOUND)
 		return 0;
@@ -582,14 +625,15 @@ key_record_identity_conflict(struct store_txn *txn, const char *fingerprint,
     const char *key_id, const char *team_id, int *conflict)
 {
 	struct identity_walk w;
-	uint8_t pfx[KEY_IDX_KEY_MAX];
+	uint8_t pfx[KEY_IDX_KEY_MAX], start[KEY_IDX_KEY_MAX];
+	char mid[KEY_FP_INDEX_MID + 1];
 	size_t plen;
 	int r;
 
 	if (conflict == NULL || key_id == NULL || team_id == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
 	*conflict = 0;
-	if (!fp_valid(fingerprint))
+	if (!fp_valid(fingerprint) || fp_mid(team_id, key_id, mid) == NULL)
 		return P8V_ERR_BAD_FIELD;
 	plen = strlen(KEY_FP_INDEX_PREFIX);
 	memcpy(pfx, KEY_FP_INDEX_PREFIX, plen);
@@ -598,13 +642,26 @@ key_record_identity_conflict(struct store_txn *txn, const char *fingerprint,
 	pfx[plen++] = '/';
 	memset(&w, 0, sizeof(w));
 	w.txn = txn;
-	w.skip = plen;
+	w.pfx = pfx;
+	w.plen = plen;
+	w.mid = mid;
 	w.fingerprint = fingerprint;
 	w.key_id = key_id;
 	w.team_id = team_id;
+	/* Two short walks, however many copies there are under the caller's
+	 * ids: the entries before those copies, then the entries after them,
+	 * from the first key past "mid/" ("/" + 1 is "0"). */
 	if ((r = store_scan(txn, STORE_DB_META, pfx, plen, identity_entry,
 	    &w)) != 0)
 		return r;
+	if (!w.conflict) {
+		memcpy(start, pfx, plen);
+		memcpy(start + plen, mid, KEY_FP_INDEX_MID);
+		start[plen + KEY_FP_INDEX_MID] = '/' + 1;
+		if ((r = store_scan_from(txn, STORE_DB_META, start,
+		    plen + KEY_FP_INDEX_MID + 1, identity_entry, &w)) != 0)
+			return r;
+	}
 	*conflict = w.conflict;
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/ids.h"
 #include "common/keyrecord.h"
 #include "store/store.h"
 
@@ -69,25 +70,32 @@ int key_record_foreach(struct store_txn *txn, key_record_cb cb, void *arg);
  * record (key identity at upload, incident response by fingerprint, the
  * warning about a team's active APNs keys). One entry per record in each:
  *
- *   KEY_FP_INDEX_PREFIX || fingerprint (64 hex) || "/" || db key -> Team ID
+ *   KEY_FP_INDEX_PREFIX || fingerprint (64 hex) || "/" || Team ID ||
+ *       Key ID || "/" || db key -> Team ID
  *   KEY_TEAM_INDEX_PREFIX || Team ID || "/" || db key -> fingerprint
  *
+ * A fingerprint's entries are grouped by Team ID and Key ID, so that the
+ * identity check at upload seeks past the copies under the uploader's own
+ * ids (a key in thousands of apps) instead of walking them.
  * (db key = app || 0x00 || key_id). key_record_put and key_record_delete
  * keep both in the caller's transaction; tombstones keep their entries.
  * These are about key identity (material and team), not the per-app
  * indexes of uploads and activations.
  */
-#define KEY_FP_INDEX_PREFIX "fpidx/"
+#define KEY_FP_INDEX_PREFIX "fpid/"
+/* Team ID || Key ID in a fingerprint index entry. */
+#define KEY_FP_INDEX_MID (2 * IDS_APPLE_ID_LEN)
 #define KEY_TEAM_INDEX_PREFIX "teamidx/"
-/* Longest index entry key: the longer prefix (8), a fingerprint, "/", a
- * db key. */
+/* Longest index entry key: the longer prefix (8), a fingerprint, "/",
+ * Team ID || Key ID, "/", a db key. */
 #define KEY_IDX_KEY_MAX \
-	(8 + KEY_RECORD_FINGERPRINT_HEX + 1 + KEY_RECORD_DB_KEY_MAX)
+	(8 + KEY_RECORD_FINGERPRINT_HEX + 1 + KEY_FP_INDEX_MID + 1 + \
+	KEY_RECORD_DB_KEY_MAX)
 
 /*
  * Call cb for every record whose fingerprint is fingerprint (64 lowercase
  * hex characters) / whose Team ID is team_id, tombstones included, in
- * (app, Key ID) order. cb as for key_record_list. Returns 0, cb's error,
+ * (Team ID, Key ID, app) / (app, Key ID) order. cb as for key_record_list. Returns 0, cb's error,
  * P8V_ERR_BAD_FIELD (not a fingerprint), P8V_ERR_BAD_TEAM_ID,
  * P8V_ERR_INTEGRITY (a listed record fails to decode), P8V_ERR_ALLOC,
  * P8V_ERR_STORE.
@@ -106,8 +114,8 @@ int key_record_by_team_other(struct store_txn *txn, const char *team_id,
 /*
  * *conflict = 1 if a copy of the key with this fingerprint, not revoked,
  * is stored under another Key ID or Team ID (in any app), else 0. From
- * the fingerprint index: a copy under the same ids costs no read (the
- * upload of a key already in many apps stays cheap); a record listed
+ * the fingerprint index: copies under the same ids are skipped by a seek,
+ * unread (the upload of a key already in many apps stays cheap); a record listed
  * under other ids is read, and counts only if it decodes, is not revoked
  * and still has this fingerprint (a damaged copy signs nothing and does
  * not stop another app's upload). Returns 0, P8V_ERR_BAD_FIELD,

@@ -232,10 +232,12 @@ int store_read(struct store *store,
  */
 int store_maintain(struct store *store, int *cleared);
 
-/* Current map size and the bytes the data actually uses (last page).
- * LMDB's figures; another backend leaves what it lacks 0. */
+/* Current map size, the most it may grow to (store_options.max_map_bytes
+ * as store_open settled it) and the bytes the data actually uses (last
+ * page). LMDB's figures; another backend leaves what it lacks 0. */
 struct store_stats {
 	uint64_t map_bytes;
+	uint64_t max_map_bytes;
 	uint64_t used_bytes;
 	unsigned int max_readers;
 	unsigned int readers_used;

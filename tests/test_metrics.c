@@ -9,7 +9,9 @@
  * - Upload rejections by code name, codes without a name of their own
  *   under internal_error (one series, never two with one label).
  * - The vault's series: every mint reason, zeros included; left out when
- *   there are no vault stats.
+ *   there are no vault stats. The keeper's and the store's (the alert
+ *   rules'): the record count only when counted, LMDB's bytes only when
+ *   known.
  * - Label escaping; more route patterns than slots fall into
  *   route="other"; exact totals from 8 threads counting at once.
  * Every family has # HELP and # TYPE before its samples.
@@ -218,9 +220,46 @@ test_vault_series(void)
 	CHECK_LINE(t, "p8vault_apns_token_failures_total 1");
 	CHECK_LINE(t, "p8vault_app_tokens_signed_total 9");
 	CHECK_LINE(t, "p8vault_app_token_failures_total 4");
+	/* The alert rules' series (dist/prometheus/p8vault-alerts.yml):
+	 * keeper and store down, no count of records, no LMDB figures. */
+	CHECK_LINE(t, "# TYPE p8vault_keeper_up gauge");
+	CHECK_LINE(t, "p8vault_keeper_up 0");
+	CHECK_LINE(t, "# TYPE p8vault_keeper_restarts_total counter");
+	CHECK_LINE(t, "p8vault_keeper_restarts_total 0");
+	CHECK_LINE(t, "p8vault_store_up 0");
+	CHECK_LINE(t, "p8vault_store_max_records 0");
+	CHECK_LINE(t, "p8vault_apns_token_oldest_age_seconds 0.000");
+	CHECK(strstr(t, "p8vault_store_records ") == NULL);
+	CHECK(strstr(t, "p8vault_store_used_bytes") == NULL);
+	CHECK(strstr(t, "p8vault_store_max_bytes") == NULL);
 	check_families(t);
 	free(t);
 	CHECK_ERR(metrics_render(&vs, NULL, NULL), P8V_ERR_INVALID_ARGUMENT);
+
+	vs.keeper_up = 1;
+	vs.keeper_restarts = 3;
+	vs.store_up = 1;
+	vs.records_known = 1;
+	vs.records = 42;
+	vs.records_max = 1000000;
+	vs.store_used_bytes = 73728;
+	vs.store_max_bytes = (uint64_t)1 << 40;
+	vs.apns_reuse_s = 3000;
+	vs.apns_oldest_age_ns = 3001500000000LL;
+	t = render(&vs);
+	CHECK_LINE(t, "p8vault_keeper_up 1");
+	CHECK_LINE(t, "p8vault_keeper_restarts_total 3");
+	CHECK_LINE(t, "p8vault_store_up 1");
+	CHECK_LINE(t, "# TYPE p8vault_store_records gauge");
+	CHECK_LINE(t, "p8vault_store_records 42");
+	CHECK_LINE(t, "p8vault_store_max_records 1000000");
+	CHECK_LINE(t, "# TYPE p8vault_store_used_bytes gauge");
+	CHECK_LINE(t, "p8vault_store_used_bytes 73728");
+	CHECK_LINE(t, "p8vault_store_max_bytes 1099511627776");
+	CHECK_LINE(t, "p8vault_apns_token_reuse_period_seconds 3000");
+	CHECK_LINE(t, "p8vault_apns_token_oldest_age_seconds 3001.500");
+	check_families(t);
+	free(t);
 }
 
 /* Patterns beyond the table's slots are counted under "other". Static

@@ -580,6 +580,8 @@ test_max_map(void)
 	CHECK(done > 500 && done < 1100);
 	CHECK_OK(store_stats(s, &st));
 	CHECK_INT(st.map_bytes, 1 << 20);
+	CHECK_INT(st.max_map_bytes, 1 << 20);       /* /metrics' limit */
+	CHECK(st.used_bytes > 0 && st.used_bytes <= st.max_map_bytes);
 	/* Everything acknowledged is there; the failed batch is not. */
 	b.first = 0;
 	b.count = done;

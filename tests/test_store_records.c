@@ -1433,8 +1433,9 @@ test_indexes(void)
 	store_record(&other);
 	CHECK(strcmp(a.fingerprint, other.fingerprint) != 0);
 	snprintf(want[0], sizeof(want[0]), "idx.one/%s", a.key_id);
-	snprintf(want[1], sizeof(want[1]), "idx.three/%s", a.key_id);
-	snprintf(want[2], sizeof(want[2]), "idx.two/%s", a.key_id);
+	/* In (Team ID, Key ID, app) order. */
+	snprintf(want[1], sizeof(want[1]), "idx.two/%s", a.key_id);
+	snprintf(want[2], sizeof(want[2]), "idx.three/%s", a.key_id);
 
 	memset(&q, 0, sizeof(q));
 	q.fp = a.fingerprint;
@@ -1452,7 +1453,7 @@ test_indexes(void)
 	CHECK_INT(q.n, 2);
 	CHECK(strncmp(q.seen[0], "idx.one/", 8) == 0 &&
 	    strcmp(q.seen[0], want[0]) != 0);
-	CHECK_STR(q.seen[1], want[1]);
+	CHECK_STR(q.seen[1], want[2]);
 	q.team = NULL;
 	q.fp = "not a fingerprint";
 	CHECK_ERR(store_read(store, idx_query, &q), P8V_ERR_BAD_FIELD);
@@ -1518,6 +1519,97 @@ test_indexes(void)
 	key_record_free(&moved);
 }
 
+/* key_record_identity_conflict's question, in a read transaction. */
+struct ic_q {
+	const char *fp, *key_id, *team_id;
+	int conflict;
+};
+
+static int
+ic_query(struct store_txn *txn, void *arg)
+{
+	struct ic_q *q = arg;
+
+	return key_record_identity_conflict(txn, q->fp, q->key_id, q->team_id,
+	    &q->conflict);
+}
+
+static int
+ic(const char *fp, const char *key_id, const char *team_id)
+{
+	struct ic_q q = { fp, key_id, team_id, -1 };
+
+	REQUIRE(store_read(store, ic_query, &q) == 0);
+	return q.conflict;
+}
+
+/* One key's copy in app under (team_id, key_id), in state. */
+static void
+ic_copy(const char *app, const char *team_id, const char *key_id,
+    enum key_state state)
+{
+	struct key_record rec;
+
+	tsu_record(&rec, app, 88800);
+	memcpy(rec.team_id, team_id, IDS_APPLE_ID_LEN + 1);
+	memcpy(rec.key_id, key_id, IDS_APPLE_ID_LEN + 1);
+	rec.state = state;
+	REQUIRE(tsu_seal(&rec, master_keyring_primary(ring), (const uint8_t *)
+	    "0123456789abcdef0123456789abcdef", 32) == 0);
+	store_record(&rec);
+	key_record_free(&rec);
+}
+
+/*
+ * Key identity from the fingerprint index: many copies under the same ids
+ * are no conflict; a live copy under another Team ID or Key ID is,
+ * whether its entries sort before or after the asker's (the check seeks
+ * past the asker's copies and looks on both sides); a revoked one is not.
+ */
+static void
+test_identity_conflict(void)
+{
+	struct key_record probe;
+	char app[IDS_APP_MAX + 1];
+	const char *fp;
+	int i;
+
+	tsu_record(&probe, "ic.probe", 88800);
+	fp = probe.fingerprint;
+	CHECK_INT(ic(fp, "MIDKEY0001", "MIDTEAM001"), 0);
+	for (i = 0; i < 40; i++) {
+		snprintf(app, sizeof(app), "ic.copy%02d", i);
+		ic_copy(app, "MIDTEAM001", "MIDKEY0001", KEY_STATE_ACTIVE);
+	}
+	CHECK_INT(ic(fp, "MIDKEY0001", "MIDTEAM001"), 0);
+	CHECK_INT(ic(fp, "MIDKEY0002", "MIDTEAM001"), 1);
+	CHECK_INT(ic(fp, "MIDKEY0001", "MIDTEAM002"), 1);
+	CHECK_INT(ic(fp, "AAAKEY0001", "AAATEAM001"), 1);
+	CHECK_INT(ic(fp, "ZZZKEY0001", "ZZZTEAM001"), 1);
+
+	/* Revoked copies under other ids, on both sides: no conflict. */
+	ic_copy("ic.before", "AAATEAM001", "AAAKEY0001", KEY_STATE_REVOKED);
+	ic_copy("ic.after", "ZZZTEAM001", "ZZZKEY0001", KEY_STATE_REVOKED);
+	CHECK_INT(ic(fp, "MIDKEY0001", "MIDTEAM001"), 0);
+	/* A live one after the asker's copies (same team, later Key ID). */
+	ic_copy("ic.later", "MIDTEAM001", "MIDKEY0009", KEY_STATE_ACTIVE);
+	CHECK_INT(ic(fp, "MIDKEY0001", "MIDTEAM001"), 1);
+	CHECK_INT(ic(fp, "MIDKEY0009", "MIDTEAM001"), 1);
+	ic_copy("ic.later", "MIDTEAM001", "MIDKEY0009", KEY_STATE_REVOKED);
+	CHECK_INT(ic(fp, "MIDKEY0001", "MIDTEAM001"), 0);
+	/* A live one before them (an earlier Team ID). */
+	ic_copy("ic.before", "AAATEAM001", "AAAKEY0001", KEY_STATE_STANDBY);
+	CHECK_INT(ic(fp, "MIDKEY0001", "MIDTEAM001"), 1);
+	/* Not a fingerprint or not ids: refused. */
+	{
+		struct ic_q q = { "not a fingerprint", "MIDKEY0001",
+		    "MIDTEAM001", -1 };
+
+		CHECK_ERR(store_read(store, ic_query, &q), P8V_ERR_BAD_FIELD);
+	}
+	key_record_free(&probe);
+}
+
 int
 main(void)
 {
@@ -1544,6 +1636,7 @@ main(void)
 	test_usage();
 	test_no_secret_on_disk();
 	test_indexes();
+	test_identity_conflict();
 
 	store_close(store);
 	tu_rmtree(dir);

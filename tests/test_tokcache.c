@@ -2,7 +2,8 @@
  * test_tokcache.c: what the token cache takes in. A token it hands out is
  * copied into JSON answers as it is (api/sign.c), so the cache refuses,
  * from a mint and from the store alike, anything but base64url characters
- * and exactly two dots.
+ * and exactly two dots. And the age /metrics reports
+ * (tokcache_oldest_age_ns), on a clock the test steps.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -138,11 +139,102 @@ test_same_chain(void)
 	tokcache_destroy(tc);
 }
 
+static int64_t fake_boot_ns;
+
+static int64_t
+fake_boot(void)
+{
+	return fake_boot_ns;
+}
+
+static int
+mint_fails(void *arg, enum vault_mint_reason why, struct tokcache_minted *m)
+{
+	(void)arg;
+	(void)why;
+	(void)m;
+	return P8V_ERR_KEEPER_UNAVAILABLE;
+}
+
+#define S ((int64_t)TOKCACHE_NS_PER_S)
+
+/* Get id's token at the fake clock's now; fn mints. */
+static int
+get_at(struct tokcache *tc, const struct tokcache_id *id, tokcache_mint_fn fn)
+{
+	struct vault_token out;
+	int r;
+
+	memset(&out, 0, sizeof(out));
+	mint_with = "a.b.c";
+	r = tokcache_get(tc, id, NULL, VAULT_REJECT_NONE, fn, NULL, &out,
+	    NULL);
+	vault_token_finish(&out);
+	return r;
+}
+
+/* The oldest age a token had when asked for, over the entries asked for
+ * in the last TOKCACHE_ASKED_WINDOW_S: under the reuse period while
+ * renewals work, past it when one fails, gone once nobody asks. */
+static void
+test_oldest_age(void)
+{
+	struct tokcache *tc = NULL;
+	struct tokcache_id a, b, idle;
+	struct vault_token out;
+
+	fake_boot_ns = 1000 * S;
+	clock_test_set(NULL, fake_boot);
+	REQUIRE(tokcache_create(1200, &tc) == 0);
+	set_id(&a, 0);
+	set_id(&b, 1);
+	set_id(&idle, 2);
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 0);
+	/* Loaded from the store long ago, never asked for: not counted. */
+	CHECK_OK(tokcache_seed(tc, &idle, "x.y.z", 1700000000, 1));
+	CHECK_OK(get_at(tc, &a, mint));         /* cold: minted now */
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 0);
+	fake_boot_ns += 600 * S;
+	CHECK_OK(get_at(tc, &a, mint));         /* a hit, 600 s old */
+	CHECK_OK(get_at(tc, &b, mint));         /* b: minted, 0 s */
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 600 * S);
+	/* Unchanged until asked again, within the window. */
+	fake_boot_ns += 200 * S;
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 600 * S);
+	/* peek counts as asking: a is 800 s old now. */
+	memset(&out, 0, sizeof(out));
+	CHECK_OK(tokcache_peek(tc, &a, &out));
+	vault_token_finish(&out);
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 800 * S);
+	/* a due (1300 s) and its renewal fails: past the reuse period. */
+	fake_boot_ns += 500 * S;
+	CHECK_ERR(get_at(tc, &a, mint_fails), P8V_ERR_KEEPER_UNAVAILABLE);
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 1300 * S);
+	fake_boot_ns += 100 * S;
+	CHECK_ERR(get_at(tc, &a, mint_fails), P8V_ERR_KEEPER_UNAVAILABLE);
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 1400 * S);
+	/* Renewed: 0 again (b, asked 800 s ago, is out of the window). */
+	CHECK_OK(get_at(tc, &a, mint));
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 0);
+	/* Failing again, then nobody asks for 5 minutes: gone. */
+	fake_boot_ns += 1300 * S;
+	CHECK_ERR(get_at(tc, &a, mint_fails), P8V_ERR_KEEPER_UNAVAILABLE);
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns), 1300 * S);
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns +
+	    TOKCACHE_ASKED_WINDOW_S * S), 1300 * S);
+	CHECK_INT(tokcache_oldest_age_ns(tc, fake_boot_ns +
+	    TOKCACHE_ASKED_WINDOW_S * S + 1), 0);
+	CHECK_INT(tokcache_oldest_age_ns(NULL, fake_boot_ns), 0);
+	tokcache_destroy(tc);
+	clock_test_set(NULL, NULL);
+}
+
 int
 main(void)
 {
 	REQUIRE(secmem_init() == 0);
 	test_token_chars();
 	test_same_chain();
+	test_oldest_age();
 	return check_finish();
 }

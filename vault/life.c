@@ -264,6 +264,12 @@ vault_set_keyring(struct vault *v, struct keeper *fresh)
 	return r;
 }
 
+static int
+count_records(struct store_txn *txn, void *arg)
+{
+	return key_record_count(txn, arg);
+}
+
 void
 vault_stats(struct vault *v, struct vault_stats *st)
 {
@@ -285,14 +291,28 @@ vault_stats(struct vault *v, struct vault_stats *st)
 #undef VAULT_LOAD
 	{
 		struct store_stats ss;
+		int have = store_stats(v->store, &ss) == 0;
 
-		if (store_stats(v->store, &ss) == 0 && ss.remote) {
+		if (have && ss.remote) {
 			st->store_remote = 1;
 			st->store_round_trips = ss.round_trips;
 			st->store_revision = ss.revision;
 			st->store_watch_down_ms = ss.watch_down_ms;
+		} else if (have) {
+			st->store_used_bytes = ss.used_bytes;
+			st->store_max_bytes = ss.max_map_bytes;
 		}
 	}
+	st->keeper_up = keeper_ready(v->keeper);
+	st->keeper_restarts = keeper_restarts(v->keeper);
+	st->store_up = store_ready(v->store);
+	/* O(1) in both backends (LMDB's page header, etcd's mirror). */
+	st->records_known = store_read(v->store, count_records,
+	    &st->records) == 0;
+	st->records_max = v->quotas.records;
+	st->apns_reuse_s = v->apns_reuse_s;
+	st->apns_oldest_age_ns = tokcache_oldest_age_ns(v->tokens,
+	    clock_boot_now_ns());
 }
 
 

@@ -71,6 +71,12 @@ struct tok_entry {
 	int64_t issued_at;
 	int64_t minted_boot_ns;         /* CLOCK_BOOTTIME of the mint */
 	atomic_int has_minted;          /* ever held a token ("key_changed") */
+	/* For /metrics (tokcache_oldest_age_ns), written under lock and
+	 * read without one: when a caller last asked for this entry's token
+	 * (CLOCK_BOOTTIME, 0: never) and the token's age then (-1: none;
+	 * 0 once a mint for that caller succeeded). */
+	_Atomic int64_t asked_ns;
+	_Atomic int64_t asked_age_ns;
 };
 
 /*
@@ -272,6 +278,8 @@ find_or_add(struct tokcache *tc, const struct tokcache_id *id, int add)
 	e->id = *id;
 	e->hash = h;
 	atomic_init(&e->has_minted, 0);
+	atomic_init(&e->asked_ns, 0);
+	atomic_init(&e->asked_age_ns, -1);
 	e->next = tc->buckets[h & (TOKCACHE_BUCKETS - 1)];
 	__atomic_store_n(&tc->buckets[h & (TOKCACHE_BUCKETS - 1)], e,
 	    __ATOMIC_RELEASE);
@@ -337,6 +345,16 @@ set_token(struct tok_entry *e, const char *token, int64_t issued_at,
 	return 0;
 }
 
+/* A caller asks for e's token at now_ns (e locked): two relaxed stores
+ * for tokcache_oldest_age_ns, on a cache line the lock dirtied already. */
+static void
+note_asked(struct tok_entry *e, int64_t now_ns)
+{
+	atomic_store_explicit(&e->asked_ns, now_ns, memory_order_relaxed);
+	atomic_store_explicit(&e->asked_age_ns, e->token == NULL ? -1 :
+	    now_ns - e->minted_boot_ns, memory_order_relaxed);
+}
+
 enum decision {
 	DECIDE_HIT,
 	DECIDE_MINT,
@@ -398,6 +416,7 @@ tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
 	struct tok_entry *e;
 	size_t rejected_len = 0;
 	uint64_t gen;
+	int64_t now;
 	int r = P8V_ERR_INTERNAL;
 
 	if (out != NULL)
@@ -429,7 +448,9 @@ tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
 			}
 			continue;
 		}
-		if (decide(e, clock_boot_now_ns(), tc->reuse_ns, rejected,
+		now = clock_boot_now_ns();
+		note_asked(e, now);
+		if (decide(e, now, tc->reuse_ns, rejected,
 		    rejected_len, reject, &reason) == DECIDE_HIT) {
 			r = copy_out(e, 0, out);
 			goto unlock;
@@ -446,6 +467,9 @@ tokcache_get(struct tokcache *tc, const struct tokcache_id *id,
 	pthread_mutex_lock(&e->lock);
 	if (r == 0)
 		r = set_token(e, m.token, m.issued_at, m.boot_ns);
+	if (r == 0)
+		atomic_store_explicit(&e->asked_age_ns, 0,
+		    memory_order_relaxed);
 	e->minting = 0;
 	e->generation++;
 	e->last_error = r;
@@ -470,6 +494,7 @@ tokcache_peek(struct tokcache *tc, const struct tokcache_id *id,
 {
 	enum vault_mint_reason reason;
 	struct tok_entry *e;
+	int64_t now;
 	int r = P8V_ERR_WOULD_BLOCK;
 
 	if (out != NULL)
@@ -481,7 +506,9 @@ tokcache_peek(struct tokcache *tc, const struct tokcache_id *id,
 	/* The entry's lock is never held across a mint (tokcache_get drops
 	 * it first), so this waits for a few compares at most. */
 	pthread_mutex_lock(&e->lock);
-	if (!e->minting && decide(e, clock_boot_now_ns(), tc->reuse_ns, NULL,
+	now = clock_boot_now_ns();
+	note_asked(e, now);
+	if (!e->minting && decide(e, now, tc->reuse_ns, NULL,
 	    0, VAULT_REJECT_NONE, &reason) == DECIDE_HIT)
 		r = copy_out(e, 0, out);
 	pthread_mutex_unlock(&e->lock);
@@ -516,4 +543,31 @@ tokcache_invalidate(struct tokcache *tc, const struct tokcache_id *id)
 	pthread_mutex_lock(&e->lock);
 	drop_token(e);
 	pthread_mutex_unlock(&e->lock);
+}
+
+int64_t
+tokcache_oldest_age_ns(struct tokcache *tc, int64_t now_ns)
+{
+	const struct tok_entry *e;
+	int64_t asked, age, oldest = 0;
+	size_t i;
+
+	if (tc == NULL)
+		return 0;
+	/* Entries are never freed before tokcache_destroy: walk the chains
+	 * as find_entry does, reading only the atomics. */
+	for (i = 0; i < TOKCACHE_BUCKETS; i++)
+		for (e = __atomic_load_n(&tc->buckets[i], __ATOMIC_ACQUIRE);
+		    e != NULL; e = e->next) {
+			asked = atomic_load_explicit(&e->asked_ns,
+			    memory_order_relaxed);
+			if (asked == 0 || now_ns - asked >
+			    TOKCACHE_ASKED_WINDOW_S * TOKCACHE_NS_PER_S)
+				continue;
+			age = atomic_load_explicit(&e->asked_age_ns,
+			    memory_order_relaxed);
+			if (age > oldest)
+				oldest = age;
+		}
+	return oldest;
 }

@@ -113,4 +113,20 @@ int tokcache_seed(struct tokcache *tc, const struct tokcache_id *id,
 /* Wipe the token cached for id (key revoked); the next call mints. */
 void tokcache_invalidate(struct tokcache *tc, const struct tokcache_id *id);
 
+/* Callers asked for a token within this long count in
+ * tokcache_oldest_age_ns: a provider asks at least every 5-10 minutes
+ * while it sends (docs/api.md), a scrape comes every 15-60 s. */
+#define TOKCACHE_ASKED_WINDOW_S 300
+
+/*
+ * For /metrics: the largest age (ns) a token had when a caller asked for
+ * it (tokcache_get, tokcache_peek), over the entries asked for within
+ * TOKCACHE_ASKED_WINDOW_S before now_ns (CLOCK_BOOTTIME); 0 when none, or
+ * none had a token. A token is handed out only while younger than the
+ * reuse period, so the value passes the reuse period only when a caller
+ * found the token due and its renewal failed (the caller got the error,
+ * not the token). Takes no lock: relaxed reads of each entry.
+ */
+int64_t tokcache_oldest_age_ns(struct tokcache *tc, int64_t now_ns);
+
 #endif /* P8V_VAULT_TOKCACHE_H */

@@ -439,9 +439,28 @@ struct vault_stats {
 	uint64_t store_watch_down_ms; /* how long the watch has been down */
 	uint64_t app_signs;           /* other Apple JWTs signed */
 	uint64_t app_sign_failures;
+	/* The keeper: */
+	int keeper_up;                /* vault_keeper_ready */
+	uint64_t keeper_restarts;     /* keeper_restarts */
+	/* The store: */
+	int store_up;                 /* store_ready */
+	uint64_t store_used_bytes;    /* LMDB: the map's pages in use */
+	uint64_t store_max_bytes;     /* LMDB: the most the map may grow to
+	                                 (0: not known, etcd) */
+	int records_known;            /* 1: records was counted */
+	uint64_t records;             /* key records, revoked ones too */
+	uint64_t records_max;         /* the quota (vault_quotas.records;
+	                                 0: none) */
+	/* The APNs token cache: */
+	int64_t apns_reuse_s;         /* the reuse period */
+	int64_t apns_oldest_age_ns;   /* tokcache_oldest_age_ns: the oldest
+	                                 age a token asked for in the last
+	                                 5 minutes had when asked */
 };
 
-/* Fill st. v and st must not be NULL. */
+/* Fill st. v and st must not be NULL. Not for a hot path: besides relaxed
+ * loads it takes the keeper's and the store's locks briefly, opens a
+ * read transaction (the record count) and walks the token cache. */
 void vault_stats(struct vault *v, struct vault_stats *st);
 
 #endif /* P8V_VAULT_VAULT_H */
