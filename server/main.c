@@ -63,6 +63,11 @@
 #define DRAIN_POLL_MS 20
 /* How often the store's housekeeping runs (stale reader slots). */
 #define MAINTAIN_INTERVAL_S 60
+/* How often the STATUS line for systemd is brought up to date (sent only
+ * when it changed): a keeper restart shows within this. */
+#define STATUS_INTERVAL_S 5
+/* Longest STATUS line kept. */
+#define STATUS_MAX 256
 /* File descriptors beyond the connections: listeners, store, logs. */
 #define FD_RESERVE 64
 
@@ -74,6 +79,7 @@ struct daemon {
 	struct api_server *srv;
 	struct listen_unix sign_socket;
 	int sign_socket_open;
+	char status[STATUS_MAX];        /* the last STATUS sent (notify.h) */
 };
 
 static int64_t
@@ -191,35 +197,46 @@ start_listeners(struct daemon *d)
 	return r;
 }
 
-static int
-count_records(struct store_txn *txn, void *arg)
-{
-	return store_count(txn, STORE_DB_KEYS, arg);
-}
-
-/* READY=1 (or only the STATUS) for the service manager: what is served. */
+/*
+ * READY=1 with a STATUS (ready), or the STATUS alone if it changed since
+ * the last one: what is served, or what is wrong (the keeper being
+ * started again, an etcd store out of reach). note is added at the end.
+ */
 static void
 notify_serving(struct daemon *d, int ready, const char *note)
 {
-	uint64_t n = 0;
+	struct vault_stats st;
+	char text[STATUS_MAX], restarts[48] = "";
 	const char *backend = store_backend_name(d->state.store);
 	const char *where = d->cfg.state_dir;
+	const char *sep = ":";
 
-	if (store_read(d->state.store, count_records, &n) != 0)
-		n = 0;
+	if (!notify_enabled())
+		return;
+	vault_stats(d->state.vault, &st);
 	/* An etcd location names its backend already. */
 	if (store_location_is_etcd(where))
-		backend = NULL;
-	if (ready)
-		notify_ready("serving: %llu key record(s), store %s%s%s, "
-		    "%zu master key(s)%s", (unsigned long long)n,
-		    backend != NULL ? backend : "", backend != NULL ? ":" : "",
-		    where, d->state.n_master_keys, note);
+		backend = sep = "";
+	if (st.keeper_restarts > 0)
+		snprintf(restarts, sizeof(restarts), ", %llu keeper restart(s)",
+		    (unsigned long long)st.keeper_restarts);
+	if (!st.keeper_up)
+		snprintf(text, sizeof(text), "keeper restarting (key "
+		    "operations answer 503): store %s%s%s%s%s", backend, sep,
+		    where, restarts, note);
+	else if (!st.store_up)
+		snprintf(text, sizeof(text), "store unreachable (cached tokens "
+		    "only): store %s%s%s%s", backend, sep, where, note);
 	else
-		notify_status("serving: %llu key record(s), store %s%s%s, "
-		    "%zu master key(s)%s", (unsigned long long)n,
-		    backend != NULL ? backend : "", backend != NULL ? ":" : "",
-		    where, d->state.n_master_keys, note);
+		snprintf(text, sizeof(text), "serving: %llu key record(s), "
+		    "store %s%s%s, %zu master key(s)%s%s",
+		    (unsigned long long)st.records, backend, sep, where,
+		    d->state.n_master_keys, restarts, note);
+	if (ready)
+		notify_ready("%s", text);
+	else if (strcmp(text, d->status) != 0)
+		notify_status("%s", text);
+	snprintf(d->status, sizeof(d->status), "%s", text);
 }
 
 /* SIGHUP: the master-key files the configuration names now, swapped in
@@ -279,18 +296,24 @@ prune_audit(struct daemon *d)
 		    (unsigned long long)first);
 }
 
-/* Wait for signals; run housekeeping between them. Returns on SIGTERM or
- * SIGINT. */
+/* Wait for signals; run housekeeping between them (every
+ * MAINTAIN_INTERVAL_S) and keep systemd's STATUS line current. Returns on
+ * SIGTERM or SIGINT. */
 static void
 run(struct daemon *d, const sigset_t *set)
 {
+	int64_t maintain_at = monotonic_ms() + MAINTAIN_INTERVAL_S * 1000L;
 	int sig;
 
 	for (;;) {
-		sig = wait_signal(set, MAINTAIN_INTERVAL_S * 1000L);
+		sig = wait_signal(set, STATUS_INTERVAL_S * 1000L);
 		if (sig == 0) {
-			state_maintain(&d->state);
-			prune_audit(d);
+			if (monotonic_ms() >= maintain_at) {
+				state_maintain(&d->state);
+				prune_audit(d);
+				maintain_at = monotonic_ms() +
+				    MAINTAIN_INTERVAL_S * 1000L;
+			}
 			notify_serving(d, 0, "");
 			continue;
 		}

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #ifdef HAVE_LIBSYSTEMD
@@ -13,10 +14,12 @@
 #define STATUS_MAX 512
 
 int
-notify_available(void)
+notify_enabled(void)
 {
 #ifdef HAVE_LIBSYSTEMD
-	return 1;
+	const char *e = getenv("NOTIFY_SOCKET");
+
+	return e != NULL && *e != '\0';
 #else
 	return 0;
 #endif

@@ -17,14 +17,17 @@
  *                     whether the keys changed or not;
  *   notify_stopping   STOPPING=1 at SIGTERM/SIGINT;
  *   notify_status     STATUS=<text> alone: what the daemon is doing.
+ * None of them unsets $NOTIFY_SOCKET: a SIGHUP's notify_reloading and the
+ * STATUS updates come later.
  */
 #ifndef P8V_SERVER_NOTIFY_H
 #define P8V_SERVER_NOTIFY_H
 
 #define NOTIFY_PRINTF __attribute__((format(printf, 1, 2)))
 
-/* Whether the daemon was built with libsystemd (0: every call a no-op). */
-int notify_available(void);
+/* 1 if built with libsystemd and $NOTIFY_SOCKET is set: someone listens,
+ * so a STATUS is worth working out. */
+int notify_enabled(void);
 
 void notify_ready(const char *fmt, ...) NOTIFY_PRINTF;
 void notify_reloading(const char *fmt, ...) NOTIFY_PRINTF;

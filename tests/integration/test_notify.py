@@ -4,7 +4,8 @@
 binds the unix datagram socket systemd would, passes it in NOTIFY_SOCKET
 and reads what the real daemon sends: READY=1 with a STATUS once it
 serves, RELOADING=1 (with MONOTONIC_USEC) and READY=1 again around a
-SIGHUP (also when the reload is refused), STOPPING=1 at SIGTERM."""
+SIGHUP (also when the reload is refused), STOPPING=1 at SIGTERM, a STATUS
+that follows a keeper restart, and why a start failed."""
 
 import os
 import re
@@ -146,6 +147,24 @@ def reloading_then_ready_at_sighup():
               "STATUS after a refused reload: %r" % again)
         check_eq(d.get("/readyz").status, 200, "/readyz after the reloads")
         d.stop(allow_plain=())
+
+
+@runner.test
+def status_follows_a_keeper_restart():
+    # The keeper killed: the daemon starts another at once, and within
+    # STATUS_INTERVAL_S (5 s) the STATUS line counts the restart; READY
+    # is not sent again (the unit never stopped being ready).
+    with Manager() as mgr, Daemon(env={"NOTIFY_SOCKET": mgr.path}) as d:
+        d.start()
+        i, _ = mgr.wait_for(ready, 0, "READY=1")
+        keeper = d.log_events("keeper_started")[0]["pid"]
+        os.kill(keeper, signal.SIGKILL)
+        _, msg = mgr.wait_for(
+            lambda m: "1 keeper restart(s)" in m.get("STATUS", ""), i + 1,
+            "a STATUS counting the keeper restart")
+        check(msg["STATUS"].startswith("serving: "), "STATUS: %r" % msg)
+        check("READY" not in msg, "READY sent again: %r" % msg)
+        d.stop()
 
 
 @runner.test
