@@ -168,7 +168,7 @@ def unit_has_the_layout():
         "StateDirectory": "p8vault", "StateDirectoryMode": "0700",
         "RuntimeDirectory": "p8vault", "UMask": "0077",
         "NoNewPrivileges": "yes",
-        "LoadCredential": "master-key:%s/p8vault/master.key" % SYSCONFDIR,
+        "LoadCredential": "p8vault-master-key:%s/p8vault/master.key" % SYSCONFDIR,
         "ExecReload": "/bin/kill -HUP $MAINPID",
         "After": "network.target", "WantedBy": "multi-user.target",
     }
@@ -181,7 +181,7 @@ def unit_has_the_layout():
     check_eq(argv[0], os.path.join(SBINDIR, "p8vaultd"), "ExecStart binary")
     for opt, val in (("--state", "/var/lib/p8vault"),
                      ("--sign-socket", "/run/p8vault/sign.sock"),
-                     ("--master-key-file", "%d/master-key")):
+                     ("--master-key-file", "%d/p8vault-master-key")):
         check(opt in argv and argv[argv.index(opt) + 1] == val,
               "ExecStart lacks %s %s: %r" % (opt, val, argv))
     check("@" not in text.replace("@system-service", "").replace(
@@ -198,7 +198,7 @@ def execstart_serves():
     try:
         creds = os.path.join(tmp, "credentials")
         os.mkdir(creds, 0o700)
-        write_master_key(os.path.join(creds, "master-key"))
+        write_master_key(os.path.join(creds, "p8vault-master-key"))
         argv = shlex.split(directives(text, "ExecStart")[0])
         moved = []
         for a in argv[1:]:
