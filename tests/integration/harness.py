@@ -170,11 +170,9 @@ if _RECORD_DIR and not os.environ.get("P8V_OPENAPI_RECORD_FILE"):
         os.unlink(os.environ["P8V_OPENAPI_RECORD_FILE"])
 
 
-def record_answer(method, target, resp):
-    """Keep resp (a Response) to method target for the OpenAPI check."""
-    global _record_fd
-    if not _RECORD_DIR or os.environ.get("P8VAULTD") != _RECORD_DAEMON:
-        return
+def answer_record(method, target, resp):
+    """The record of resp (a Response) to method target: one JSON object,
+    as tests/openapi/validate_answers.mjs reads it."""
     a = {"method": method, "target": target, "status": resp.status,
          "headers": {k: v for k, v in resp.headers.items()
                      if k in ("content-type", "retry-after", "allow",
@@ -183,7 +181,15 @@ def record_answer(method, target, resp):
         a["body"] = resp.body.decode("utf-8")
     except UnicodeDecodeError:
         a["body_b64"] = base64.b64encode(resp.body).decode()
-    line = (json.dumps(a) + "\n").encode()
+    return a
+
+
+def record_answer(method, target, resp):
+    """Keep resp (a Response) to method target for the OpenAPI check."""
+    global _record_fd
+    if not _RECORD_DIR or os.environ.get("P8VAULTD") != _RECORD_DAEMON:
+        return
+    line = (json.dumps(answer_record(method, target, resp)) + "\n").encode()
     with _record_lock:
         if _record_fd is None:
             _record_fd = os.open(os.environ["P8V_OPENAPI_RECORD_FILE"],
