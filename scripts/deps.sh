@@ -15,7 +15,10 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates libsystemd0"
 # tests/integration/test_check.py; strace shows who opens a master-key
 # file (tests/integration/test_keeper_process.py); nodejs and npm run
 # @noble/curves, the strict (low-S) ES256 verifier of
-# tests/integration/test_low_s.py (installed by that test from npm).
+# tests/integration/test_low_s.py (installed by that test from npm), and
+# the OpenAPI checks: ajv, which validates every integration script's
+# answers against docs/openapi.yaml, and @redocly/cli, its linter
+# (tests/integration/test_openapi.py; installed from npm by the tests).
 # Debian packages npm apart from nodejs; a nodejs from elsewhere
 # (NodeSource) brings its own npm and conflicts with Debian's, so the npm
 # package is asked for only when there is no npm command. strace also

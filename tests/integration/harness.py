@@ -30,9 +30,18 @@ leaves fewer results than its plan, which meson reports as an error; the
 exit status is also non-zero if a case failed or none passed. A script
 that cannot run at all here (no root, a sanitizer build) calls
 runner.skip_all(reason) instead of main(): the plan "1..0 # SKIP reason".
+
+With P8V_OPENAPI_RECORD=DIR (tests/meson.build sets it), every answer
+request(), read_response(..., sent=) and raw_exchange() get from the
+daemon under test is recorded in DIR, and main() adds a last case,
+answers_match_openapi, that validates them all against docs/openapi.yaml
+(tests/openapi/validate_answers.mjs, ajv): a route, status or body the
+spec does not describe fails the script.
 """
 
 import atexit
+import base64
+import fcntl
 import http.client
 import json
 import os
@@ -133,8 +142,144 @@ def request(conn, method, path, body=None, headers=None):
     conn.request(method, path, body=body, headers=headers or {})
     r = conn.getresponse()
     data = r.read()
-    return Response(r.status, {k.lower(): v for k, v in r.getheaders()},
+    resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()},
                     data)
+    record_answer(method, path, resp)
+    return resp
+
+
+# -- answers recorded for the OpenAPI check ---------------------------------
+
+# Where answers go (P8V_OPENAPI_RECORD); one file per script, shared with
+# the processes it starts (P8V_OPENAPI_RECORD_FILE, inherited).
+_RECORD_DIR = os.environ.get("P8V_OPENAPI_RECORD")
+# Only the daemon under test: test_compat.py points P8VAULTD at an old
+# build for a while, whose answers the current spec does not describe.
+_RECORD_DAEMON = os.environ.get("P8VAULTD")
+_record_lock = threading.Lock()
+_record_fd = None
+
+
+if _RECORD_DIR and not os.environ.get("P8V_OPENAPI_RECORD_FILE"):
+    os.makedirs(_RECORD_DIR, exist_ok=True)
+    os.environ["P8V_OPENAPI_RECORD_FILE"] = os.path.join(
+        _RECORD_DIR, "%s.%d.jsonl" % (os.path.splitext(os.path.basename(
+            sys.argv[0] or "python"))[0], os.getpid()))
+    # A file of an earlier run whose process had the same id.
+    if os.path.exists(os.environ["P8V_OPENAPI_RECORD_FILE"]):
+        os.unlink(os.environ["P8V_OPENAPI_RECORD_FILE"])
+
+
+def answer_record(method, target, resp):
+    """The record of resp (a Response) to method target: one JSON object,
+    as tests/openapi/validate_answers.mjs reads it."""
+    a = {"method": method, "target": target, "status": resp.status,
+         "headers": {k: v for k, v in resp.headers.items()
+                     if k in ("content-type", "retry-after", "allow",
+                              "www-authenticate")}}
+    try:
+        a["body"] = resp.body.decode("utf-8")
+    except UnicodeDecodeError:
+        a["body_b64"] = base64.b64encode(resp.body).decode()
+    return a
+
+
+def record_answer(method, target, resp):
+    """Keep resp (a Response) to method target for the OpenAPI check."""
+    global _record_fd
+    if not _RECORD_DIR or os.environ.get("P8VAULTD") != _RECORD_DAEMON:
+        return
+    line = (json.dumps(answer_record(method, target, resp)) + "\n").encode()
+    with _record_lock:
+        if _record_fd is None:
+            _record_fd = os.open(os.environ["P8V_OPENAPI_RECORD_FILE"],
+                                 os.O_WRONLY | os.O_CREAT |
+                                 os.O_APPEND, 0o644)
+        os.write(_record_fd, line)
+
+
+def _request_line(sent):
+    """(method, target) of the first request line in sent, or None."""
+    if isinstance(sent, str):
+        sent = sent.encode("latin-1", "replace")
+    line = sent.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+    if len(line) != 3 or not line[2].startswith("HTTP/"):
+        return None
+    return line[0], line[1]
+
+
+def record_exchange(sent, resp):
+    """Keep the answer resp (status, headers, body) to the raw request
+    bytes sent, if sent starts with a request line."""
+    req = _request_line(sent) if sent else None
+    if req is not None and resp is not None and resp.status is not None:
+        record_answer(req[0], req[1], resp)
+
+
+# npm packages of the OpenAPI checks, pinned; they run on Debian 12's
+# node 18. ajv's 2020-12 dialect is OpenAPI 3.1's.
+OPENAPI_NPM = ["ajv@8.17.1", "ajv-formats@3.0.1", "yaml@2.8.1"]
+# An npm install of a few packages; this only bounds a hang.
+NPM_TIMEOUT_S = 300
+
+
+def npm_modules(name, packages, probe):
+    """node_modules holding packages, installed once per build tree into
+    $P8V_BUILD_ROOT/name (under a lock, renamed into place when complete)
+    and reused; probe is a path inside node_modules that proves it."""
+    root = os.environ.get("P8V_BUILD_ROOT") or tempfile.gettempdir()
+    dest = os.path.join(root, name)
+    mods = os.path.join(dest, "node_modules")
+    if os.path.exists(os.path.join(mods, probe)):
+        return mods
+    with open(dest + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(mods, probe)):
+            return mods
+        tmp = tempfile.mkdtemp(prefix=name + ".tmp-", dir=root)
+        proc = subprocess.run(
+            ["npm", "install", "--prefix", tmp, "--no-audit", "--no-fund",
+             "--no-save"] + list(packages), capture_output=True, text=True,
+            timeout=NPM_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise TestFailure("npm install %s failed: %s" % (
+                " ".join(packages), proc.stderr[-500:]))
+        shutil.rmtree(dest, ignore_errors=True)
+        os.rename(tmp, dest)
+    return mods
+
+
+def source_root():
+    return os.environ.get("P8V_SOURCE_ROOT") or os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def validate_answers(files):
+    """Run tests/openapi/validate_answers.mjs over answer files; returns
+    (ok, its output)."""
+    mods = npm_modules("npm-openapi", OPENAPI_NPM,
+                       os.path.join("ajv-formats", "package.json"))
+    root = source_root()
+    proc = subprocess.run(
+        ["node", os.path.join(root, "tests", "openapi",
+                              "validate_answers.mjs"), mods,
+         os.path.join(root, "docs", "openapi.yaml")] + list(files),
+        capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL)
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+
+def _check_recorded_answers():
+    """The last case of a script that recorded answers."""
+    path = os.environ.get("P8V_OPENAPI_RECORD_FILE")
+    if not path or not os.path.exists(path):
+        print("openapi: no answers recorded")
+        return
+    ok, out = validate_answers([path])
+    print(out)
+    check(ok, "answers that do not fit docs/openapi.yaml (kept in %s)" % path)
+    os.unlink(path)
 
 
 class Daemon:
@@ -424,9 +569,30 @@ def raw_exchange(addr, data, timeout=HTTP_TIMEOUT_S, source=None):
             s.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        return read_all(s, timeout)
+        got = read_all(s, timeout)
+        record_exchange(data, parse_raw_response(got))
+        return got
     finally:
         s.close()
+
+
+def parse_raw_response(buf):
+    """Response for the first answer in buf (read until close), or None."""
+    if not buf.startswith(b"HTTP/1.") or b"\r\n\r\n" not in buf:
+        return None
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        return None
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = headers.get("content-length")
+    return Response(status, headers, rest[:int(n)] if n is not None and
+                    n.isdigit() else rest)
 
 
 def read_all(s, timeout=HTTP_TIMEOUT_S):
@@ -444,8 +610,10 @@ def read_all(s, timeout=HTTP_TIMEOUT_S):
     return b"".join(chunks)
 
 
-def read_response(s, timeout=HTTP_TIMEOUT_S):
-    """Read one HTTP response (with Content-Length) from a raw socket."""
+def read_response(s, timeout=HTTP_TIMEOUT_S, sent=None):
+    """Read one HTTP response (with Content-Length) from a raw socket;
+    sent (the request's bytes, or its head) names it for the OpenAPI
+    record."""
     s.settimeout(timeout)
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -466,7 +634,10 @@ def read_response(s, timeout=HTTP_TIMEOUT_S):
         if not b:
             break
         rest += b
-    return Response(status, headers, rest[:n])
+    resp = Response(status, headers, rest[:n])
+    if sent is not None:
+        record_exchange(sent, resp)
+    return resp
 
 
 def status_of(raw):
@@ -528,6 +699,11 @@ class Runner:
     def main(self):
         only = sys.argv[1:]
         tests = [fn for fn in self.tests if not only or fn.__name__ in only]
+        if _RECORD_DIR:
+            # After every other case: the answers they got fit the spec.
+            def answers_match_openapi():
+                _check_recorded_answers()
+            tests.append(answers_match_openapi)
         tap = _tap_stream()
         tap.write("1..%d\n" % len(tests))
         for num, fn in enumerate(tests, 1):

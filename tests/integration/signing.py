@@ -319,7 +319,7 @@ class SignVault:
         s = self.sign_socket(tcp)
         try:
             s.sendall(head.encode("latin-1") + (data or b""))
-            return read_response(s)
+            return read_response(s, sent=head)
         finally:
             s.close()
 

@@ -114,8 +114,9 @@ def sigkill_during_a_thousand_uploads_loses_no_acknowledged_one():
             try:
                 s = adversary.connect(target, timeout=KILL_WAIT_S)
                 barrier.wait()
-                s.sendall(upload_request(app, kid, team, pem, token))
-                r = read_response(s, timeout=KILL_WAIT_S)
+                req = upload_request(app, kid, team, pem, token)
+                s.sendall(req)
+                r = read_response(s, timeout=KILL_WAIT_S, sent=req)
                 results[i] = r.status
                 if r.status == 201:
                     with cond:
