@@ -20,7 +20,14 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
 # slows a keeper down from outside (tests/integration/test_etcd.py);
 # etcd-server (etcd 3.4, /usr/bin/etcd) runs the 3-member cluster of
 # test_etcd.py.
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server"
+# tests/integration/test_package.py builds the Debian package (debian/)
+# with dpkg-buildpackage: build-essential (make), dpkg-dev, debhelper and
+# the Build-Depends of debian/control beyond the build list (scdoc,
+# libsystemd-dev, pkgconf, systemd for its pkg-config file); lintian
+# checks it, man-db (man) renders its pages, systemd's sysusers and
+# tmpfiles run its postinst in a throwaway root, fakeroot for a build as
+# another user than root.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server build-essential dpkg-dev debhelper lintian fakeroot man-db scdoc libsystemd-dev pkgconf systemd"
 command -v npm >/dev/null 2>&1 || P8V_TEST_PACKAGES="$P8V_TEST_PACKAGES npm"
 
 p8v_missing_packages() {
