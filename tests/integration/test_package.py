@@ -317,6 +317,15 @@ def postinst_without_a_key_enables_but_makes_no_key():
           "postinst did not say how to make the key:\n%s" % p.stdout)
     check("not started" in p.stdout, "postinst did not say the service "
           "is not started:\n%s" % p.stdout)
+    # Enabled without a start (dh_installsystemd --no-start); prerm
+    # stops it on removal, which --no-start leaves out.
+    text = open(os.path.join(state["control"], "postinst")).read()
+    check("deb-systemd-invoke start p8vaultd.service" in text and
+          "deb-systemd-invoke restart" not in text,
+          "postinst starts p8vaultd otherwise than when a key exists")
+    text = open(os.path.join(state["control"], "prerm")).read()
+    check("deb-systemd-invoke stop p8vaultd.service" in text,
+          "prerm does not stop p8vaultd.service on removal")
 
 
 @runner.test
