@@ -41,6 +41,7 @@ SRC = os.environ.get("P8V_SOURCE_ROOT") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 VERSION = "0.1.0"
 BUILD_TIMEOUT_S = 1500
+UNIT = "lib/systemd/system/p8vaultd.service"
 
 runner = harness.Runner("package")
 state = {}
@@ -146,7 +147,9 @@ def package_holds_the_install_layout():
         full = in_root(path)
         check(os.path.isfile(full) and os.access(full, os.X_OK),
               "/%s missing or not executable" % path)
-    for path in ("lib/systemd/system/p8vaultd.service",
+    # systemd's unit directory on Debian 12 (pkg-config systemd
+    # systemdsystemunitdir) is /lib/systemd/system.
+    for path in (UNIT,
                  "usr/lib/sysusers.d/p8vault.conf",
                  "usr/lib/tmpfiles.d/p8vault.conf",
                  "etc/p8vault/p8vaultd.conf"):
@@ -168,7 +171,7 @@ def package_holds_the_install_layout():
         check(doc(name) is not None,
               "/usr/share/doc/p8vault/%s missing" % name)
     # The unit runs the installed daemon as the service user.
-    unit = open(in_root("lib/systemd/system/p8vaultd.service")).read()
+    unit = open(in_root(UNIT)).read()
     check("/usr/sbin/p8vaultd" in unit, "the unit does not run "
           "/usr/sbin/p8vaultd:\n%s" % unit)
     check("User=p8vault" in unit, "the unit names no User=p8vault")
