@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +36,49 @@ admin_keys_add(struct admin_keys *k, const char *cmd, const char *file)
 	return CLI_EXIT_OK;
 }
 
+/*
+ * Why the keeper could not load the master key file path, from what a
+ * stat shows (this process never reads a key): the keeper's rules
+ * (crypto/masterkey.c) are a regular file, not a symbolic link, no access
+ * for group or others, owned by root or by the user that loads it, and
+ * readable. Into buf; NULL if none of these is the cause.
+ */
+static const char *
+key_file_problem(const char *path, char *buf, size_t n)
+{
+	struct passwd *pw;
+	struct stat st;
+
+	if (lstat(path, &st) != 0) {
+		if (errno == ENOENT)
+			snprintf(buf, n, "no such file");
+		else
+			snprintf(buf, n, "%s", strerror(errno));
+		return buf;
+	}
+	if (S_ISLNK(st.st_mode))
+		snprintf(buf, n, "a symbolic link; give the file itself");
+	else if (!S_ISREG(st.st_mode))
+		snprintf(buf, n, "not a regular file");
+	else if ((st.st_mode & 077) != 0)
+		snprintf(buf, n, "mode %04o, must not be readable or writable "
+		    "by group or others (chmod 600 %s)",
+		    (unsigned)(st.st_mode & 07777), path);
+	else if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		pw = getpwuid(st.st_uid);
+		snprintf(buf, n, "owned by uid %lu%s%s%s, must be owned by root "
+		    "or by you (uid %lu)", (unsigned long)st.st_uid,
+		    pw != NULL ? " (" : "", pw != NULL ? pw->pw_name : "",
+		    pw != NULL ? ")" : "", (unsigned long)geteuid());
+	} else if (access(path, R_OK) != 0)
+		snprintf(buf, n, "%s (owned by uid %lu, mode %04o): run as "
+		    "root or as its owner", strerror(errno),
+		    (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
+	else
+		return NULL;
+	return buf;
+}
+
 int
 admin_keys_start(struct admin_keys *k, const char *extra, const char *generate,
     struct keeper_key_info *extra_info)
@@ -41,7 +86,8 @@ admin_keys_start(struct admin_keys *k, const char *extra, const char *generate,
 	struct keeper_process_options o;
 	struct keeper_status st;
 	const char *files[ADMIN_KEY_FILES_MAX + 1];
-	const char *file;
+	const char *file, *why;
+	char whybuf[256];
 	size_t i, n = 0, bad = SIZE_MAX;
 	int r;
 
@@ -72,14 +118,18 @@ admin_keys_start(struct admin_keys *k, const char *extra, const char *generate,
 		if (generate != NULL && bad == n)
 			return cli_fail("creating master key file %s: %s", file,
 			    p8v_strerror(r));
+		why = r == P8V_ERR_MASTER_KEY_FILE ? key_file_problem(file,
+		    whybuf, sizeof(whybuf)) : NULL;
 		if (extra != NULL && bad == n - 1)
 			return cli_fail("new master key file %s: %s", file,
 			    r == P8V_ERR_NOT_FOUND ? "no such file (create it "
-			    "with 'p8vault master generate')" :
-			    p8v_strerror(r));
+			    "with 'p8vault master generate')" : why != NULL ?
+			    why : p8v_strerror(r));
 		if (r == P8V_ERR_NOT_FOUND)
 			return cli_fail("master key file %s: no such file",
 			    file);
+		if (why != NULL)
+			return cli_fail("master key file %s: %s", file, why);
 		return cli_fail("master key file %s: %s", file,
 		    p8v_strerror(r));
 	}

@@ -2,6 +2,8 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,8 @@
 
 /* The LMDB data file store_open creates in a state directory. */
 #define CLI_STORE_DATA_FILE "data.mdb"
+/* The files of a state directory (store/backend_lmdb.c). */
+static const char *const state_files[] = { "data.mdb", "lock.mdb" };
 
 int
 cli_fail(const char *fmt, ...)
@@ -188,6 +192,144 @@ cli_store_args(int *argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+/* "uid 999 (p8vault)", or "uid 999" for a uid with no name. */
+static const char *
+uid_name(uid_t uid, char *buf, size_t n)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL)
+		snprintf(buf, n, "uid %lu (%s)", (unsigned long)uid,
+		    pw->pw_name);
+	else
+		snprintf(buf, n, "uid %lu", (unsigned long)uid);
+	return buf;
+}
+
+/*
+ * What keeps user uid from opening the store of the existing directory
+ * dir (st: its stat), named on one line (printed); CLI_EXIT_OK if
+ * nothing does. The rules are the store's (store/backend_lmdb.c): the
+ * directory and its files belong to the user that opens them, the
+ * directory is not writable by group or others and the files are 0600.
+ */
+static int
+state_dir_problem(const char *dir, const struct stat *st, uid_t uid)
+{
+	char path[4096], who[128], owner[128];
+	struct stat fs;
+	size_t i;
+
+	if (!S_ISDIR(st->st_mode))
+		return cli_fail("state directory %s: not a directory", dir);
+	if (st->st_uid != uid)
+		return cli_fail("state directory %s: owned by %s, not by you "
+		    "(%s): run as root or as that user", dir,
+		    uid_name(st->st_uid, owner, sizeof(owner)),
+		    uid_name(uid, who, sizeof(who)));
+	if ((st->st_mode & 022) != 0)
+		return cli_fail("state directory %s: mode %04o, must not be "
+		    "writable by group or others (chmod 700 %s)", dir,
+		    (unsigned)(st->st_mode & 07777), dir);
+	for (i = 0; i < sizeof(state_files) / sizeof(state_files[0]); i++) {
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+		    state_files[i]) >= sizeof(path))
+			return cli_fail("state directory %s: path too long",
+			    dir);
+		if (lstat(path, &fs) != 0) {
+			if (errno == ENOENT)
+				continue;
+			return cli_fail("state directory %s: %s: %s", dir,
+			    path, strerror(errno));
+		}
+		if (!S_ISREG(fs.st_mode))
+			return cli_fail("state directory %s: %s is not a "
+			    "regular file", dir, path);
+		if (fs.st_uid != uid)
+			return cli_fail("state directory %s: %s is owned by "
+			    "%s, not by the directory's owner (%s): chown it "
+			    "back", dir, path,
+			    uid_name(fs.st_uid, owner, sizeof(owner)),
+			    uid_name(uid, who, sizeof(who)));
+		if ((fs.st_mode & 077) != 0)
+			return cli_fail("state directory %s: %s has mode "
+			    "%04o, must be 0600 (chmod 600 %s)", dir, path,
+			    (unsigned)(fs.st_mode & 07777), path);
+	}
+	return CLI_EXIT_OK;
+}
+
+/* The user a command on dir (st: its stat) runs as: the directory's
+ * owner when this process is root and the owner is not, else itself. */
+static uid_t
+state_dir_user(const struct stat *st)
+{
+	if (geteuid() == 0 && st->st_uid != 0)
+		return st->st_uid;
+	return geteuid();
+}
+
+int
+cli_state_dir_check(const char *dir)
+{
+	struct stat st;
+
+	if (store_location_is_etcd(dir))
+		return CLI_EXIT_OK;
+	if (stat(dir, &st) != 0)
+		return errno == ENOENT ? CLI_EXIT_OK : cli_fail("state "
+		    "directory %s: %s", dir, strerror(errno));
+	return state_dir_problem(dir, &st, state_dir_user(&st));
+}
+
+/*
+ * Become user uid for good: its groups (initgroups from its passwd
+ * entry, or none), its group (the passwd entry's, else gid), then the
+ * uid, real, effective and saved; then make sure root cannot be had
+ * back.
+ */
+static int
+become(uid_t uid, gid_t gid, const char *dir)
+{
+	struct passwd *pw = getpwuid(uid);
+	char who[128];
+
+	uid_name(uid, who, sizeof(who));
+	if (pw != NULL)
+		gid = pw->pw_gid;
+	if ((pw != NULL ? initgroups(pw->pw_name, gid) :
+	    setgroups(0, NULL)) != 0 ||
+	    setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0)
+		return cli_fail("state directory %s: cannot switch to its "
+		    "owner %s: %s", dir, who, strerror(errno));
+	if (setuid(0) == 0 || seteuid(0) == 0 ||
+	    (gid != 0 && setgid(0) == 0) ||
+	    geteuid() != uid || getuid() != uid)
+		return cli_fail("state directory %s: switched to %s but root "
+		    "could be regained; stopping", dir, who);
+	return CLI_EXIT_OK;
+}
+
+int
+cli_state_dir_enter(const char *dir)
+{
+	struct stat st;
+	uid_t uid;
+	int ret;
+
+	if (store_location_is_etcd(dir))
+		return CLI_EXIT_OK;
+	if (stat(dir, &st) != 0)
+		return errno == ENOENT ? CLI_EXIT_OK : cli_fail("state "
+		    "directory %s: %s", dir, strerror(errno));
+	uid = state_dir_user(&st);
+	if ((ret = state_dir_problem(dir, &st, uid)) != CLI_EXIT_OK)
+		return ret;
+	if (uid != geteuid())
+		return become(uid, st.st_gid, dir);
+	return CLI_EXIT_OK;
+}
+
 /* A prefix p8vault init (or import) prepared holds more in meta than
  * the schema version store_open writes. */
 static int
@@ -224,13 +366,18 @@ cli_store_open_existing(const char *dir, struct store **out)
 		    "'p8vault init')", dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return cli_fail("state directory %s: not a directory", dir);
+	/* Owner and modes first: another user's directory cannot even be
+	 * looked into. */
+	if ((r = cli_state_dir_enter(dir)) != CLI_EXIT_OK)
+		return r;
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
 	    CLI_STORE_DATA_FILE) >= sizeof(path))
 		return cli_fail("state directory %s: path too long", dir);
 	if (stat(path, &st) != 0)
-		return cli_fail("state directory %s holds no p8vault store "
-		    "(%s: %s); create one with 'p8vault init'", dir, path,
-		    strerror(errno));
+		return errno == ENOENT ? cli_fail("state directory %s holds "
+		    "no p8vault store (%s: %s); create one with 'p8vault "
+		    "init'", dir, path, strerror(errno)) : cli_fail("state "
+		    "directory %s: %s: %s", dir, path, strerror(errno));
 	if ((r = store_open(dir, NULL, out)) != 0)
 		return cli_store_fail(dir, "opening the store", r);
 	return CLI_EXIT_OK;

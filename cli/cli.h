@@ -76,10 +76,31 @@ int cli_secmem_init(void);
 /*
  * Open the store of an existing state directory (one `p8vault init` made):
  * refuses, with one line naming dir, a directory that does not exist or
- * holds no data file, instead of creating an empty one on a typo.
+ * holds no data file, instead of creating an empty one on a typo. As root
+ * on a directory owned by another user, becomes that user first
+ * (cli_state_dir_enter).
  * Returns CLI_EXIT_OK with *out set, or CLI_EXIT_FAILURE (printed).
  */
 int cli_store_open_existing(const char *dir, struct store **out);
+
+/*
+ * Before a command opens the store of state directory dir: when this
+ * process runs as root and dir (existing) is owned by another user (the
+ * service user of a packaged install), switch to that user for good
+ * (its groups, its gid, its uid; root cannot be regained), so that the
+ * files the store writes stay that user's. Commands load their master
+ * keys into the keeper process before: the keeper keeps reading them as
+ * root. Refuses, on one line naming the cause, a directory or data file
+ * the (new) user cannot use: owned by someone else, writable by group or
+ * others, a data file not 0600 or not its owner's. An etcd location or
+ * a directory that does not exist yet: nothing to do (no switch).
+ * CLI_EXIT_OK or CLI_EXIT_FAILURE (printed).
+ *
+ * cli_store_open_existing calls it; cli_state_dir_check only checks, as
+ * the user cli_state_dir_enter would switch to.
+ */
+int cli_state_dir_enter(const char *dir);
+int cli_state_dir_check(const char *dir);
 
 /*
  * Take the store options every command shares out of argv (argv[0] is

@@ -218,6 +218,14 @@ cmd_backup(int argc, char **argv)
 	if ((ret = cli_store_open_existing(a.dir, &store)) != CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
+	/* Again as the state directory's owner, if root became it. */
+	snprintf(dir, sizeof(dir), "%s", a.operand);
+	if (access(dirname(dir), W_OK) != 0) {
+		cli_fail("backup: cannot write %s as uid %lu, the owner of state "
+		    "directory %s: %s", a.operand, (unsigned long)geteuid(),
+		    a.dir, strerror(errno));
+		goto out;
+	}
 	if ((r = store_backup(store, a.operand)) != 0) {
 		if (r == P8V_ERR_EXISTS)
 			cli_fail("backup: %s exists; a backup never replaces a "

@@ -145,6 +145,14 @@ cmd_export(int argc, char **argv)
 	if ((ret = cli_store_open_existing(a.dir, &store)) != CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
+	/* Again as the state directory's owner, if root became it. */
+	snprintf(dir, sizeof(dir), "%s", a.operand);
+	if (access(dirname(dir), W_OK) != 0) {
+		cli_fail("export: cannot write %s as uid %lu, the owner of state "
+		    "directory %s: %s", a.operand, (unsigned long)geteuid(),
+		    a.dir, strerror(errno));
+		goto out;
+	}
 	if ((r = store_export(store, a.operand, &info)) != 0) {
 		if (r == P8V_ERR_EXISTS)
 			cli_fail("export: %s exists; an export never replaces "

@@ -41,6 +41,10 @@ usage(FILE *f)
 	    "daemon refuses any other key. An existing FILE is never\n"
 	    "overwritten; running init again only checks.\n"
 	    "\n"
+	    "As root on an existing DIR owned by another user (the service\n"
+	    "user of a packaged install), init reads or creates FILE as root\n"
+	    "(in its keeper process) and then works in DIR as DIR's owner.\n"
+	    "\n"
 	    "Keep FILE outside DIR in production: a key next to the data it\n"
 	    "protects is for development only (init warns).\n"
 	    "\n"
@@ -113,7 +117,7 @@ cmd_init(int argc, char **argv)
 	struct stat st;
 	char id_hex[MASTER_KEY_ID_HEX + 1];
 	json_t *out = NULL;
-	int json = 0, dir_created, key_created = 0, key_inside;
+	int json = 0, local, dir_created, key_created = 0, key_inside;
 	int c, r, ret = CLI_EXIT_FAILURE;
 
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -146,12 +150,24 @@ cmd_init(int argc, char **argv)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
 
-	dir_created = !store_location_is_etcd(dir) && stat(dir, &st) != 0 &&
-	    errno == ENOENT;
-	if ((r = store_open(dir, NULL, &store)) != 0) {
+	local = !store_location_is_etcd(dir);
+	dir_created = local && stat(dir, &st) != 0 && errno == ENOENT;
+	if (!local && (r = store_open(dir, NULL, &store)) != 0) {
 		cli_store_fail(dir, "opening the store", r);
 		goto out;
 	}
+	/* A state directory: made (by this user) or checked (as the user
+	 * that will open it) before a key is made, opened after the keeper
+	 * has loaded the key: as root on a directory of the service user,
+	 * the keeper reads root's key file and this process then becomes
+	 * that user (cli_state_dir_enter). */
+	if (dir_created && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		cli_fail("state directory %s: cannot create it: %s", dir,
+		    strerror(errno));
+		goto out;
+	}
+	if (local && cli_state_dir_check(dir) != CLI_EXIT_OK)
+		goto out;
 	/* After the directory exists: the key file may be inside it (the
 	 * development layout). */
 	/* lstat first: master_key_generate_file logs an existing file as an
@@ -165,6 +181,14 @@ cmd_init(int argc, char **argv)
 	    NULL) != CLI_EXIT_OK)
 		goto out;
 	keeper = keys.keeper;
+	if (local) {
+		if (cli_state_dir_enter(dir) != CLI_EXIT_OK)
+			goto out;
+		if ((r = store_open(dir, NULL, &store)) != 0) {
+			cli_store_fail(dir, "opening the store", r);
+			goto out;
+		}
+	}
 	if ((r = keeper_status(keeper, &ks)) != 0 || ks.n == 0) {
 		cli_fail("the keeper does not answer: %s", p8v_strerror(r));
 		goto out;

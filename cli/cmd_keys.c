@@ -846,9 +846,13 @@ keys_import(int argc, char **argv)
 		    "not %s (key_id_mismatch)", file, name_id, a.key_id);
 		goto out;
 	}
-	if ((ret = open_vault(&a, &store, &v)) != CLI_EXIT_OK)
+	/* The .p8 is read before the store is opened: as root, that may
+	 * switch to the state directory's owner (cli_state_dir_enter), who
+	 * need not be able to read it. */
+	if ((ret = cli_secmem_init()) != CLI_EXIT_OK ||
+	    (ret = read_p8(file, &p8, &p8_len)) != CLI_EXIT_OK)
 		goto out;
-	if ((ret = read_p8(file, &p8, &p8_len)) != CLI_EXIT_OK)
+	if ((ret = open_vault(&a, &store, &v)) != CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAILURE;
 	memset(&up, 0, sizeof(up));

@@ -33,7 +33,14 @@ P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates libsystemd0"
 # for tests/systemd_unit.py (the unit's security rating and verify, the
 # sysusers.d and tmpfiles.d files), and man-db the man command
 # systemd-analyze verify checks Documentation=man: pages with.
-P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server prometheus python3-yaml python3-httpx python3-h2 systemd man-db"
+# tests/integration/test_package.py builds the Debian package (debian/)
+# with dpkg-buildpackage: build-essential (make), dpkg-dev, debhelper and
+# the Build-Depends of debian/control beyond the build list (scdoc,
+# libsystemd-dev, pkgconf, systemd for its pkg-config file); lintian
+# checks it, man-db (man) renders its pages, systemd's sysusers and
+# tmpfiles run its postinst in a throwaway root, fakeroot for a build as
+# another user than root.
+P8V_TEST_PACKAGES="git openssl python3 python3-cryptography curl clang libclang-rt-14-dev lmdb-utils util-linux procps faketime nodejs strace etcd-server prometheus python3-yaml python3-httpx python3-h2 systemd man-db build-essential dpkg-dev debhelper lintian fakeroot scdoc libsystemd-dev pkgconf"
 command -v npm >/dev/null 2>&1 || P8V_TEST_PACKAGES="$P8V_TEST_PACKAGES npm"
 
 p8v_missing_packages() {

@@ -287,8 +287,11 @@ check_dir(const char *dir)
 		return P8V_ERR_IO;
 	}
 	if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
-		log_errorf("store_dir", "the state directory %s must be owned "
-		    "by this user and not writable by group or others", dir);
+		log_errorf("store_dir", "the state directory %s (owner uid %lu, "
+		    "mode %04o) must be owned by this user (uid %lu) and not "
+		    "writable by group or others", dir,
+		    (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777),
+		    (unsigned long)geteuid());
 		return P8V_ERR_IO;
 	}
 	for (i = 0; i < sizeof(data_files) / sizeof(data_files[0]); i++) {
@@ -303,8 +306,12 @@ check_dir(const char *dir)
 		}
 		if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
 		    (st.st_mode & 077) != 0) {
-			log_errorf("store_dir", "%s must be a regular file owned "
-			    "by this user with mode 0600", path);
+			log_errorf("store_dir", "%s (owner uid %lu, mode %04o) "
+			    "must be a regular file owned by this user (uid "
+			    "%lu) with mode 0600", path,
+			    (unsigned long)st.st_uid,
+			    (unsigned)(st.st_mode & 07777),
+			    (unsigned long)geteuid());
 			return P8V_ERR_IO;
 		}
 	}
