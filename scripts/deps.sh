@@ -5,6 +5,9 @@
 
 P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev"
 P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates"
+# run.sh only: curl waits for the daemon's readiness and runs the commands
+# it prints on a first run (docs/api.md's examples use it too).
+P8V_DEV_PACKAGES="curl"
 # Tests: the openssl command and python3-cryptography check what the vault
 # emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
 # examples; util-linux for the file-system fault tests; faketime (libfaketime)
