@@ -241,7 +241,8 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 	/* On the path of every push: written directly instead of building a
 	 * jansson object to serialise, or printf (docs/benchmarks.md, "Costs
 	 * behind limits and fast paths"). The same bytes
-	 * json_dumps(JSON_COMPACT) gives for the object below. */
+	 * json_dumps(JSON_COMPACT) gives for the object below, and the
+	 * newline every JSON answer ends with. */
 	/* The token is a compact JWS, base64url and dots only (vault/vault.h;
 	 * the vault checks it where it takes one in): measured, not scanned. */
 	n_token = strlen(tok->token);
