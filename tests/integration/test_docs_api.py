@@ -255,6 +255,23 @@ def readme_quick_start_runs():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+@runner.test
+def run_sh_prints_the_readme_quick_start():
+    """The commands ./run.sh prints on a first run are README's (which the
+    case above runs): the same command lines, comments aside."""
+    with open(os.path.join(REPO, "run.sh"), encoding="utf-8") as f:
+        m = re.search(r"<<STEPS\n(.*?)\nSTEPS\n", f.read(), re.S)
+    check(m is not None, "no first-run text in run.sh")
+    printed = m.group(1).replace("\\$", "$").replace("\\\\", "\\")
+
+    def commands(text):
+        return [l.strip() for l in text.split("\n") if l.startswith("  ")
+                and l.strip() and not l.strip().startswith("#")]
+    check_eq(commands(printed), commands(
+        "\n".join("  " + l for l in QUICK.blocks[0][1].split("\n"))),
+        "run.sh's commands against README's")
+
+
 def main():
     try:
         runner.main()
