@@ -10,6 +10,7 @@
 
 #include "api/http.h"
 #include "common/err.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 
@@ -430,17 +431,66 @@ verify_request(struct api_request *req, enum api_role required,
 	    required, app, who, cred);
 }
 
+/* The name of a role for people, as `token create --role` takes it. */
+static const char *
+role_name(enum api_role role)
+{
+	const char *name = apitoken_role_name((enum apitoken_role)role);
+
+	return name != NULL ? name : "unknown";
+}
+
+/*
+ * A refused token: say whether its role or its app list is the cause.
+ * The token is checked again without the app and for any role (its secret
+ * matched already, so this tells its holder only what its own token
+ * allows); the principal that check fills is cleared again.
+ */
+static void
+explain_forbidden(struct api_request *req, enum api_role required,
+    const char *app)
+{
+	struct api_principal *who = api_request_principal(req);
+	enum api_role have;
+
+	if (verify_request(req, API_AUTH_ANY_ROLE, NULL, NULL) != 0)
+		goto out;
+	have = who->role;
+	if (app != NULL && role_covers(have, required))
+		api_request_error_detail(req, P8V_ERR_FORBIDDEN,
+		    "this token is limited to other apps: it may not act on "
+		    "app %s (p8vault token create --app)",
+		    ids_app_valid(app) == 0 ? app :
+		    "(an invalid app id)");
+	else if (required == API_ROLE_ADMIN)
+		api_request_error_detail(req, P8V_ERR_FORBIDDEN,
+		    "a %s token may not use this route: it needs an admin "
+		    "token", role_name(have));
+	else
+		api_request_error_detail(req, P8V_ERR_FORBIDDEN,
+		    "a %s token may not use this route: it needs a %s or "
+		    "admin token", role_name(have), role_name(required));
+ out:
+	memset(who, 0, sizeof(*who));
+}
+
 int
 api_authenticate(struct api_request *req, enum api_role required)
 {
+	const char *app;
+	int r;
+
 	if (req == NULL)
 		return P8V_ERR_INVALID_ARGUMENT;
 	/* Routes without a role never come here: refusing is safer than
 	 * reading NONE as "any token". */
 	if (required == API_ROLE_NONE)
 		return P8V_ERR_INTERNAL;
-	return verify_request(req, required, api_request_param(req, "app"),
-	    NULL);
+	app = api_request_param(req, "app");
+	r = verify_request(req, required, app, NULL);
+	if (r == P8V_ERR_FORBIDDEN)
+		explain_forbidden(req, required, app);
+	return r;
 }
 
 int

@@ -68,15 +68,20 @@
 /* GnuTLS priorities for HTTPS listeners: TLS 1.2 and 1.3 only, GnuTLS's
  * NORMAL cipher choice within them. */
 #define API_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/* Longest message api_request_error_detail keeps (longer ones are cut):
+ * a sentence naming an app id (at most 64 characters) or a member. */
+#define API_ERROR_DETAIL_MAX 192
 /* Longest line libmicrohttpd's own log messages are cut to. */
 #define MHD_LOG_LINE_MAX 512
 /* A flat JSON answer up to this size is written into a stack buffer by
  * jsonflat_dump: every signing answer fits. */
 #define API_JSON_STACK_BYTES 1024
 
-/* The body of a response when even building the error body failed. */
+/* The body of a response when even building the error body failed. Every
+ * JSON answer ends with a newline (a terminal prompt after curl's output
+ * starts on its own line; line-oriented tools see one complete line). */
 static const char fallback_body[] =
-    "{\"error\":{\"code\":\"internal_error\",\"message\":\"internal error\"}}";
+    "{\"error\":{\"code\":\"internal_error\",\"message\":\"internal error\"}}\n";
 
 /* A connection refused by the limits when no refusal slot was free: its
  * socket context. It is shut at once, without an answer. */
@@ -204,6 +209,11 @@ struct api_request {
 	int resp_secret;                /* resp_text holds a secret: wiped
 	                                   when it is freed */
 	int err;                        /* the error behind an error response */
+	/* api_request_error_detail: the message for an error a hook or
+	 * handler returns as a code (err_detail_for), instead of the code's
+	 * general text. */
+	int err_detail_for;
+	char err_detail[API_ERROR_DETAIL_MAX];
 	size_t n_headers;
 	char *header_name[API_RESPONSE_HEADERS_MAX];
 	char *header_value[API_RESPONSE_HEADERS_MAX];
@@ -405,7 +415,8 @@ set_error(struct api_request *req, int err, unsigned int allowed)
 		err = P8V_ERR_BUSY;
 	}
 	clear_response(req);
-	if (api_respond_error(req, err, NULL) != 0) {
+	if (api_respond_error(req, err, err == req->err_detail_for &&
+	    req->err_detail[0] != '\0' ? req->err_detail : NULL) != 0) {
 		req->status = 500;
 		req->err = P8V_ERR_ALLOC;
 	}
@@ -452,18 +463,23 @@ send_response(struct api_request *req)
 			ctype = req->resp_type;
 		}
 	} else if (req->resp_body != NULL) {
-		n = jsonflat_dump(req->resp_body, small, sizeof(small));
-		if (n > 0)
+		/* One byte kept for the newline every JSON answer ends with. */
+		n = jsonflat_dump(req->resp_body, small, sizeof(small) - 1);
+		if (n > 0) {
+			small[n++] = '\n';
 			resp = MHD_create_response_from_buffer(n, small,
 			    MHD_RESPMEM_MUST_COPY);
-		else
-			text = json_dumps(req->resp_body, JSON_COMPACT);
-	}
-	if (text != NULL) {
-		resp = MHD_create_response_from_buffer(strlen(text), text,
-		    MHD_RESPMEM_MUST_FREE);
-		if (resp == NULL)
+		} else if ((n = json_dumpb(req->resp_body, NULL, 0,
+		    JSON_COMPACT)) > 0 && (text = malloc(n + 1)) != NULL &&
+		    json_dumpb(req->resp_body, text, n, JSON_COMPACT) == n) {
+			text[n++] = '\n';
+			resp = MHD_create_response_from_buffer(n, text,
+			    MHD_RESPMEM_MUST_FREE);
+			if (resp == NULL)
+				free(text);
+		} else {
 			free(text);
+		}
 	}
 	if (resp == NULL) {
 		req->status = 500;
@@ -1496,9 +1512,16 @@ api_request_json(const struct api_request *req, json_t **out)
 		goto out;
 	}
 	*out = NULL;
-	if (req->body_len == 0 ||
-	    !is_json_type(api_request_header(req, "Content-Type"))) {
+	if (req->body_len == 0) {
 		r = P8V_ERR_BAD_REQUEST;
+		goto out;
+	}
+	/* As the upload route: a body of another media type (curl -d sends
+	 * application/x-www-form-urlencoded), or of none, is 415. Releases
+	 * before this answered 400 bad_request to both, so no client relied
+	 * on a body without a Content-Type. */
+	if (!is_json_type(api_request_header(req, "Content-Type"))) {
+		r = P8V_ERR_UNSUPPORTED_MEDIA_TYPE;
 		goto out;
 	}
 	v = json_loadb((const char *)req->body, req->body_len,
@@ -1513,4 +1536,37 @@ api_request_json(const struct api_request *req, json_t **out)
  out:
 	json_decref(v);
 	return r;
+}
+
+int
+api_respond_json_error(struct api_request *req, int err)
+{
+	const char *detail = NULL;
+
+	if (err == P8V_ERR_UNSUPPORTED_MEDIA_TYPE)
+		detail = api_request_header(req, "Content-Type") == NULL ?
+		    "a body needs Content-Type: application/json" :
+		    "the body must be JSON with Content-Type: application/json"
+		    " (curl -d sends application/x-www-form-urlencoded: add "
+		    "-H 'Content-Type: application/json')";
+	else if (err == P8V_ERR_BAD_REQUEST && req->body_len == 0)
+		detail = "a JSON object body is required";
+	else if (err == P8V_ERR_BAD_REQUEST)
+		detail = "the body is not a JSON object (malformed JSON, a "
+		    "member given twice, or another JSON value)";
+	return api_respond_error(req, err, detail);
+}
+
+void
+api_request_error_detail(struct api_request *req, int err, const char *fmt,
+    ...)
+{
+	va_list ap;
+
+	if (req == NULL || fmt == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(req->err_detail, sizeof(req->err_detail), fmt, ap);
+	va_end(ap);
+	req->err_detail_for = err;
 }

@@ -231,10 +231,24 @@ struct api_principal *api_request_principal(struct api_request *req);
  * WARNING: jansson copies strings into ordinary heap memory; never use this
  * for a body that holds key material (a .p8): read api_request_body
  * instead. Requires Content-Type application/json (parameters allowed).
- * Returns 0, P8V_ERR_BAD_REQUEST (no body, not JSON, not an object, wrong
- * Content-Type), P8V_ERR_ALLOC.
+ * Returns 0, P8V_ERR_BAD_REQUEST (no body, not JSON, not an object),
+ * P8V_ERR_UNSUPPORTED_MEDIA_TYPE (a body without Content-Type or with
+ * another one), P8V_ERR_ALLOC.
  */
 int api_request_json(const struct api_request *req, json_t **out);
+/*
+ * The message for the error err when the hook or handler returns it as a
+ * code (the framework then answers it with this text instead of the
+ * code's general one). printf-style; never put the request's bytes in it
+ * unless they were validated (an app id, a member name).
+ */
+void api_request_error_detail(struct api_request *req, int err,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/*
+ * Answer the error api_request_json returned, with a message saying what
+ * was wrong with the body (never its bytes). Returns as api_respond_error.
+ */
+int api_respond_json_error(struct api_request *req, int err);
 
 /*
  * Set the response: status and body (a JSON object or array; the reference

@@ -153,7 +153,7 @@ check_options(struct api_request *req, json_t **opts, const char **env,
 	if (len == 0)
 		return 0;
 	if ((r = api_request_json(req, opts)) != 0)
-		return r;
+		return api_respond_json_error(req, r) == 0 ? 1 : r;
 	json_object_foreach(*opts, name, v) {
 		if (strcmp(name, "environment") == 0 && json_is_string(v))
 			*env = json_string_value(v);

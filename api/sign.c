@@ -116,6 +116,32 @@ api_sign_apns_body_parse(const json_t *body, enum key_env *env,
 	return 0;
 }
 
+/* The first member of an apns-token body that is not one of its three,
+ * if its name is plain enough to repeat (PROFILE_MEMBER_SHOWN_MAX
+ * characters of [A-Za-z0-9_-]); else NULL. */
+static const char *
+apns_unknown_member(const json_t *body)
+{
+	const char *member;
+	json_t *v;
+	size_t i, n;
+
+	json_object_foreach((json_t *)body, member, v) {
+		if (strcmp(member, APNS_MEMBER_ENVIRONMENT) == 0 ||
+		    strcmp(member, APNS_MEMBER_REJECTED) == 0 ||
+		    strcmp(member, APNS_MEMBER_REASON) == 0)
+			continue;
+		n = strlen(member);
+		if (n == 0 || n > PROFILE_MEMBER_SHOWN_MAX)
+			return NULL;
+		for (i = 0; i < n; i++)
+			if (!cc_is((unsigned char)member[i], CC_B64URL))
+				return NULL;
+		return member;
+	}
+	return NULL;
+}
+
 /*
  * The vault answers no_active_key when no key of the app is active for
  * env. When every key of the app that serves env is revoked, the caller
@@ -210,12 +236,13 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 {
 	json_t *body, *v;
 	char *text = NULL, *p;
-	size_t n_token, n_kid, n_team, n_profile;
+	size_t n_token, n_kid, n_team, n_profile, n;
 
 	/* On the path of every push: written directly instead of building a
 	 * jansson object to serialise, or printf (docs/benchmarks.md, "Costs
 	 * behind limits and fast paths"). The same bytes
-	 * json_dumps(JSON_COMPACT) gives for the object below. */
+	 * json_dumps(JSON_COMPACT) gives for the object below, and the
+	 * newline every JSON answer ends with. */
 	/* The token is a compact JWS, base64url and dots only (vault/vault.h;
 	 * the vault checks it where it takes one in): measured, not scanned. */
 	n_token = strlen(tok->token);
@@ -243,7 +270,7 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 			p = put_mem(p, profile, n_profile);
 			p = PUT_LIT(p, "\"");
 		}
-		p = PUT_LIT(p, "}");
+		p = PUT_LIT(p, "}\n");     /* every JSON answer ends so */
 		*p = '\0';
 		/* Wiped once sent: the token is kept nowhere but in the
 		 * vault's guarded cache (APNs tokens). */
@@ -265,7 +292,19 @@ respond_token(struct api_request *req, const struct vault_token *tok,
 	if (profile != NULL &&
 	    json_object_set_new(body, "profile", json_string(profile)) != 0)
 		goto out;
-	text = json_dumps(body, JSON_COMPACT);
+	/* Measured first, so that the text and its newline are written
+	 * once, into the buffer that is wiped after sending. */
+	if ((n = json_dumpb(body, NULL, 0, JSON_COMPACT)) > 0 &&
+	    (text = malloc(n + 2)) != NULL) {
+		if (json_dumpb(body, text, n, JSON_COMPACT) == n) {
+			text[n] = '\n';
+			text[n + 1] = '\0';
+		} else {
+			secmem_wipe(text, n);
+			free(text);
+			text = NULL;
+		}
+	}
  out:
 	v = json_object_get(body, "token");
 	if (v != NULL)
@@ -284,7 +323,8 @@ api_sign_handle_apns_token(struct api_request *req)
 	struct vault_token tok;
 	struct vault *v;
 	json_t *body = NULL;
-	const char *app, *rejected = NULL, *detail = NULL;
+	const char *app, *rejected = NULL, *detail = NULL, *s;
+	char unknown[PROFILE_UNKNOWN_DETAIL_BYTES];
 	enum key_env env = KEY_ENV_BOTH;
 	enum vault_reject_reason reason = VAULT_REJECT_NONE;
 	size_t body_len = 0;
@@ -299,10 +339,20 @@ api_sign_handle_apns_token(struct api_request *req)
 	/* The body is optional: none at all means {}. */
 	(void)api_request_body(req, &body_len);
 	if (body_len != 0) {
-		if ((r = api_request_json(req, &body)) != 0)
+		if ((r = api_request_json(req, &body)) != 0) {
+			r = api_respond_json_error(req, r);
 			goto out;
+		}
 		if ((r = api_sign_apns_body_parse(body, &env, &rejected,
 		    &reason, &detail)) != 0) {
+			if (r == P8V_ERR_UNKNOWN_FIELD &&
+			    (s = apns_unknown_member(body)) != NULL) {
+				snprintf(unknown, sizeof(unknown), "unknown "
+				    "member \"%s\": an apns-token body takes "
+				    "only environment, rejected_token and "
+				    "reason", s);
+				detail = unknown;
+			}
 			r = refuse(req, r, detail);
 			goto out;
 		}
@@ -345,6 +395,7 @@ api_sign_handle_jwt(struct api_request *req)
 	struct vault *v;
 	json_t *body = NULL;
 	const char *app, *detail = NULL, *profile, *s;
+	char unknown[PROFILE_UNKNOWN_DETAIL_BYTES];
 	enum key_env env = KEY_ENV_BOTH;
 	int r = P8V_ERR_INTERNAL;
 
@@ -354,8 +405,10 @@ api_sign_handle_jwt(struct api_request *req)
 		r = P8V_ERR_NOT_READY;
 		goto out;
 	}
-	if ((r = api_request_json(req, &body)) != 0)
+	if ((r = api_request_json(req, &body)) != 0) {
+		r = api_respond_json_error(req, r);
 		goto out;
+	}
 	/* On an event loop a DeviceCheck request (the shared APNs token) is
 	 * answered only from the cache; a mint, or waiting for another
 	 * caller's, runs on a defer thread (api/http.h), as for apns-token. */
@@ -368,7 +421,10 @@ api_sign_handle_jwt(struct api_request *req)
 	if (r == P8V_ERR_WOULD_BLOCK)
 		goto out;
 	if (r != 0) {
-		if (detail != NULL) {
+		if (r == P8V_ERR_UNKNOWN_FIELD && profile_unknown_member(body,
+		    unknown, sizeof(unknown))) {
+			r = refuse(req, r, unknown);
+		} else if (detail != NULL) {
 			r = refuse(req, r, detail);
 		} else if (r == P8V_ERR_NO_ACTIVE_KEY) {
 			/* The body passed validation: any environment in it

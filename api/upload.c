@@ -21,6 +21,7 @@
 #include "api/upload_json.h"
 #include "api/upload_multipart.h"
 #include "common/err.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 #include "vault/vault.h"
@@ -261,11 +262,13 @@ api_upload_handle(struct api_request *req)
 	const struct api_backend *backend;
 	const uint8_t *body;
 	json_t *meta = NULL;
+	char exists[IDS_APPLE_ID_LEN + 1] = "", detail[160];
 	size_t len = 0;
 	int created = 0, refused = 0, r = P8V_ERR_INTERNAL;
 
 	memset(&f, 0, sizeof(f));
 	memset(&up, 0, sizeof(up));
+	up.exists_key_id = exists;
 	backend = api_request_backend(req);
 	if (backend == NULL || backend->vault == NULL) {
 		r = P8V_ERR_NOT_READY;
@@ -295,7 +298,22 @@ api_upload_handle(struct api_request *req)
 	up.check = f.check;
 	if ((r = vault_key_upload(backend->vault, &up, &meta, &created)) != 0) {
 		refused = r;
-		if (meta != NULL) {
+		if (r == P8V_ERR_KEY_EXISTS && exists[0] != '\0') {
+			/* The Key ID in the way is one of this app's, which
+			 * the token may list anyway (GET /v1/apps/{app}/keys):
+			 * naming it tells nothing about other tenants. */
+			if (strcmp(exists, up.key_id) == 0)
+				snprintf(detail, sizeof(detail), "another key "
+				    "is stored in this app under Key ID %s: a "
+				    "Key ID names one key", exists);
+			else
+				snprintf(detail, sizeof(detail), "this key is "
+				    "stored in this app under Key ID %s "
+				    "(revoked): a key keeps its one Key ID",
+				    exists);
+			if (api_respond_error(req, r, detail) == 0)
+				r = 0;
+		} else if (meta != NULL) {
 			/* The check failed: its results go with the error. */
 			r = api_keys_respond_check_error(req, r, meta);
 			meta = NULL;            /* stolen */

@@ -202,8 +202,8 @@ set_bool(struct upload_fields *f, enum field which, const char *text,
 	    (len == 1 && text[0] == '0'))
 		*out = 0;
 	else
-		return upload_fail(f, P8V_ERR_BAD_FIELD, "%s must be true or "
-		    "false", upload_field_names[which]);
+		return upload_fail(f, P8V_ERR_BAD_FIELD, "%s must be true, "
+		    "false, 1 or 0", upload_field_names[which]);
 	return 0;
 }
 

@@ -436,6 +436,26 @@ json_cut_p8(struct upload_fields *f, const uint8_t *s, size_t len,
 	    "valid JSON");
 }
 
+/* A boolean member: true or false, or the integers 1 and 0 (as forms
+ * take "1" and "0"). Another type is 400, another integer 422. */
+static int
+json_bool(struct upload_fields *f, enum field which, const json_t *v,
+    int *out)
+{
+	if (json_is_boolean(v)) {
+		*out = json_is_true(v);
+		return 0;
+	}
+	if (!json_is_integer(v))
+		return upload_fail(f, P8V_ERR_BAD_REQUEST, "%s has the wrong "
+		    "JSON type: true, false, 1 or 0", upload_field_names[which]);
+	if (json_integer_value(v) != 0 && json_integer_value(v) != 1)
+		return upload_fail(f, P8V_ERR_BAD_FIELD, "%s must be true, "
+		    "false, 1 or 0", upload_field_names[which]);
+	*out = json_integer_value(v) == 1;
+	return 0;
+}
+
 static int
 json_string_list(struct upload_fields *f, enum field which, json_t *v,
     int (*add)(struct upload_fields *, const char *, size_t))
@@ -499,15 +519,9 @@ json_member(struct upload_fields *f, enum field which, json_t *v)
 	case FIELD_TOPICS:
 		return json_string_list(f, which, v, upload_add_topic);
 	case FIELD_ACTIVATE:
-		if (!json_is_boolean(v))
-			break;
-		f->activate = json_is_true(v);
-		return 0;
+		return json_bool(f, which, v, &f->activate);
 	case FIELD_CHECK:
-		if (!json_is_boolean(v))
-			break;
-		f->check = json_is_true(v);
-		return 0;
+		return json_bool(f, which, v, &f->check);
 	case FIELD_COUNT:
 		return P8V_ERR_INTERNAL;
 	}

@@ -7,6 +7,9 @@
 # pages (docs/man/*.scd).
 P8V_BUILD_PACKAGES="gcc pkg-config meson ninja-build libssl-dev libsodium-dev libmicrohttpd-dev liblmdb-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev libsystemd-dev scdoc"
 P8V_RUN_PACKAGES="openssl libcurl4 ca-certificates libsystemd0"
+# run.sh only: curl waits for the daemon's readiness and runs the commands
+# it prints on a first run (docs/api.md's examples use it too).
+P8V_DEV_PACKAGES="curl"
 # Tests: the openssl command and python3-cryptography check what the vault
 # emits independently; clang/libclang-rt build the fuzz targets; curl for docs'
 # examples; util-linux for the file-system fault tests; faketime (libfaketime)

@@ -304,9 +304,11 @@ static const struct http_case http_cases[] = {
 	    "charset=utf-8\r\nContent-Length: 7\r\n\r\n{\"a\":1}", 200,
 	    "{\"a\":1}", NULL },
 	{ "POST /json HTTP/1.1\r\n" H "Content-Type: text/plain\r\n"
-	    "Content-Length: 7\r\n\r\n{\"a\":1}", 400, NULL, NULL },
+	    "Content-Length: 7\r\n\r\n{\"a\":1}", 415, NULL, NULL },
 	{ "POST /json HTTP/1.1\r\n" H "Content-Type: application/jsonx\r\n"
-	    "Content-Length: 7\r\n\r\n{\"a\":1}", 400, NULL, NULL },
+	    "Content-Length: 7\r\n\r\n{\"a\":1}", 415, NULL, NULL },
+	{ "POST /json HTTP/1.1\r\n" H
+	    "Content-Length: 7\r\n\r\n{\"a\":1}", 415, NULL, NULL },
 	{ "POST /json HTTP/1.1\r\n" H "Content-Type: application/json\r\n"
 	    "Content-Length: 6\r\n\r\n{\"a\":1", 400, NULL, NULL },
 	{ "POST /json HTTP/1.1\r\n" H "Content-Type: application/json\r\n"
@@ -348,6 +350,9 @@ run_cases(void)
 		    NULL, "case %zu: not JSON: %.200s", i, resp);
 		got = body_of(resp);
 		CHECKF(got != NULL, "case %zu: body is not JSON", i);
+		/* Every JSON answer, errors too, ends with one newline. */
+		CHECKF(strlen(resp) > 2 && strcmp(resp + strlen(resp) - 2,
+		    "}\n") == 0, "case %zu: no newline at the end", i);
 		if (c->body != NULL) {
 			want = json_loads(c->body, 0, NULL);
 			REQUIRE(want != NULL);
@@ -364,9 +369,9 @@ run_cases(void)
 
 /*
  * JSON answers are written byte for byte as json_dumps(JSON_COMPACT) writes
- * them, whichever way api/http.c serialises them (flat objects of integers
- * and plain ASCII strings by hand, the rest by jansson): /json echoes what
- * it is sent.
+ * them, and a newline, whichever way api/http.c serialises them (flat
+ * objects of integers and plain ASCII strings by hand, the rest by
+ * jansson): /json echoes what it is sent.
  */
 static void
 test_json_bytes(void)
@@ -403,9 +408,10 @@ test_json_bytes(void)
 		exchange(req, (size_t)n, resp);
 		CHECKF(status_of(resp) == 200, "json %zu: %.200s", i, resp);
 		b = strstr(resp, "\r\n\r\n");
-		CHECKF(b != NULL && strcmp(b + 4, want) == 0,
-		    "json %zu: body %s, want %s", i, b != NULL ? b + 4 : "-",
-		    want);
+		CHECKF(b != NULL && strncmp(b + 4, want, strlen(want)) == 0 &&
+		    strcmp(b + 4 + strlen(want), "\n") == 0,
+		    "json %zu: body %s, want %s and a newline", i,
+		    b != NULL ? b + 4 : "-", want);
 		free(want);
 		json_decref(in);
 	}

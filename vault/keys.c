@@ -183,6 +183,16 @@ keylist_json(const struct keylist *l)
 	return a;
 }
 
+/* Copy a validated id (its length checked) into a record field. */
+static void
+copy_id(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	memcpy(dst, src, n < size ? n : size - 1);
+	dst[n < size ? n : size - 1] = '\0';
+}
+
 /* --- scanning an app for a change --- */
 
 struct scan {
@@ -191,6 +201,8 @@ struct scan {
 	struct keylist demote;            /* ACTIVE keys that overlap */
 	uint64_t live;                    /* other keys, not revoked */
 	struct store_txn *txn;            /* for scan_active */
+	char holder[IDS_APPLE_ID_LEN + 1]; /* KEY_EXISTS: the Key ID with
+	                                     this material */
 };
 
 static int
@@ -205,8 +217,10 @@ scan_one(const struct key_record *rec, void *arg)
 	/* One key has one Key ID at Apple: the same material under another
 	 * Key ID would sign tokens with a kid that does not match. */
 	if (s->check_material &&
-	    strcmp(rec->fingerprint, s->subject->fingerprint) == 0)
+	    strcmp(rec->fingerprint, s->subject->fingerprint) == 0) {
+		copy_id(s->holder, sizeof(s->holder), rec->key_id);
 		return P8V_ERR_KEY_EXISTS;
+	}
 	if (rec->state == KEY_STATE_ACTIVE &&
 	    vault_env_overlap(rec->environment, s->subject->environment))
 		return keylist_add(&s->demote, rec->key_id);
@@ -266,8 +280,11 @@ scan_app(struct store_txn *txn, const char *app, struct scan *s)
 		if (r == 0 && strcmp(other_id, s->subject->key_id) != 0) {
 			r = key_record_get(txn, app, other_id, &other);
 			if (r == 0 && strcmp(other.fingerprint,
-			    s->subject->fingerprint) == 0)
+			    s->subject->fingerprint) == 0) {
+				copy_id(s->holder, sizeof(s->holder),
+				    other.key_id);
 				r = P8V_ERR_KEY_EXISTS;
+			}
 			key_record_free(&other);
 		}
 		if (r != 0 && r != P8V_ERR_NOT_FOUND)
@@ -383,13 +400,17 @@ upload_txn(struct store_txn *txn, void *arg)
 	u->scan.subject = rec;
 	u->scan.check_material = 1;
 	u->scan.live = 0;
+	u->scan.holder[0] = '\0';
 
 	r = key_record_get(txn, rec->app, rec->key_id, &old);
 	if (r == 0) {
 		if (old.state == KEY_STATE_REVOKED)
 			r = P8V_ERR_KEY_REVOKED; /* a Key ID is never reused */
-		else if (strcmp(old.fingerprint, rec->fingerprint) != 0)
+		else if (strcmp(old.fingerprint, rec->fingerprint) != 0) {
+			copy_id(u->scan.holder, sizeof(u->scan.holder),
+			    old.key_id);
 			r = P8V_ERR_KEY_EXISTS;
+		}
 		else if (strcmp(old.team_id, rec->team_id) != 0)
 			r = P8V_ERR_KEY_IDENTITY_CONFLICT; /* same key */
 		else {
@@ -433,16 +454,6 @@ upload_txn(struct store_txn *txn, void *arg)
  out:
 	key_record_free(&old);
 	return r;
-}
-
-/* Copy a validated id (its length checked) into a record field. */
-static void
-copy_id(char *dst, size_t size, const char *src)
-{
-	size_t n = strlen(src);
-
-	memcpy(dst, src, n < size ? n : size - 1);
-	dst[n < size ? n : size - 1] = '\0';
 }
 
 int
@@ -521,8 +532,12 @@ vault_key_upload(struct vault *v, const struct vault_upload *up,
 	u.rec = &rec;
 	u.actor = up->actor;
 	u.now = rec.created_at;
-	if ((r = store_write(v->store, upload_txn, &u)) != 0)
+	if ((r = store_write(v->store, upload_txn, &u)) != 0) {
+		if (r == P8V_ERR_KEY_EXISTS && up->exists_key_id != NULL)
+			copy_id(up->exists_key_id, IDS_APPLE_ID_LEN + 1,
+			    u.scan.holder);
 		goto out;
+	}
 	if (!u.existed)
 		vault_check_upload_done(v, &rec, &check);
 	if ((r = vault_key_meta_json(&u.stored, meta)) != 0)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/charclass.h"
 #include "common/err.h"
 #include "common/ids.h"
 #include "keeper/profile.h"
@@ -305,4 +306,82 @@ vault_profile_token_nowait(struct vault *v, const char *app,
     const char **detail)
 {
 	return profile_token(v, app, request, actor, out, detail, 0);
+}
+
+/* The members a profile takes besides "profile", in docs/api.md's order. */
+static const struct {
+	const char *name;
+	unsigned int field;             /* PROFILE_F_*; 0: every profile */
+} profile_members[] = {
+	{ "issuer_id", PROFILE_F_ISSUER },
+	{ "client_id", PROFILE_F_CLIENT },
+	{ "service_id", PROFILE_F_SERVICE },
+	{ "expires_in", PROFILE_F_EXPIRES },
+	{ "scope", PROFILE_F_SCOPE },
+	{ "origin", PROFILE_F_ORIGIN },
+	{ "environment", 0 },
+};
+
+/* 1 if name may be repeated in a message: a short plain name, not bytes
+ * that could be anything (the message never echoes arbitrary input). */
+static int
+plain_member_name(const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n == 0 || n > PROFILE_MEMBER_SHOWN_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!cc_is((unsigned char)name[i], CC_B64URL))
+			return 0;
+	return 1;
+}
+
+int
+profile_unknown_member(const json_t *request, char *buf, size_t size)
+{
+	const struct profile_rule *p;
+	const char *member, *name;
+	json_t *val;
+	size_t i, o;
+	int known, w;
+
+	if (buf == NULL || size == 0 || !json_is_object(request))
+		return 0;
+	name = json_string_value(json_object_get(request, "profile"));
+	if (name == NULL || (p = profile_find(name)) == NULL)
+		return 0;
+	json_object_foreach((json_t *)request, member, val) {
+		known = strcmp(member, "profile") == 0;
+		for (i = 0; !known && i < sizeof(profile_members) /
+		    sizeof(profile_members[0]); i++)
+			known = strcmp(member, profile_members[i].name) == 0 &&
+			    (profile_members[i].field == 0 ||
+			    (p->fields & profile_members[i].field) != 0);
+		if (known)
+			continue;
+		if (plain_member_name(member))
+			w = snprintf(buf, size, "unknown member \"%s\": the %s "
+			    "profile takes", member, p->name);
+		else
+			w = snprintf(buf, size, "unknown member (its name is "
+			    "not shown): the %s profile takes", p->name);
+		if (w < 0 || (size_t)w >= size)
+			return 0;
+		o = (size_t)w;
+		for (i = 0; i < sizeof(profile_members) /
+		    sizeof(profile_members[0]); i++) {
+			if (profile_members[i].field != 0 &&
+			    (p->fields & profile_members[i].field) == 0)
+				continue;
+			w = snprintf(buf + o, size - o, " %s,",
+			    profile_members[i].name);
+			if (w < 0 || (size_t)w >= size - o)
+				return 0;
+			o += (size_t)w;
+		}
+		buf[o - 1] = '\0';     /* the last comma */
+		return 1;
+	}
+	return 0;
 }

@@ -104,6 +104,21 @@ int profile_parse(const json_t *request, struct profile_request *out,
  * its list empty. NULL-safe. */
 void profile_request_finish(struct profile_request *req);
 
+/* Longest member name profile_unknown_member repeats; longer ones, or
+ * names with other characters than [A-Za-z0-9_-], are not shown. */
+#define PROFILE_MEMBER_SHOWN_MAX 40
+/* Room for profile_unknown_member's message. */
+#define PROFILE_UNKNOWN_DETAIL_BYTES 192
+
+/*
+ * For a request profile_parse refused with P8V_ERR_UNKNOWN_FIELD: write
+ * into buf a message naming the first member its profile does not take
+ * (when the name is plain, see PROFILE_MEMBER_SHOWN_MAX) and the members
+ * the profile takes. Returns 1 if written, 0 if request names no known
+ * profile or has no unknown member (or buf is too small).
+ */
+int profile_unknown_member(const json_t *request, char *buf, size_t size);
+
 /*
  * The header and claims the keeper signs for req's profile with rec (its
  * key_id and team_id) at now (seconds since the epoch): what

@@ -174,6 +174,11 @@ struct vault_upload {
 	const char *actor;      /* API token id, or "cli" */
 	int check;              /* 1: check with Apple first (vault_key_check's
 	                         * defaults); store only if every check is ok */
+	char *exists_key_id;    /* NULL, or IDS_APPLE_ID_LEN + 1 bytes: on
+	                         * P8V_ERR_KEY_EXISTS, the Key ID of the app's
+	                         * record in the way (key_id itself: other
+	                         * material under it; another: this material
+	                         * under that Key ID). Only ids of up->app */
 };
 
 /*

@@ -31,6 +31,8 @@ def check_error(r, status, code):
           r.json["error"]["message"], "error.message empty")
     check_eq(r.headers.get("content-type"), "application/json",
              "Content-Type")
+    check(r.body.endswith(b"}\n"), "no newline after the JSON: %r" %
+          r.body[-20:])
 
 
 @runner.test
@@ -42,9 +44,11 @@ def healthz_and_readyz_on_tcp_and_unix():
         check_eq((r.status, r.json), (200, {"status": "ok"}),
                  "/healthz on " + where)
         check_eq(r.headers.get("cache-control"), "no-store", "Cache-Control")
+        check_eq(r.body, b'{"status":"ok"}\n', "/healthz's bytes")
         r = d.get("/readyz", unix=unix)
         check_eq((r.status, r.json), (200, {"status": "ready"}),
                  "/readyz on " + where)
+        check_eq(r.body, b'{"status":"ready"}\n', "/readyz's bytes")
 
 
 @runner.test

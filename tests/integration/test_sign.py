@@ -125,7 +125,7 @@ def apns_body_refusals():
                    headers={"Content-Type": "application/json"})
         check_error(r, 400, "bad_request", what)
     r = v.apns("body.app", raw=b"{}", headers={"Content-Type": "text/plain"})
-    check_error(r, 400, "bad_request", "Content-Type text/plain")
+    check_error(r, 415, "unsupported_media_type", "Content-Type text/plain")
     r = v.apns("body.app", raw=b"{" + b" " * 5000 + b"}",
                headers={"Content-Type": "application/json"})
     check_error(r, 413, "too_large", "a body over 4 KiB")
@@ -133,6 +133,85 @@ def apns_body_refusals():
     check_error(r, 405, "method_not_allowed", "GET")
     # None of the refusals minted or changed anything.
     check_eq(v.apns("body.app").json["token"], tok, "token after refusals")
+
+
+@runner.test
+def signing_bodies_must_be_sent_as_json():
+    """415 for a body that is not sent as JSON, as the upload route does:
+    curl -d's form type, another type, or none; the message says how."""
+    v = vault()
+    v.new_key("media.app", services=["apns", "musickit"])
+    routes = (("/v1/apps/media.app/apns-token", b"{}"),
+              ("/v1/apps/media.app/jwt", b'{"profile":"musickit"}'))
+    for path, raw in routes:
+        for ctype in ("application/x-www-form-urlencoded", "text/plain",
+                      "application/jsonx", None):
+            h = {"Content-Type": ctype} if ctype else {}
+            r = v.sign(path, raw=raw, headers=h)
+            check_error(r, 415, "unsupported_media_type",
+                        "%s with %s" % (path, ctype))
+            check("application/json" in r.json["error"]["message"],
+                  "the message names the type: %r" % r.json)
+        for ctype in ("application/json", "Application/JSON; charset=utf-8"):
+            r = v.sign(path, raw=raw, headers={"Content-Type": ctype})
+            check_eq(r.status, 200, "%s with %s: %r" % (path, ctype, r))
+    # No body: apns-token takes none (whatever the type), /jwt needs one.
+    r = v.sign(routes[0][0], raw=b"",
+               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    check_eq(r.status, 200, "apns-token without a body: %r" % r)
+    check_error(v.sign(routes[1][0], raw=b""), 400, "bad_request",
+                "/jwt without a body")
+
+
+@runner.test
+def json_answers_end_with_a_newline():
+    """Every JSON answer ends with one newline: the token answers (written
+    by hand), errors, and the jansson-serialised portal answers."""
+    v = vault()
+    meta, kid, _, _ = v.new_key("newline.app", services=["apns", "maps"])
+    answers = {
+        "apns-token": v.apns("newline.app"),
+        "apns-token cached": v.apns("newline.app"),
+        "jwt": v.jwt("newline.app", {"profile": "maps"}),
+        "error 422": v.jwt("newline.app", {"profile": "nope"}),
+        "error 401": v.apns("newline.app", auth=False),
+        "error 404": v.sign("/nope", method="GET"),
+        "readyz": v.sign("/readyz", method="GET", auth=False),
+        "portal list": v.portal("GET", "/v1/apps/newline.app/keys"),
+        "portal key": v.portal("GET", "/v1/apps/newline.app/keys/" + kid),
+    }
+    for what, r in answers.items():
+        check(r.json is not None, what + ": not JSON: %r" % r)
+        check(r.body.endswith(b"}\n") and not r.body.endswith(b"\n\n"),
+              what + ": does not end with one newline: %r" % r.body[-40:])
+
+
+@runner.test
+def unknown_members_are_named():
+    v = vault()
+    v.new_key("member.app", services=["apns", "musickit", "weatherkit"])
+    r = v.jwt("member.app", {"profile": "musickit", "scope": ["GET /x"]})
+    check_error(r, 422, "unknown_field", "scope for musickit")
+    check_eq(r.json["error"]["message"], 'unknown member "scope": the '
+             'musickit profile takes expires_in, origin, environment',
+             "message")
+    r = v.jwt("member.app", {"profile": "weatherkit", "service_id": "s",
+                             "expiresIn": 60})
+    check_error(r, 422, "unknown_field", "expiresIn")
+    check_eq(r.json["error"]["message"], 'unknown member "expiresIn": the '
+             'weatherkit profile takes service_id, expires_in, environment',
+             "message")
+    r = v.apns("member.app", body={"topic": "com.example"})
+    check_error(r, 422, "unknown_field", "topic for apns-token")
+    check('unknown member "topic"' in r.json["error"]["message"],
+          "apns-token message: %r" % r.json)
+    # A name that is not plain is not repeated.
+    odd = "<script>" + "x" * 50
+    for r in (v.jwt("member.app", {"profile": "musickit", odd: 1}),
+              v.apns("member.app", body={odd: 1})):
+        check_error(r, 422, "unknown_field", "an odd member name")
+        check("script" not in r.json["error"]["message"],
+              "the odd name is repeated: %r" % r.json)
 
 
 @runner.test
@@ -533,12 +612,18 @@ def who_may_sign():
             check_error(v.sign(path, body=body, tcp=tcp,
                                token="p8v_0000000000000000_" + "A" * 43),
                         401, "unauthorized", where + ", unknown token")
-            check_error(v.sign(path, body=body, tcp=tcp,
-                               token=v.token("portal")), 403, "forbidden",
-                        where + ", portal token")
-            check_error(v.sign(path, body=body, tcp=tcp,
-                               token=v.token("signer", ["auth.other"])),
-                        403, "forbidden", where + ", signer of another app")
+            r = v.sign(path, body=body, tcp=tcp, token=v.token("portal"))
+            check_error(r, 403, "forbidden", where + ", portal token")
+            check_eq(r.json["error"]["message"], "a portal token may not "
+                     "use this route: it needs a signer or admin token",
+                     where + ", portal token's message")
+            r = v.sign(path, body=body, tcp=tcp,
+                       token=v.token("signer", ["auth.other"]))
+            check_error(r, 403, "forbidden", where + ", signer of another app")
+            check_eq(r.json["error"]["message"], "this token is limited to "
+                     "other apps: it may not act on app auth.app "
+                     "(p8vault token create --app)",
+                     where + ", other app's message")
             for tok, who in ((v.token("signer", ["auth.app"]),
                               "signer of this app"),
                              (v.token("signer"), "signer"),

@@ -47,7 +47,7 @@ def healthz_over_https():
         check_eq(d.listening["portal"]["tls"], True, "tls in listening line")
         status, body, version = https_get(d.port, "/healthz",
                                           https_context(CERT))
-        check_eq((status, body), (200, b'{"status":"ok"}'), "GET /healthz")
+        check_eq((status, body), (200, b'{"status":"ok"}\n'), "GET /healthz")
         check(version in ("TLSv1.2", "TLSv1.3"), "protocol %s" % version)
         # Plain HTTP on the TLS port gets no HTTP answer.
         raw = d.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)

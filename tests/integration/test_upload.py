@@ -470,6 +470,28 @@ def different_material_under_a_key_id_is_409():
             409, "key_exists")
     r = call("GET", keys_path(app, kid))
     check_eq(r.json["fingerprint"], key.fingerprint, "the stored key stays")
+    r = upload_json(app, kid, Key().pem)
+    check_eq(r.json["error"]["message"], "another key is stored in this app "
+             "under Key ID %s: a Key ID names one key" % kid, "message")
+
+
+@runner.test
+def key_exists_under_another_key_id_names_it():
+    """The same key revoked under one Key ID of the app and uploaded again
+    under another: 409 key_exists, and the message names the Key ID that
+    holds it (one of this app's: nothing about other tenants)."""
+    key, app, k1, k2 = Key(), new_app("holder"), new_id(), new_id()
+    check_eq(upload_json(app, k1, key.pem).status, 201, "first upload")
+    check_eq(call("DELETE", keys_path(app, k1)).status, 200, "revoke")
+    for r in (upload_json(app, k2, key.pem),
+              upload_raw(app, key.pem, {"key_id": k2, "team_id": TEAM})):
+        refused(r, 409, "key_exists")
+        check_eq(r.json["error"]["message"], "this key is stored in this "
+                 "app under Key ID %s (revoked): a key keeps its one Key ID"
+                 % k1, "message")
+    # In another app the revoked copy is no obstacle, and says nothing.
+    other = new_app("holder-other")
+    check_eq(upload_json(other, k2, key.pem).status, 201, "another app")
 
 
 @runner.test
@@ -487,6 +509,26 @@ def a_new_upload_becomes_active_unless_activate_false():
     r = upload_raw(app, Key().pem, {"key_id": new_id(), "team_id": TEAM,
                                     "activate": "0"})
     check_eq(r.json["state"], "standby", "raw, activate 0")
+    # JSON takes 1 and 0 as forms do; another number is invalid_field.
+    r = upload_json(app, new_id(), Key().pem, activate=0)
+    check_eq((r.status, r.json.get("state")), (201, "standby"),
+             "JSON activate 0 (%r)" % r.body[:200])
+    r = upload_multipart(app, [("key_id", new_id()), ("team_id", TEAM),
+                               ("activate", "0")], Key().pem)
+    check_eq(r.json["state"], "standby", "form, activate 0")
+    for bad in (2, -1):
+        r = upload_json(app, new_id(), Key().pem, activate=bad)
+        refused(r, 422, "invalid_field")
+        check_eq(r.json["error"]["message"], "activate must be true, false, "
+                 "1 or 0", "message for activate %d" % bad)
+    r = upload_multipart(app, [("key_id", new_id()), ("team_id", TEAM),
+                               ("activate", "yes")], Key().pem)
+    refused(r, 422, "invalid_field")
+    check_eq(r.json["error"]["message"], "activate must be true, false, 1 or "
+             "0", "form message")
+    r = upload_json(app, new_id(), Key().pem, activate=1)
+    check_eq((r.status, r.json.get("state")), (201, "active"),
+             "JSON activate 1")
     kd = new_id()
     r = upload_json(app, kd, Key().pem)
     check_eq(r.json["state"], "active", "D, default")
