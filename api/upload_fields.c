@@ -151,8 +151,8 @@ upload_add_topic(struct upload_fields *f, const char *text, size_t len)
 	int r;
 
 	if (f->n_topics == KEY_RECORD_MAX_TOPICS)
-		return upload_fail(f, P8V_ERR_BAD_FIELD, "%s: at most 64",
-		    "topics");
+		return upload_fail(f, P8V_ERR_BAD_FIELD, "%s: at most %d",
+		    "topics", KEY_RECORD_MAX_TOPICS);
 	if ((grown = realloc(f->topics, (f->n_topics + 1) *
 	    sizeof(*f->topics))) == NULL)
 		return P8V_ERR_ALLOC;

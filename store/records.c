@@ -454,6 +454,20 @@ keybuf_add(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
 	return 0;
 }
 
+/* qsort_r: two kept keys of a keybuf (arg), by index, in key order. */
+static int
+keybuf_cmp(const void *a, const void *b, void *arg)
+{
+	const struct keybuf *k = arg;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	size_t n = k->lens[i] < k->lens[j] ? k->lens[i] : k->lens[j];
+	int c;
+
+	if ((c = memcmp(keybuf_at(k, i), keybuf_at(k, j), n)) != 0)
+		return c;
+	return (k->lens[i] > k->lens[j]) - (k->lens[i] < k->lens[j]);
+}
+
 /*
  * Call cb for every record an index lists under ident, reading each
  * record; only those whose field (per field()) is still ident are passed
@@ -470,7 +484,7 @@ by_index(struct store_txn *txn, const char *prefix, const char *ident,
 	struct keybuf k = { .stride = KEY_RECORD_DB_KEY_MAX };
 	struct key_record rec;
 	const uint8_t *val;
-	size_t plen, vlen, i;
+	size_t plen, vlen, i, o, *order = NULL;
 	int r;
 
 	if (cb == NULL)
@@ -487,7 +501,18 @@ by_index(struct store_txn *txn, const char *prefix, const char *ident,
 	if ((r = store_scan(txn, STORE_DB_META, pfx, plen, keybuf_add,
 	    &k)) != 0)
 		goto out;
-	for (i = 0; i < k.n; i++) {
+	/* The records in (app, Key ID) order, whatever comes between ident
+	 * and the db key in the entries. */
+	if (k.n > 0 && (order = calloc(k.n, sizeof(*order))) == NULL) {
+		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < k.n; i++)
+		order[i] = i;
+	if (mid_len > 0)
+		qsort_r(order, k.n, sizeof(*order), keybuf_cmp, &k);
+	for (o = 0; o < k.n; o++) {
+		i = order[o];
 		r = store_get(txn, STORE_DB_KEYS, keybuf_at(&k, i), k.lens[i],
 		    &val, &vlen);
 		if (r == P8V_ERR_NOT_FOUND)
@@ -511,6 +536,7 @@ by_index(struct store_txn *txn, const char *prefix, const char *ident,
 	}
 	r = 0;
  out:
+	free(order);
 	keybuf_free(&k);
 	return r;
 }

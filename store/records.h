@@ -95,7 +95,7 @@ int key_record_foreach(struct store_txn *txn, key_record_cb cb, void *arg);
 /*
  * Call cb for every record whose fingerprint is fingerprint (64 lowercase
  * hex characters) / whose Team ID is team_id, tombstones included, in
- * (Team ID, Key ID, app) / (app, Key ID) order. cb as for key_record_list. Returns 0, cb's error,
+ * (app, Key ID) order. cb as for key_record_list. Returns 0, cb's error,
  * P8V_ERR_BAD_FIELD (not a fingerprint), P8V_ERR_BAD_TEAM_ID,
  * P8V_ERR_INTEGRITY (a listed record fails to decode), P8V_ERR_ALLOC,
  * P8V_ERR_STORE.

@@ -1433,9 +1433,8 @@ test_indexes(void)
 	store_record(&other);
 	CHECK(strcmp(a.fingerprint, other.fingerprint) != 0);
 	snprintf(want[0], sizeof(want[0]), "idx.one/%s", a.key_id);
-	/* In (Team ID, Key ID, app) order. */
-	snprintf(want[1], sizeof(want[1]), "idx.two/%s", a.key_id);
-	snprintf(want[2], sizeof(want[2]), "idx.three/%s", a.key_id);
+	snprintf(want[1], sizeof(want[1]), "idx.three/%s", a.key_id);
+	snprintf(want[2], sizeof(want[2]), "idx.two/%s", a.key_id);
 
 	memset(&q, 0, sizeof(q));
 	q.fp = a.fingerprint;
@@ -1453,7 +1452,7 @@ test_indexes(void)
 	CHECK_INT(q.n, 2);
 	CHECK(strncmp(q.seen[0], "idx.one/", 8) == 0 &&
 	    strcmp(q.seen[0], want[0]) != 0);
-	CHECK_STR(q.seen[1], want[2]);
+	CHECK_STR(q.seen[1], want[1]);
 	q.team = NULL;
 	q.fp = "not a fingerprint";
 	CHECK_ERR(store_read(store, idx_query, &q), P8V_ERR_BAD_FIELD);

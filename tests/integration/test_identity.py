@@ -214,6 +214,8 @@ def four_hundred_topics():
     r = upload(v, "topics.app", apple_id(), apple_id(), new_p8(), 422,
                topics=topics + ["com.example.extra"])
     check_error(r, 422, "invalid_field", "401 topics")
+    check("at most 400" in r.json["error"]["message"],
+          "the message says the limit: %r" % r.json)
 
 
 @runner.test
