@@ -188,12 +188,22 @@ def the_keeper_is_a_sandboxed_child():
 def traced_opens(out_path, key_paths):
     """From strace -f output: (pids that open a key file, pids that
     executed p8vault-keeper)."""
-    openers, keepers = set(), set()
+    openers, keepers, pending = set(), set(), set()
     with open(out_path) as f:
         for line in f:
             pid = line.split()[0]
-            if "execve(" in line and KEEPER in line and "= 0" in line:
-                keepers.add(pid)
+            # With several processes traced, strace splits a call that
+            # another process interrupts: "execve(... <unfinished ...>"
+            # and later "<... execve resumed>) = 0".
+            if "execve(" in line and KEEPER in line:
+                if "<unfinished ...>" in line:
+                    pending.add(pid)
+                elif "= 0" in line:
+                    keepers.add(pid)
+            if "<... execve resumed>" in line and pid in pending:
+                pending.discard(pid)
+                if "= 0" in line:
+                    keepers.add(pid)
             if "open" in line and any('"%s"' % p in line
                                       for p in key_paths):
                 openers.add(pid)

@@ -152,7 +152,8 @@ def package_holds_the_install_layout():
     for path in (UNIT,
                  "usr/lib/sysusers.d/p8vault.conf",
                  "usr/lib/tmpfiles.d/p8vault.conf",
-                 "etc/p8vault/p8vaultd.conf"):
+                 "etc/p8vault/p8vaultd.conf",
+                 "usr/share/p8vault/prometheus/p8vault-alerts.yml"):
         check(os.path.isfile(in_root(path)), "/%s missing" % path)
     for page in ("man8/p8vaultd.8", "man1/p8vault.1",
                  "man5/p8vaultd.conf.5"):
