@@ -805,7 +805,7 @@ keys_import(int argc, char **argv)
 	struct vault_upload up;
 	struct store *store = NULL;
 	struct vault *v = NULL;
-	char name_id[IDS_APPLE_ID_LEN + 1];
+	char name_id[IDS_APPLE_ID_LEN + 1], exists[IDS_APPLE_ID_LEN + 1] = "";
 	const char *file;
 	uint8_t *p8 = NULL;
 	size_t p8_len = 0;
@@ -867,6 +867,7 @@ keys_import(int argc, char **argv)
 	up.n_topics = a.n_topics;
 	up.activate = !a.no_activate;
 	up.actor = ADMIN_ACTOR;
+	up.exists_key_id = exists;
 	r = vault_key_upload(v, &up, &meta, &created);
 	secmem_free(p8);
 	p8 = NULL;
@@ -879,6 +880,18 @@ keys_import(int argc, char **argv)
 	if (r <= P8V_ERR_P8_TOO_LARGE && r >= P8V_ERR_P8_NOT_PKCS8) {
 		ret = cli_fail("keys import: %s: %s (%s)", file,
 		    p8v_strerror(r), p8v_errname(r));
+		goto out;
+	}
+	if (r == P8V_ERR_KEY_EXISTS && exists[0] != '\0') {
+		/* As the upload route: the Key ID in the way. */
+		if (strcmp(exists, a.key_id) == 0)
+			ret = cli_fail("keys import: another key is stored in "
+			    "app %s under Key ID %s: a Key ID names one key "
+			    "(key_exists)", a.app, exists);
+		else
+			ret = cli_fail("keys import: this key is stored in app "
+			    "%s under Key ID %s (revoked): a key keeps its one "
+			    "Key ID (key_exists)", a.app, exists);
 		goto out;
 	}
 	if (r != 0) {

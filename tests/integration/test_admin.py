@@ -457,6 +457,12 @@ def keys_commands():
                   "--app", "app.one", "--team-id", "TEAM999999", a.path,
                   rc=1)
         one_line(res, "key_identity_conflict")    # the same key, other team
+        # Other material under a Key ID the app holds: named.
+        os.mkdir(os.path.join(v.tmp, "clash"))
+        clash = P8(os.path.join(v.tmp, "clash"), key_id=a.key_id)
+        res = cli("keys", "import", "--state", s, "--master-key-file", v.old,
+                  "--app", "app.one", "--team-id", TEAM, clash.path, rc=1)
+        one_line(res, "key_exists", "under Key ID %s" % a.key_id)
         # A second key, standby; then activate it.
         b = P8(v.tmp)
         obj = cli_json("keys", "import", "--state", s, "--master-key-file",
