@@ -509,7 +509,7 @@ by_index(struct store_txn *txn, const char *prefix, const char *ident,
 	}
 	for (i = 0; i < k.n; i++)
 		order[i] = i;
-	if (mid_len > 0)
+	if (mid_len > 0 && k.n > 1)
 		qsort_r(order, k.n, sizeof(*order), keybuf_cmp, &k);
 	for (o = 0; o < k.n; o++) {
 		i = order[o];
