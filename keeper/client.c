@@ -26,6 +26,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@ extern char **environ;
 struct kchan {
 	int fd;
 	int busy;
+	int cpu;                /* kproto_channel_cpu, or -1 */
 	uint8_t *sbuf;          /* KPROTO_MSG_MAX */
 	uint8_t *rbuf;          /* KPROTO_MSG_MAX + 1 */
 };
@@ -327,8 +329,10 @@ proc_spawn(struct kremote *rm, const char *generate, struct kproc **out,
 	p->pid = -1;
 	p->pidfd = -1;
 	p->n = rm->channels;
-	for (i = 0; i < p->n; i++)
+	for (i = 0; i < p->n; i++) {
 		p->ch[i].fd = -1;
+		p->ch[i].cpu = kproto_channel_cpu(i);
+	}
 	r = P8V_ERR_IO;
 	for (i = 0; i < p->n; i++) {
 		if (chan_pair(3 + (int)p->n, &p->ch[i].fd, &child[i]) != 0)
@@ -481,6 +485,7 @@ call_begin(struct kremote *rm, struct kcall *c, size_t secret)
 {
 	struct kproc *p;
 	size_t i;
+	int cpu;
 
 	memset(c, 0, sizeof(*c));
 	c->rm = rm;
@@ -506,9 +511,15 @@ call_begin(struct kremote *rm, struct kcall *c, size_t secret)
 			break;
 		pthread_cond_wait(&rm->cond, &rm->lock);
 	}
+	/* A free channel of this CPU's keeper thread first (proto.h). */
+	cpu = sched_getcpu();
 	for (i = 0; i < p->n; i++)
-		if (!p->ch[i].busy)
+		if (!p->ch[i].busy && p->ch[i].cpu == cpu)
 			break;
+	if (i == p->n)
+		for (i = 0; i < p->n; i++)
+			if (!p->ch[i].busy)
+				break;
 	p->ch[i].busy = 1;
 	p->n_free--;
 	p->refs++;

@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@
 #include "crypto/jwt.h"
 #include "crypto/secmem.h"
 #include "keeper/keeper_internal.h"
+#include "keeper/proto.h"
 #include "keeper/sandbox.h"
 #include "keeper/serve.h"
 
@@ -141,11 +143,22 @@ peer_gone(int fd)
 static void *
 serve_channel(void *arg)
 {
-	int fd = (int)(intptr_t)arg;
+	int fd = (int)(intptr_t)arg, cpu;
 	uint8_t *req, *abuf;
 	struct kbuf ans;
+	cpu_set_t one;
 	ssize_t n;
 	size_t len;
+
+	/* On its channel's CPU (proto.h), before the seccomp filter; one
+	 * that cannot be pinned serves from anywhere. */
+	if ((cpu = kproto_channel_cpu((size_t)(fd - 3))) >= 0) {
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(0, sizeof(one), &one) != 0)
+			log_debugf("keeper", "pinning channel %d to CPU %d: "
+			    "%s", fd - 3, cpu, strerror(errno));
+	}
 
 	/* Requests carry uploaded .p8 files, at their start: the buffer's
 	 * first REQ_LOCKED_BYTES are locked (mlock; the guarded allocator's

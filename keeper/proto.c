@@ -1,6 +1,7 @@
 /* proto.c: the keeper's wire protocol (see proto.h). */
 #include "keeper/proto.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -464,4 +465,22 @@ kcur_result(struct kcur *c, enum keeper_step *step)
 	if (r > 0 || strcmp(p8v_errname(r), "internal_error") == 0)
 		return P8V_ERR_INTERNAL;
 	return r;
+}
+
+int
+kproto_channel_cpu(size_t i)
+{
+	cpu_set_t set;
+	size_t n, k;
+	int cpu;
+
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof(set), &set) != 0 ||
+	    (n = (size_t)CPU_COUNT(&set)) == 0)
+		return -1;
+	k = i % n;
+	for (cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &set) && k-- == 0)
+			return cpu;
+	return -1;
 }

@@ -75,6 +75,17 @@ enum kproto_type {
  * KPROTO_ANSWER set); 0 for an unknown type. */
 size_t kproto_max(unsigned int type);
 
+/*
+ * The CPU channel i (0-based) belongs to: the (i mod n)-th of the n CPUs
+ * this process may run on (sched_getaffinity), or -1 if that is not
+ * known. The keeper pins channel i's thread to it, and a front thread
+ * takes a free channel of the CPU it runs on first: the keeper's thread
+ * then wakes on the caller's CPU and the caller's answer wakes it there,
+ * a context switch without an inter-processor wake-up each way. Both
+ * sides inherit the same affinity, so they compute the same map.
+ */
+int kproto_channel_cpu(size_t i);
+
 /* --- building a message --- */
 
 struct kbuf {

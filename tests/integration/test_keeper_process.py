@@ -139,6 +139,18 @@ def the_keeper_is_a_sandboxed_child():
         with open("/proc/%d/limits" % k) as f:
             core = [l for l in f if l.startswith("Max core file size")]
         check(core and core[0].split()[4] == "0", "core size: %r" % core)
+        # Channel threads each on one CPU of the daemon's (proto.h,
+        # kproto_channel_cpu), spread over all of them.
+        allowed = sorted(os.sched_getaffinity(v.d.proc.pid))
+        tids = [int(t) for t in os.listdir("/proc/%d/task" % k)
+                if int(t) != k]
+        pinned = set()
+        for tid in tids:
+            cpus = os.sched_getaffinity(tid)
+            check_eq(len(cpus), 1, "channel thread %d's CPUs" % tid)
+            pinned |= cpus
+        check_eq(sorted(pinned), allowed[:len(tids)],
+                 "the CPUs of the channel threads")
         if os.geteuid() == 0:
             uid = int(st["Uid"].split()[0])
             check(uid != 0, "the keeper still runs as root")
