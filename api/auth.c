@@ -502,6 +502,15 @@ api_auth_allows_app(struct api_request *req, const char *app)
 }
 
 int
+api_auth_credential(struct api_request *req, struct store_cred *cred)
+{
+	if (req == NULL || cred == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	memset(cred, 0, sizeof(*cred));
+	return verify_request(req, API_AUTH_ANY_ROLE, NULL, cred);
+}
+
+int
 api_auth_whoami(struct api_request *req)
 {
 	struct store_cred cred;

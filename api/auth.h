@@ -140,6 +140,14 @@ int api_authenticate(struct api_request *req, enum api_role required);
 int api_auth_allows_app(struct api_request *req, const char *app);
 
 /*
+ * The request's credential, verified again (any role), into *cred (the
+ * caller frees it with store_cred_free): for a handler whose answer spans
+ * apps and must leave out those the token is not for. Returns as
+ * api_auth_allows_app.
+ */
+int api_auth_credential(struct api_request *req, struct store_cred *cred);
+
+/*
  * Handler of GET /v1/whoami (both listeners; the route has API_ROLE_NONE and
  * the handler authenticates any valid token itself): 200
  * {"id", "role", "apps"} (apps ["*"] when not scoped), or 401.

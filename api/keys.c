@@ -5,10 +5,12 @@
 
 #include <jansson.h>
 
+#include "api/auth.h"
 #include "api/errors.h"
 #include "api/http.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "store/creds.h"
 #include "vault/vault.h"
 
 static struct vault *
@@ -217,11 +219,14 @@ api_keys_handle_check(struct api_request *req)
 int
 api_keys_handle_find(struct api_request *req)
 {
+	struct store_cred cred;
 	struct vault *v;
-	const char *fp;
+	const char *fp, *app;
 	json_t *keys = NULL, *body = NULL;
+	size_t i;
 	int r = P8V_ERR_INTERNAL;
 
+	memset(&cred, 0, sizeof(cred));
 	if ((v = request_vault(req)) == NULL) {
 		r = P8V_ERR_NOT_READY;
 		goto out;
@@ -237,6 +242,19 @@ api_keys_handle_find(struct api_request *req)
 			    "64 hex digits (the SHA-256 of the public key)");
 		goto out;
 	}
+	/* An admin token scoped to some apps sees the copies in those apps
+	 * only: the route names no app, so the router could not check. */
+	if ((r = api_auth_credential(req, &cred)) != 0)
+		goto out;
+	for (i = json_array_size(keys); i-- > 0; ) {
+		app = json_string_value(json_object_get(json_array_get(keys, i),
+		    "app"));
+		if ((app == NULL || !store_cred_allows_app(&cred, app)) &&
+		    json_array_remove(keys, i) != 0) {
+			r = P8V_ERR_ALLOC;
+			goto out;
+		}
+	}
 	if ((body = json_pack("{s:o}", "keys", keys)) == NULL) {
 		keys = NULL;                    /* "o" steals, also on error */
 		r = P8V_ERR_ALLOC;
@@ -246,6 +264,7 @@ api_keys_handle_find(struct api_request *req)
 	r = api_respond(req, 200, body);
 	body = NULL;                            /* stolen */
  out:
+	store_cred_free(&cred);
 	json_decref(keys);
 	json_decref(body);
 	return r;

@@ -169,6 +169,13 @@ def incident_response_by_fingerprint():
                 "invalid_field", "not a fingerprint")
     r = v.portal("GET", path + "0" * 64, token=admin)
     check_eq((r.status, r.json.get("keys")), (200, []), "unknown key")
+    # An admin token for some apps sees the copies in those apps only.
+    r = v.portal("GET", path + fp, token=v.token("admin", apps=["leak.b"]))
+    check_eq((r.status, [k["app"] for k in r.json["keys"]]),
+             (200, ["leak.b"]), "an admin token for leak.b")
+    r = v.portal("GET", path + fp, token=v.token("admin", apps=["leak.c"]))
+    check_eq((r.status, r.json["keys"]), (200, []),
+             "an admin token for another app")
     # The CLI: list shows fingerprints; --fingerprint lists the copies.
     table = p8vault("keys", "list", "--state", v.state)
     check("FINGERPRINT" in table and fp in table and
