@@ -21,11 +21,22 @@ request_vault(const struct api_request *req)
 	return backend != NULL ? backend->vault : NULL;
 }
 
+/* 200 {"keys": keys}; keys is stolen, also on error. */
+static int
+respond_keys(struct api_request *req, json_t *keys)
+{
+	json_t *body;
+
+	if ((body = json_pack("{s:o}", "keys", keys)) == NULL)
+		return P8V_ERR_ALLOC;   /* "o" stole keys */
+	return api_respond(req, 200, body);
+}
+
 int
 api_keys_handle_list(struct api_request *req)
 {
 	struct vault *v;
-	json_t *keys = NULL, *body = NULL;
+	json_t *keys = NULL;
 	int r = P8V_ERR_INTERNAL;
 
 	if ((v = request_vault(req)) == NULL) {
@@ -35,17 +46,10 @@ api_keys_handle_list(struct api_request *req)
 	if ((r = vault_key_list(v, api_request_param(req, "app"),
 	    &keys)) != 0)
 		goto out;
-	if ((body = json_pack("{s:o}", "keys", keys)) == NULL) {
-		keys = NULL;                    /* "o" steals, also on error */
-		r = P8V_ERR_ALLOC;
-		goto out;
-	}
-	keys = NULL;
-	r = api_respond(req, 200, body);
-	body = NULL;                            /* stolen */
+	r = respond_keys(req, keys);
+	keys = NULL;                            /* stolen */
  out:
 	json_decref(keys);
-	json_decref(body);
 	return r;
 }
 
@@ -222,7 +226,7 @@ api_keys_handle_find(struct api_request *req)
 	struct store_cred cred;
 	struct vault *v;
 	const char *fp, *app;
-	json_t *keys = NULL, *body = NULL;
+	json_t *keys = NULL;
 	size_t i;
 	int r = P8V_ERR_INTERNAL;
 
@@ -255,17 +259,10 @@ api_keys_handle_find(struct api_request *req)
 			goto out;
 		}
 	}
-	if ((body = json_pack("{s:o}", "keys", keys)) == NULL) {
-		keys = NULL;                    /* "o" steals, also on error */
-		r = P8V_ERR_ALLOC;
-		goto out;
-	}
-	keys = NULL;
-	r = api_respond(req, 200, body);
-	body = NULL;                            /* stolen */
+	r = respond_keys(req, keys);
+	keys = NULL;                            /* stolen */
  out:
 	store_cred_free(&cred);
 	json_decref(keys);
-	json_decref(body);
 	return r;
 }
