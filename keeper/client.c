@@ -478,40 +478,27 @@ struct kcall {
 	int broken;
 };
 
-/* Take a channel of the current keeper; c->b writes into its buffer, or
- * into a guarded block of secret bytes when secret > 0. */
+/* Take a free channel of the current keeper, waiting while all are busy
+ * (a free channel of this CPU's keeper thread first: proto.h), and a
+ * reference to its process. 0 or P8V_ERR_KEEPER_UNAVAILABLE. */
 static int
-call_begin(struct kremote *rm, struct kcall *c, size_t secret)
+chan_take(struct kremote *rm, struct kproc **pp, struct kchan **chp)
 {
 	struct kproc *p;
 	size_t i;
 	int cpu;
 
-	memset(c, 0, sizeof(*c));
-	c->rm = rm;
-	if (secret > 0) {
-		/* A .p8 and its record's fields: a few hundred bytes, from
-		 * the locked secure heap (secmem_alloc_short); guarded pages
-		 * of their own (an mmap and a munmap with its TLB shootdown
-		 * per upload) only for a larger one. */
-		if ((c->secret = secmem_alloc_short(secret)) == NULL)
-			return P8V_ERR_SECMEM;
-		c->secret_len = secret;
-	}
 	pthread_mutex_lock(&rm->lock);
 	for (;;) {
 		p = rm->cur;
 		if (p == NULL || p->dead) {
 			pthread_mutex_unlock(&rm->lock);
-			secmem_free(c->secret);
-			c->secret = NULL;
 			return P8V_ERR_KEEPER_UNAVAILABLE;
 		}
 		if (p->n_free > 0)
 			break;
 		pthread_cond_wait(&rm->cond, &rm->lock);
 	}
-	/* A free channel of this CPU's keeper thread first (proto.h). */
 	cpu = sched_getcpu();
 	for (i = 0; i < p->n; i++)
 		if (!p->ch[i].busy && p->ch[i].cpu == cpu)
@@ -524,8 +511,60 @@ call_begin(struct kremote *rm, struct kcall *c, size_t secret)
 	p->n_free--;
 	p->refs++;
 	pthread_mutex_unlock(&rm->lock);
-	c->p = p;
-	c->ch = &p->ch[i];
+	*pp = p;
+	*chp = &p->ch[i];
+	return 0;
+}
+
+/* Give back a channel chan_take took; broken: its process did not answer
+ * (or answered what does not decode) and is taken for dead. */
+static void
+chan_give(struct kremote *rm, struct kproc *p, struct kchan *ch, int broken)
+{
+	pthread_mutex_lock(&rm->lock);
+	ch->busy = 0;
+	p->n_free++;
+	p->refs--;
+	if (broken && !p->dead) {
+		p->dead = 1;
+		if (rm->cur == p)
+			rm->cur = NULL;
+		log_errorf("keeper_lost", "the keeper process %d does not "
+		    "answer: requests that need a key get 503 "
+		    "keeper_unavailable until a new one runs", (int)p->pid);
+		kill(p->pid, SIGKILL);
+		wake(rm);
+	}
+	if (p->dead && p->refs == 0)
+		wake(rm);
+	pthread_cond_broadcast(&rm->cond);
+	pthread_mutex_unlock(&rm->lock);
+}
+
+/* Take a channel of the current keeper; c->b writes into its buffer, or
+ * into a guarded block of secret bytes when secret > 0. */
+static int
+call_begin(struct kremote *rm, struct kcall *c, size_t secret)
+{
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	c->rm = rm;
+	if (secret > 0) {
+		/* A .p8 and its record's fields: a few hundred bytes, from
+		 * the locked secure heap (secmem_alloc_short); guarded pages
+		 * of their own (an mmap and a munmap with its TLB shootdown
+		 * per upload) only for a larger one. */
+		if ((c->secret = secmem_alloc_short(secret)) == NULL)
+			return P8V_ERR_SECMEM;
+		c->secret_len = secret;
+	}
+	if ((r = chan_take(rm, &c->p, &c->ch)) != 0) {
+		secmem_free(c->secret);
+		c->secret = NULL;
+		c->p = NULL;
+		return r;
+	}
 	c->b.p = c->secret != NULL ? c->secret : c->ch->sbuf;
 	c->b.cap = c->secret != NULL ? c->secret_len : KPROTO_MSG_MAX;
 	return 0;
@@ -576,36 +615,16 @@ call_bad_answer(struct kcall *c)
 static void
 call_end(struct kcall *c)
 {
-	struct kremote *rm = c->rm;
-	struct kproc *p = c->p;
-
 	if (c->secret != NULL)
 		secmem_free(c->secret);
 	c->secret = NULL;
-	if (p == NULL)
+	if (c->p == NULL)
 		return;
 	/* The answer (a token, an envelope) was copied out by the caller:
 	 * no copy stays in the channel's buffer. */
 	secmem_wipe(c->ch->rbuf, c->answer_len);
 	c->answer_len = 0;
-	pthread_mutex_lock(&rm->lock);
-	c->ch->busy = 0;
-	p->n_free++;
-	p->refs--;
-	if (c->broken && !p->dead) {
-		p->dead = 1;
-		if (rm->cur == p)
-			rm->cur = NULL;
-		log_errorf("keeper_lost", "the keeper process %d does not "
-		    "answer: requests that need a key get 503 "
-		    "keeper_unavailable until a new one runs", (int)p->pid);
-		kill(p->pid, SIGKILL);
-		wake(rm);
-	}
-	if (p->dead && p->refs == 0)
-		wake(rm);
-	pthread_cond_broadcast(&rm->cond);
-	pthread_mutex_unlock(&rm->lock);
+	chan_give(c->rm, c->p, c->ch, c->broken);
 	c->p = NULL;
 }
 
@@ -1317,4 +1336,290 @@ keeper_remote_sign_profile(struct kremote *rm,
 	if (step != NULL)
 		*step = s;
 	return r;
+}
+
+/* --- pipelined calls, for an event loop --- */
+
+/*
+ * A pipe queues its calls in slots of KPIPE_SLOT_BYTES (a record, its AAD
+ * and a profile: about a kilobyte; a larger request is refused with
+ * P8V_ERR_BUSY and goes the synchronous way), sends them with one
+ * sendmmsg, every one but the last marked KPROTO_F_MORE, and reads their
+ * answers with recvmmsg. The keeper holds the answers to a run of MORE
+ * requests and sends them together, so that a batch costs one wake-up
+ * each way instead of one per call (docs/benchmarks.md). A pipe holds
+ * one channel while it has calls queued or in flight, and gives it back
+ * when keeper_pipe_idle finds it empty.
+ */
+#define KPIPE_SLOTS KPROTO_BATCH_MAX
+#define KPIPE_SLOT_BYTES KPROTO_SLOT_BYTES
+
+struct kpcall {
+	keeper_pipe_done done;
+	void *arg;
+	size_t len;             /* of the request in its slot */
+};
+
+struct keeper_pipe {
+	struct kremote *rm;
+	struct kproc *p;        /* held: p and ch, or both NULL */
+	struct kchan *ch;
+	struct kpcall call[KPIPE_SLOTS];        /* a ring, oldest at head */
+	size_t head;
+	size_t n_sent;          /* the oldest n_sent are in flight */
+	size_t n;               /* queued and in flight */
+	uint8_t *req;           /* KPIPE_SLOTS * KPIPE_SLOT_BYTES */
+	uint8_t *ans;           /* KPIPE_SLOTS * answer maximum */
+	size_t ans_max;
+};
+
+int
+keeper_remote_pipe_open(struct kremote *rm, struct keeper_pipe **out)
+{
+	struct keeper_pipe *pp;
+
+	*out = NULL;
+	if ((pp = calloc(1, sizeof(*pp))) == NULL)
+		return P8V_ERR_ALLOC;
+	pp->rm = rm;
+	pp->ans_max = kproto_max(KP_SIGN_PROFILE | KPROTO_ANSWER);
+	/* Requests hold records (ciphertext and metadata), answers tokens:
+	 * both are wiped once used, as a channel's buffers are. */
+	pp->req = calloc(KPIPE_SLOTS, KPIPE_SLOT_BYTES);
+	pp->ans = calloc(KPIPE_SLOTS, pp->ans_max + 1);
+	if (pp->req == NULL || pp->ans == NULL) {
+		free(pp->req);
+		free(pp->ans);
+		free(pp);
+		return P8V_ERR_ALLOC;
+	}
+	*out = pp;
+	return 0;
+}
+
+/* Answer every call queued or in flight with r (no token), oldest first,
+ * and give the channel back (broken: its keeper is taken for dead). */
+static void
+pipe_fail(struct keeper_pipe *pp, int r, int broken)
+{
+	struct kpcall c;
+
+	if (pp->p != NULL)
+		chan_give(pp->rm, pp->p, pp->ch, broken);
+	pp->p = NULL;
+	pp->ch = NULL;
+	secmem_wipe(pp->req, (size_t)KPIPE_SLOTS * KPIPE_SLOT_BYTES);
+	while (pp->n > 0) {
+		c = pp->call[pp->head];
+		pp->head = (pp->head + 1) % KPIPE_SLOTS;
+		pp->n--;
+		if (pp->n_sent > 0)
+			pp->n_sent--;
+		c.done(c.arg, r, NULL, KEEPER_STEP_NONE);
+	}
+}
+
+void
+keeper_pipe_close(struct keeper_pipe *pp)
+{
+	if (pp == NULL)
+		return;
+	/* Calls still in flight get their answers first (bounded by the
+	 * channel's timeout): their callers free what the callbacks use. */
+	while (pp->n_sent > 0 && pp->p != NULL)
+		keeper_pipe_wait(pp);
+	pipe_fail(pp, P8V_ERR_KEEPER_UNAVAILABLE, 0);
+	free(pp->req);
+	free(pp->ans);
+	free(pp);
+}
+
+int
+keeper_pipe_sign_profile(struct keeper_pipe *pp,
+    const struct keeper_record *rec, const struct keeper_profile *prof,
+    keeper_pipe_done done, void *arg)
+{
+	struct kbuf b;
+	struct kpcall *c;
+	size_t slot;
+	int current, r;
+
+	if (pp == NULL || rec == NULL || prof == NULL || done == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if (pp->n == KPIPE_SLOTS)
+		return P8V_ERR_BUSY;
+	if (pp->p != NULL) {
+		/* A keeper replaced (SIGHUP) or lost since the channel was
+		 * taken: no new calls on it; once its calls are answered
+		 * the pipe takes a channel of the current one. */
+		pthread_mutex_lock(&pp->rm->lock);
+		current = pp->rm->cur == pp->p && !pp->p->dead;
+		pthread_mutex_unlock(&pp->rm->lock);
+		if (!current)
+			return P8V_ERR_BUSY;
+	}
+	slot = (pp->head + pp->n) % KPIPE_SLOTS;
+	b.p = pp->req + slot * KPIPE_SLOT_BYTES;
+	b.cap = KPIPE_SLOT_BYTES;
+	kbuf_start(&b, KP_SIGN_PROFILE);
+	kbuf_record(&b, rec);
+	kbuf_profile(&b, prof);
+	if ((r = kbuf_end(&b)) != 0) {
+		secmem_wipe(b.p, KPIPE_SLOT_BYTES);
+		return P8V_ERR_BUSY;    /* over a slot: the synchronous way */
+	}
+	if (pp->p == NULL &&
+	    (r = chan_take(pp->rm, &pp->p, &pp->ch)) != 0) {
+		secmem_wipe(b.p, b.len);
+		pp->p = NULL;
+		pp->ch = NULL;
+		return r;
+	}
+	c = &pp->call[slot];
+	c->done = done;
+	c->arg = arg;
+	c->len = b.len;
+	pp->n++;
+	return 0;
+}
+
+int
+keeper_pipe_flush(struct keeper_pipe *pp)
+{
+	struct mmsghdr mm[KPIPE_SLOTS];
+	struct iovec iov[KPIPE_SLOTS];
+	size_t i, k, slot, todo;
+	int n;
+
+	if (pp == NULL || pp->p == NULL || pp->n_sent == pp->n)
+		return 0;
+	todo = pp->n - pp->n_sent;
+	for (i = 0; i < todo; i++) {
+		slot = (pp->head + pp->n_sent + i) % KPIPE_SLOTS;
+		iov[i].iov_base = pp->req + slot * KPIPE_SLOT_BYTES;
+		iov[i].iov_len = pp->call[slot].len;
+		/* The keeper answers a run of MORE requests together. */
+		((uint8_t *)iov[i].iov_base)[2] = i + 1 < todo ?
+		    KPROTO_F_MORE : 0;
+		memset(&mm[i], 0, sizeof(mm[i]));
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	/* A blocking socket: sendmmsg returns early only on an error (or
+	 * the channel's send timeout), after sending what it could. */
+	for (k = 0; k < todo; k += (size_t)n) {
+		n = sendmmsg(pp->ch->fd, mm + k, (unsigned int)(todo - k),
+		    MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR) {
+			n = 0;
+			continue;
+		}
+		if (n <= 0)
+			break;
+	}
+	/* What was sent (records) is wiped at once. */
+	for (i = 0; i < todo; i++)
+		secmem_wipe(iov[i].iov_base, iov[i].iov_len);
+	if (k < todo) {
+		pipe_fail(pp, P8V_ERR_KEEPER_UNAVAILABLE, 1);
+		return P8V_ERR_KEEPER_UNAVAILABLE;
+	}
+	pp->n_sent = pp->n;
+	return 0;
+}
+
+size_t
+keeper_pipe_pending(const struct keeper_pipe *pp)
+{
+	return pp != NULL ? pp->n : 0;
+}
+
+void
+keeper_pipe_idle(struct keeper_pipe *pp)
+{
+	if (pp != NULL && pp->p != NULL && pp->n == 0) {
+		chan_give(pp->rm, pp->p, pp->ch, 0);
+		pp->p = NULL;
+		pp->ch = NULL;
+	}
+}
+
+/* The answer in buf (n bytes) to the oldest call; its token into *t. 0,
+ * the keeper's result, or P8V_ERR_KEEPER_UNAVAILABLE (malformed). */
+static int
+pipe_answer(const uint8_t *buf, ssize_t n, struct keeper_token *t,
+    enum keeper_step *step)
+{
+	unsigned int atype;
+	struct kcur a;
+	int r;
+
+	*step = KEEPER_STEP_NONE;
+	if (n <= 0 || kproto_open(buf, (size_t)n, &atype, &a) != 0 ||
+	    atype != (KP_SIGN_PROFILE | KPROTO_ANSWER))
+		return P8V_ERR_KEEPER_UNAVAILABLE;
+	if ((r = kcur_result(&a, step)) != 0)
+		return r;
+	r = read_token(&a, t);
+	if (r == P8V_ERR_INTERNAL || (r == 0 && kcur_done(&a) != 0))
+		r = P8V_ERR_KEEPER_UNAVAILABLE;
+	if (r != 0)
+		keeper_token_finish(t);
+	return r;
+}
+
+void
+keeper_pipe_wait(struct keeper_pipe *pp)
+{
+	struct mmsghdr mm[KPIPE_SLOTS];
+	struct iovec iov[KPIPE_SLOTS];
+	struct keeper_token t;
+	enum keeper_step step;
+	struct kpcall c;
+	size_t i, want;
+	uint8_t *buf;
+	int n, r, broken = 0;
+
+	if (pp == NULL || pp->p == NULL || pp->n_sent == 0)
+		return;
+	want = pp->n_sent;
+	for (i = 0; i < want; i++) {
+		iov[i].iov_base = pp->ans + i * (pp->ans_max + 1);
+		iov[i].iov_len = pp->ans_max + 1;
+		memset(&mm[i], 0, sizeof(mm[i]));
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	/* The first answer bounded by the channel's SO_RCVTIMEO, as a
+	 * synchronous call's; then those already there. */
+	do {
+		n = recvmmsg(pp->ch->fd, mm, (unsigned int)want,
+		    MSG_WAITFORONE, NULL);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		pipe_fail(pp, P8V_ERR_KEEPER_UNAVAILABLE, 1);
+		return;
+	}
+	for (i = 0; i < (size_t)n; i++) {
+		buf = iov[i].iov_base;
+		memset(&t, 0, sizeof(t));
+		if (mm[i].msg_len == 0 || (mm[i].msg_hdr.msg_flags & MSG_TRUNC))
+			r = P8V_ERR_KEEPER_UNAVAILABLE;
+		else
+			r = pipe_answer(buf, (ssize_t)mm[i].msg_len, &t, &step);
+		secmem_wipe(buf, mm[i].msg_len > pp->ans_max + 1 ?
+		    pp->ans_max + 1 : mm[i].msg_len);
+		if (r == P8V_ERR_KEEPER_UNAVAILABLE) {
+			broken = 1;
+			break;
+		}
+		c = pp->call[pp->head];
+		pp->head = (pp->head + 1) % KPIPE_SLOTS;
+		pp->n--;
+		pp->n_sent--;
+		c.done(c.arg, r, r == 0 ? &t : NULL, step);
+		keeper_token_finish(&t);
+	}
+	if (broken)
+		pipe_fail(pp, P8V_ERR_KEEPER_UNAVAILABLE, 1);
 }

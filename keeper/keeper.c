@@ -90,6 +90,19 @@ keeper_restarts(struct keeper *k)
 }
 
 int
+keeper_pipe_open(struct keeper *k, struct keeper_pipe **out)
+{
+	if (out == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	*out = NULL;
+	if (k == NULL)
+		return P8V_ERR_INVALID_ARGUMENT;
+	if (k->remote == NULL)
+		return P8V_ERR_UNSUPPORTED;
+	return keeper_remote_pipe_open(k->remote, out);
+}
+
+int
 keeper_create(struct keeper **out)
 {
 	struct keeper *k = NULL;

@@ -390,4 +390,46 @@ int keeper_pid(struct keeper *k);
  * local keeper. A replacement by keeper_replace (SIGHUP) is not one. */
 uint64_t keeper_restarts(struct keeper *k);
 
+/*
+ * Pipelined calls, for an event loop (api/http.c). A pipe belongs to one
+ * thread. A call is queued without waiting; keeper_pipe_flush sends what
+ * is queued in one go; keeper_pipe_wait reads the answers and calls each
+ * call's done, oldest first, exactly once: result 0 with the token (done
+ * may take tok->token, setting it to NULL; the rest is finished after it
+ * returns), else the call's error (P8V_ERR_KEEPER_UNAVAILABLE when the
+ * keeper died or did not answer within the channel's timeout) and no
+ * token. done must not call the pipe. The keeper answers a batch with one
+ * wake-up each way, where synchronous calls cost two per call.
+ */
+struct keeper_pipe;
+typedef void (*keeper_pipe_done)(void *arg, int result,
+    struct keeper_token *tok, enum keeper_step step);
+
+/* A pipe to k's keeper process. 0, P8V_ERR_UNSUPPORTED (k runs in this
+ * process: call it directly), P8V_ERR_ALLOC, P8V_ERR_INVALID_ARGUMENT. */
+int keeper_pipe_open(struct keeper *k, struct keeper_pipe **out);
+/* Wait for the calls in flight (their done run), answer the queued ones
+ * P8V_ERR_KEEPER_UNAVAILABLE, free the pipe. NULL-safe. */
+void keeper_pipe_close(struct keeper_pipe *pp);
+/* Queue keeper_sign_profile(rec, p): 0, then done is called later.
+ * P8V_ERR_BUSY: not queued, call keeper_sign_profile instead (the pipe is
+ * full, the request larger than a pipe's slot, KPROTO_SLOT_BYTES, or the
+ * pipe's keeper was replaced while calls are in flight);
+ * P8V_ERR_KEEPER_UNAVAILABLE, P8V_ERR_INVALID_ARGUMENT. rec and p are
+ * copied. */
+int keeper_pipe_sign_profile(struct keeper_pipe *pp,
+    const struct keeper_record *rec, const struct keeper_profile *p,
+    keeper_pipe_done done, void *arg);
+/* Send the queued calls. 0, or P8V_ERR_KEEPER_UNAVAILABLE (then every
+ * call was answered so). */
+int keeper_pipe_flush(struct keeper_pipe *pp);
+/* Wait for the first answer of the calls in flight (up to the channel's
+ * timeout), read those there are and run their done. */
+void keeper_pipe_wait(struct keeper_pipe *pp);
+/* Calls queued or in flight. */
+size_t keeper_pipe_pending(const struct keeper_pipe *pp);
+/* Give the channel back if nothing is queued or in flight (the end of an
+ * event loop's turn: a busy loop keeps its channel). */
+void keeper_pipe_idle(struct keeper_pipe *pp);
+
 #endif /* P8V_KEEPER_KEEPER_H */

@@ -94,6 +94,7 @@ int keeper_remote_blob_open(struct kremote *rm, const char *cache_key,
 int keeper_remote_blob_rewrap(struct kremote *rm, const char *cache_key,
     const uint8_t *blob, size_t len, const uint8_t *target, uint8_t **out,
     size_t *out_len);
+int keeper_remote_pipe_open(struct kremote *rm, struct keeper_pipe **out);
 int keeper_remote_sign_profile(struct kremote *rm,
     const struct keeper_record *rec, const struct keeper_profile *p,
     struct keeper_token *out, enum keeper_step *step);

@@ -170,7 +170,9 @@ kproto_open(const uint8_t *msg, size_t len, unsigned int *type,
 	memset(c, 0, sizeof(*c));
 	*type = 0;
 	if (msg == NULL || len < KPROTO_HEADER_BYTES ||
-	    msg[0] != KPROTO_VERSION || msg[2] != 0 || msg[3] != 0 ||
+	    msg[0] != KPROTO_VERSION ||
+	    (msg[2] & ~(unsigned int)KPROTO_F_MORE) != 0 || msg[3] != 0 ||
+	    ((msg[1] & KPROTO_ANSWER) != 0 && msg[2] != 0) ||
 	    codec_get_u32(msg + 4) != len - KPROTO_HEADER_BYTES)
 		return P8V_ERR_BAD_REQUEST;
 	max = kproto_max(msg[1]);

@@ -8,7 +8,8 @@
  *   off  len  field
  *   0    1    version = KPROTO_VERSION
  *   1    1    type (enum kproto_type; an answer is type | KPROTO_ANSWER)
- *   2    2    zero
+ *   2    1    flags: 0, or in a request KPROTO_F_MORE
+ *   3    1    zero
  *   4    4    body length (u32 big-endian) = datagram length - 8
  *   8    n    body: the type's fields, in order, nothing after them
  *
@@ -41,6 +42,18 @@
 #define KPROTO_VERSION 1
 #define KPROTO_HEADER_BYTES 8
 #define KPROTO_ANSWER 0x80
+/* In a request: more requests follow on this channel at once (a pipe's
+ * batch, keeper_pipe_flush). The keeper holds its answer and sends the
+ * answers of the batch together after the request without the flag (or
+ * after KPROTO_BATCH_MAX of them), so that the front wakes once. Only a
+ * hint: a front that lies delays its own answers. */
+#define KPROTO_F_MORE 0x01
+#define KPROTO_BATCH_MAX 32
+/* Every request of a batch but its first is at most this long (a pipe's
+ * slot): the keeper reads a batch with one recvmmsg, the first request
+ * into a buffer for the largest message, the others into slots of this
+ * size. A longer one is cut, and refused as malformed. */
+#define KPROTO_SLOT_BYTES 4096
 
 enum kproto_type {
 	KP_HELLO = 1,           /* keeper -> front, once, on channel 0 */
