@@ -30,6 +30,12 @@
  * the daemons of a listener (api/connlimit.c), which also keeps the portal
  * and the signing API on separate budgets.
  *
+ * The TCP daemons run in libmicrohttpd's external epoll mode, each on a
+ * loop of ours (struct loop): it batches the keeper calls of a turn's
+ * handlers (a /jwt signature) into one round trip to the keeper process.
+ * The signing socket's pool runs libmicrohttpd's own threads, whose
+ * handlers call the keeper one call at a time.
+ *
  * No handler waits on an event loop. A thread serves every connection it
  * accepted, so a handler sleeping in pthread_cond_wait until another
  * caller's mint is done stalls the cached answers of every other team on
@@ -51,6 +57,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +72,7 @@
 #include "common/jsonflat.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
+#include "keeper/keeper.h"
 
 /* GnuTLS priorities for HTTPS listeners: TLS 1.2 and 1.3 only, GnuTLS's
  * NORMAL cipher choice within them. */
@@ -107,6 +116,34 @@ struct listener {
 	struct connlimit *limit;
 };
 
+/*
+ * An event loop of our own around a TCP listener's daemon (libmicrohttpd
+ * in external epoll mode). A turn: run libmicrohttpd, whose handlers may
+ * queue keeper calls on the loop's pipe (keeper.h) and return
+ * P8V_ERR_PENDING; send the calls queued in one batch; wait for their
+ * answers, which set the requests' answers; then run libmicrohttpd again,
+ * which sends them (finish_request). With nothing in flight the loop
+ * waits on libmicrohttpd's epoll fd and a wake-up eventfd. A batch costs
+ * the keeper one wake-up each way, where a call per request cost two
+ * process switches and four system calls (docs/benchmarks.md, issue 13).
+ */
+struct loop {
+	struct api_server *srv;
+	struct MHD_Daemon *d;
+	pthread_t thread;
+	int running;                    /* thread started */
+	int ep;                         /* our epoll fd */
+	int wake;                       /* eventfd: stop, quiesce */
+	struct keeper_pipe *pipe;
+	int no_pipe;                    /* the keeper runs in this process */
+	int stop;                       /* atomic */
+	int quiesce;                    /* atomic: 1 asked, 2 done */
+};
+
+/* The loop of the thread running it (NULL on libmicrohttpd's threads and
+ * the defer threads). */
+static __thread struct loop *this_loop;
+
 /* Requests deferred off the event loops, and the threads that run them. */
 struct defer_pool {
 	pthread_mutex_t lock;
@@ -148,6 +185,11 @@ struct api_server {
 	struct listener sign;
 	struct MHD_Daemon **daemons;
 	size_t n_daemons;
+	struct loop **loops;            /* the daemons with a loop of ours */
+	size_t n_loops;
+	pthread_mutex_t quiesce_lock;
+	pthread_cond_t quiesced;
+	int have_quiesce_lock;
 	/* Set once, then read by every thread (release/acquire). */
 	struct api_backend backend;
 	int has_backend;
@@ -170,6 +212,7 @@ enum defer_state {
 
 struct api_request {
 	struct listener *lst;
+	struct loop *loop;              /* the loop it came in on, or NULL */
 	struct MHD_Connection *conn;
 	char *target;                   /* raw request target, allocated
 	                                   right after the struct */
@@ -197,6 +240,9 @@ struct api_request {
 	int headers_done;
 	int refused;                    /* over a connection limit: 503 */
 	int can_wait;                   /* runs on a defer thread */
+	int on_pipe;                    /* its keeper call is in flight */
+	int orphaned;                   /* closed while on_pipe: freed by
+	                                   api_request_finish_pending */
 	int defer_state;                /* enum defer_state, atomic */
 	struct api_request *defer_next; /* the defer queue */
 	int64_t start_us;
@@ -539,6 +585,7 @@ request_begin(void *cls, const char *uri, struct MHD_Connection *conn)
 	req->target = (char *)(req + 1);
 	memcpy(req->target, uri, len + 1);
 	req->lst = lst;
+	req->loop = this_loop;
 	req->conn = conn;
 	req->start_us = now_us();
 	__atomic_add_fetch(&lst->srv->in_flight, 1, __ATOMIC_ACQ_REL);
@@ -602,7 +649,10 @@ request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		    req->status);
 	metrics_observe_request(req->route != NULL ? req->route->pattern : NULL,
 	    req->status, (double)(now_us() - req->start_us) / 1e6);
-	request_free(req);
+	if (req->on_pipe)
+		req->orphaned = 1;      /* the keeper's answer frees it */
+	else
+		request_free(req);
 	__atomic_sub_fetch(&lst->srv->in_flight, 1, __ATOMIC_ACQ_REL);
 }
 
@@ -796,7 +846,9 @@ append_body(struct api_request *req, const char *data, size_t len)
 /*
  * Run the handler and settle its answer (set, or the error's). 1 if it
  * would wait and may not (P8V_ERR_WOULD_BLOCK on an event loop): nothing
- * is set, the body is kept for the deferred run.
+ * is set, the body is kept for the deferred run. 2 if it queued a keeper
+ * call on its loop's pipe (P8V_ERR_PENDING): the answer comes with
+ * api_request_finish_pending.
  */
 static int
 run_handler(struct api_request *req)
@@ -812,6 +864,12 @@ run_handler(struct api_request *req)
 	secmem_free(req->body);
 	req->body = NULL;
 	req->body_len = 0;
+	if (r == P8V_ERR_PENDING && req->loop != NULL && !req->can_wait) {
+		/* Queued on the loop's keeper pipe: answered by
+		 * api_request_finish_pending. */
+		clear_response(req);
+		return 2;
+	}
 	if (r == 0 && req->resp_body == NULL && req->resp_text == NULL) {
 		log_errorf("request_failed", "handler for %s %s set no response",
 		    req->method_name, req->route->pattern);
@@ -822,6 +880,8 @@ run_handler(struct api_request *req)
 	return 0;
 }
 
+static void loop_wake(struct loop *l);
+
 /* A defer thread: run queued handlers, allowed to wait, then resume their
  * connections. Drains the queue before it stops. */
 static void *
@@ -829,6 +889,7 @@ defer_main(void *arg)
 {
 	struct defer_pool *p = arg;
 	struct api_request *req;
+	struct loop *l;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -842,9 +903,16 @@ defer_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		req->can_wait = 1;
 		(void)run_handler(req);
+		/* Read first: once resumed, the request may be answered and
+		 * freed by its loop at any moment. */
+		l = req->loop;
 		__atomic_store_n(&req->defer_state, DEFER_DONE,
 		    __ATOMIC_RELEASE);
 		MHD_resume_connection(req->conn);
+		/* A loop of ours is woken to run libmicrohttpd (its own
+		 * inter-thread channel alone did not wake it, in tests). */
+		if (l != NULL)
+			loop_wake(l);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -882,11 +950,65 @@ finish_request(struct api_request *req)
 		set_error(req, req->body_error, 0);
 		return send_response(req);
 	}
-	if (run_handler(req) != 0) {
+	switch (run_handler(req)) {
+	case 0:
+		return send_response(req);
+	case 1:
 		defer_request(req);
 		return MHD_YES;
+	default:
+		/* Not suspended (a suspension costs two epoll_ctl and an
+		 * inter-thread wake-up per request): the connection waits in
+		 * libmicrohttpd's ready list with its request read and no
+		 * answer, and this loop, which waits for the keeper's answers
+		 * before it runs libmicrohttpd again (loop_main), has it call
+		 * handle_request once more then. */
+		__atomic_store_n(&req->defer_state, DEFER_QUEUED,
+		    __ATOMIC_RELEASE);
+		req->on_pipe = 1;
+		return MHD_YES;
 	}
-	return send_response(req);
+}
+
+void
+api_request_finish_pending(struct api_request *req, int r)
+{
+	if (r == 0 && req->resp_body == NULL && req->resp_text == NULL) {
+		log_errorf("request_failed", "handler for %s %s set no response",
+		    req->method_name, req->route->pattern);
+		r = P8V_ERR_INTERNAL;
+	}
+	req->on_pipe = 0;
+	if (req->orphaned) {
+		/* Its connection closed meanwhile (request_completed). */
+		request_free(req);
+		return;
+	}
+	if (r != 0)
+		set_error(req, r, 0);
+	__atomic_store_n(&req->defer_state, DEFER_DONE, __ATOMIC_RELEASE);
+}
+
+struct keeper_pipe *
+api_request_keeper_pipe(struct api_request *req)
+{
+	struct loop *l = req->loop;
+	const struct api_backend *b;
+
+	if (l == NULL || req->can_wait || l != this_loop || l->no_pipe)
+		return NULL;
+	if (l->pipe == NULL) {
+		b = api_request_backend(req);
+		if (b == NULL || b->keeper == NULL ||
+		    keeper_pipe_open(b->keeper, &l->pipe) != 0) {
+			/* A keeper in this process (tests), or no memory: the
+			 * loop's handlers call the keeper directly. */
+			l->no_pipe = 1;
+			l->pipe = NULL;
+			return NULL;
+		}
+	}
+	return l->pipe;
 }
 
 static enum MHD_Result
@@ -1138,6 +1260,157 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 	    "libmicrohttpd", NULL, "%s", line);
 }
 
+/* -- our event loops ---------------------------------------------------- */
+
+/* epoll data of the loop's fds. */
+enum { LOOP_EV_MHD = 1, LOOP_EV_WAKE };
+
+static void
+loop_wake(struct loop *l)
+{
+	uint64_t one = 1;
+
+	(void)!write(l->wake, &one, sizeof(one));
+}
+
+/* How long epoll_wait may sleep: libmicrohttpd's next connection timeout
+ * (0 with work it has ready), -1 for none. */
+static int
+loop_timeout(struct loop *l)
+{
+	MHD_UNSIGNED_LONG_LONG mhd;
+
+	if (MHD_get_timeout(l->d, &mhd) != MHD_YES)
+		return -1;
+	return mhd > 60000 ? 60000 : (int)mhd;
+}
+
+static void
+loop_quiesce(struct loop *l)
+{
+	struct api_server *srv = l->srv;
+	MHD_socket fd;
+
+	fd = MHD_quiesce_daemon(l->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	pthread_mutex_lock(&srv->quiesce_lock);
+	__atomic_store_n(&l->quiesce, 2, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&srv->quiesced);
+	pthread_mutex_unlock(&srv->quiesce_lock);
+}
+
+static void *
+loop_main(void *arg)
+{
+	struct loop *l = arg;
+	struct epoll_event ev[8];
+	uint64_t drained;
+	int i, n;
+
+	this_loop = l;
+	for (;;) {
+		if (__atomic_load_n(&l->quiesce, __ATOMIC_ACQUIRE) == 1)
+			loop_quiesce(l);
+		/* Stopping: the calls in flight are answered first (their
+		 * requests are freed by MHD_stop_daemon after this). */
+		if (__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE) &&
+		    keeper_pipe_pending(l->pipe) == 0)
+			break;
+		/* Calls in flight: their connections wait in libmicrohttpd's
+		 * ready list (finish_request), so the loop waits for the
+		 * keeper's answers first (the keeper's thread runs on this
+		 * CPU meanwhile, proto.h). The run of libmicrohttpd that
+		 * follows sends the answers, reads the next requests and
+		 * runs their handlers, whose keeper calls leave together. */
+		if (keeper_pipe_pending(l->pipe) > 0) {
+			keeper_pipe_wait(l->pipe);
+		} else {
+			n = epoll_wait(l->ep, ev, 8, loop_timeout(l));
+			if (n < 0 && errno != EINTR) {
+				log_errorf("listen", "epoll_wait: %s",
+				    strerror(errno));
+				break;
+			}
+			for (i = 0; i < n; i++)
+				if (ev[i].data.u32 == LOOP_EV_WAKE)
+					(void)!read(l->wake, &drained,
+					    sizeof(drained));
+		}
+		(void)MHD_run(l->d);
+		if (l->pipe != NULL) {
+			(void)keeper_pipe_flush(l->pipe);
+			keeper_pipe_idle(l->pipe);
+		}
+	}
+	keeper_pipe_close(l->pipe);
+	l->pipe = NULL;
+	return NULL;
+}
+
+static void
+loop_free(struct loop *l)
+{
+	if (l == NULL)
+		return;
+	if (l->ep >= 0)
+		close(l->ep);
+	if (l->wake >= 0)
+		close(l->wake);
+	free(l);
+}
+
+/* Start the thread of a loop around d (external epoll mode). */
+static int
+loop_start(struct api_server *srv, struct MHD_Daemon *d, struct loop **out)
+{
+	const union MHD_DaemonInfo *info;
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct loop *l;
+	int r = P8V_ERR_INTERNAL;
+
+	*out = NULL;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return P8V_ERR_ALLOC;
+	l->srv = srv;
+	l->d = d;
+	l->ep = l->wake = -1;
+	if ((info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD)) ==
+	    NULL || (l->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	    (l->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		log_errorf("listen", "event loop: %s", strerror(errno));
+		goto fail;
+	}
+	ev.data.u32 = LOOP_EV_MHD;
+	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0)
+		goto fail;
+	ev.data.u32 = LOOP_EV_WAKE;
+	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake, &ev) != 0)
+		goto fail;
+	if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+		r = P8V_ERR_ALLOC;
+		goto fail;
+	}
+	l->running = 1;
+	*out = l;
+	return 0;
+ fail:
+	loop_free(l);
+	return r;
+}
+
+/* Stop a loop's thread (its keeper calls answered first). */
+static void
+loop_stop(struct loop *l)
+{
+	if (l == NULL || !l->running)
+		return;
+	__atomic_store_n(&l->stop, 1, __ATOMIC_RELEASE);
+	loop_wake(l);
+	pthread_join(l->thread, NULL);
+	l->running = 0;
+}
+
 /* -- the server -------------------------------------------------------- */
 
 static int
@@ -1232,6 +1505,16 @@ api_server_create(const struct api_route *routes, size_t n_routes,
 		srv->opts.max_connections_per_address =
 		    API_CONNECTIONS_PER_ADDRESS_DEFAULT;
 	srv->not_ready_reason = "starting";
+	if (pthread_mutex_init(&srv->quiesce_lock, NULL) != 0) {
+		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	if (pthread_cond_init(&srv->quiesced, NULL) != 0) {
+		pthread_mutex_destroy(&srv->quiesce_lock);
+		r = P8V_ERR_ALLOC;
+		goto out;
+	}
+	srv->have_quiesce_lock = 1;
 	if ((r = listener_init(&srv->portal, srv, API_LISTENER_PORTAL)) != 0 ||
 	    (r = listener_init(&srv->sign, srv, API_LISTENER_SIGN)) != 0 ||
 	    (r = defer_start(&srv->defer)) != 0 ||
@@ -1281,8 +1564,12 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 		log_errorf("listen", "dup: %s", strerror(errno));
 		goto out;
 	}
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (threads > 1 ? MHD_USE_POLL : MHD_USE_EPOLL);
+	/* One thread: a loop of ours (struct loop) around the daemon in
+	 * external epoll mode; a pool (the signing socket): libmicrohttpd's
+	 * threads, whose handlers call the keeper directly. */
+	flags = MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	    (threads > 1 ? MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL :
+	    MHD_USE_EPOLL);
 	if (threads > 1)
 		extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE,
 		    (intptr_t)threads, NULL };
@@ -1324,12 +1611,41 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 		    tls != NULL ? "; is the TLS key the certificate's?" : "");
 		goto out;
 	}
+	if (threads == 1) {
+		struct loop **lgrown, *l;
+
+		lgrown = realloc(srv->loops, (srv->n_loops + 1) *
+		    sizeof(*lgrown));
+		if (lgrown == NULL) {
+			MHD_stop_daemon(d);
+			r = P8V_ERR_ALLOC;
+			goto out;
+		}
+		srv->loops = lgrown;
+		if ((r = loop_start(srv, d, &l)) != 0) {
+			MHD_stop_daemon(d);
+			goto out;
+		}
+		srv->loops[srv->n_loops++] = l;
+	}
 	srv->daemons[srv->n_daemons++] = d;
 	r = 0;
  out:
 	if (fd >= 0)
 		close(fd);
 	return r;
+}
+
+/* The loop around d, or NULL (a daemon with its own threads). */
+static struct loop *
+loop_of(struct api_server *srv, struct MHD_Daemon *d)
+{
+	size_t i;
+
+	for (i = 0; i < srv->n_loops; i++)
+		if (srv->loops[i]->d == d)
+			return srv->loops[i];
+	return NULL;
 }
 
 void
@@ -1360,11 +1676,28 @@ api_server_quiesce(struct api_server *srv)
 	if (srv == NULL)
 		return;
 	__atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
+	/* A loop's daemon is quiesced by its own thread, which may be
+	 * inside libmicrohttpd's epoll code (the listening socket's entry
+	 * in the epoll set is not guarded). */
+	for (i = 0; i < srv->n_loops; i++) {
+		__atomic_store_n(&srv->loops[i]->quiesce, 1,
+		    __ATOMIC_RELEASE);
+		loop_wake(srv->loops[i]);
+	}
 	for (i = 0; i < srv->n_daemons; i++) {
+		if (loop_of(srv, srv->daemons[i]) != NULL)
+			continue;
 		fd = MHD_quiesce_daemon(srv->daemons[i]);
 		if (fd != MHD_INVALID_SOCKET)
 			close(fd);
 	}
+	pthread_mutex_lock(&srv->quiesce_lock);
+	for (i = 0; i < srv->n_loops; i++)
+		while (srv->loops[i]->running &&
+		    __atomic_load_n(&srv->loops[i]->quiesce,
+		    __ATOMIC_ACQUIRE) != 2)
+			pthread_cond_wait(&srv->quiesced, &srv->quiesce_lock);
+	pthread_mutex_unlock(&srv->quiesce_lock);
 }
 
 unsigned int
@@ -1385,9 +1718,20 @@ api_server_destroy(struct api_server *srv)
 	 * connections on the daemons: they finish first. */
 	defer_stop(&srv->defer);
 	refusals_stop(&srv->refusals);
+	/* The loops' threads first: libmicrohttpd in external mode is
+	 * stopped from another thread only once nobody runs it. */
+	for (i = 0; i < srv->n_loops; i++)
+		loop_stop(srv->loops[i]);
 	for (i = 0; i < srv->n_daemons; i++)
 		MHD_stop_daemon(srv->daemons[i]);
+	for (i = 0; i < srv->n_loops; i++)
+		loop_free(srv->loops[i]);
+	free(srv->loops);
 	free(srv->daemons);
+	if (srv->have_quiesce_lock) {
+		pthread_cond_destroy(&srv->quiesced);
+		pthread_mutex_destroy(&srv->quiesce_lock);
+	}
 	if (srv->refusals.ready) {
 		pthread_cond_destroy(&srv->refusals.wake);
 		pthread_mutex_destroy(&srv->refusals.lock);

@@ -114,9 +114,12 @@ typedef int (*api_auth_hook_fn)(struct api_request *req,
  */
 struct store;
 struct vault;
+struct keeper;
+struct keeper_pipe;
 struct api_backend {
 	struct store *store;
 	struct vault *vault;
+	struct keeper *keeper;  /* may be NULL: no keeper pipes */
 };
 
 struct api_options {
@@ -222,6 +225,19 @@ int api_request_server_ready(const struct api_request *req,
  * see api_handler_fn) and may wait for other requests' work; 0 on an event
  * loop, where waiting stalls every connection of that thread. */
 int api_request_can_wait(const struct api_request *req);
+/*
+ * The keeper pipe (keeper/keeper.h) of the event loop the handler runs on,
+ * or NULL: the request is not on one of our loops (a signing-socket
+ * thread, a defer thread), or the keeper runs in this process. A handler
+ * that queues a call on it returns P8V_ERR_PENDING: its connection waits,
+ * and the call's completion (on the same thread, before the loop runs
+ * libmicrohttpd again) sets the answer and calls
+ * api_request_finish_pending. The request's body is freed by then.
+ */
+struct keeper_pipe *api_request_keeper_pipe(struct api_request *req);
+/* The end of a P8V_ERR_PENDING handler: r as a handler's return (0 with
+ * an answer set, or the error to answer); the answer is sent. */
+void api_request_finish_pending(struct api_request *req, int r);
 /* The caller as established by the authentication hook, which fills it
  * (mutable for the hook). */
 struct api_principal *api_request_principal(struct api_request *req);

@@ -388,11 +388,56 @@ api_sign_handle_apns_token(struct api_request *req)
 	return r;
 }
 
+/* A /jwt signature queued on the loop's keeper pipe. */
+struct jwt_pending {
+	struct api_request *req;
+	char profile[32];       /* the request's, validated before queueing */
+};
+
+static void
+jwt_done(void *arg, int result, struct vault_token *tok)
+{
+	struct jwt_pending *pj = arg;
+
+	if (result == 0 && tok != NULL)
+		result = respond_token(pj->req, tok, pj->profile);
+	else if (result == 0)
+		result = P8V_ERR_INTERNAL;
+	api_request_finish_pending(pj->req, result);
+	free(pj);
+}
+
+/* The loop's keeper pipe and a context for req's signature on it, or
+ * NULL (the signature is made at once). */
+static struct keeper_pipe *
+jwt_pipe(struct api_request *req, const json_t *body,
+    struct jwt_pending **out)
+{
+	struct keeper_pipe *pipe;
+	const json_t *name;
+
+	*out = NULL;
+	if (api_request_can_wait(req) ||
+	    (pipe = api_request_keeper_pipe(req)) == NULL)
+		return NULL;
+	name = json_object_get(body, "profile");
+	if (!json_is_string(name) ||
+	    json_string_length(name) >= sizeof((*out)->profile) ||
+	    (*out = calloc(1, sizeof(**out))) == NULL)
+		return NULL;
+	(*out)->req = req;
+	memcpy((*out)->profile, json_string_value(name),
+	    json_string_length(name));
+	return pipe;
+}
+
 int
 api_sign_handle_jwt(struct api_request *req)
 {
 	struct vault_token tok;
 	struct vault *v;
+	struct keeper_pipe *pipe;
+	struct jwt_pending *pj = NULL;
 	json_t *body = NULL;
 	const char *app, *detail = NULL, *profile, *s;
 	char unknown[PROFILE_UNKNOWN_DETAIL_BYTES];
@@ -412,12 +457,22 @@ api_sign_handle_jwt(struct api_request *req)
 	/* On an event loop a DeviceCheck request (the shared APNs token) is
 	 * answered only from the cache; a mint, or waiting for another
 	 * caller's, runs on a defer thread (api/http.h), as for apns-token. */
-	if (!api_request_can_wait(req))
+	/* On one of our event loops a fresh signature is queued on the
+	 * loop's keeper pipe and answered by jwt_done (api/http.h). */
+	if ((pipe = jwt_pipe(req, body, &pj)) != NULL)
+		r = vault_profile_token_start(v, app, body,
+		    api_request_principal(req)->actor, pipe, jwt_done, pj,
+		    &tok, &detail);
+	else if (!api_request_can_wait(req))
 		r = vault_profile_token_nowait(v, app, body,
 		    api_request_principal(req)->actor, &tok, &detail);
 	else
 		r = vault_profile_token(v, app, body,
 		    api_request_principal(req)->actor, &tok, &detail);
+	if (r == P8V_ERR_PENDING) {
+		pj = NULL;      /* jwt_done's */
+		goto out;
+	}
 	if (r == P8V_ERR_WOULD_BLOCK)
 		goto out;
 	if (r != 0) {
@@ -441,6 +496,7 @@ api_sign_handle_jwt(struct api_request *req)
 	profile = json_string_value(json_object_get(body, "profile"));
 	r = respond_token(req, &tok, profile);
  out:
+	free(pj);
 	vault_token_finish(&tok);
 	json_decref(body);
 	return r;

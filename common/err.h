@@ -98,7 +98,9 @@
 	X(TOO_MANY_KEYS,      -102, "too_many_keys",         "the app holds as many keys (not revoked) as its quota allows: revoke one first") \
 	X(TOO_MANY_APPS,      -103, "too_many_apps",         "this token has created keys in as many apps as its quota allows") \
 	X(RATE_LIMITED,       -104, "rate_limited",          "this token made as many uploads in the last minute as its quota allows; retry later") \
-	X(VAULT_FULL,         -105, "vault_full",            "the vault holds as many key records as its quota allows")
+	X(VAULT_FULL,         -105, "vault_full",            "the vault holds as many key records as its quota allows") \
+	/* keeper pipes (issue 13) */ \
+	X(PENDING,            -106, "pending",               "the answer comes later; internal: the event loop finishes the request when the keeper answers")
 
 enum p8v_err {
 	P8V_OK = 0,

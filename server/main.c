@@ -482,6 +482,7 @@ main(int argc, char **argv)
 	memset(&backend, 0, sizeof(backend));
 	backend.store = d.state.store;
 	backend.vault = d.state.vault;
+	backend.keeper = vault_keeper(d.state.vault);
 	api_server_set_backend(d.srv, &backend);
 	log_infof("ready", "ready: store %s open, %zu master key(s) checked",
 	    d.cfg.state_dir, d.state.n_master_keys);

@@ -96,6 +96,12 @@ vault_set_quotas(struct vault *v, const struct vault_quotas *q)
 		v->quotas = *q;
 }
 
+struct keeper *
+vault_keeper(struct vault *v)
+{
+	return v != NULL ? v->keeper : NULL;
+}
+
 void
 vault_destroy(struct vault *v)
 {

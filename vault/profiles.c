@@ -257,7 +257,7 @@ profile_build(const struct profile_request *req,
 static int
 profile_token(struct vault *v, const char *app, const json_t *request,
     const char *actor, struct vault_token *out, const char **detail,
-    int may_wait)
+    int may_wait, struct keeper_pipe *pipe, vault_token_done done, void *arg)
 {
 	struct profile_request req;
 	int r = P8V_ERR_INTERNAL;
@@ -282,6 +282,9 @@ profile_token(struct vault *v, const char *app, const json_t *request,
 	else if (req.service == KEY_SERVICE_DEVICECHECK)
 		r = vault_devicecheck_token(v, app, req.environment, actor,
 		    out);
+	else if (pipe != NULL)
+		r = vault_sign_app_start(v, app, req.environment, &req.f,
+		    actor, pipe, done, arg, out);
 	else
 		r = vault_sign_app(v, app, req.environment, &req.f, actor,
 		    out);
@@ -297,7 +300,8 @@ int
 vault_profile_token(struct vault *v, const char *app, const json_t *request,
     const char *actor, struct vault_token *out, const char **detail)
 {
-	return profile_token(v, app, request, actor, out, detail, 1);
+	return profile_token(v, app, request, actor, out, detail, 1, NULL,
+	    NULL, NULL);
 }
 
 int
@@ -305,7 +309,21 @@ vault_profile_token_nowait(struct vault *v, const char *app,
     const json_t *request, const char *actor, struct vault_token *out,
     const char **detail)
 {
-	return profile_token(v, app, request, actor, out, detail, 0);
+	return profile_token(v, app, request, actor, out, detail, 0, NULL,
+	    NULL, NULL);
+}
+
+int
+vault_profile_token_start(struct vault *v, const char *app,
+    const json_t *request, const char *actor, struct keeper_pipe *pipe,
+    vault_token_done done, void *arg, struct vault_token *out,
+    const char **detail)
+{
+	if (pipe == NULL || done == NULL)
+		return vault_profile_token_nowait(v, app, request, actor, out,
+		    detail);
+	return profile_token(v, app, request, actor, out, detail, 0, pipe,
+	    done, arg);
 }
 
 /* The members a profile takes besides "profile", in docs/api.md's order. */

@@ -163,6 +163,19 @@ int vault_profile_token_nowait(struct vault *v, const char *app,
     const json_t *request, const char *actor, struct vault_token *out,
     const char **detail);
 
+/* vault_profile_token_nowait, for an event loop with a keeper pipe
+ * (keeper.h): a signature is queued on pipe and P8V_ERR_PENDING returned;
+ * done(arg, result, token) runs when keeper_pipe_run reads its answer,
+ * with what vault_profile_token would have returned (the profile's
+ * fields were validated before the call was queued: *detail is set only
+ * on an answer given at once). Every other return is the answer, given
+ * at once, as by vault_profile_token_nowait, and done is not called.
+ * pipe or done NULL: vault_profile_token_nowait. */
+int vault_profile_token_start(struct vault *v, const char *app,
+    const json_t *request, const char *actor, struct keeper_pipe *pipe,
+    vault_token_done done, void *arg, struct vault_token *out,
+    const char **detail);
+
 /* The names of every profile, in table order, for docs and errors:
  * names[i] for i < profile_count(). */
 size_t profile_count(void);

@@ -602,6 +602,97 @@ vault_sign_app(struct vault *v, const char *app, enum key_env env,
 	return r;
 }
 
+/* A signature queued on a keeper pipe: what its answer needs. */
+struct pending_sign {
+	struct vault *v;
+	struct key_record ids;  /* app, Key ID, Team ID: for the log */
+	vault_token_done done;
+	void *arg;
+};
+
+static void
+sign_app_done(void *arg, int result, struct keeper_token *kt,
+    enum keeper_step step)
+{
+	struct pending_sign *ps = arg;
+	struct vault_token out = { 0 };
+
+	if (result == 0 && kt != NULL) {
+		out.token = kt->token;
+		kt->token = NULL;
+		memcpy(out.key_id, kt->key_id, sizeof(out.key_id));
+		memcpy(out.team_id, kt->team_id, sizeof(out.team_id));
+		out.issued_at = kt->issued_at;
+		out.expires_at = kt->expires_at;
+		out.minted = 1;
+		VAULT_COUNT(ps->v->app_signs);
+	} else {
+		if (result == 0)
+			result = P8V_ERR_INTERNAL;
+		log_refusal(&ps->ids, step, result);
+		VAULT_COUNT(ps->v->app_sign_failures);
+	}
+	ps->done(ps->arg, result, result == 0 ? &out : NULL);
+	vault_token_finish(&out);
+	free(ps);
+}
+
+int
+vault_sign_app_start(struct vault *v, const char *app, enum key_env env,
+    const struct keeper_profile *fields, const char *actor,
+    struct keeper_pipe *pipe, vault_token_done done, void *arg,
+    struct vault_token *out)
+{
+	struct key_record rec = { 0 };
+	struct keeper_record kr;
+	struct pending_sign *ps = NULL;
+	uint8_t *aad = NULL;
+	size_t aad_len = 0;
+	const struct profile_rule *rule;
+	int r = P8V_ERR_INVALID_ARGUMENT;
+
+	if (pipe == NULL || done == NULL)
+		return vault_sign_app(v, app, env, fields, actor, out);
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (v == NULL || fields == NULL || out == NULL ||
+	    (rule = profile_rule_of(fields->kind)) == NULL ||
+	    vault_actor_valid(actor) != 0)
+		goto out;
+	if ((r = vault_find_active_aad(v, app, env, rule->service, &rec, &aad,
+	    &aad_len)) != 0) {
+		/* Counted as vault_sign_app counts it: not at all. */
+		goto out;
+	}
+	if ((ps = calloc(1, sizeof(*ps))) == NULL) {
+		r = P8V_ERR_ALLOC;
+		VAULT_COUNT(v->app_sign_failures);
+		goto out;
+	}
+	ps->v = v;
+	memcpy(ps->ids.app, rec.app, sizeof(ps->ids.app));
+	memcpy(ps->ids.key_id, rec.key_id, sizeof(ps->ids.key_id));
+	memcpy(ps->ids.team_id, rec.team_id, sizeof(ps->ids.team_id));
+	ps->done = done;
+	ps->arg = arg;
+	vault_keeper_record(&rec, aad, aad_len, &kr);
+	r = keeper_pipe_sign_profile(pipe, &kr, fields, sign_app_done, ps);
+	if (r == 0) {
+		ps = NULL;
+		r = P8V_ERR_PENDING;
+	} else if (r == P8V_ERR_BUSY) {
+		r = vault_sign_app(v, app, env, fields, actor, out);
+	} else {
+		log_refusal(&rec, KEEPER_STEP_NONE, r);
+		VAULT_COUNT(v->app_sign_failures);
+	}
+ out:
+	free(ps);
+	key_record_free(&rec);
+	free(aad);
+	return r;
+}
+
 /* --- the wrap budget and re-seals --- */
 
 int

@@ -120,6 +120,11 @@ int vault_create(struct store *store, struct keeper *keeper,
  * keeper_unavailable; /readyz says not ready). */
 int vault_keeper_ready(struct vault *v);
 
+/* The vault's keeper, for keeper pipes (keeper.h; api/http.c's event
+ * loops): the same object for the vault's life, whatever keeper process
+ * serves it after a SIGHUP or a restart. NULL for NULL. */
+struct keeper *vault_keeper(struct vault *v);
+
 /* Destroy the keeper (wiping its keys) and the in-memory token cache. No
  * call may be running. NULL-safe. */
 void vault_destroy(struct vault *v);
@@ -337,6 +342,12 @@ struct vault_token {
 };
 
 void vault_token_finish(struct vault_token *t); /* frees and wipes token */
+
+/* The end of a signature queued on a keeper pipe (vault_profile_token_
+ * start): its result and, for 0, the token (done may take tok->token,
+ * setting it to NULL; the rest is finished after it returns). */
+typedef void (*vault_token_done)(void *arg, int result,
+    struct vault_token *tok);
 
 /* Why the caller reports a token rejected by APNs. */
 enum vault_reject_reason {

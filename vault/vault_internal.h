@@ -93,6 +93,19 @@ int vault_sign_app(struct vault *v, const char *app, enum key_env env,
     struct vault_token *out);
 
 /*
+ * vault_sign_app on a keeper pipe (keeper.h): the signature is queued and
+ * P8V_ERR_PENDING returned; done(arg, result, token) runs when its answer
+ * is read, as vault_sign_app would have returned (the token's out filled
+ * as by it). Any other return is vault_sign_app's answer, given at once
+ * (a pipe that cannot take the call, P8V_ERR_BUSY, is bypassed: the call
+ * is made synchronously), and done is not called.
+ */
+int vault_sign_app_start(struct vault *v, const char *app, enum key_env env,
+    const struct keeper_profile *fields, const char *actor,
+    struct keeper_pipe *pipe, vault_token_done done, void *arg,
+    struct vault_token *out);
+
+/*
  * Find the app's active key for env (see vault_apns_token) in one read
  * transaction and check it carries service_bit. *rec gets a copy (caller
  * frees with key_record_free; zeroed on failure).
