@@ -18,7 +18,10 @@ STATUS request (it is alive) and must have signed nothing it should not:
   vouching and re-wrapping;
 - profile fields past their limits (expiry, issuer id, list sizes);
 - a burst of APNs mint requests for one key: one signature, and every
-  answer the same token (the keeper's own 20-minute limit).
+  answer the same token (the keeper's own 20-minute limit);
+- batches (KPROTO_F_MORE): their answers held until the batch's last
+  request and then all sent, in order; a request after the first of a
+  batch longer than its slot (KPROTO_SLOT_BYTES) is cut and refused.
 
 The records are made through the keeper's SEAL operation and their
 authenticated data is built here from common/keyrecord.h's description.
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import shutil
+import signal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Runner, check, check_eq  # noqa
@@ -55,6 +59,8 @@ SERVICES = ["apns", "app_store_connect", "sign_in_with_apple", "musickit",
             "weatherkit", "devicecheck", "maps"]
 MUSICKIT, DEVICECHECK = 2, 4        # enum keeper_profile_kind
 TIMEOUT_S = 10
+MORE = 0x0100       # KPROTO_F_MORE, in the header's flags byte
+SLOT_BYTES = 4096   # KPROTO_SLOT_BYTES
 
 
 def keeper_path():
@@ -259,6 +265,7 @@ def malformed_datagrams_are_refused(k):
         "a short header": b"\x01\x02\x00",
         "version 2": message(STATUS, b"", version=2),
         "padding set": message(STATUS, b"", pad=1),
+        "an unknown flag": message(STATUS, b"", pad=0x0200),
         "a length longer than the datagram": message(STATUS, b"",
                                                      length=4),
         "a length shorter than the datagram": message(VOUCH, b"\0" * 16,
@@ -406,6 +413,53 @@ def a_burst_of_apns_mints_signs_once(k):
                                   b"b" * 16))
     check_eq(res, 0, "a second key mints")
     check(r.bytes().decode() not in tokens, "the second key's token")
+
+
+@runner.test
+@with_keeper
+def batches_are_answered_together(k):
+    rec = k.seal("app.batch", apple_id(), apple_id())
+    sign = record(rec["aad"], rec["env"]) + profile(MUSICKIT)
+    # Requests marked MORE: nothing is answered until the last one.
+    k.sock.send(message(STATUS, b"", pad=MORE))
+    k.sock.send(message(SIGN_PROFILE, sign, pad=MORE))
+    k.sock.settimeout(0.3)
+    try:
+        early = k.sock.recv(1 << 20)
+    except socket.timeout:
+        early = None
+    k.sock.settimeout(TIMEOUT_S)
+    check(early is None, "an answer before the batch's last request")
+    k.sock.send(message(SIGN_PROFILE, sign))
+    types, tokens = [], set()
+    for i in range(3):
+        a = k.recv("a batch")
+        r = Reader(a[8:])
+        check_eq(struct.unpack(">i", r.take(4))[0], 0, "batch answer %d" % i)
+        r.u8()
+        types.append(a[1])
+        if a[1] == SIGN_PROFILE | ANSWER:
+            token = r.bytes().decode()
+            verify_es256(rec["point"], token)
+            tokens.add(token)
+    check_eq(types, [STATUS | ANSWER, SIGN_PROFILE | ANSWER,
+                     SIGN_PROFILE | ANSWER], "answers in request order")
+    check_eq(len(tokens), 2, "distinct signatures in one batch")
+    # A batch read at once: the keeper stopped while both wait, so that
+    # one recvmmsg takes them; the second is longer than its slot.
+    k.proc.send_signal(signal.SIGSTOP)
+    try:
+        k.sock.send(message(STATUS, b"", pad=MORE))
+        k.sock.send(message(VOUCH, bstr(b"a" * (SLOT_BYTES + 100)) +
+                            bstr(b"e")))
+    finally:
+        k.proc.send_signal(signal.SIGCONT)
+    a1, a2 = k.recv("a cut batch"), k.recv("a cut batch")
+    check_eq((a1[1], struct.unpack(">i", a1[8:12])[0]),
+             (STATUS | ANSWER, 0), "the first request of the cut batch")
+    check_eq(struct.unpack(">i", a2[8:12])[0], E_BAD_REQUEST,
+             "a request past its slot in a batch")
+    k.alive("a cut batch")
 
 
 if __name__ == "__main__":
