@@ -30,11 +30,12 @@
  * the daemons of a listener (api/connlimit.c), which also keeps the portal
  * and the signing API on separate budgets.
  *
- * The TCP daemons run in libmicrohttpd's external epoll mode, each on a
- * loop of ours (struct loop): it batches the keeper calls of a turn's
- * handlers (a /jwt signature) into one round trip to the keeper process.
- * The signing socket's pool runs libmicrohttpd's own threads, whose
- * handlers call the keeper one call at a time.
+ * The signing API's TCP daemons run in libmicrohttpd's external epoll
+ * mode, each on a loop of ours (struct loop): it batches the keeper calls
+ * of a turn's handlers (a /jwt signature) into one round trip to the
+ * keeper process. The portal's daemons and the signing socket's pool run
+ * libmicrohttpd's own threads, whose handlers call the keeper one call at
+ * a time.
  *
  * No handler waits on an event loop. A thread serves every connection it
  * accepted, so a handler sleeping in pthread_cond_wait until another
@@ -117,8 +118,8 @@ struct listener {
 };
 
 /*
- * An event loop of our own around a TCP listener's daemon (libmicrohttpd
- * in external epoll mode). A turn: run libmicrohttpd, whose handlers may
+ * An event loop of our own around a TCP signing daemon (libmicrohttpd in
+ * external epoll mode). A turn: run libmicrohttpd, whose handlers may
  * queue keeper calls on the loop's pipe (keeper.h) and return
  * P8V_ERR_PENDING; send the calls queued in one batch; wait for their
  * answers, which set the requests' answers; then run libmicrohttpd again,
@@ -1537,7 +1538,7 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 	struct listener *lst;
 	unsigned int flags;
 	size_t n = 0;
-	int mhd_fd = -1, r = P8V_ERR_INTERNAL;
+	int mhd_fd = -1, own_loop, r = P8V_ERR_INTERNAL;
 
 	if (srv == NULL || fd < 0 || threads == 0 || threads > API_THREADS_MAX ||
 	    (kind != API_LISTENER_PORTAL && kind != API_LISTENER_SIGN) ||
@@ -1564,12 +1565,15 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 		log_errorf("listen", "dup: %s", strerror(errno));
 		goto out;
 	}
-	/* One thread: a loop of ours (struct loop) around the daemon in
-	 * external epoll mode; a pool (the signing socket): libmicrohttpd's
-	 * threads, whose handlers call the keeper directly. */
+	/* A TCP signing daemon (one thread): a loop of ours (struct loop)
+	 * around it, libmicrohttpd in external epoll mode. The portal's
+	 * daemons (no signatures to batch) and the signing socket's pool:
+	 * libmicrohttpd's own threads, whose handlers call the keeper
+	 * directly. */
+	own_loop = threads == 1 && kind == API_LISTENER_SIGN;
 	flags = MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-	    (threads > 1 ? MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL :
-	    MHD_USE_EPOLL);
+	    (own_loop ? MHD_USE_EPOLL : MHD_USE_INTERNAL_POLLING_THREAD |
+	    (threads > 1 ? MHD_USE_POLL : MHD_USE_EPOLL));
 	if (threads > 1)
 		extra[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE,
 		    (intptr_t)threads, NULL };
@@ -1611,7 +1615,7 @@ api_server_listen(struct api_server *srv, enum api_listener kind, int fd,
 		    tls != NULL ? "; is the TLS key the certificate's?" : "");
 		goto out;
 	}
-	if (threads == 1) {
+	if (own_loop) {
 		struct loop **lgrown, *l;
 
 		lgrown = realloc(srv->loops, (srv->n_loops + 1) *
