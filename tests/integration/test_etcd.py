@@ -386,8 +386,8 @@ def a_node_killed_holding_the_mint_lock():
     keeper = victim.d.log_events("keeper_started")[0]["pid"]
     tracer = subprocess.Popen(
         ["strace", "-f", "-qq", "-o", "/dev/null", "-p", str(keeper),
-         "-e", "trace=sendto,sendmsg,write", "-e",
-         "inject=sendto,sendmsg,write:delay_enter=%d" %
+         "-e", "trace=sendto,sendmsg,sendmmsg,write", "-e",
+         "inject=sendto,sendmsg,sendmmsg,write:delay_enter=%d" %
          int(KEEPER_DELAY_S * 1e6)], stdin=subprocess.DEVNULL)
     try:
         time.sleep(0.5)                 # attached
