@@ -553,6 +553,39 @@ vault_record_vouch(struct vault *v, const struct key_record *rec)
 	return r;
 }
 
+/* vault_sign_app's checks and its record: out zeroed; the active record
+ * of app for env and the profile's service, with its AAD. */
+static int
+sign_app_find(struct vault *v, const char *app, enum key_env env,
+    const struct keeper_profile *fields, const char *actor,
+    struct vault_token *out, struct key_record *rec, uint8_t **aad,
+    size_t *aad_len)
+{
+	const struct profile_rule *rule;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (v == NULL || fields == NULL || out == NULL ||
+	    (rule = profile_rule_of(fields->kind)) == NULL ||
+	    vault_actor_valid(actor) != 0)
+		return P8V_ERR_INVALID_ARGUMENT;
+	return vault_find_active_aad(v, app, env, rule->service, rec, aad,
+	    aad_len);
+}
+
+/* The keeper's fresh token into out (kt->token taken). */
+static void
+token_from_keeper(struct vault_token *out, struct keeper_token *kt)
+{
+	out->token = kt->token;
+	kt->token = NULL;
+	memcpy(out->key_id, kt->key_id, sizeof(out->key_id));
+	memcpy(out->team_id, kt->team_id, sizeof(out->team_id));
+	out->issued_at = kt->issued_at;
+	out->expires_at = kt->expires_at;
+	out->minted = 1;
+}
+
 int
 vault_sign_app(struct vault *v, const char *app, enum key_env env,
     const struct keeper_profile *fields, const char *actor,
@@ -564,16 +597,9 @@ vault_sign_app(struct vault *v, const char *app, enum key_env env,
 	enum keeper_step step = KEEPER_STEP_NONE;
 	uint8_t *aad = NULL;
 	size_t aad_len = 0;
-	const struct profile_rule *rule;
 	int found = 0, r = P8V_ERR_INVALID_ARGUMENT;
 
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if (v == NULL || fields == NULL || out == NULL ||
-	    (rule = profile_rule_of(fields->kind)) == NULL ||
-	    vault_actor_valid(actor) != 0)
-		goto out;
-	if ((r = vault_find_active_aad(v, app, env, rule->service, &rec, &aad,
+	if ((r = sign_app_find(v, app, env, fields, actor, out, &rec, &aad,
 	    &aad_len)) != 0)
 		goto out;
 	found = 1;
@@ -583,13 +609,7 @@ vault_sign_app(struct vault *v, const char *app, enum key_env env,
 		log_refusal(&rec, step, r);
 		goto out;
 	}
-	out->token = kt.token;
-	kt.token = NULL;
-	memcpy(out->key_id, kt.key_id, sizeof(out->key_id));
-	memcpy(out->team_id, kt.team_id, sizeof(out->team_id));
-	out->issued_at = kt.issued_at;
-	out->expires_at = kt.expires_at;
-	out->minted = 1;
+	token_from_keeper(out, &kt);
 	r = 0;
  out:
 	if (found && r == 0)
@@ -618,13 +638,7 @@ sign_app_done(void *arg, int result, struct keeper_token *kt,
 	struct vault_token out = { 0 };
 
 	if (result == 0 && kt != NULL) {
-		out.token = kt->token;
-		kt->token = NULL;
-		memcpy(out.key_id, kt->key_id, sizeof(out.key_id));
-		memcpy(out.team_id, kt->team_id, sizeof(out.team_id));
-		out.issued_at = kt->issued_at;
-		out.expires_at = kt->expires_at;
-		out.minted = 1;
+		token_from_keeper(&out, kt);
 		VAULT_COUNT(ps->v->app_signs);
 	} else {
 		if (result == 0)
@@ -648,22 +662,14 @@ vault_sign_app_start(struct vault *v, const char *app, enum key_env env,
 	struct pending_sign *ps = NULL;
 	uint8_t *aad = NULL;
 	size_t aad_len = 0;
-	const struct profile_rule *rule;
-	int r = P8V_ERR_INVALID_ARGUMENT;
+	int r;
 
 	if (pipe == NULL || done == NULL)
 		return vault_sign_app(v, app, env, fields, actor, out);
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if (v == NULL || fields == NULL || out == NULL ||
-	    (rule = profile_rule_of(fields->kind)) == NULL ||
-	    vault_actor_valid(actor) != 0)
+	/* Not counted, as vault_sign_app does not count it. */
+	if ((r = sign_app_find(v, app, env, fields, actor, out, &rec, &aad,
+	    &aad_len)) != 0)
 		goto out;
-	if ((r = vault_find_active_aad(v, app, env, rule->service, &rec, &aad,
-	    &aad_len)) != 0) {
-		/* Counted as vault_sign_app counts it: not at all. */
-		goto out;
-	}
 	if ((ps = calloc(1, sizeof(*ps))) == NULL) {
 		r = P8V_ERR_ALLOC;
 		VAULT_COUNT(v->app_sign_failures);
