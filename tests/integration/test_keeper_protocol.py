@@ -37,6 +37,7 @@ import sys
 import tempfile
 import shutil
 import signal
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Runner, check, check_eq  # noqa
@@ -415,6 +416,22 @@ def a_burst_of_apns_mints_signs_once(k):
     check(r.bytes().decode() not in tokens, "the second key's token")
 
 
+def stopped(pid, limit=5.0):
+    """True once every thread of pid is stopped (SIGSTOP is delivered
+    asynchronously; a thread woken by a datagram before it stops would
+    read it alone)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        states = []
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        if states and all(st in ("T", "t") for st in states):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 @runner.test
 @with_keeper
 def batches_are_answered_together(k):
@@ -449,6 +466,7 @@ def batches_are_answered_together(k):
     # one recvmmsg takes them; the second is longer than its slot.
     k.proc.send_signal(signal.SIGSTOP)
     try:
+        check(stopped(k.proc.pid), "the keeper did not stop")
         k.sock.send(message(STATUS, b"", pad=MORE))
         k.sock.send(message(VOUCH, bstr(b"a" * (SLOT_BYTES + 100)) +
                             bstr(b"e")))
