@@ -27,6 +27,7 @@ notify_enabled(void)
 
 #ifdef HAVE_LIBSYSTEMD
 /* Send state (one or more "NAME=value" lines) and STATUS=<fmt...>. */
+__attribute__((format(printf, 2, 0)))
 static void
 send_state(const char *state, const char *fmt, va_list ap)
 {

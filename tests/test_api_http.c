@@ -377,8 +377,8 @@ static void
 test_json_bytes(void)
 {
 	static const char *const bodies[] = {
-		"{\"token\":\"eyJ.eyJ.sig-_\",\"key_id\":\"ABC1234567\","
-		    "\"issued_at\":1795475338,\"expires_at\":-1}",
+		("{\"token\":\"eyJ.eyJ.sig-_\",\"key_id\":\"ABC1234567\","
+		    "\"issued_at\":1795475338,\"expires_at\":-1}"),
 		"{\"a\":9223372036854775807,\"b\":-9223372036854775808}",
 		"{\"s\":\"a/b ~!#$%&'()*+,-.:;<=>?@[]^`{|}\"}",
 		"{}",
