@@ -1346,6 +1346,8 @@ loop_main(void *arg)
 	}
 	keeper_pipe_close(l->pipe);
 	l->pipe = NULL;
+	/* A quiesce that asks from now on does not wait for this thread. */
+	loop_quiesce(l);
 	return NULL;
 }
 
