@@ -124,7 +124,12 @@ struct listener {
  * P8V_ERR_PENDING; send the calls queued in one batch; wait for their
  * answers, which set the requests' answers; then run libmicrohttpd again,
  * which sends them (finish_request). With nothing in flight the loop
- * waits on libmicrohttpd's epoll fd and a wake-up eventfd. A batch costs
+ * waits in libmicrohttpd (MHD_run_wait: one epoll_wait, as its own
+ * threads do), or, while some of its requests run on defer threads, in
+ * an epoll of ours over libmicrohttpd's epoll fd and an eventfd the defer
+ * threads write once they resume a connection (libmicrohttpd 0.9.75 in
+ * external mode does not wake MHD_run_wait for a resumption: measured,
+ * a deferred answer then waited for LOOP_WAIT_MS). A batch costs
  * the keeper one wake-up each way, where a call per request cost two
  * process switches and four system calls (docs/benchmarks.md, issue 13).
  */
@@ -133,8 +138,14 @@ struct loop {
 	struct MHD_Daemon *d;
 	pthread_t thread;
 	int running;                    /* thread started */
-	int ep;                         /* our epoll fd */
-	int wake;                       /* eventfd: stop, quiesce */
+	int ep;                         /* our epoll fd: libmicrohttpd's and
+	                                   wake */
+	int wake;                       /* eventfd: a defer thread resumed a
+	                                   connection; stop; quiesce */
+	unsigned int deferred;          /* atomic: its requests on defer
+	                                   threads */
+	int resumed;                    /* atomic: a defer thread resumed one
+	                                   of its connections */
 	struct keeper_pipe *pipe;
 	int no_pipe;                    /* the keeper runs in this process */
 	int stop;                       /* atomic */
@@ -904,16 +915,19 @@ defer_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		req->can_wait = 1;
 		(void)run_handler(req);
-		/* Read first: once resumed, the request may be answered and
-		 * freed by its loop at any moment. */
+		/* Once resumed, the request may be answered and freed by its
+		 * event loop at any moment: not touched after this. */
 		l = req->loop;
 		__atomic_store_n(&req->defer_state, DEFER_DONE,
 		    __ATOMIC_RELEASE);
 		MHD_resume_connection(req->conn);
-		/* A loop of ours is woken to run libmicrohttpd (its own
-		 * inter-thread channel alone did not wake it, in tests). */
-		if (l != NULL)
+		if (l != NULL) {
+			/* In this order: a loop that sees the count drop
+			 * sees resumed set (loop_main). */
+			__atomic_store_n(&l->resumed, 1, __ATOMIC_RELEASE);
 			loop_wake(l);
+			__atomic_sub_fetch(&l->deferred, 1, __ATOMIC_RELEASE);
+		}
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -929,6 +943,8 @@ defer_request(struct api_request *req)
 
 	__atomic_store_n(&req->defer_state, DEFER_QUEUED, __ATOMIC_RELEASE);
 	MHD_suspend_connection(req->conn);
+	if (req->loop != NULL)
+		__atomic_add_fetch(&req->loop->deferred, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&p->lock);
 	if (p->tail != NULL)
 		p->tail->defer_next = req;
@@ -1263,6 +1279,10 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* -- our event loops ---------------------------------------------------- */
 
+/* How long an idle loop sleeps in libmicrohttpd before it looks at its
+ * stop and quiesce flags again (a stop waits at most this long). */
+#define LOOP_WAIT_MS 200
+
 /* epoll data of the loop's fds. */
 enum { LOOP_EV_MHD = 1, LOOP_EV_WAKE };
 
@@ -1274,16 +1294,24 @@ loop_wake(struct loop *l)
 	(void)!write(l->wake, &one, sizeof(one));
 }
 
-/* How long epoll_wait may sleep: libmicrohttpd's next connection timeout
- * (0 with work it has ready), -1 for none. */
-static int
-loop_timeout(struct loop *l)
+/* Wait on libmicrohttpd's epoll fd and the wake eventfd, up to
+ * libmicrohttpd's next timeout (none when it has work ready). */
+static void
+loop_wait_deferred(struct loop *l)
 {
+	struct epoll_event ev[2];
 	MHD_UNSIGNED_LONG_LONG mhd;
+	uint64_t drained;
+	int i, n, t = LOOP_WAIT_MS;
 
-	if (MHD_get_timeout(l->d, &mhd) != MHD_YES)
-		return -1;
-	return mhd > 60000 ? 60000 : (int)mhd;
+	if (MHD_get_timeout(l->d, &mhd) == MHD_YES && mhd < (unsigned)t)
+		t = (int)mhd;
+	if (t == 0)
+		return;
+	n = epoll_wait(l->ep, ev, 2, t);
+	for (i = 0; i < n; i++)
+		if (ev[i].data.u32 == LOOP_EV_WAKE)
+			(void)!read(l->wake, &drained, sizeof(drained));
 }
 
 static void
@@ -1305,9 +1333,7 @@ static void *
 loop_main(void *arg)
 {
 	struct loop *l = arg;
-	struct epoll_event ev[8];
-	uint64_t drained;
-	int i, n;
+	unsigned int deferred;
 
 	this_loop = l;
 	for (;;) {
@@ -1323,22 +1349,26 @@ loop_main(void *arg)
 		 * keeper's answers first (the keeper's thread runs on this
 		 * CPU meanwhile, proto.h). The run of libmicrohttpd that
 		 * follows sends the answers, reads the next requests and
-		 * runs their handlers, whose keeper calls leave together. */
+		 * runs their handlers, whose keeper calls leave together.
+		 * A connection a defer thread resumed: run at once. While
+		 * requests run on defer threads: wait for their wake-up too.
+		 * Otherwise libmicrohttpd waits for its events itself, one
+		 * epoll_wait as in its own threads; stop and quiesce are seen
+		 * within LOOP_WAIT_MS. The count is read before the flag:
+		 * a defer thread sets the flag before it lowers the count. */
+		deferred = __atomic_load_n(&l->deferred, __ATOMIC_ACQUIRE);
 		if (keeper_pipe_pending(l->pipe) > 0) {
 			keeper_pipe_wait(l->pipe);
+			(void)MHD_run(l->d);
+		} else if (__atomic_exchange_n(&l->resumed, 0,
+		    __ATOMIC_ACQ_REL)) {
+			(void)MHD_run(l->d);
+		} else if (deferred > 0) {
+			loop_wait_deferred(l);
+			(void)MHD_run(l->d);
 		} else {
-			n = epoll_wait(l->ep, ev, 8, loop_timeout(l));
-			if (n < 0 && errno != EINTR) {
-				log_errorf("listen", "epoll_wait: %s",
-				    strerror(errno));
-				break;
-			}
-			for (i = 0; i < n; i++)
-				if (ev[i].data.u32 == LOOP_EV_WAKE)
-					(void)!read(l->wake, &drained,
-					    sizeof(drained));
+			(void)MHD_run_wait(l->d, LOOP_WAIT_MS);
 		}
-		(void)MHD_run(l->d);
 		if (l->pipe != NULL) {
 			(void)keeper_pipe_flush(l->pipe);
 			keeper_pipe_idle(l->pipe);
@@ -1367,9 +1397,10 @@ loop_free(struct loop *l)
 static int
 loop_start(struct api_server *srv, struct MHD_Daemon *d, struct loop **out)
 {
+	struct loop *l;
+
 	const union MHD_DaemonInfo *info;
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct loop *l;
 	int r = P8V_ERR_INTERNAL;
 
 	*out = NULL;
@@ -1685,11 +1716,9 @@ api_server_quiesce(struct api_server *srv)
 	/* A loop's daemon is quiesced by its own thread, which may be
 	 * inside libmicrohttpd's epoll code (the listening socket's entry
 	 * in the epoll set is not guarded). */
-	for (i = 0; i < srv->n_loops; i++) {
+	for (i = 0; i < srv->n_loops; i++)
 		__atomic_store_n(&srv->loops[i]->quiesce, 1,
 		    __ATOMIC_RELEASE);
-		loop_wake(srv->loops[i]);
-	}
 	for (i = 0; i < srv->n_daemons; i++) {
 		if (loop_of(srv, srv->daemons[i]) != NULL)
 			continue;
