@@ -2,8 +2,9 @@
  * proto.h: the keeper's wire protocol, between the front process
  * (p8vaultd, p8vault) and the keeper process (p8vault-keeper).
  *
- * One message per SOCK_SEQPACKET datagram over a socketpair; one request
- * and one answer at a time per channel. Every message:
+ * One message per SOCK_SEQPACKET datagram over a socketpair; per channel,
+ * one request and one answer at a time, or a batch (KPROTO_F_MORE below)
+ * answered in order. Every message:
  *
  *   off  len  field
  *   0    1    version = KPROTO_VERSION
