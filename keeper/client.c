@@ -1343,13 +1343,12 @@ keeper_remote_sign_profile(struct kremote *rm,
 /*
  * A pipe queues its calls in slots of KPIPE_SLOT_BYTES (a record, its AAD
  * and a profile: about a kilobyte; a larger request is refused with
- * P8V_ERR_BUSY and goes the synchronous way), sends them with one
- * sendmmsg, every one but the last marked KPROTO_F_MORE, and reads their
- * answers with recvmmsg. The keeper holds the answers to a run of MORE
- * requests and sends them together, so that a batch costs one wake-up
- * each way instead of one per call (docs/benchmarks.md). A pipe holds
- * one channel while it has calls queued or in flight, and gives it back
- * when keeper_pipe_idle finds it empty.
+ * P8V_ERR_BUSY and goes the synchronous way) and sends them as one batch,
+ * one datagram (proto.h); the keeper answers with one datagram of as many
+ * answers. A batch costs one wake-up each way instead of one per call
+ * (docs/benchmarks.md). A pipe holds one channel while it has calls
+ * queued or in flight, and gives it back when keeper_pipe_idle finds it
+ * empty.
  */
 #define KPIPE_SLOTS KPROTO_BATCH_MAX
 #define KPIPE_SLOT_BYTES KPROTO_SLOT_BYTES
@@ -1368,9 +1367,12 @@ struct keeper_pipe {
 	size_t head;
 	size_t n_sent;          /* the oldest n_sent are in flight */
 	size_t n;               /* queued and in flight */
+	size_t batch[KPIPE_SLOTS];      /* calls per batch in flight, a ring */
+	size_t b_head;
+	size_t n_batches;
 	uint8_t *req;           /* KPIPE_SLOTS * KPIPE_SLOT_BYTES */
-	uint8_t *ans;           /* KPIPE_SLOTS * answer maximum */
-	size_t ans_max;
+	uint8_t *ans;           /* ans_max + 1 */
+	size_t ans_max;         /* a batch's answer datagram */
 };
 
 int
@@ -1382,11 +1384,11 @@ keeper_remote_pipe_open(struct kremote *rm, struct keeper_pipe **out)
 	if ((pp = calloc(1, sizeof(*pp))) == NULL)
 		return P8V_ERR_ALLOC;
 	pp->rm = rm;
-	pp->ans_max = kproto_max(KP_SIGN_PROFILE | KPROTO_ANSWER);
+	pp->ans_max = KPIPE_SLOTS * kproto_max(KP_SIGN_PROFILE | KPROTO_ANSWER);
 	/* Requests hold records (ciphertext and metadata), answers tokens:
 	 * both are wiped once used, as a channel's buffers are. */
 	pp->req = calloc(KPIPE_SLOTS, KPIPE_SLOT_BYTES);
-	pp->ans = calloc(KPIPE_SLOTS, pp->ans_max + 1);
+	pp->ans = calloc(1, pp->ans_max + 1);
 	if (pp->req == NULL || pp->ans == NULL) {
 		free(pp->req);
 		free(pp->ans);
@@ -1417,6 +1419,7 @@ pipe_fail(struct keeper_pipe *pp, int r, int broken)
 			pp->n_sent--;
 		c.done(c.arg, r, NULL, KEEPER_STEP_NONE);
 	}
+	pp->n_batches = 0;
 }
 
 void
@@ -1486,10 +1489,10 @@ keeper_pipe_sign_profile(struct keeper_pipe *pp,
 int
 keeper_pipe_flush(struct keeper_pipe *pp)
 {
-	struct mmsghdr mm[KPIPE_SLOTS];
 	struct iovec iov[KPIPE_SLOTS];
-	size_t i, k, slot, todo;
-	int n;
+	struct msghdr mh;
+	size_t i, slot, todo, total = 0;
+	ssize_t n;
 
 	if (pp == NULL || pp->p == NULL || pp->n_sent == pp->n)
 		return 0;
@@ -1498,32 +1501,28 @@ keeper_pipe_flush(struct keeper_pipe *pp)
 		slot = (pp->head + pp->n_sent + i) % KPIPE_SLOTS;
 		iov[i].iov_base = pp->req + slot * KPIPE_SLOT_BYTES;
 		iov[i].iov_len = pp->call[slot].len;
-		/* The keeper answers a run of MORE requests together. */
+		/* Every message of the batch but its last says another
+		 * follows. */
 		((uint8_t *)iov[i].iov_base)[2] = i + 1 < todo ?
 		    KPROTO_F_MORE : 0;
-		memset(&mm[i], 0, sizeof(mm[i]));
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
+		total += iov[i].iov_len;
 	}
-	/* A blocking socket: sendmmsg returns early only on an error (or
-	 * the channel's send timeout), after sending what it could. */
-	for (k = 0; k < todo; k += (size_t)n) {
-		n = sendmmsg(pp->ch->fd, mm + k, (unsigned int)(todo - k),
-		    MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR) {
-			n = 0;
-			continue;
-		}
-		if (n <= 0)
-			break;
-	}
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = todo;
+	/* One datagram: a blocking socket sends it whole or not at all. */
+	do {
+		n = sendmsg(pp->ch->fd, &mh, MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
 	/* What was sent (records) is wiped at once. */
 	for (i = 0; i < todo; i++)
 		secmem_wipe(iov[i].iov_base, iov[i].iov_len);
-	if (k < todo) {
+	if (n != (ssize_t)total) {
 		pipe_fail(pp, P8V_ERR_KEEPER_UNAVAILABLE, 1);
 		return P8V_ERR_KEEPER_UNAVAILABLE;
 	}
+	pp->batch[(pp->b_head + pp->n_batches) % KPIPE_SLOTS] = todo;
+	pp->n_batches++;
 	pp->n_sent = pp->n;
 	return 0;
 }
@@ -1571,45 +1570,39 @@ pipe_answer(const uint8_t *buf, ssize_t n, struct keeper_token *t,
 void
 keeper_pipe_wait(struct keeper_pipe *pp)
 {
-	struct mmsghdr mm[KPIPE_SLOTS];
-	struct iovec iov[KPIPE_SLOTS];
+	size_t off[KPIPE_SLOTS], len[KPIPE_SLOTS], i, want, got;
 	struct keeper_token t;
 	enum keeper_step step;
 	struct kpcall c;
-	size_t i, want;
-	uint8_t *buf;
-	int n, r, broken = 0;
+	ssize_t n;
+	int r, broken = 0;
 
-	if (pp == NULL || pp->p == NULL || pp->n_sent == 0)
+	if (pp == NULL || pp->p == NULL || pp->n_sent == 0 ||
+	    pp->n_batches == 0)
 		return;
-	want = pp->n_sent;
-	for (i = 0; i < want; i++) {
-		iov[i].iov_base = pp->ans + i * (pp->ans_max + 1);
-		iov[i].iov_len = pp->ans_max + 1;
-		memset(&mm[i], 0, sizeof(mm[i]));
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-	}
-	/* The first answer bounded by the channel's SO_RCVTIMEO, as a
-	 * synchronous call's; then those already there. */
+	want = pp->batch[pp->b_head];
+	/* The oldest batch's answer, bounded by the channel's SO_RCVTIMEO
+	 * as a synchronous call's. One byte more than the largest: a longer
+	 * datagram is cut, and its framing then fails. */
 	do {
-		n = recvmmsg(pp->ch->fd, mm, (unsigned int)want,
-		    MSG_WAITFORONE, NULL);
+		n = recv(pp->ch->fd, pp->ans, pp->ans_max + 1, 0);
 	} while (n < 0 && errno == EINTR);
-	if (n <= 0) {
+	got = n > 0 ? kproto_split(pp->ans, (size_t)n, KPIPE_SLOTS, off,
+	    len) : 0;
+	if (got != want) {
+		/* Dead, late, or not the answer to what was sent. */
+		if (n > 0)
+			secmem_wipe(pp->ans, (size_t)n);
 		pipe_fail(pp, P8V_ERR_KEEPER_UNAVAILABLE, 1);
 		return;
 	}
-	for (i = 0; i < (size_t)n; i++) {
-		buf = iov[i].iov_base;
+	pp->b_head = (pp->b_head + 1) % KPIPE_SLOTS;
+	pp->n_batches--;
+	for (i = 0; i < got; i++) {
 		memset(&t, 0, sizeof(t));
-		if (mm[i].msg_len == 0 || (mm[i].msg_hdr.msg_flags & MSG_TRUNC))
-			r = P8V_ERR_KEEPER_UNAVAILABLE;
-		else
-			r = pipe_answer(buf, (ssize_t)mm[i].msg_len, &t, &step);
-		secmem_wipe(buf, mm[i].msg_len > pp->ans_max + 1 ?
-		    pp->ans_max + 1 : mm[i].msg_len);
+		r = pipe_answer(pp->ans + off[i], (ssize_t)len[i], &t, &step);
 		if (r == P8V_ERR_KEEPER_UNAVAILABLE) {
+			/* Malformed: the keeper is taken for dead. */
 			broken = 1;
 			break;
 		}
@@ -1620,6 +1613,7 @@ keeper_pipe_wait(struct keeper_pipe *pp)
 		c.done(c.arg, r, r == 0 ? &t : NULL, step);
 		keeper_token_finish(&t);
 	}
+	secmem_wipe(pp->ans, (size_t)n);
 	if (broken)
 		pipe_fail(pp, P8V_ERR_KEEPER_UNAVAILABLE, 1);
 }

@@ -17,7 +17,8 @@
  *      error and the file that caused it (then exit 1);
  *   6. the sandbox (keeper/sandbox.h), one thread per channel, the
  *      system-call filter;
- *   7. serve: one request, one answer, per channel (keeper/serve.h).
+ *   7. serve: one request datagram, one answer datagram, per channel
+ *      (keeper/serve.h; a datagram may be a batch, keeper/proto.h).
  * SIGTERM, SIGINT and SIGHUP are ignored: they are meant for the front,
  * which may still need the keeper while it drains. When any channel
  * reaches its end (the front closed it or died), the keeper exits at once: its memory goes back to the kernel, and no core
@@ -140,87 +141,14 @@ peer_gone(int fd)
 	    (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0);
 }
 
-/* Send the n answers held (a batch, KPROTO_F_MORE) in one sendmmsg and
- * wipe them. 0, or -1 when the front is gone. */
-static int
-send_held(int fd, uint8_t *held, size_t slot, const size_t *len, size_t n)
-{
-	struct mmsghdr mm[KPROTO_BATCH_MAX];
-	struct iovec iov[KPROTO_BATCH_MAX];
-	size_t i, k;
-	int sent;
-
-	for (i = 0; i < n; i++) {
-		iov[i].iov_base = held + i * slot;
-		iov[i].iov_len = len[i];
-		memset(&mm[i], 0, sizeof(mm[i]));
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-	}
-	for (k = 0; k < n; k += (size_t)sent) {
-		sent = sendmmsg(fd, mm + k, (unsigned int)(n - k),
-		    MSG_NOSIGNAL);
-		if (sent < 0 && errno == EINTR) {
-			sent = 0;
-			continue;
-		}
-		if (sent <= 0)
-			break;
-	}
-	for (i = 0; i < n; i++)
-		secmem_wipe(iov[i].iov_base, len[i]);
-	return k == n ? 0 : -1;
-}
-
-/* Requests of the channel fd: a batch read with one recvmmsg (proto.h,
- * KPROTO_SLOT_BYTES), and the answers held until the batch's last. */
-struct batch {
-	uint8_t *first;                 /* KPROTO_MSG_MAX + 1 */
-	uint8_t *slots;                 /* (KPROTO_BATCH_MAX - 1) slots */
-	struct mmsghdr mm[KPROTO_BATCH_MAX];
-	struct iovec iov[KPROTO_BATCH_MAX];
-	uint8_t *held;                  /* KPROTO_BATCH_MAX answer slots */
-	size_t held_len[KPROTO_BATCH_MAX];
-	size_t n_held;
-	size_t slot;                    /* an answer slot's size */
-};
-
-/* Read up to KPROTO_BATCH_MAX requests, waiting for the first. Returns how
- * many, or -1 when the front is gone. */
-static int
-batch_read(int fd, struct batch *b)
-{
-	size_t i;
-	int n;
-
-	for (i = 0; i < KPROTO_BATCH_MAX; i++) {
-		b->iov[i].iov_base = i == 0 ? b->first :
-		    b->slots + (i - 1) * (KPROTO_SLOT_BYTES + 1);
-		b->iov[i].iov_len = i == 0 ? KPROTO_MSG_MAX + 1 :
-		    KPROTO_SLOT_BYTES + 1;
-		memset(&b->mm[i], 0, sizeof(b->mm[i]));
-		b->mm[i].msg_hdr.msg_iov = &b->iov[i];
-		b->mm[i].msg_hdr.msg_iovlen = 1;
-	}
-	do {
-		n = recvmmsg(fd, b->mm, KPROTO_BATCH_MAX, MSG_WAITFORONE,
-		    NULL);
-	} while (n < 0 && errno == EINTR);
-	if (n <= 0 || (b->mm[0].msg_len == 0 && peer_gone(fd)))
-		return -1;
-	return n;
-}
-
 static void *
 serve_channel(void *arg)
 {
-	int fd = (int)(intptr_t)arg, cpu, more, i, n;
-	struct batch *b;
+	int fd = (int)(intptr_t)arg, cpu;
 	uint8_t *req, *abuf;
 	struct kbuf ans;
 	cpu_set_t one;
-	ssize_t sent;
-	size_t len;
+	ssize_t n, sent;
 
 	/* On its channel's CPU (proto.h), before the seccomp filter; one
 	 * that cannot be pinned serves from anywhere. */
@@ -232,78 +160,42 @@ serve_channel(void *arg)
 			    "%s", fd - 3, cpu, strerror(errno));
 	}
 
-	/* Requests carry uploaded .p8 files, at their start: the first
+	/* Requests carry uploaded .p8 files, at their start: the request
 	 * buffer's first REQ_LOCKED_BYTES are locked (mlock; the guarded
-	 * allocator's budget is for the keys, and that buffer is as large
-	 * as the largest message, mostly AADs and envelopes), and what a
+	 * allocator's budget is for the keys, and the buffer is as large as
+	 * the largest message, mostly AADs and envelopes), and what a
 	 * request used is wiped after it. A .p8 is sealed by a call of its
-	 * own, never in a pipe's batch, so it is always read into the first
-	 * buffer. Answers carry envelopes and tokens; the answers of a
-	 * batch (KPROTO_F_MORE) wait in held, a slot each, as large as a
-	 * signature's answer. */
-	b = calloc(1, sizeof(*b));
+	 * own (a batch holds only signatures, proto.h). Answers carry
+	 * envelopes and tokens, and are wiped once sent. One byte more than
+	 * the largest datagram: a longer one is cut, and then refused as
+	 * malformed. */
+	req = calloc(1, KPROTO_MSG_MAX + 1);
 	abuf = malloc(KPROTO_MSG_MAX);
-	if (b != NULL) {
-		b->slot = kproto_max(KP_SIGN_PROFILE | KPROTO_ANSWER);
-		b->first = calloc(1, KPROTO_MSG_MAX + 1);
-		b->slots = calloc(KPROTO_BATCH_MAX - 1, KPROTO_SLOT_BYTES + 1);
-		b->held = malloc(KPROTO_BATCH_MAX * b->slot);
-		if (b->first != NULL &&
-		    mlock(b->first, REQ_LOCKED_BYTES) != 0)
-			log_debugf("keeper", "mlock of a channel buffer: %s",
-			    strerror(errno));
-	}
+	if (req != NULL && mlock(req, REQ_LOCKED_BYTES) != 0)
+		log_debugf("keeper", "mlock of a channel buffer: %s",
+		    strerror(errno));
 	pthread_barrier_wait(&started);
 	pthread_barrier_wait(&start_line);
-	if (b == NULL || b->first == NULL || b->slots == NULL ||
-	    b->held == NULL || abuf == NULL) {
+	if (req == NULL || abuf == NULL) {
 		log_errorf("keeper", "no memory for a channel");
 		_exit(1);
 	}
 	for (;;) {
-		if ((n = batch_read(fd, b)) < 0)
+		do {
+			n = recv(fd, req, KPROTO_MSG_MAX + 1, 0);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0 || (n == 0 && peer_gone(fd)))
 			_exit(0);       /* the front is gone */
-		for (i = 0; i < n; i++) {
-			req = b->iov[i].iov_base;
-			/* A datagram over its buffer was cut: its header no
-			 * longer matches its length, and it is refused as
-			 * malformed. */
-			len = b->mm[i].msg_len > b->iov[i].iov_len ?
-			    b->iov[i].iov_len : b->mm[i].msg_len;
-			more = len >= KPROTO_HEADER_BYTES &&
-			    (req[2] & KPROTO_F_MORE) != 0;
-			ans.p = abuf;
-			ans.cap = KPROTO_MSG_MAX;
-			kserve_handle(server, req, len, &ans);
-			secmem_wipe(req, len);
-			if (ans.len <= b->slot &&
-			    b->n_held < KPROTO_BATCH_MAX) {
-				/* Into the batch; sent with the answer to its
-				 * last request, or when the batch is full. */
-				memcpy(b->held + b->n_held * b->slot, abuf,
-				    ans.len);
-				b->held_len[b->n_held++] = ans.len;
-				secmem_wipe(abuf, ans.len);
-				if (more && b->n_held < KPROTO_BATCH_MAX)
-					continue;
-				if (send_held(fd, b->held, b->slot,
-				    b->held_len, b->n_held) != 0)
-					_exit(0);
-				b->n_held = 0;
-				continue;
-			}
-			/* Larger than a slot: after the answers held. */
-			if (b->n_held > 0 && send_held(fd, b->held, b->slot,
-			    b->held_len, b->n_held) != 0)
-				_exit(0);
-			b->n_held = 0;
-			do {
-				sent = send(fd, ans.p, ans.len, MSG_NOSIGNAL);
-			} while (sent < 0 && errno == EINTR);
-			secmem_wipe(abuf, ans.len);
-			if (sent != (ssize_t)ans.len)
-				_exit(0);
-		}
+		ans.p = abuf;
+		ans.cap = KPROTO_MSG_MAX;
+		kserve_datagram(server, req, (size_t)n, &ans);
+		secmem_wipe(req, (size_t)n);
+		do {
+			sent = send(fd, ans.p, ans.len, MSG_NOSIGNAL);
+		} while (sent < 0 && errno == EINTR);
+		secmem_wipe(abuf, ans.len);
+		if (sent != (ssize_t)ans.len)
+			_exit(0);
 	}
 	return NULL;
 }

@@ -18,6 +18,11 @@
 #define PROFILE (1 + 8 + STR(PROFILE_UUID_LEN) + STR(PROFILE_ID_MAX) + 4 + \
     PROFILE_LIST_MAX * STR(PROFILE_LIST_ITEM_MAX))
 
+/* A batch's answers, each in a slot as large as a signature's answer,
+ * fit in an answer buffer (serve.h). */
+_Static_assert(KPROTO_BATCH_MAX * (ANSWER_HEAD + TOKEN) <= KPROTO_MSG_MAX,
+    "a batch's answers fit in one answer buffer");
+
 size_t
 kproto_max(unsigned int type)
 {
@@ -172,7 +177,6 @@ kproto_open(const uint8_t *msg, size_t len, unsigned int *type,
 	if (msg == NULL || len < KPROTO_HEADER_BYTES ||
 	    msg[0] != KPROTO_VERSION ||
 	    (msg[2] & ~(unsigned int)KPROTO_F_MORE) != 0 || msg[3] != 0 ||
-	    ((msg[1] & KPROTO_ANSWER) != 0 && msg[2] != 0) ||
 	    codec_get_u32(msg + 4) != len - KPROTO_HEADER_BYTES)
 		return P8V_ERR_BAD_REQUEST;
 	max = kproto_max(msg[1]);
@@ -182,6 +186,29 @@ kproto_open(const uint8_t *msg, size_t len, unsigned int *type,
 	c->p = msg + KPROTO_HEADER_BYTES;
 	c->left = len - KPROTO_HEADER_BYTES;
 	return 0;
+}
+
+size_t
+kproto_split(const uint8_t *d, size_t len, size_t max, size_t *off,
+    size_t *mlen)
+{
+	size_t n = 0, at = 0, body;
+	int more = 1;
+
+	if (d == NULL || max > KPROTO_BATCH_MAX)
+		return 0;
+	while (more) {
+		if (n == max || len - at < KPROTO_HEADER_BYTES)
+			return 0;
+		body = codec_get_u32(d + at + 4);
+		if (body > len - at - KPROTO_HEADER_BYTES)
+			return 0;
+		more = (d[at + 2] & KPROTO_F_MORE) != 0;
+		off[n] = at;
+		mlen[n++] = KPROTO_HEADER_BYTES + body;
+		at += KPROTO_HEADER_BYTES + body;
+	}
+	return at == len ? n : 0;
 }
 
 static const uint8_t *

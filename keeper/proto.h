@@ -2,16 +2,16 @@
  * proto.h: the keeper's wire protocol, between the front process
  * (p8vaultd, p8vault) and the keeper process (p8vault-keeper).
  *
- * One message per SOCK_SEQPACKET datagram over a socketpair; per channel,
- * one request and one answer at a time, or a batch (KPROTO_F_MORE below)
- * answered in order. Every message:
+ * Over a socketpair of SOCK_SEQPACKET datagrams; per channel, one request
+ * datagram and then its one answer datagram. A datagram holds one message,
+ * or a batch (KPROTO_F_MORE below). Every message:
  *
  *   off  len  field
  *   0    1    version = KPROTO_VERSION
  *   1    1    type (enum kproto_type; an answer is type | KPROTO_ANSWER)
- *   2    1    flags: 0, or in a request KPROTO_F_MORE
+ *   2    1    flags: 0, or KPROTO_F_MORE
  *   3    1    zero
- *   4    4    body length (u32 big-endian) = datagram length - 8
+ *   4    4    body length (u32 big-endian)
  *   8    n    body: the type's fields, in order, nothing after them
  *
  * Fields: u8, u32, i64/u64 (big-endian), fixed byte arrays, and byte
@@ -43,17 +43,24 @@
 #define KPROTO_VERSION 1
 #define KPROTO_HEADER_BYTES 8
 #define KPROTO_ANSWER 0x80
-/* In a request: more requests follow on this channel at once (a pipe's
- * batch, keeper_pipe_flush). The keeper holds its answer and sends the
- * answers of the batch together after the request without the flag (or
- * after KPROTO_BATCH_MAX of them), so that the front wakes once. Only a
- * hint: a front that lies delays its own answers. */
+/*
+ * A batch: up to KPROTO_BATCH_MAX messages back to back in one datagram,
+ * every one but the last flagged KPROTO_F_MORE (kproto_split). A batch of
+ * two or more holds only KP_SIGN_PROFILE requests of at most
+ * KPROTO_SLOT_BYTES each (a pipe's calls, keeper_pipe_flush); its answer
+ * is one datagram of as many answers, in the same order and flagged the
+ * same way, each at most kproto_max(KP_SIGN_PROFILE | KPROTO_ANSWER). A
+ * request of another type or size in a batch is answered bad_request and
+ * not run; a datagram whose framing is broken (a length past its end,
+ * bytes after a message without the flag, the flag on the last, more than
+ * KPROTO_BATCH_MAX messages) gets one bad_request answer in all. One
+ * datagram each way costs the kernel one buffer and one wake-up, where a
+ * datagram per message cost one each and, the two processes sharing a
+ * CPU, let the keeper preempt the sender after its first message
+ * (docs/benchmarks.md).
+ */
 #define KPROTO_F_MORE 0x01
 #define KPROTO_BATCH_MAX 32
-/* Every request of a batch but its first is at most this long (a pipe's
- * slot): the keeper reads a batch with one recvmmsg, the first request
- * into a buffer for the largest message, the others into slots of this
- * size. A longer one is cut, and refused as malformed. */
 #define KPROTO_SLOT_BYTES 4096
 
 enum kproto_type {
@@ -129,12 +136,22 @@ struct kcur {
 };
 
 /*
- * Check a datagram's header against its length and its type's maximum:
+ * Check a message's header against its length and its type's maximum:
  * *type gets the type byte, *c the body. 0 or P8V_ERR_BAD_REQUEST
- * (version, padding, length, unknown type, over the type's maximum).
+ * (version, flags, padding, length, unknown type, over the type's
+ * maximum).
  */
 int kproto_open(const uint8_t *msg, size_t len, unsigned int *type,
     struct kcur *c);
+
+/*
+ * The messages of the datagram d (len bytes), at most max of them (at most
+ * KPROTO_BATCH_MAX): each one's offset into off[i] and length into mlen[i].
+ * Returns how many, or 0 when the framing is broken (see the batch above).
+ * Only the framing is read: each message is then opened with kproto_open.
+ */
+size_t kproto_split(const uint8_t *d, size_t len, size_t max, size_t *off,
+    size_t *mlen);
 
 uint8_t kcur_u8(struct kcur *c);
 uint32_t kcur_u32(struct kcur *c);

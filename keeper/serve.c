@@ -394,3 +394,41 @@ kserve_handle(struct kserve *s, const uint8_t *msg, size_t len,
 	keeper_apns_blob_finish(&ob);
 	free(prof);
 }
+
+void
+kserve_datagram(struct kserve *s, const uint8_t *d, size_t len,
+    struct kbuf *ans)
+{
+	size_t off[KPROTO_BATCH_MAX], mlen[KPROTO_BATCH_MAX], n, i, slot;
+	struct kbuf a;
+
+	n = kproto_split(d, len, KPROTO_BATCH_MAX, off, mlen);
+	if (n == 1) {
+		kserve_handle(s, d, len, ans);
+		return;
+	}
+	if (n == 0) {
+		/* Framing broken: one answer for the whole datagram. */
+		kbuf_answer(ans, 0, P8V_ERR_BAD_REQUEST, KEEPER_STEP_NONE);
+		(void)kbuf_end(ans);
+		return;
+	}
+	slot = kproto_max(KP_SIGN_PROFILE | KPROTO_ANSWER);
+	ans->len = 0;
+	ans->err = 0;
+	for (i = 0; i < n; i++) {
+		a.p = ans->p + ans->len;
+		a.cap = slot;
+		if (d[off[i] + 1] == KP_SIGN_PROFILE &&
+		    mlen[i] <= KPROTO_SLOT_BYTES)
+			kserve_handle(s, d + off[i], mlen[i], &a);
+		else {
+			kbuf_answer(&a, 0, P8V_ERR_BAD_REQUEST,
+			    KEEPER_STEP_NONE);
+			(void)kbuf_end(&a);
+		}
+		if (i + 1 < n)
+			a.p[2] = KPROTO_F_MORE;
+		ans->len += a.len;
+	}
+}

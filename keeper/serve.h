@@ -41,4 +41,10 @@ void kserve_destroy(struct kserve *s);
 void kserve_handle(struct kserve *s, const uint8_t *msg, size_t len,
     struct kbuf *ans);
 
+/* Answer a datagram from the front, one message or a batch (proto.h),
+ * into ans (a buffer of KPROTO_MSG_MAX bytes): the one answer datagram,
+ * always. */
+void kserve_datagram(struct kserve *s, const uint8_t *d, size_t len,
+    struct kbuf *ans);
+
 #endif /* P8V_KEEPER_SERVE_H */
