@@ -14,10 +14,11 @@
  * without building an EVP_PKEY: EVP_PKEY_fromdata costs 12-14 us per key
  * (the provider builds the EC group again and decodes the point), almost
  * as much as the signature, and OpenSSL 3.0's EVP layer has no way to put
- * a private scalar into a prepared key object. The one-shot EC_KEY (with
- * the process-wide group, p8_group) costs under 1 us and signs through the
- * same ECDSA code and the same hedged nonce (random, private key and
- * digest) as the provider. EC_KEY is deprecated in OpenSSL 3.0 but kept in
+ * a private scalar into a prepared key object. An EC_KEY on the
+ * process-wide group (p8_group), one per thread, signs through the same
+ * ECDSA code and the same hedged nonce (random, private key and digest) as
+ * the provider; its scalar is loaded for one signature and wiped after
+ * it. EC_KEY is deprecated in OpenSSL 3.0 but kept in
  * every 3.x release; hence OPENSSL_SUPPRESS_DEPRECATED in this file only.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
@@ -79,32 +80,45 @@ static const uint8_t p256_half_order[JWT_SCALAR_BYTES] = {
 };
 
 /*
- * Process-wide SHA-256 implementation and the thread-local digest context.
+ * Process-wide SHA-256 implementation, and per thread a digest context and
+ * an EC_KEY on the P-256 group that holds a private scalar only during a
+ * signature (sign_digest_scalar). A one-shot EC_KEY cost a copy of the
+ * group and two scalars in the secure heap (each allocation and free under
+ * OpenSSL's one lock for that heap) per signature.
  */
+struct jwt_thread {
+	EVP_MD_CTX *md;
+	EC_KEY *ec;             /* no private key between signatures */
+};
+
 static pthread_once_t jwt_once = PTHREAD_ONCE_INIT;
 static EVP_MD *jwt_sha256;
-static pthread_key_t jwt_ctx_key;
+static pthread_key_t jwt_thread_key;
 static int jwt_ready;
 
 static void
-free_thread_ctx(void *ctx)
+free_thread(void *arg)
 {
-	EVP_MD_CTX_free(ctx);
+	struct jwt_thread *t = arg;
+
+	EVP_MD_CTX_free(t->md);
+	EC_KEY_free(t->ec);
+	free(t);
 }
 
 /*
  * At exit, before OpenSSL's own atexit clean-up (registered earlier, so it
- * runs later): free the exiting thread's context, whose destructor does not
+ * runs later): free the exiting thread's state, whose destructor does not
  * run for the main thread, and our reference to the EVP_MD.
  */
 static void
 release_at_exit(void)
 {
-	EVP_MD_CTX *ctx = pthread_getspecific(jwt_ctx_key);
+	struct jwt_thread *t = pthread_getspecific(jwt_thread_key);
 
-	if (ctx != NULL) {
-		(void)pthread_setspecific(jwt_ctx_key, NULL);
-		EVP_MD_CTX_free(ctx);
+	if (t != NULL) {
+		(void)pthread_setspecific(jwt_thread_key, NULL);
+		free_thread(t);
 	}
 	EVP_MD_free(jwt_sha256);
 	jwt_sha256 = NULL;
@@ -115,7 +129,7 @@ init_once(void)
 {
 	if ((jwt_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
 		return;
-	if (pthread_key_create(&jwt_ctx_key, free_thread_ctx) != 0) {
+	if (pthread_key_create(&jwt_thread_key, free_thread) != 0) {
 		EVP_MD_free(jwt_sha256);
 		jwt_sha256 = NULL;
 		return;
@@ -124,34 +138,38 @@ init_once(void)
 	jwt_ready = 1;
 }
 
-/* This thread's digest context, created on first use. NULL on failure. */
-static EVP_MD_CTX *
-thread_ctx(void)
+/* This thread's state, its digest context created on first use. NULL on
+ * failure. */
+static struct jwt_thread *
+thread_state(void)
 {
-	EVP_MD_CTX *ctx;
+	struct jwt_thread *t;
 
 	if (pthread_once(&jwt_once, init_once) != 0 || !jwt_ready)
 		return NULL;
-	if ((ctx = pthread_getspecific(jwt_ctx_key)) != NULL)
-		return ctx;
-	if ((ctx = EVP_MD_CTX_new()) == NULL)
+	if ((t = pthread_getspecific(jwt_thread_key)) != NULL)
+		return t;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return NULL;
-	if (pthread_setspecific(jwt_ctx_key, ctx) != 0) {
-		EVP_MD_CTX_free(ctx);
+	if ((t->md = EVP_MD_CTX_new()) == NULL ||
+	    pthread_setspecific(jwt_thread_key, t) != 0) {
+		free_thread(t);
 		return NULL;
 	}
-	return ctx;
+	return t;
 }
 
 /* SHA-256 of msg into out with this thread's context. 0 or P8V_ERR_CRYPTO. */
 static int
 digest(const void *msg, size_t msg_len, uint8_t out[JWT_DIGEST_BYTES])
 {
+	struct jwt_thread *t;
 	EVP_MD_CTX *ctx;
 	unsigned int out_len = 0;
 
-	if ((ctx = thread_ctx()) == NULL)
+	if ((t = thread_state()) == NULL)
 		return P8V_ERR_CRYPTO;
+	ctx = t->md;
 	if (EVP_DigestInit_ex2(ctx, jwt_sha256, NULL) != 1 ||
 	    EVP_DigestUpdate(ctx, msg, msg_len) != 1 ||
 	    EVP_DigestFinal_ex(ctx, out, &out_len) != 1 ||
@@ -455,29 +473,40 @@ alg_is_es256(const json_t *header)
 	    memcmp(json_string_value(alg), "ES256", 5) == 0;
 }
 
-/* Sign md with a bare P-256 scalar (a one-shot EC_KEY; see the top of this
- * file) into r || s. 0 or P8V_ERR_CRYPTO. */
+/* Sign md with a bare P-256 scalar (this thread's EC_KEY; see the top of
+ * this file) into r || s. 0 or P8V_ERR_CRYPTO. */
 static int
 sign_digest_scalar(const uint8_t scalar[P8_SCALAR_BYTES],
     const uint8_t md[JWT_DIGEST_BYTES], uint8_t sig[JWT_ES256_SIG_BYTES])
 {
 	const EC_GROUP *group;
 	const BIGNUM *sr, *ss;
+	struct jwt_thread *t;
 	ECDSA_SIG *es = NULL;
-	EC_KEY *ec = NULL;
-	BIGNUM *priv = NULL;
+	BIGNUM *priv;
 	int r = P8V_ERR_CRYPTO;
 
-	/* The secure heap's BIGNUM: EC_KEY_set_private_key copies it with
-	 * BN_dup, which keeps it there, and EC_KEY_free clears the copy. */
-	if ((group = p8_group()) == NULL || (ec = EC_KEY_new()) == NULL ||
-	    EC_KEY_set_group(ec, group) != 1 ||
-	    (priv = BN_secure_new()) == NULL)
+	if ((t = thread_state()) == NULL)
+		return P8V_ERR_CRYPTO;
+	if (t->ec == NULL) {
+		if ((group = p8_group()) == NULL ||
+		    (t->ec = EC_KEY_new()) == NULL)
+			return P8V_ERR_CRYPTO;
+		if (EC_KEY_set_group(t->ec, group) != 1) {
+			EC_KEY_free(t->ec);
+			t->ec = NULL;
+			return P8V_ERR_CRYPTO;
+		}
+	}
+	/* EC_KEY_oct2priv, as d2i_ECPrivateKey does: the scalar goes into
+	 * the key's own BIGNUM, in the secure heap (made by the first call,
+	 * reused after), with no copy of ours. The key is ours alone, so
+	 * its BIGNUM may be changed through get0. */
+	if (EC_KEY_oct2priv(t->ec, scalar, P8_SCALAR_BYTES) != 1 ||
+	    (priv = (BIGNUM *)EC_KEY_get0_private_key(t->ec)) == NULL)
 		goto out;
 	BN_set_flags(priv, BN_FLG_CONSTTIME);
-	if (BN_bin2bn(scalar, P8_SCALAR_BYTES, priv) == NULL ||
-	    EC_KEY_set_private_key(ec, priv) != 1 ||
-	    (es = ECDSA_do_sign(md, JWT_DIGEST_BYTES, ec)) == NULL)
+	if ((es = ECDSA_do_sign(md, JWT_DIGEST_BYTES, t->ec)) == NULL)
 		goto out;
 	ECDSA_SIG_get0(es, &sr, &ss);
 	if (BN_bn2binpad(sr, sig, JWT_SCALAR_BYTES) != JWT_SCALAR_BYTES ||
@@ -487,8 +516,9 @@ sign_digest_scalar(const uint8_t scalar[P8_SCALAR_BYTES],
 	r = 0;
  out:
 	ECDSA_SIG_free(es);
-	BN_clear_free(priv);
-	EC_KEY_free(ec);
+	/* The scalar leaves the key at once: BN_clear wipes every word. */
+	if ((priv = (BIGNUM *)EC_KEY_get0_private_key(t->ec)) != NULL)
+		BN_clear(priv);
 	return r;
 }
 

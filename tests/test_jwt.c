@@ -1523,6 +1523,98 @@ test_low_s(const struct test_key *k)
 	json_decref(h);
 }
 
+/*
+ * Where n bytes equal to needle lie in this process's readable mappings,
+ * other than at skip: how many. Read from /proc/self/maps; mappings of the
+ * kernel's ([vvar], [vsyscall]) are left out.
+ */
+static size_t
+count_in_memory(const uint8_t *needle, size_t n, const void *skip)
+{
+	char line[512], perms[8];
+	unsigned long lo, hi;
+	const uint8_t *p, *end;
+	size_t found = 0;
+	FILE *f;
+
+	REQUIRE((f = fopen("/proc/self/maps", "r")) != NULL);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 ||
+		    perms[0] != 'r' || perms[1] != 'w' ||
+		    strstr(line, "[v") != NULL)
+			continue;
+		end = (const uint8_t *)hi;
+		for (p = (const uint8_t *)lo; p + n <= end; p++) {
+			p = memchr(p, needle[0], (size_t)(end - p));
+			if (p == NULL || p + n > end)
+				break;
+			if (memcmp(p, needle, n) == 0 && p != skip)
+				found++;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * The signer's EC_KEY, kept per thread, holds a scalar only during a
+ * signature: after jwt_sign_es256_scalar, no readable page of the process
+ * holds the scalar as OpenSSL's BIGNUM stores it (its 64-bit words least
+ * significant first: the big-endian bytes reversed). The scan is shown to
+ * find such a BIGNUM first.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define SCAN_OWN_MEMORY 0       /* its shadow and redzones are not ours */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SCAN_OWN_MEMORY 0
+#endif
+#endif
+#ifndef SCAN_OWN_MEMORY
+#define SCAN_OWN_MEMORY 1
+#endif
+
+static void
+test_scalar_wiped(void)
+{
+	uint8_t scalar[P8_SCALAR_BYTES], limbs[P8_SCALAR_BYTES];
+	json_t *h = json_pack("{s:s}", "alg", "ES256");
+	json_t *cl = json_pack("{s:i}", "iat", 1);
+	char *token = NULL;
+	BIGNUM *bn;
+	size_t i;
+
+	if (!SCAN_OWN_MEMORY) {
+		/* The plain build runs it. */
+		json_decref(h);
+		json_decref(cl);
+		return;
+	}
+	REQUIRE(h != NULL && cl != NULL);
+	/* Below the group order: the top byte is under 0xff. */
+	for (i = 0; i < sizeof(scalar); i++)
+		scalar[i] = (uint8_t)(0x5a ^ (i * 37));
+	scalar[0] = 0x3c;
+	for (i = 0; i < sizeof(scalar); i++)
+		limbs[i] = scalar[sizeof(scalar) - 1 - i];
+
+	REQUIRE((bn = BN_bin2bn(scalar, sizeof(scalar), NULL)) != NULL);
+	CHECKF(count_in_memory(limbs, sizeof(limbs), limbs) >= 1,
+	    "the scan finds a live BIGNUM of the scalar");
+	BN_clear_free(bn);
+	CHECK_INT((int)count_in_memory(limbs, sizeof(limbs), limbs), 0);
+
+	for (i = 0; i < 3; i++) {
+		CHECK_OK(jwt_sign_es256_scalar(scalar, h, cl, &token));
+		free(token);
+		token = NULL;
+		CHECKF(count_in_memory(limbs, sizeof(limbs), limbs) == 0,
+		    "signature %zu: the scalar left in memory", i);
+	}
+	json_decref(h);
+	json_decref(cl);
+}
+
 int
 main(void)
 {
@@ -1551,6 +1643,7 @@ main(void)
 	test_threads(&k1);
 	test_sign_scalar(&k1, &k2);
 	test_sign_scalar(&k2, &k1);
+	test_scalar_wiped();
 	test_low_s(&k1);
 	test_low_s(&k3);
 
