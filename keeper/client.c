@@ -1451,6 +1451,17 @@ keeper_pipe_sign_profile(struct keeper_pipe *pp,
 		return P8V_ERR_INVALID_ARGUMENT;
 	if (pp->n == KPIPE_SLOTS)
 		return P8V_ERR_BUSY;
+	if (pp->p != NULL && pp->n == 0 && pp->ch->cpu >= 0 &&
+	    pp->ch->cpu != sched_getcpu()) {
+		/* The loop moved to another CPU since it took the channel,
+		 * which a busy loop keeps: between two batches it takes one
+		 * of this CPU's keeper thread instead (proto.h), or the two
+		 * would wake each other across CPUs for as long as the load
+		 * lasts. */
+		chan_give(pp->rm, pp->p, pp->ch, 0);
+		pp->p = NULL;
+		pp->ch = NULL;
+	}
 	if (pp->p != NULL) {
 		/* A keeper replaced (SIGHUP) or lost since the channel was
 		 * taken: no new calls on it; once its calls are answered
