@@ -178,16 +178,38 @@ digest(const void *msg, size_t msg_len, uint8_t out[JWT_DIGEST_BYTES])
 	return 0;
 }
 
-/* Encode n bytes at in as base64url into out (room for JWT_B64_LEN(n) + 1);
- * returns the number of characters written (the NUL not counted). */
+/* Encode n bytes at in as base64url into out (room for JWT_B64_LEN(n) + 1,
+ * NUL-terminated); returns the number of characters written (the NUL not
+ * counted). A table lookup per character: what a JWS encodes (header,
+ * claims, signature) is public, and libsodium's constant-time encoder,
+ * made for secrets, cost about 0.8 us per token in the keeper. */
 static size_t
 encode(char *out, const uint8_t *in, size_t n)
 {
-	static const uint8_t empty[1];
+	static const char tab[64] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t i, o = 0;
+	uint32_t v;
 
-	sodium_bin2base64(out, JWT_B64_LEN(n) + 1, n > 0 ? in : empty, n,
-	    JWT_B64_VARIANT);
-	return JWT_B64_LEN(n);
+	for (i = 0; n - i >= 3; i += 3) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		out[o++] = tab[v >> 18];
+		out[o++] = tab[v >> 12 & 63];
+		out[o++] = tab[v >> 6 & 63];
+		out[o++] = tab[v & 63];
+	}
+	if (n - i == 1) {
+		v = (uint32_t)in[i] << 16;
+		out[o++] = tab[v >> 18];
+		out[o++] = tab[v >> 12 & 63];
+	} else if (n - i == 2) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+		out[o++] = tab[v >> 18];
+		out[o++] = tab[v >> 12 & 63];
+		out[o++] = tab[v >> 6 & 63];
+	}
+	out[o] = '\0';
+	return o;
 }
 
 /* 1 if every character is in the base64url alphabet (no padding). */

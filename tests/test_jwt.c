@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sodium.h>
 
 #include "common/err.h"
 #include "crypto/jwt.h"
@@ -171,6 +172,22 @@ test_b64url(void)
 		CHECK_STR(out, b64_cases[i].want);
 		free(out);
 		free(in);
+	}
+	/* Every length up to 300 bytes, of varied bytes, against
+	 * libsodium's encoder. */
+	for (len = 0; len <= 300; len++) {
+		uint8_t in[300];
+		char want[sizeof(in) * 2];
+
+		for (i = 0; i < len; i++)
+			in[i] = (uint8_t)(i * 151 + len * 7 + (i >> 3));
+		sodium_bin2base64(want, sizeof(want), in, len,
+		    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		out = NULL;
+		CHECK_OK(jwt_b64url_encode(len > 0 ? in : NULL, len, &out));
+		CHECKF(out != NULL && strcmp(out, want) == 0,
+		    "base64url of %zu bytes", len);
+		free(out);
 	}
 	out = NULL;
 	CHECK_OK(jwt_b64url_encode(NULL, 0, &out));
