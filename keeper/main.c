@@ -38,6 +38,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -58,6 +59,29 @@
 #define REQ_LOCKED_BYTES (16 * 1024)
 _Static_assert(KPROTO_HEADER_BYTES + 4 + P8_MAX_INPUT_BYTES <= REQ_LOCKED_BYTES,
     "a seal request's .p8 lies in the locked start of a channel's buffer");
+
+/*
+ * getpid for the libraries the keeper loads: this definition comes before
+ * libc's in the dynamic linker's search, so that their calls land here.
+ * OpenSSL's random generator asks for the process id on every draw (its
+ * fork check), a system call per signature at about 1.1 us on the guests
+ * we measure (docs/benchmarks.md). The keeper never forks (its sandbox
+ * kills a fork, and nothing before it forks), so the id read once stays
+ * true for the life of the process.
+ */
+static pid_t own_pid;
+
+pid_t
+getpid(void)
+{
+	pid_t p = __atomic_load_n(&own_pid, __ATOMIC_RELAXED);
+
+	if (p == 0) {
+		p = (pid_t)syscall(SYS_getpid);
+		__atomic_store_n(&own_pid, p, __ATOMIC_RELAXED);
+	}
+	return p;
+}
 
 static struct kserve *server;
 /* Channel threads meet the main thread twice: once started (their own
