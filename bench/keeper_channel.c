@@ -2,16 +2,20 @@
  * keeper_channel: what a call through the keeper process costs, next to
  * the same call on a keeper in this process (docs/benchmarks.md).
  *
- *   keeper_channel --key FILE.p8 [--calls N] [--threads T]
+ *   keeper_channel --key FILE.p8 [--calls N] [--threads T] [--batch B]
  *
  * Makes a master key in a temporary directory, seals FILE.p8 once, then
  * times N calls of each kind, on one keeper in this process (keeper_create)
  * and on one p8vault-keeper (keeper_start, T channels), T threads at once:
  *   status   the smallest round trip (no key touched);
- *   musickit keeper_sign_profile: a fresh ES256 signature, as /jwt does.
+ *   musickit keeper_sign_profile: a fresh ES256 signature, one call at a
+ *            time;
+ *   pipe/B   the same signature through a keeper pipe (keeper.h), B calls
+ *            queued and sent as one batch (default 4), as /jwt's loops
+ *            do; in process, one call at a time.
  * Prints one line per kind: calls/s in process, calls/s through the
  * process, and the difference per call in microseconds (the channel's
- * cost: two datagrams, two thread wake-ups).
+ * cost: two datagrams and two thread wake-ups per call, or per batch).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,11 +30,12 @@
 #include "common/log.h"
 #include "crypto/masterkey.h"
 #include "keeper/keeper.h"
+#include "keeper/proto.h"
 
 static struct keeper_record rec;
 static struct keeper_profile prof;
 static unsigned long calls_each;
-static int kind_sign;
+static unsigned long batch = 4;
 
 static double
 now_s(void)
@@ -41,34 +46,88 @@ now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+enum kind { KIND_STATUS, KIND_SIGN, KIND_PIPE, KINDS };
+
+struct job {
+	struct keeper *k;
+	enum kind kind;
+};
+
+static void
+pipe_done(void *arg, int result, struct keeper_token *tok,
+    enum keeper_step step)
+{
+	(void)tok;
+	(void)step;
+	if (result != 0)
+		abort();
+	(*(unsigned long *)arg)++;
+}
+
+/* calls_each signatures through a pipe to k's keeper process, a batch at
+ * a time. */
+static void
+pipe_calls(struct keeper_pipe *pp)
+{
+	unsigned long done = 0, queued = 0, i;
+
+	while (queued < calls_each) {
+		for (i = 0; i < batch && queued < calls_each; i++, queued++)
+			if (keeper_pipe_sign_profile(pp, &rec, &prof,
+			    pipe_done, &done) != 0)
+				abort();
+		if (keeper_pipe_flush(pp) != 0)
+			abort();
+		while (keeper_pipe_pending(pp) > 0)
+			keeper_pipe_wait(pp);
+	}
+	if (done != calls_each)
+		abort();
+}
+
 static void *
 worker(void *arg)
 {
-	struct keeper *k = arg;
+	const struct job *j = arg;
 	struct keeper_status st;
 	struct keeper_token t;
+	struct keeper_pipe *pp;
 	unsigned long i;
+	int r;
 
+	if (j->kind == KIND_PIPE) {
+		/* A keeper in this process has no pipe: one call at a
+		 * time. */
+		if ((r = keeper_pipe_open(j->k, &pp)) == 0) {
+			pipe_calls(pp);
+			keeper_pipe_close(pp);
+			return NULL;
+		}
+		if (r != P8V_ERR_UNSUPPORTED)
+			abort();
+	}
 	for (i = 0; i < calls_each; i++) {
-		if (kind_sign) {
-			if (keeper_sign_profile(k, &rec, &prof, &t, NULL) != 0)
+		if (j->kind != KIND_STATUS) {
+			if (keeper_sign_profile(j->k, &rec, &prof, &t,
+			    NULL) != 0)
 				abort();
 			keeper_token_finish(&t);
-		} else if (keeper_status(k, &st) != 0)
+		} else if (keeper_status(j->k, &st) != 0)
 			abort();
 	}
 	return NULL;
 }
 
 static double
-rate(struct keeper *k, unsigned int threads)
+rate(struct keeper *k, enum kind kind, unsigned int threads)
 {
+	struct job j = { k, kind };
 	pthread_t tid[64];
 	unsigned int i;
 	double t0 = now_s();
 
 	for (i = 0; i < threads; i++)
-		pthread_create(&tid[i], NULL, worker, k);
+		pthread_create(&tid[i], NULL, worker, &j);
 	for (i = 0; i < threads; i++)
 		pthread_join(tid[i], NULL);
 	return (double)calls_each * threads / (now_s() - t0);
@@ -111,11 +170,15 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--threads") == 0 &&
 		    i + 1 < (unsigned int)argc)
 			threads = (unsigned int)strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--batch") == 0 &&
+		    i + 1 < (unsigned int)argc)
+			batch = strtoul(argv[++i], NULL, 10);
 	}
 	if (p8file == NULL || threads == 0 || threads > 64 || calls == 0 ||
+	    batch == 0 || batch > KPROTO_BATCH_MAX ||
 	    (p8 = read_file(p8file, &p8_len)) == NULL) {
 		fprintf(stderr, "usage: keeper_channel --key FILE.p8 "
-		    "[--calls N] [--threads T]\n");
+		    "[--calls N] [--threads T] [--batch B]\n");
 		return 2;
 	}
 	log_set_level(LOG_LEVEL_WARN);
@@ -158,14 +221,20 @@ main(int argc, char **argv)
 	calls_each = calls / threads;
 	printf("%-9s %12s %14s %12s\n", "call", "in process/s",
 	    "via keeper/s", "channel us");
-	for (k = 0; k < 2; k++) {
-		kind_sign = k;
-		(void)rate(local, threads);     /* warm-up */
-		(void)rate(remote, threads);
-		in = rate(local, threads);
-		out = rate(remote, threads);
-		printf("%-9s %12.0f %14.0f %12.1f\n", k ? "musickit" : "status",
-		    in, out, (1e6 / out - 1e6 / in) * threads);
+	for (k = 0; k < KINDS; k++) {
+		char name[16];
+
+		(void)rate(local, (enum kind)k, threads);      /* warm-up */
+		(void)rate(remote, (enum kind)k, threads);
+		in = rate(local, (enum kind)k, threads);
+		out = rate(remote, (enum kind)k, threads);
+		if (k == KIND_PIPE)
+			snprintf(name, sizeof(name), "pipe/%lu", batch);
+		else
+			snprintf(name, sizeof(name), "%s",
+			    k == KIND_SIGN ? "musickit" : "status");
+		printf("%-9s %12.0f %14.0f %12.1f\n", name, in, out,
+		    (1e6 / out - 1e6 / in) * threads);
 	}
 	keeper_destroy(remote);
 	keeper_destroy(local);
