@@ -46,8 +46,9 @@ int jwt_sign_es256(const struct p8_key *key, const json_t *header,
  * [1, n - 1]: the caller checked it, e.g. with p8_scalar_check) instead of
  * a key object: for the vault, which unseals a scalar per token and would
  * otherwise spend more on building an EVP_PKEY than on the signature. The
- * scalar is read, never copied outside OpenSSL's secure heap; the caller
- * keeps it in locked memory and wipes it. Thread-safe.
+ * scalar is copied only into OpenSSL's secure heap (this thread's EC_KEY),
+ * and wiped there once the signature is made; the caller keeps its own in
+ * locked memory and wipes it. Thread-safe.
  * Returns as jwt_sign_es256 (P8V_ERR_INVALID_ARGUMENT for a NULL scalar).
  */
 int jwt_sign_es256_scalar(const uint8_t scalar[P8_SCALAR_BYTES],
