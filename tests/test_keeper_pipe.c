@@ -1,0 +1,120 @@
+/*
+ * test_keeper_pipe.c: a keeper pipe (keeper/keeper.h) against a keeper
+ * process that answers what the real one never does (tests/fake_keeper.c,
+ * path in P8V_FAKE_KEEPER). Each answer of a batch goes to its own call,
+ * in order; a batch answered with fewer answers, or with a datagram whose
+ * framing is broken, answers every call in flight keeper_unavailable and
+ * takes that keeper for dead.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "keeper/keeper.h"
+#include "tests/check.h"
+
+#define CALLS 3
+
+struct result {
+	int done;
+	int r;
+	char token[32];
+};
+
+static void
+done(void *arg, int r, struct keeper_token *tok, enum keeper_step step)
+{
+	struct result *res = arg;
+
+	(void)step;
+	res->done++;
+	res->r = r;
+	if (r == 0 && tok != NULL && tok->token != NULL)
+		snprintf(res->token, sizeof(res->token), "%s", tok->token);
+}
+
+/* Start the fake keeper in mode, queue n signatures on a pipe, send them
+ * as one batch and wait for their answers into res. Returns whether the
+ * keeper is still taken for ready afterwards. */
+static int
+run(const char *mode, size_t n, struct result *res)
+{
+	static const char *files[] = { "/nonexistent/master.key" };
+	static const uint8_t aad[] = "aad", env[] = "env";
+	struct keeper_process_options o;
+	struct keeper_record rec = { aad, sizeof(aad), env, sizeof(env) };
+	struct keeper_profile prof;
+	struct keeper_pipe *pp;
+	struct keeper *k = NULL;
+	size_t i;
+	int ready;
+
+	REQUIRE(setenv("FAKE_KEEPER_MODE", mode, 1) == 0);
+	memset(&o, 0, sizeof(o));
+	o.program = getenv("P8V_FAKE_KEEPER");
+	REQUIRE(o.program != NULL);
+	o.key_files = files;
+	o.n_key_files = 1;
+	o.channels = 1;
+	REQUIRE(keeper_start(&o, &k, NULL) == 0);
+	memset(&prof, 0, sizeof(prof));
+	prof.kind = KEEPER_PROFILE_MUSICKIT;
+	prof.expires_in = 600;
+	memset(res, 0, n * sizeof(*res));
+	REQUIRE(keeper_pipe_open(k, &pp) == 0);
+	for (i = 0; i < n; i++)
+		CHECK_INT(keeper_pipe_sign_profile(pp, &rec, &prof, done,
+		    &res[i]), 0);
+	CHECK_INT(keeper_pipe_flush(pp), 0);
+	/* One wait reads one answer datagram; a few more would only show a
+	 * call left waiting. */
+	for (i = 0; i < 4 && keeper_pipe_pending(pp) > 0; i++)
+		keeper_pipe_wait(pp);
+	CHECKF(keeper_pipe_pending(pp) == 0, "%s: %zu calls left waiting",
+	    mode, keeper_pipe_pending(pp));
+	keeper_pipe_close(pp);
+	ready = keeper_ready(k);
+	keeper_destroy(k);
+	return ready;
+}
+
+int
+main(void)
+{
+	struct result res[CALLS];
+	char want[32];
+	size_t i;
+
+	log_set_level(LOG_LEVEL_ERROR);
+
+	/* The fake is shown to work: each call gets its own answer. */
+	CHECK(run("echo", CALLS, res));
+	for (i = 0; i < CALLS; i++) {
+		snprintf(want, sizeof(want), "tok.%zu", i);
+		CHECKF(res[i].done == 1 && res[i].r == 0 &&
+		    strcmp(res[i].token, want) == 0,
+		    "echo: call %zu answered %d times, result %d, token %s",
+		    i, res[i].done, res[i].r, res[i].token);
+	}
+	CHECK(run("echo", 1, res));
+	CHECK(res[0].done == 1 && res[0].r == 0 &&
+	    strcmp(res[0].token, "tok.0") == 0);
+
+	/* One answer short, or the framing broken: no call gets another's
+	 * answer, every one is answered keeper_unavailable, once. */
+	CHECK(!run("short", CALLS, res));
+	for (i = 0; i < CALLS; i++)
+		CHECKF(res[i].done == 1 &&
+		    res[i].r == P8V_ERR_KEEPER_UNAVAILABLE,
+		    "short: call %zu answered %d times, result %d", i,
+		    res[i].done, res[i].r);
+	CHECK(!run("broken", CALLS, res));
+	for (i = 0; i < CALLS; i++)
+		CHECKF(res[i].done == 1 &&
+		    res[i].r == P8V_ERR_KEEPER_UNAVAILABLE,
+		    "broken: call %zu answered %d times, result %d", i,
+		    res[i].done, res[i].r);
+	return check_finish();
+}
