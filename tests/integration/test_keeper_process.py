@@ -335,6 +335,14 @@ def kill_9_under_load():
                     sum(1 for r in list(results) if r[1] == 200) < 20:
                 time.sleep(0.02)
             os.kill(before, signal.SIGKILL)
+            # Dead once it has exited: a sanitizer build's keeper takes a
+            # while to, and until then the daemon (rightly) still calls
+            # it ready, and the next round would find it again.
+            gone = time.time() + 10
+            while running_keeper(before) and time.time() < gone:
+                time.sleep(0.005)
+            check(not running_keeper(before),
+                  "round %d: the keeper still runs after kill -9" % round_)
             killed = time.time()
             took = wait_ready(v, killed, READY_WITHIN_S)
             time.sleep(0.3)
