@@ -154,6 +154,22 @@ index_put(struct store_txn *txn, const struct key_record *rec,
 	    strlen(rec->fingerprint), 0);
 }
 
+/* The indexes cover every record: KEY_INDEX_RECORDS gets their number
+ * (after a write that changed it). */
+static int
+index_mark(struct store_txn *txn)
+{
+	uint8_t v[8];
+	uint64_t n;
+	int r;
+
+	if ((r = key_record_count(txn, &n)) != 0)
+		return r;
+	store_put_u64(v, n);
+	return store_put(txn, STORE_DB_META, KEY_INDEX_RECORDS,
+	    strlen(KEY_INDEX_RECORDS), v, sizeof(v), 0);
+}
+
 static int
 entry_del(struct store_txn *txn, const char *prefix, const char *ident,
     const char *mid, const uint8_t *dbkey, size_t klen)
@@ -225,6 +241,10 @@ key_record_put(struct store_txn *txn, const struct key_record *rec)
 		goto out;
 	if ((r = index_put(txn, rec, dbkey, klen)) != 0)
 		goto out;
+	/* A new record (or one in the place of a record that did not
+	 * decode): the number the indexes cover. */
+	if (!found && (r = index_mark(txn)) != 0)
+		goto out;
 	/* The per-app index (store/appindex.h) changes with the record. */
 	r = appindex_on_put(txn, found ? &old : NULL, rec);
  out:
@@ -273,6 +293,8 @@ key_record_delete(struct store_txn *txn, const char *app, const char *key_id)
 	    (r = entry_del(txn, KEY_TEAM_INDEX_PREFIX, old.team_id, NULL,
 	    dbkey, klen)) == 0)
 		r = appindex_on_delete(txn, &old);
+	if (r == 0)
+		r = index_mark(txn);
 	key_record_free(&old);
 	return r;
 }
@@ -720,9 +742,16 @@ key_record_index_sync(struct store_txn *txn, int *rebuilt)
 
 	if (rebuilt != NULL)
 		*rebuilt = 0;
-	/* Cheap when in step: one count and a walk over the entries' keys. */
 	if ((r = key_record_count(txn, &records)) != 0)
 		return r;
+	/* In step as this release left it: two lookups. */
+	r = store_get(txn, STORE_DB_META, KEY_INDEX_RECORDS,
+	    strlen(KEY_INDEX_RECORDS), &val, &vlen);
+	if (r == 0 && vlen == 8 && store_get_u64(val) == records)
+		return 0;
+	if (r != 0 && r != P8V_ERR_NOT_FOUND)
+		return r;
+	/* Else a count and a walk over the entries' keys. */
 	for (p = 0; p < 2; p++) {
 		entries = 0;
 		if ((r = store_scan(txn, STORE_DB_META, prefixes[p],
@@ -731,7 +760,7 @@ key_record_index_sync(struct store_txn *txn, int *rebuilt)
 		stale |= entries != records;
 	}
 	if (!stale)
-		return 0;
+		return index_mark(txn);
 	/* Written by a release without the indexes (or holding a record
 	 * that does not decode, which gets no entry): build them again. */
 	for (p = 0; p < 2; p++)
@@ -760,9 +789,10 @@ key_record_index_sync(struct store_txn *txn, int *rebuilt)
 		if (r != 0)
 			goto out;
 	}
+	if ((r = index_mark(txn)) != 0)
+		goto out;
 	if (rebuilt != NULL)
 		*rebuilt = 1;
-	r = 0;
  out:
 	keybuf_free(&old);
 	keybuf_free(&recs);

@@ -86,6 +86,13 @@ int key_record_foreach(struct store_txn *txn, key_record_cb cb, void *arg);
 /* Team ID || Key ID in a fingerprint index entry. */
 #define KEY_FP_INDEX_MID (2 * IDS_APPLE_ID_LEN)
 #define KEY_TEAM_INDEX_PREFIX "teamidx/"
+/* In the meta database: the number of records (u64, big-endian) the
+ * indexes were last known to cover. key_record_put and key_record_delete
+ * set it whenever the number changes, so that opening a store in step
+ * costs two lookups, not a walk over every entry. A release before it
+ * leaves it behind when it adds or deletes records: the number then
+ * differs, and key_record_index_sync checks the indexes. */
+#define KEY_INDEX_RECORDS "idx/records"
 /* Longest index entry key: the longer prefix (8), a fingerprint, "/",
  * Team ID || Key ID, "/", a db key. */
 #define KEY_IDX_KEY_MAX \
@@ -126,11 +133,15 @@ int key_record_identity_conflict(struct store_txn *txn,
     int *conflict);
 
 /*
- * Bring both indexes in step with the records (write transaction): when
- * either's number of entries differs from the number of records (a vault
- * written by a release without them), drop every entry and index every
- * record that decodes. store_open runs it. *rebuilt (may be NULL) is 1 if
- * it rebuilt. Returns 0, P8V_ERR_ALLOC, P8V_ERR_NO_SPACE, P8V_ERR_STORE.
+ * Bring both indexes in step with the records (write transaction). When
+ * KEY_INDEX_RECORDS holds the number of records, they are. Otherwise
+ * (missing: a vault written before it; another number: records added or
+ * deleted by such a release) the entries are counted, and when either
+ * index's number of entries differs from the number of records, every
+ * entry is dropped and every record that decodes indexed again; then
+ * KEY_INDEX_RECORDS is set. store_open runs it. *rebuilt (may be NULL) is
+ * 1 if it rebuilt. Returns 0, P8V_ERR_ALLOC, P8V_ERR_NO_SPACE,
+ * P8V_ERR_STORE.
  */
 int key_record_index_sync(struct store_txn *txn, int *rebuilt);
 

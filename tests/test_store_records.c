@@ -1347,6 +1347,40 @@ idx_drop(struct store_txn *txn, void *arg)
 	return 0;
 }
 
+/* KEY_INDEX_RECORDS set to *arg, or removed when arg is NULL (a vault of
+ * a release before it). */
+static int
+idx_mark_set(struct store_txn *txn, void *arg)
+{
+	uint8_t v[8];
+	int r;
+
+	if (arg == NULL) {
+		r = store_del(txn, STORE_DB_META, KEY_INDEX_RECORDS,
+		    strlen(KEY_INDEX_RECORDS));
+		return r == P8V_ERR_NOT_FOUND ? 0 : r;
+	}
+	store_put_u64(v, *(uint64_t *)arg);
+	return store_put(txn, STORE_DB_META, KEY_INDEX_RECORDS,
+	    strlen(KEY_INDEX_RECORDS), v, sizeof(v), 0);
+}
+
+static int
+idx_mark_get(struct store_txn *txn, void *arg)
+{
+	const uint8_t *v;
+	size_t vlen;
+	int r;
+
+	*(uint64_t *)arg = UINT64_MAX;
+	if ((r = store_get(txn, STORE_DB_META, KEY_INDEX_RECORDS,
+	    strlen(KEY_INDEX_RECORDS), &v, &vlen)) != 0)
+		return r;
+	if (vlen == 8)
+		*(uint64_t *)arg = store_get_u64(v);
+	return 0;
+}
+
 static int
 idx_collect(const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
     void *arg)
@@ -1487,12 +1521,21 @@ test_indexes(void)
 	CHECK_OK(store_read(store, idx_query, &q));
 	CHECK_INT(q.n, 1);
 	CHECK_STR(q.seen[0], want[0]);
+	{
+		uint64_t n = 0, mark = 0;
+
+		/* Puts and deletes kept the number the indexes cover. */
+		REQUIRE(store_read(store, count_txn, &n) == 0);
+		CHECK_OK(store_read(store, idx_mark_get, &mark));
+		CHECK_INT(mark, n);
+	}
 
 	/* Lost (the vault of an earlier release): rebuilt at open. */
 	memcpy(dir2_fp, a.fingerprint, sizeof(dir2_fp));
 	REQUIRE(store_read(store, idx_count_txn, &drop) == 0);
 	CHECK(drop.n > 0);
 	CHECK_OK(store_write(store, idx_drop, &drop.all));
+	CHECK_OK(store_write(store, idx_mark_set, NULL));
 	CHECK_INT(idx_count(KEY_FP_INDEX_PREFIX), drop.n - drop.all.n);
 	store_close(store);
 	store = tsu_store(dir, 0);
@@ -1507,9 +1550,34 @@ test_indexes(void)
 		CHECK_INT(idx_count(KEY_FP_INDEX_PREFIX), n);
 		CHECK_INT(idx_count(KEY_TEAM_INDEX_PREFIX), n);
 	}
-	/* In step: nothing to do. */
+	/* In step: nothing to do, and the number of records is noted. */
 	CHECK_OK(store_write(store, idx_sync, &rebuilt));
 	CHECK_INT(rebuilt, 0);
+	{
+		uint64_t n = 0, mark = 0, other_n;
+
+		REQUIRE(store_read(store, count_txn, &n) == 0);
+		CHECK_OK(store_read(store, idx_mark_get, &mark));
+		CHECK_INT(mark, n);
+		/* Another number (records an earlier release added or
+		 * deleted): the entries are counted, found in step, and the
+		 * number set again. */
+		other_n = n + 5;
+		CHECK_OK(store_write(store, idx_mark_set, &other_n));
+		CHECK_OK(store_write(store, idx_sync, &rebuilt));
+		CHECK_INT(rebuilt, 0);
+		CHECK_OK(store_read(store, idx_mark_get, &mark));
+		CHECK_INT(mark, n);
+		/* Another number and entries missing: rebuilt. */
+		REQUIRE(store_read(store, idx_count_txn, &drop) == 0);
+		CHECK_OK(store_write(store, idx_drop, &drop.all));
+		CHECK_OK(store_write(store, idx_mark_set, &other_n));
+		CHECK_OK(store_write(store, idx_sync, &rebuilt));
+		CHECK_INT(rebuilt, 1);
+		CHECK_INT(idx_count(KEY_FP_INDEX_PREFIX), n);
+		CHECK_OK(store_read(store, idx_mark_get, &mark));
+		CHECK_INT(mark, n);
+	}
 
 	key_record_free(&a);
 	key_record_free(&b);
