@@ -412,7 +412,7 @@ proc_spawn(struct kremote *rm, const char *generate, struct kproc **out,
 	if ((len = recv_msg(p->ch[0].fd, p->ch[0].rbuf,
 	    KCLIENT_HELLO_TIMEOUT_MS)) < 0 ||
 	    kproto_open(p->ch[0].rbuf, (size_t)len, &type, &c) != 0 ||
-	    type != (KP_HELLO | KPROTO_ANSWER))
+	    type != (KP_HELLO | KPROTO_ANSWER) || p->ch[0].rbuf[2] != 0)
 		goto out;
 	r = kcur_result(&c, &step);
 	bad = kcur_u32(&c);
@@ -593,9 +593,10 @@ call_run(struct kcall *c, unsigned int type, struct kcur *ans,
 		goto broken;
 	if ((n = recv_answer(c->ch->fd, c->ch->rbuf)) > 0)
 		c->answer_len = (size_t)n;
+	/* One answer, alone in its datagram: no flag (proto.h). */
 	if (n < 0 ||
 	    kproto_open(c->ch->rbuf, (size_t)n, &atype, ans) != 0 ||
-	    atype != (type | KPROTO_ANSWER))
+	    atype != (type | KPROTO_ANSWER) || c->ch->rbuf[2] != 0)
 		goto broken;
 	return kcur_result(ans, step);
  broken:

@@ -10,7 +10,7 @@
  *           signature answer whose token is "tok.<i>", i its place;
  *   short   the same, one answer fewer when the batch has two or more;
  *   broken  one datagram whose framing is broken (a flag on its last
- *           message).
+ *           message); for a lone request, its answer so flagged.
  *
  * It holds no key and checks nothing: a test program, never installed.
  */

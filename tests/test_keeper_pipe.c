@@ -4,7 +4,8 @@
  * path in P8V_FAKE_KEEPER). Each answer of a batch goes to its own call,
  * in order; a batch answered with fewer answers, or with a datagram whose
  * framing is broken, answers every call in flight keeper_unavailable and
- * takes that keeper for dead.
+ * takes that keeper for dead; so does a synchronous call's answer that
+ * says another follows.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,21 +36,21 @@ done(void *arg, int r, struct keeper_token *tok, enum keeper_step step)
 		snprintf(res->token, sizeof(res->token), "%s", tok->token);
 }
 
-/* Start the fake keeper in mode, queue n signatures on a pipe, send them
- * as one batch and wait for their answers into res. Returns whether the
- * keeper is still taken for ready afterwards. */
-static int
-run(const char *mode, size_t n, struct result *res)
+/* What the fake keeper is asked to sign: it reads none of it. */
+static const uint8_t aad[] = "aad", env[] = "env";
+static const struct keeper_record rec = { aad, sizeof(aad), env,
+    sizeof(env) };
+static const struct keeper_profile prof = {
+	.kind = KEEPER_PROFILE_MUSICKIT, .expires_in = 600
+};
+
+/* The fake keeper, started as p8vaultd starts p8vault-keeper, in mode. */
+static struct keeper *
+start_fake(const char *mode)
 {
 	static const char *files[] = { "/nonexistent/master.key" };
-	static const uint8_t aad[] = "aad", env[] = "env";
 	struct keeper_process_options o;
-	struct keeper_record rec = { aad, sizeof(aad), env, sizeof(env) };
-	struct keeper_profile prof;
-	struct keeper_pipe *pp;
 	struct keeper *k = NULL;
-	size_t i;
-	int ready;
 
 	REQUIRE(setenv("FAKE_KEEPER_MODE", mode, 1) == 0);
 	memset(&o, 0, sizeof(o));
@@ -59,9 +60,20 @@ run(const char *mode, size_t n, struct result *res)
 	o.n_key_files = 1;
 	o.channels = 1;
 	REQUIRE(keeper_start(&o, &k, NULL) == 0);
-	memset(&prof, 0, sizeof(prof));
-	prof.kind = KEEPER_PROFILE_MUSICKIT;
-	prof.expires_in = 600;
+	return k;
+}
+
+/* Queue n signatures on a pipe to the fake keeper in mode, send them as
+ * one batch and wait for their answers into res. Returns whether the
+ * keeper is still taken for ready afterwards. */
+static int
+run(const char *mode, size_t n, struct result *res)
+{
+	struct keeper *k = start_fake(mode);
+	struct keeper_pipe *pp;
+	size_t i;
+	int ready;
+
 	memset(res, 0, n * sizeof(*res));
 	REQUIRE(keeper_pipe_open(k, &pp) == 0);
 	for (i = 0; i < n; i++)
@@ -112,6 +124,17 @@ main(void)
 			    res[i].r == P8V_ERR_KEEPER_UNAVAILABLE,
 			    "%s: call %zu answered %d times, result %d",
 			    bad[m], i, res[i].done, res[i].r);
+	}
+	/* A synchronous call whose answer carries the batch flag. */
+	{
+		struct keeper *k = start_fake("broken");
+		struct keeper_token t;
+
+		CHECK_INT(keeper_sign_profile(k, &rec, &prof, &t, NULL),
+		    P8V_ERR_KEEPER_UNAVAILABLE);
+		CHECK(!keeper_ready(k));
+		keeper_token_finish(&t);
+		keeper_destroy(k);
 	}
 	return check_finish();
 }
